@@ -1,0 +1,372 @@
+//! Elections: the randomised timer, pre-votes, votes, and becoming leader.
+//!
+//! A follower that hears nothing from a leader for its election timeout first asks for
+//! pre-votes (would you vote for me?), which change no state, and only then starts a real
+//! election in a new term. A voter refuses both while it has heard from a live leader
+//! within the minimum election timeout (Raft thesis §4.2.3), which is what makes the
+//! leader's lease sound; only a switchover's target, announced by the leader itself, is
+//! exempt. Votes go to candidates whose log is at least as up to date; among equals, a
+//! voter with a higher priority refuses a first-attempt pre-vote because it will win
+//! itself. The timer is earlier for higher-priority nodes, so the preferred node usually
+//! campaigns first and no vote splits.
+
+use super::{Replica, Role, Timer};
+use crate::message::{ElectionCause, Message, TimeoutNow, VoteRequest, VoteResponse, VoteVerdict};
+use crate::output::{Event, Refusal};
+use crate::progress::Progress;
+use crate::types::{Micros, NodeId};
+
+impl Replica {
+    /// Arms the election timer: `T_min + slot * width + jitter`, within `[T_min, T)`.
+    pub(super) fn reset_election_timer(&mut self) {
+        if !self.config.me().eligible() {
+            self.set_timer(Timer::Election, None);
+            return;
+        }
+        let minimum = self.config.election_timeout_min_us();
+        let window = self.config.election_timeout_us - minimum;
+        let eligible = self
+            .config
+            .members
+            .iter()
+            .filter(|m| m.eligible())
+            .count()
+            .max(1) as u64;
+        let slot_width = (window / eligible).max(1);
+        let delay = minimum + self.config.election_slot() * slot_width + self.rng.below(slot_width);
+        self.set_timer(Timer::Election, Some(self.now_us + delay));
+    }
+
+    pub(super) fn on_election_timeout(&mut self) {
+        match self.role {
+            Role::Leader => {}
+            Role::PreCandidate | Role::Candidate => {
+                // The round ran out without a result.
+                self.lose_election();
+                if self.election_cause == ElectionCause::Timeout && !self.hard.paused {
+                    self.start_pre_vote(ElectionCause::Timeout);
+                }
+            }
+            Role::Follower if self.hard.paused => self.reset_election_timer(),
+            Role::Follower => self.start_pre_vote(ElectionCause::Timeout),
+        }
+    }
+
+    /// Operator's manual failover: campaign now, skipping the timeout. Voters still apply
+    /// every rule but the pause, so this cannot unseat a live leader.
+    pub fn handle_campaign(&mut self, now: Micros) -> Result<(), Refusal> {
+        self.observe_now(now);
+        let me = *self.config.me();
+        let result = if !me.voter {
+            Err(Refusal::NotAVoter)
+        } else if me.priority == 0 {
+            Err(Refusal::PriorityZero)
+        } else if self.role == Role::Leader {
+            Err(Refusal::TargetIsLeader)
+        } else if matches!(self.role, Role::PreCandidate | Role::Candidate)
+            && self.election_cause == ElectionCause::Manual
+        {
+            // Already campaigning on an operator's word: restarting would only abandon
+            // votes on their way.
+            Ok(())
+        } else {
+            self.attempt = 0;
+            self.start_pre_vote(ElectionCause::Manual);
+            Ok(())
+        };
+        self.assert_invariants();
+        result
+    }
+
+    fn start_pre_vote(&mut self, cause: ElectionCause) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.election_cause = cause;
+        self.votes.clear();
+        let _ = self.votes.push((self.config.id, VoteVerdict::Granted));
+        self.counters.elections_started += 1;
+        self.event(Event::ElectionStarted {
+            term: self.hard.term + 1,
+            cause,
+            pre_vote: true,
+        });
+        self.reset_election_timer();
+        self.send_vote_requests(true);
+    }
+
+    fn become_candidate(&mut self, cause: ElectionCause) {
+        self.role = Role::Candidate;
+        self.leader = None;
+        self.election_cause = cause;
+        self.hard.term += 1;
+        self.hard.voted_for = Some(self.config.id);
+        self.handoff_seen = None;
+        self.votes.clear();
+        let _ = self.votes.push((self.config.id, VoteVerdict::Granted));
+        self.event(Event::ElectionStarted {
+            term: self.hard.term,
+            cause,
+            pre_vote: false,
+        });
+        // The self-vote must be durable before anyone is asked.
+        self.campaign_seq = Some(self.persist_hard_state());
+        self.reset_election_timer();
+    }
+
+    pub(super) fn send_vote_requests(&mut self, pre_vote: bool) {
+        let request = VoteRequest {
+            term: if pre_vote {
+                self.hard.term + 1
+            } else {
+                self.hard.term
+            },
+            last: self.log.last_position(),
+            pre_vote,
+            cause: self.election_cause,
+            attempt: self.attempt,
+        };
+        self.campaign_sent_at_us = self.now_us;
+        for index in 0..self.config.members.len() {
+            let member = self.config.members[index];
+            if member.voter && member.id != self.config.id {
+                self.send(member.id, Message::VoteRequest(request));
+            }
+        }
+        self.tally_votes();
+    }
+
+    pub(super) fn on_timeout_now(&mut self, from: NodeId, message: TimeoutNow) {
+        let from_leader = self.role == Role::Follower && self.leader == Some(from);
+        if message.term == self.hard.term && from_leader && self.config.me().eligible() {
+            self.attempt = 0;
+            self.become_candidate(ElectionCause::Switchover);
+        } else {
+            self.counters.stale_messages += 1;
+        }
+    }
+
+    /// Whether this node has heard from a live leader recently enough that granting a
+    /// vote could undermine that leader's lease.
+    fn heard_from_leader_recently(&self, candidate: NodeId) -> bool {
+        let recent = self.now_us
+            < self
+                .last_leader_contact_us
+                .saturating_add(self.config.election_timeout_min_us());
+        self.role == Role::Leader || (recent && self.contact_was_vote_for != Some(candidate))
+    }
+
+    /// Whether `candidate` is the switchover target the current leader announced.
+    fn is_announced_target(&self, candidate: NodeId) -> bool {
+        match self.transfer {
+            Some(transfer) => transfer.handoff_sent && transfer.target == candidate,
+            None => self.leader.is_some() && self.handoff_seen == Some(candidate),
+        }
+    }
+
+    pub(super) fn on_vote_request(&mut self, from: NodeId, request: VoteRequest) {
+        let verdict = self.judge_vote(from, request);
+        if request.pre_vote || verdict != VoteVerdict::Granted {
+            let term = if verdict == VoteVerdict::Granted {
+                request.term
+            } else {
+                self.hard.term
+            };
+            let response = VoteResponse {
+                term,
+                pre_vote: request.pre_vote,
+                verdict,
+            };
+            self.send(from, Message::VoteResponse(response));
+            return;
+        }
+        // A real vote: record it durably before answering.
+        self.hard.voted_for = Some(from);
+        let seq = self.persist_hard_state();
+        let response = VoteResponse {
+            term: self.hard.term,
+            pre_vote: false,
+            verdict,
+        };
+        self.pending_vote = Some(super::PendingVote {
+            seq,
+            to: from,
+            response,
+        });
+        self.last_leader_contact_us = self.now_us;
+        self.contact_was_vote_for = Some(from);
+        self.reset_election_timer();
+    }
+
+    /// Decides a vote, adopting a newer term when the request is a real one that may be
+    /// heard.
+    fn judge_vote(&mut self, from: NodeId, request: VoteRequest) -> VoteVerdict {
+        let Some(candidate) = self.config.member(from).copied() else {
+            return VoteVerdict::NotEligible;
+        };
+        if !candidate.eligible() {
+            return VoteVerdict::NotEligible;
+        }
+        if request.term < self.hard.term {
+            return VoteVerdict::StaleTerm;
+        }
+        let announced = request.cause == ElectionCause::Switchover
+            && !request.pre_vote
+            && request.term == self.hard.term + 1
+            && self.is_announced_target(from);
+        if self.heard_from_leader_recently(from) && !announced {
+            return VoteVerdict::LeaderAlive;
+        }
+        if self.hard.paused && request.cause == ElectionCause::Timeout {
+            return VoteVerdict::Paused;
+        }
+        let my_last = self.log.last_position();
+        if request.last < my_last {
+            return VoteVerdict::LogBehind;
+        }
+        if request.pre_vote {
+            let me = self.config.me();
+            let preferred = request.attempt == 0
+                && request.cause == ElectionCause::Timeout
+                && request.last == my_last
+                && me.eligible()
+                && me.priority > candidate.priority;
+            return if preferred {
+                VoteVerdict::PreferredPeer
+            } else {
+                VoteVerdict::Granted
+            };
+        }
+        if request.term > self.hard.term {
+            if self.role == Role::Leader {
+                self.step_down(crate::output::StepDownReason::Switchover);
+            }
+            self.become_follower(request.term, None);
+        }
+        match self.hard.voted_for {
+            Some(voted) if voted != from => VoteVerdict::AlreadyVoted,
+            _ => VoteVerdict::Granted,
+        }
+    }
+
+    pub(super) fn on_vote_response(&mut self, from: NodeId, response: VoteResponse) {
+        let expecting_pre_vote = match self.role {
+            Role::PreCandidate => true,
+            Role::Candidate => false,
+            _ => return,
+        };
+        if response.pre_vote != expecting_pre_vote {
+            self.counters.stale_messages += 1;
+            return;
+        }
+        if response.verdict != VoteVerdict::Granted && response.term > self.hard.term {
+            self.become_follower(response.term, None);
+            return;
+        }
+        let round_term = if expecting_pre_vote {
+            self.hard.term + 1
+        } else {
+            self.hard.term
+        };
+        let counts = response.verdict != VoteVerdict::Granted || response.term == round_term;
+        if !counts || self.votes.iter().any(|(voter, _)| *voter == from) {
+            self.counters.stale_messages += 1;
+            return;
+        }
+        let _ = self.votes.push((from, response.verdict));
+        self.tally_votes();
+    }
+
+    fn tally_votes(&mut self) {
+        if self.campaign_seq.is_some() {
+            return;
+        }
+        let voters = self.config.voters();
+        let needed = self.config.mode.election_quorum(voters);
+        let granted = self
+            .votes
+            .iter()
+            .filter(|(_, v)| *v == VoteVerdict::Granted)
+            .count() as u8;
+        let refused = self.votes.len() as u8 - granted;
+        if granted >= needed {
+            match self.role {
+                Role::PreCandidate => self.become_candidate(self.election_cause),
+                Role::Candidate => self.become_leader(),
+                _ => {}
+            }
+        } else if voters - refused < needed {
+            self.lose_election();
+        }
+    }
+
+    /// Ends a round without a win: report the most common refusal, go back to following.
+    fn lose_election(&mut self) {
+        let mut most_common: Option<(VoteVerdict, usize)> = None;
+        for (_, verdict) in self
+            .votes
+            .iter()
+            .filter(|(_, v)| *v != VoteVerdict::Granted)
+        {
+            let count = self.votes.iter().filter(|(_, v)| v == verdict).count();
+            if most_common.is_none_or(|(_, best)| count > best) {
+                most_common = Some((*verdict, count));
+            }
+        }
+        let term = if self.role == Role::PreCandidate {
+            self.hard.term + 1
+        } else {
+            self.hard.term
+        };
+        let cause = self.election_cause;
+        self.event(Event::ElectionFailed {
+            term,
+            cause,
+            verdict: most_common.map(|(v, _)| v),
+        });
+        self.attempt = self.attempt.saturating_add(1);
+        self.role = Role::Follower;
+        self.campaign_seq = None;
+        self.votes.clear();
+        self.reset_election_timer();
+    }
+
+    fn become_leader(&mut self) {
+        let term = self.hard.term;
+        self.role = Role::Leader;
+        self.leader = Some(self.config.id);
+        self.attempt = 0;
+        self.transfer = None;
+        self.lease_floor_us = 0;
+        self.set_timer(Timer::Election, None);
+        let next_index = self.log.last_index() + 1;
+        self.peers.clear();
+        for index in 0..self.config.members.len() {
+            let member = self.config.members[index];
+            if member.id == self.config.id {
+                continue;
+            }
+            let mut progress = Progress::new(member.id, member.voter, next_index);
+            if self
+                .votes
+                .iter()
+                .any(|(voter, v)| *voter == member.id && *v == VoteVerdict::Granted)
+            {
+                // A voter that granted this vote promised, from when the request went
+                // out, not to vote for anyone else for a minimum election timeout.
+                progress.lease_ack_sent_at_us = Some(self.campaign_sent_at_us);
+                progress.last_ack_at_us = Some(self.now_us);
+                progress.in_sync = true;
+            }
+            let _ = self.peers.push(progress);
+        }
+        self.votes.clear();
+        self.counters.leader_terms += 1;
+        self.event(Event::BecameLeader {
+            term,
+            cause: self.election_cause,
+        });
+        self.append_noop();
+        self.on_heartbeat_tick();
+        self.arm_lease_timer();
+    }
+}

@@ -1,0 +1,4 @@
+//! baton-suite: the deterministic fault simulator for Baton's replication core, and the
+//! library the workspace-level tests share.
+
+pub mod sim;

@@ -1,0 +1,377 @@
+//! The simulator's safety checkers. They watch a history as it happens (elections,
+//! acknowledgements, applies, discards) and record every violation in words.
+//!
+//! Each checker is fed plain facts, not simulator state, so the tests below can feed it
+//! a bad history and show that it catches the violation.
+
+use std::collections::BTreeMap;
+
+/// One log entry as the simulator stores it: its term and the client write it carries
+/// (0 for a leader's no-op).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SimEntry {
+    pub term: u64,
+    pub write_id: u64,
+}
+
+/// A write a leader acknowledged to its client.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct AckedWrite {
+    pub at_us: u64,
+    pub node: u8,
+    pub index: u64,
+    pub entry: SimEntry,
+}
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    pub async_mode: bool,
+    pub election_timeout_us: u64,
+    leaders: BTreeMap<u64, u8>,
+    newest_elected_term: u64,
+    acked: Vec<AckedWrite>,
+    applied: BTreeMap<u8, Vec<SimEntry>>,
+    discarded: Vec<(u8, u64, u64, u64)>,
+    /// Per node: when it lost its lease quorum while leading, if it has.
+    quorum_lost_at: BTreeMap<u8, u64>,
+    /// The longest time an isolated leader kept acknowledging after losing its quorum.
+    pub isolated_ack_window_us: u64,
+    pub violations: Vec<String>,
+}
+
+impl Checker {
+    pub fn new(async_mode: bool, election_timeout_us: u64) -> Self {
+        Checker {
+            async_mode,
+            election_timeout_us,
+            ..Checker::default()
+        }
+    }
+
+    fn violation(&mut self, text: String) {
+        if self.violations.len() < 20 {
+            self.violations.push(text);
+        }
+    }
+
+    pub fn acked(&self) -> &[AckedWrite] {
+        &self.acked
+    }
+
+    /// `node` became leader of `term`; `log_at(index)` reads its log at that moment.
+    pub fn on_leader(
+        &mut self,
+        at_us: u64,
+        node: u8,
+        term: u64,
+        log_at: &dyn Fn(u64) -> Option<SimEntry>,
+    ) {
+        if let Some(&other) = self.leaders.get(&term) {
+            if other != node {
+                self.violation(format!(
+                    "t={at_us}us: two leaders in term {term}: n{other} and n{node}"
+                ));
+            }
+        }
+        self.leaders.insert(term, node);
+        self.newest_elected_term = self.newest_elected_term.max(term);
+        if !self.async_mode {
+            let missing: Vec<AckedWrite> = self
+                .acked
+                .iter()
+                .filter(|w| log_at(w.index) != Some(w.entry))
+                .copied()
+                .collect();
+            for write in missing.into_iter().take(3) {
+                self.violation(format!(
+                    "t={at_us}us: leader n{node} of term {term} lacks acknowledged write {} at index {} (acked by n{} at t={}us)",
+                    write.entry.write_id, write.index, write.node, write.at_us
+                ));
+            }
+        }
+    }
+
+    /// `node`, leading `term`, acknowledged the write at `index`.
+    pub fn on_ack(&mut self, at_us: u64, node: u8, term: u64, index: u64, entry: SimEntry) {
+        if !self.async_mode && self.newest_elected_term > term {
+            self.violation(format!(
+                "t={at_us}us: n{node} acknowledged index {index} in term {term} after a leader of term {} was elected",
+                self.newest_elected_term
+            ));
+        }
+        if let Some(&lost_at) = self.quorum_lost_at.get(&node) {
+            let window = at_us - lost_at;
+            self.isolated_ack_window_us = self.isolated_ack_window_us.max(window);
+            if window > self.election_timeout_us {
+                self.violation(format!(
+                    "t={at_us}us: isolated leader n{node} still acknowledged {window}us after losing its quorum"
+                ));
+            }
+        }
+        self.acked.push(AckedWrite {
+            at_us,
+            node,
+            index,
+            entry,
+        });
+    }
+
+    /// Whether `node` (a leader, or not) can currently reach its lease quorum.
+    pub fn on_leader_connectivity(&mut self, at_us: u64, node: u8, has_quorum: bool) {
+        if has_quorum {
+            self.quorum_lost_at.remove(&node);
+        } else {
+            self.quorum_lost_at.entry(node).or_insert(at_us);
+        }
+    }
+
+    /// `node` applied `entry` at `index`.
+    pub fn on_apply(&mut self, node: u8, index: u64, entry: SimEntry) {
+        let applied = self.applied.entry(node).or_default();
+        if applied.len() as u64 + 1 != index {
+            let expected = applied.len() + 1;
+            self.violation(format!(
+                "n{node} applied index {index} out of order (expected {expected})"
+            ));
+            return;
+        }
+        applied.push(entry);
+        if self.async_mode {
+            return; // Async replicas may diverge until a discard; compared at the end.
+        }
+        let conflict = self.applied.iter().find(|(other, log)| {
+            **other != node && log.get(index as usize - 1).is_some_and(|e| *e != entry)
+        });
+        if let Some((other, _)) = conflict {
+            let other = *other;
+            self.violation(format!(
+                "n{node} and n{other} applied different entries at index {index}"
+            ));
+        }
+    }
+
+    /// `node` reset its state machine to `prefix` (a restart, or a snapshot install).
+    pub fn on_state_reset(&mut self, node: u8, prefix: &[SimEntry]) {
+        self.applied.insert(node, prefix.to_vec());
+    }
+
+    /// `node` rolled its state machine back to before `from_index` after a discard.
+    pub fn on_unapply(&mut self, node: u8, from_index: u64) {
+        if let Some(applied) = self.applied.get_mut(&node) {
+            applied.truncate(from_index as usize - 1);
+        }
+    }
+
+    /// `node` reported discarding entries of `term` from `from_index` to `to_index`.
+    pub fn on_discarded(&mut self, node: u8, term: u64, from_index: u64, to_index: u64) {
+        if !self.async_mode {
+            self.violation(format!(
+                "n{node} discarded entries {from_index}..={to_index} outside async mode"
+            ));
+        }
+        self.discarded.push((node, term, from_index, to_index));
+    }
+
+    /// End of the run: `final_log_at` reads the final leader's log, `logs` every node's.
+    pub fn finish(
+        &mut self,
+        final_log_at: &dyn Fn(u64) -> Option<SimEntry>,
+        logs: &[(u8, Vec<Option<SimEntry>>)],
+    ) {
+        let acked = self.acked.clone();
+        for write in acked {
+            if final_log_at(write.index) == Some(write.entry) {
+                continue;
+            }
+            let covered = self.discarded.iter().any(|&(_, term, from, to)| {
+                term == write.entry.term && from <= write.index && write.index <= to
+            });
+            if !self.async_mode {
+                self.violation(format!(
+                    "acknowledged write {} at index {} was lost",
+                    write.entry.write_id, write.index
+                ));
+            } else if !covered {
+                self.violation(format!(
+                    "async write {} at index {} (term {}) was lost without a Discarded event",
+                    write.entry.write_id, write.index, write.entry.term
+                ));
+            }
+        }
+        self.check_log_matching(logs);
+        self.check_applied_prefixes();
+    }
+
+    /// Log matching: if two logs hold an entry of the same term at the same index, they
+    /// agree on everything before it.
+    pub fn check_log_matching(&mut self, logs: &[(u8, Vec<Option<SimEntry>>)]) {
+        for (a, (node_a, log_a)) in logs.iter().enumerate() {
+            for (node_b, log_b) in &logs[a + 1..] {
+                let common = log_a.len().min(log_b.len());
+                let highest_same = (0..common).rev().find(
+                    |&i| matches!((log_a[i], log_b[i]), (Some(x), Some(y)) if x.term == y.term),
+                );
+                if let Some(top) = highest_same {
+                    let differs = (0..=top)
+                        .find(|&i| matches!((log_a[i], log_b[i]), (Some(x), Some(y)) if x != y));
+                    if let Some(i) = differs {
+                        self.violation(format!(
+                            "log matching broken between n{node_a} and n{node_b} at index {}",
+                            i + 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replicas applied the same sequence: every pair agrees on their common prefix.
+    fn check_applied_prefixes(&mut self) {
+        let applied: Vec<(u8, Vec<SimEntry>)> =
+            self.applied.iter().map(|(n, l)| (*n, l.clone())).collect();
+        for (a, (node_a, log_a)) in applied.iter().enumerate() {
+            for (node_b, log_b) in &applied[a + 1..] {
+                if let Some(i) = log_a.iter().zip(log_b).position(|(x, y)| x != y) {
+                    self.violation(format!(
+                        "n{node_a} and n{node_b} applied different sequences from index {}",
+                        i + 1
+                    ));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: u64 = 1_000_000;
+    fn entry(term: u64, write_id: u64) -> SimEntry {
+        SimEntry { term, write_id }
+    }
+
+    /// Goal: two leaders in one term are caught.
+    #[test]
+    fn catches_two_leaders_in_a_term() {
+        let mut checker = Checker::new(false, T);
+        checker.on_leader(1, 1, 5, &|_| None);
+        checker.on_leader(2, 2, 5, &|_| None);
+        assert!(
+            checker.violations[0].contains("two leaders in term 5"),
+            "{:?}",
+            checker.violations
+        );
+    }
+
+    /// Goal: a new leader missing an acknowledged write is caught.
+    #[test]
+    fn catches_leader_missing_acked_write() {
+        let mut checker = Checker::new(false, T);
+        checker.on_leader(1, 1, 1, &|_| None);
+        checker.on_ack(2, 1, 1, 1, entry(1, 7));
+        checker.on_leader(3, 2, 2, &|_| None);
+        assert!(
+            checker.violations[0].contains("lacks acknowledged write 7"),
+            "{:?}",
+            checker.violations
+        );
+    }
+
+    /// Goal: an acknowledgement by a stale leader after a newer election is caught.
+    #[test]
+    fn catches_ack_after_newer_leader() {
+        let mut checker = Checker::new(false, T);
+        checker.on_leader(1, 1, 1, &|_| None);
+        checker.on_leader(2, 2, 2, &|_| None);
+        checker.on_ack(3, 1, 1, 1, entry(1, 9));
+        assert!(
+            checker.violations[0].contains("after a leader of term 2"),
+            "{:?}",
+            checker.violations
+        );
+    }
+
+    /// Goal: an isolated leader acknowledging past one election timeout is caught, and
+    /// the window is measured.
+    #[test]
+    fn catches_isolated_leader_acking_too_long() {
+        let mut checker = Checker::new(true, T);
+        checker.on_leader(0, 1, 1, &|_| None);
+        checker.on_leader_connectivity(100, 1, false);
+        checker.on_ack(200, 1, 1, 1, entry(1, 1));
+        assert!(checker.violations.is_empty());
+        assert_eq!(checker.isolated_ack_window_us, 100);
+        checker.on_ack(100 + T + 1, 1, 1, 2, entry(1, 2));
+        assert!(
+            checker.violations[0].contains("isolated leader n1"),
+            "{:?}",
+            checker.violations
+        );
+    }
+
+    /// Goal: diverging applies are caught.
+    #[test]
+    fn catches_diverging_applies() {
+        let mut checker = Checker::new(false, T);
+        checker.on_apply(1, 1, entry(1, 1));
+        checker.on_apply(2, 1, entry(1, 2));
+        assert!(
+            checker.violations[0].contains("applied different entries at index 1"),
+            "{:?}",
+            checker.violations
+        );
+        let mut checker = Checker::new(false, T);
+        checker.on_apply(1, 2, entry(1, 1));
+        assert!(checker.violations[0].contains("out of order"));
+    }
+
+    /// Goal: broken log matching is caught.
+    #[test]
+    fn catches_broken_log_matching() {
+        let mut checker = Checker::new(false, T);
+        let a = vec![Some(entry(1, 1)), Some(entry(2, 2))];
+        let b = vec![Some(entry(1, 3)), Some(entry(2, 2))];
+        checker.check_log_matching(&[(1, a), (2, b)]);
+        assert!(
+            checker.violations[0].contains("log matching broken"),
+            "{:?}",
+            checker.violations
+        );
+    }
+
+    /// Goal: in async mode, a lost acknowledged write without a Discarded event is
+    /// caught, and one with a covering event is not.
+    #[test]
+    fn catches_silent_async_loss() {
+        let mut checker = Checker::new(true, T);
+        checker.on_ack(1, 1, 1, 3, entry(1, 5));
+        checker.finish(&|_| None, &[]);
+        assert!(
+            checker.violations[0].contains("without a Discarded event"),
+            "{:?}",
+            checker.violations
+        );
+
+        let mut checker = Checker::new(true, T);
+        checker.on_ack(1, 1, 1, 3, entry(1, 5));
+        checker.on_discarded(1, 1, 2, 4);
+        checker.finish(&|_| None, &[]);
+        assert!(checker.violations.is_empty(), "{:?}", checker.violations);
+    }
+
+    /// Goal: in a non-async mode, any lost acknowledged write is caught at the end, and
+    /// a discard at all is a violation.
+    #[test]
+    fn catches_lost_write_and_discard_outside_async() {
+        let mut checker = Checker::new(false, T);
+        checker.on_ack(1, 1, 1, 3, entry(1, 5));
+        checker.on_discarded(1, 1, 3, 3);
+        checker.finish(&|_| None, &[]);
+        assert!(checker
+            .violations
+            .iter()
+            .any(|v| v.contains("outside async")));
+        assert!(checker.violations.iter().any(|v| v.contains("was lost")));
+    }
+}

@@ -1,0 +1,974 @@
+//! The simulated world: nodes running the real core, their disks, a lossy network, a
+//! client write load, faults and operators, all driven from one seed by one event queue.
+//! Nothing here reads a clock or the OS's randomness, so a seed replays exactly.
+
+use super::checker::{Checker, SimEntry};
+use super::storage::{Op, Storage};
+use baton_common::rng::Rng;
+use baton_common::{
+    Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode,
+};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+
+pub const HEARTBEAT_US: u64 = 100_000;
+pub const ELECTION_TIMEOUT_US: u64 = 1_000_000;
+/// The host compacts its log once it holds this many entries past the snapshot.
+const COMPACT_ENTRIES: usize = 60;
+
+#[derive(Clone, Debug)]
+enum Payload {
+    Core {
+        message: Message,
+        entries: Vec<SimEntry>,
+    },
+    Snapshot {
+        term: u64,
+        position: Position,
+        entries: Vec<SimEntry>,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Envelope {
+    from: NodeId,
+    to: NodeId,
+    payload: Payload,
+}
+
+#[derive(Clone, Debug)]
+enum Kind {
+    Deliver(Envelope),
+    Timer {
+        node: usize,
+        incarnation: u64,
+    },
+    Fsync {
+        node: usize,
+        incarnation: u64,
+        seq: u64,
+    },
+    Client,
+    Fault,
+    Restart(usize),
+    Unfreeze(usize),
+    Heal,
+    Liveness,
+}
+
+struct Scheduled {
+    at_us: u64,
+    order: u64,
+    kind: Kind,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at_us, self.order) == (other.at_us, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at_us, self.order).cmp(&(other.at_us, other.order))
+    }
+}
+
+struct Node {
+    id: NodeId,
+    config: Config,
+    replica: Option<Replica>,
+    incarnation: u64,
+    memory: Storage,
+    durable: Storage,
+    pending_ops: VecDeque<(u64, Op)>,
+    fsync_scheduled: bool,
+    applied: Vec<SimEntry>,
+    timer_at: Option<u64>,
+    frozen: bool,
+    inbox: Vec<Envelope>,
+    /// Client writes this node accepted as leader and has not yet acknowledged.
+    proposals: BTreeMap<u64, SimEntry>,
+    staged_snapshot: Option<(Position, Vec<SimEntry>)>,
+}
+
+/// Knobs one seed draws for itself.
+#[derive(Clone, Copy, Debug)]
+struct Weather {
+    drop_per_mille: u64,
+    duplicate_per_mille: u64,
+    delay_max_us: u64,
+    spike_per_mille: u64,
+}
+
+impl Weather {
+    const CALM: Weather = Weather {
+        drop_per_mille: 0,
+        duplicate_per_mille: 0,
+        delay_max_us: 1_000,
+        spike_per_mille: 0,
+    };
+}
+
+/// What one seed's run found.
+#[derive(Debug, Default)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub nodes: u8,
+    pub mode: String,
+    pub violations: Vec<String>,
+    pub acked_writes: usize,
+    pub leader_terms: u64,
+    pub isolated_ack_window_us: u64,
+    pub trace: Vec<String>,
+}
+
+pub struct World {
+    now_us: u64,
+    order: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    rng: Rng,
+    nodes: Vec<Node>,
+    mode: WriteMode,
+    /// blocked[from][to]: messages from `from` to `to` are lost.
+    blocked: Vec<Vec<bool>>,
+    weather: Weather,
+    next_write_id: u64,
+    checker: Checker,
+    safety_end_us: u64,
+    liveness_deadline_us: u64,
+    barrier: Option<(usize, u64, SimEntry)>,
+    barrier_acked: bool,
+    converged: bool,
+    leader_terms: u64,
+    trace: Option<Vec<String>>,
+    /// With a trace, also every delivered message (`BATON_SIM_MESSAGES=1`).
+    trace_messages: bool,
+}
+
+impl World {
+    pub fn new(
+        seed: u64,
+        nodes: u8,
+        mode: WriteMode,
+        safety_us: u64,
+        liveness_us: u64,
+        trace: bool,
+    ) -> World {
+        let mut rng = Rng::new(seed ^ 0x5EED_BA70);
+        let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
+        let mut members = heapless::Vec::new();
+        for id in &ids {
+            let priority = 1 + rng.below(3) as u8;
+            let _ = members.push(Member::voter(*id, priority));
+        }
+        let mut world_nodes = Vec::new();
+        for id in &ids {
+            let config = Config {
+                id: *id,
+                members: members.clone(),
+                mode,
+                heartbeat_interval_us: HEARTBEAT_US,
+                election_timeout_us: ELECTION_TIMEOUT_US,
+                max_lag_entries: 50 + rng.below(200),
+                snapshot_timeout_us: 3 * ELECTION_TIMEOUT_US,
+                seed: seed.wrapping_mul(31).wrapping_add(u64::from(id.0)),
+            };
+            config.validate().expect("simulator configs are valid");
+            let replica = Replica::new(config.clone(), Recovered::empty(), 0);
+            world_nodes.push(Node {
+                id: *id,
+                config,
+                replica: Some(replica),
+                incarnation: 0,
+                memory: Storage::default(),
+                durable: Storage::default(),
+                pending_ops: VecDeque::new(),
+                fsync_scheduled: false,
+                applied: Vec::new(),
+                timer_at: None,
+                frozen: false,
+                inbox: Vec::new(),
+                proposals: BTreeMap::new(),
+                staged_snapshot: None,
+            });
+        }
+        let weather = Weather {
+            drop_per_mille: rng.below(150),
+            duplicate_per_mille: rng.below(50),
+            delay_max_us: 500 + rng.below(20_000),
+            spike_per_mille: rng.below(30),
+        };
+        let mut world = World {
+            now_us: 0,
+            order: 0,
+            queue: BinaryHeap::new(),
+            rng,
+            nodes: world_nodes,
+            mode,
+            blocked: vec![vec![false; nodes as usize]; nodes as usize],
+            weather,
+            next_write_id: 1,
+            checker: Checker::new(mode == WriteMode::Async, ELECTION_TIMEOUT_US),
+            safety_end_us: safety_us,
+            liveness_deadline_us: safety_us + liveness_us,
+            barrier: None,
+            barrier_acked: false,
+            converged: false,
+            leader_terms: 0,
+            trace: trace.then(Vec::new),
+            trace_messages: trace && std::env::var_os("BATON_SIM_MESSAGES").is_some(),
+        };
+        for node in 0..world.nodes.len() {
+            world.after_input(node);
+        }
+        world.schedule(1_000, Kind::Client);
+        world.schedule(300_000, Kind::Fault);
+        world.schedule(safety_us, Kind::Heal);
+        world
+    }
+
+    fn schedule(&mut self, delay_us: u64, kind: Kind) {
+        self.order += 1;
+        let at_us = self.now_us + delay_us;
+        self.queue.push(Reverse(Scheduled {
+            at_us,
+            order: self.order,
+            kind,
+        }));
+    }
+
+    fn note(&mut self, text: impl FnOnce() -> String) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(format!("{:>9.3}ms {}", self.now_us as f64 / 1000.0, text()));
+        }
+    }
+
+    /// Runs to the end of the liveness phase, or until it converged.
+    pub fn run(mut self, seed: u64) -> SeedReport {
+        while let Some(Reverse(event)) = self.queue.pop() {
+            if event.at_us > self.liveness_deadline_us || self.converged {
+                break;
+            }
+            self.now_us = event.at_us;
+            self.dispatch(event.kind);
+        }
+        if !self.converged {
+            let state: Vec<String> = self
+                .nodes
+                .iter()
+                .map(|n| match &n.replica {
+                    Some(r) => format!(
+                        "{}:{:?}/t{}/last{}/commit{}/paused{}",
+                        n.id,
+                        r.role(),
+                        r.term(),
+                        r.log().last_index(),
+                        r.commit_index(),
+                        r.hard_state().paused
+                    ),
+                    None => format!("{}:down", n.id),
+                })
+                .collect();
+            self.checker.violations.push(format!(
+                "liveness: the healed cluster did not converge in time ({})",
+                state.join(" ")
+            ));
+        }
+        let leader = self.leader().unwrap_or(0);
+        let final_log = self.nodes[leader].memory.clone();
+        let logs: Vec<(u8, Vec<Option<SimEntry>>)> = self
+            .nodes
+            .iter()
+            .map(|n| (n.id.0, n.memory.full_log()))
+            .collect();
+        self.checker.finish(&|index| final_log.entry(index), &logs);
+        SeedReport {
+            seed,
+            nodes: self.nodes.len() as u8,
+            mode: self.mode.to_string(),
+            violations: self.checker.violations.clone(),
+            acked_writes: self.checker.acked().len(),
+            leader_terms: self.leader_terms,
+            isolated_ack_window_us: self.checker.isolated_ack_window_us,
+            trace: self.trace.take().unwrap_or_default(),
+        }
+    }
+
+    fn dispatch(&mut self, kind: Kind) {
+        match kind {
+            Kind::Deliver(envelope) => self.deliver(envelope),
+            Kind::Timer { node, incarnation } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation != incarnation
+                    || n.frozen
+                    || n.timer_at.is_none_or(|at| at > self.now_us)
+                {
+                    return;
+                }
+                n.timer_at = None;
+                let now = self.now_us;
+                if let Some(replica) = n.replica.as_mut() {
+                    replica.handle_timeout(now);
+                    self.after_input(node);
+                }
+            }
+            Kind::Fsync {
+                node,
+                incarnation,
+                seq,
+            } => self.fsync_done(node, incarnation, seq),
+            Kind::Client => {
+                self.client_write();
+                let gap = 2_000 + self.rng.below(15_000);
+                self.schedule(gap, Kind::Client);
+            }
+            Kind::Fault => {
+                if self.now_us < self.safety_end_us {
+                    self.inject_fault();
+                    let gap = 150_000 + self.rng.below(1_200_000);
+                    self.schedule(gap, Kind::Fault);
+                }
+            }
+            Kind::Restart(node) => {
+                if self.now_us < self.safety_end_us {
+                    self.restart(node);
+                    self.update_connectivity();
+                }
+            }
+            Kind::Unfreeze(node) => {
+                if self.now_us < self.safety_end_us {
+                    self.unfreeze(node);
+                }
+            }
+            Kind::Heal => self.heal(),
+            Kind::Liveness => self.liveness_step(),
+        }
+    }
+
+    // ----- the network -----
+
+    fn send(&mut self, envelope: Envelope) {
+        let (from, to) = (
+            usize::from(envelope.from.0 - 1),
+            usize::from(envelope.to.0 - 1),
+        );
+        let dropped = self.weather.drop_per_mille != u64::MAX
+            && self.rng.below(1000) < self.weather.drop_per_mille;
+        if self.blocked[from][to] || dropped {
+            return;
+        }
+        let copies = if self.rng.below(1000) < self.weather.duplicate_per_mille {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut delay = 50 + self.rng.below(self.weather.delay_max_us);
+            if self.rng.below(1000) < self.weather.spike_per_mille {
+                delay += self.rng.below(300_000);
+            }
+            self.schedule(delay, Kind::Deliver(envelope.clone()));
+        }
+    }
+
+    fn deliver(&mut self, envelope: Envelope) {
+        let node = usize::from(envelope.to.0 - 1);
+        if self.nodes[node].replica.is_none() {
+            return;
+        }
+        if self.nodes[node].frozen {
+            self.nodes[node].inbox.push(envelope);
+            return;
+        }
+        let now = self.now_us;
+        let from = envelope.from;
+        if self.trace_messages {
+            let to = envelope.to;
+            let text = match &envelope.payload {
+                Payload::Core { message, .. } => format!("{message:?}"),
+                Payload::Snapshot { term, position, .. } => {
+                    format!("Snapshot term {term} at {position:?}")
+                }
+            };
+            self.note(|| format!("{from} -> {to}: {text}"));
+        }
+        match envelope.payload {
+            Payload::Core { message, entries } => {
+                let incoming = match message {
+                    Message::AppendRequest(request) => Some((request.prev.index, entries)),
+                    _ => None,
+                };
+                self.nodes[node]
+                    .replica
+                    .as_mut()
+                    .expect("alive")
+                    .handle_message(now, from, message);
+                self.after_input_with(
+                    node,
+                    incoming.as_ref().map(|(prev, e)| (*prev, e.as_slice())),
+                );
+            }
+            Payload::Snapshot {
+                term,
+                position,
+                entries,
+            } => {
+                self.nodes[node].staged_snapshot = Some((position, entries));
+                self.nodes[node]
+                    .replica
+                    .as_mut()
+                    .expect("alive")
+                    .handle_snapshot_received(now, from, term, position);
+                self.after_input(node);
+            }
+        }
+    }
+
+    // ----- the host side of one node -----
+
+    fn after_input(&mut self, node: usize) {
+        self.after_input_with(node, None);
+    }
+
+    /// Carries out a node's outputs, then arms its timer and its fsync.
+    fn after_input_with(&mut self, node: usize, incoming: Option<(u64, &[SimEntry])>) {
+        loop {
+            let Some(replica) = self.nodes[node].replica.as_mut() else {
+                return;
+            };
+            let Some(output) = replica.poll_output() else {
+                break;
+            };
+            self.carry_out(node, output, incoming);
+        }
+        self.maybe_compact(node);
+        let now = self.now_us;
+        let n = &mut self.nodes[node];
+        let Some(replica) = n.replica.as_ref() else {
+            return;
+        };
+        let timeout = replica.poll_timeout();
+        if timeout != n.timer_at {
+            n.timer_at = timeout;
+            if let Some(at) = timeout {
+                let incarnation = n.incarnation;
+                self.schedule(at.saturating_sub(now), Kind::Timer { node, incarnation });
+            }
+        }
+        let n = &mut self.nodes[node];
+        if !n.fsync_scheduled {
+            if let Some(&(seq, _)) = n.pending_ops.back() {
+                n.fsync_scheduled = true;
+                let incarnation = n.incarnation;
+                let latency = 100 + self.rng.below(3_000);
+                self.schedule(
+                    latency,
+                    Kind::Fsync {
+                        node,
+                        incarnation,
+                        seq,
+                    },
+                );
+            }
+        }
+    }
+
+    fn carry_out(&mut self, node: usize, output: Output, incoming: Option<(u64, &[SimEntry])>) {
+        let id = self.nodes[node].id;
+        match output {
+            Output::Send { to, message } => {
+                let mut entries = Vec::new();
+                if let Message::AppendRequest(request) = message {
+                    for index in request.prev.index + 1..=request.last_index() {
+                        let entry = self.nodes[node]
+                            .memory
+                            .entry(index)
+                            .expect("the core only sends what the host holds");
+                        assert_eq!(entry.term, request.entries_term);
+                        entries.push(entry);
+                    }
+                }
+                self.send(Envelope {
+                    from: id,
+                    to,
+                    payload: Payload::Core { message, entries },
+                });
+            }
+            Output::PersistHardState { seq, hard_state } => {
+                self.write(node, seq, Op::Hard(hard_state))
+            }
+            Output::TruncateLog { seq, from_index } => {
+                let last = self.nodes[node].memory.last_index();
+                self.note(|| format!("n{} truncates {from_index}..={last}", id.0));
+                self.write(node, seq, Op::Truncate(from_index));
+            }
+            Output::AppendReceived {
+                seq,
+                first_index,
+                last_index,
+                term,
+            } => {
+                let (prev, entries) = incoming.expect("AppendReceived follows an append request");
+                for index in first_index..=last_index {
+                    let entry = entries[(index - prev - 1) as usize];
+                    assert_eq!(entry.term, term);
+                    self.write(node, seq, Op::Append(index, entry));
+                }
+            }
+            Output::AppendNoop { seq, position } => {
+                self.write(
+                    node,
+                    seq,
+                    Op::Append(
+                        position.index,
+                        SimEntry {
+                            term: position.term,
+                            write_id: 0,
+                        },
+                    ),
+                );
+            }
+            Output::InstallSnapshot { seq, snapshot } => {
+                let (position, entries) = self.nodes[node]
+                    .staged_snapshot
+                    .take()
+                    .expect("staged before install");
+                assert_eq!(position, snapshot);
+                self.note(|| format!("n{} installs snapshot {snapshot:?}", id.0));
+                self.checker.on_state_reset(id.0, &entries);
+                self.nodes[node].applied = entries.clone();
+                self.write(node, seq, Op::Install(snapshot, entries));
+            }
+            Output::Commit { commit_index } => self.apply_committed(node, commit_index),
+            Output::SendSnapshot { to, term } => {
+                let memory = &self.nodes[node].memory;
+                let payload = Payload::Snapshot {
+                    term,
+                    position: memory.snapshot,
+                    entries: memory.snapshot_entries.clone(),
+                };
+                self.send(Envelope {
+                    from: id,
+                    to,
+                    payload,
+                });
+            }
+            Output::Event(event) => self.on_event(node, event),
+        }
+    }
+
+    fn write(&mut self, node: usize, seq: u64, op: Op) {
+        let n = &mut self.nodes[node];
+        n.memory.apply(&op);
+        n.pending_ops.push_back((seq, op));
+    }
+
+    fn fsync_done(&mut self, node: usize, incarnation: u64, seq: u64) {
+        let n = &mut self.nodes[node];
+        if n.incarnation != incarnation || n.replica.is_none() {
+            return;
+        }
+        if n.frozen {
+            // A stopped process cannot hear back from its disk; try again later.
+            self.schedule(
+                1_000,
+                Kind::Fsync {
+                    node,
+                    incarnation,
+                    seq,
+                },
+            );
+            return;
+        }
+        while n.pending_ops.front().is_some_and(|(s, _)| *s <= seq) {
+            let (_, op) = n.pending_ops.pop_front().expect("checked");
+            n.durable.apply(&op);
+        }
+        n.fsync_scheduled = false;
+        let now = self.now_us;
+        n.replica
+            .as_mut()
+            .expect("alive")
+            .handle_persisted(now, seq);
+        self.after_input(node);
+    }
+
+    fn apply_committed(&mut self, node: usize, commit_index: u64) {
+        let is_leader = self.nodes[node]
+            .replica
+            .as_ref()
+            .is_some_and(|r| r.role() == Role::Leader);
+        let term = self.nodes[node].replica.as_ref().map_or(0, |r| r.term());
+        let id = self.nodes[node].id.0;
+        while (self.nodes[node].applied.len() as u64) < commit_index {
+            let index = self.nodes[node].applied.len() as u64 + 1;
+            let entry = self.nodes[node]
+                .memory
+                .entry(index)
+                .expect("committed entries are in the log");
+            self.nodes[node].applied.push(entry);
+            self.checker.on_apply(id, index, entry);
+            if is_leader && self.nodes[node].proposals.get(&index) == Some(&entry) {
+                self.nodes[node].proposals.remove(&index);
+                self.checker.on_ack(self.now_us, id, term, index, entry);
+                self.note(|| format!("n{id} acked write {} at {index}", entry.write_id));
+                if self
+                    .barrier
+                    .is_some_and(|(_, i, e)| i == index && e == entry)
+                {
+                    self.barrier_acked = true;
+                }
+            }
+        }
+    }
+
+    fn maybe_compact(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        let Some(replica) = n.replica.as_mut() else {
+            return;
+        };
+        let applied = n.applied.len() as u64;
+        let applied = applied.min(replica.compactable_index());
+        if n.memory.log.len() < COMPACT_ENTRIES || applied <= n.memory.snapshot.index {
+            return;
+        }
+        let term = n
+            .memory
+            .entry(applied)
+            .expect("applied entries are in the log")
+            .term;
+        let snapshot = Position::new(term, applied);
+        let entries = n.applied[..applied as usize].to_vec();
+        // A snapshot is written to a temporary file, fsynced and renamed: durable at once.
+        n.memory.install(snapshot, entries.clone());
+        n.durable.install(snapshot, entries);
+        let id = n.id.0;
+        replica.handle_compacted(self.now_us, snapshot);
+        self.note(|| format!("n{id} compacts through {snapshot:?}"));
+    }
+
+    fn on_event(&mut self, node: usize, event: Event) {
+        let id = self.nodes[node].id.0;
+        self.note(|| format!("n{id} {event:?}"));
+        match event {
+            Event::BecameLeader { term, .. } => {
+                self.leader_terms += 1;
+                let memory = self.nodes[node].memory.clone();
+                self.checker
+                    .on_leader(self.now_us, id, term, &|index| memory.entry(index));
+                self.update_connectivity();
+            }
+            Event::BecameFollower { .. } | Event::SteppedDown { .. } => {
+                // Clients waiting on this node get "leadership lost, outcome unknown".
+                self.nodes[node].proposals.clear();
+            }
+            Event::Discarded {
+                term,
+                from_index,
+                to_index,
+            } => {
+                self.checker.on_discarded(id, term, from_index, to_index);
+                let n = &mut self.nodes[node];
+                if n.applied.len() as u64 >= from_index {
+                    n.applied.truncate(from_index as usize - 1);
+                    self.checker.on_unapply(id, from_index);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // ----- clients -----
+
+    fn leader(&self) -> Option<usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| {
+                !n.frozen && n.replica.as_ref().is_some_and(|r| r.role() == Role::Leader)
+            })
+            .max_by_key(|(_, n)| n.replica.as_ref().map(|r| r.term()))
+            .map(|(index, _)| index)
+    }
+
+    fn client_write(&mut self) {
+        let target = match self.leader() {
+            Some(leader) if self.rng.below(10) < 9 => leader,
+            _ => self.rng.below(self.nodes.len() as u64) as usize,
+        };
+        let now = self.now_us;
+        let n = &mut self.nodes[target];
+        if n.frozen {
+            return;
+        }
+        let Some(replica) = n.replica.as_mut() else {
+            return;
+        };
+        let Ok(proposal) = replica.handle_propose(now) else {
+            return;
+        };
+        let entry = SimEntry {
+            term: proposal.position.term,
+            write_id: self.next_write_id,
+        };
+        self.next_write_id += 1;
+        n.proposals.insert(proposal.position.index, entry);
+        self.write(
+            target,
+            proposal.seq,
+            Op::Append(proposal.position.index, entry),
+        );
+        if self.now_us >= self.safety_end_us && self.barrier.is_none() {
+            self.barrier = Some((target, proposal.position.index, entry));
+        }
+        self.after_input(target);
+    }
+
+    // ----- faults -----
+
+    fn inject_fault(&mut self) {
+        let count = self.nodes.len() as u64;
+        let victim = self.rng.below(count) as usize;
+        match self.rng.below(10) {
+            0 | 1 => {
+                if self.nodes[victim].replica.is_some() {
+                    self.crash(victim);
+                    let downtime = 100_000 + self.rng.below(3_000_000);
+                    self.schedule(downtime, Kind::Restart(victim));
+                }
+            }
+            2 => {
+                let victim = self.leader().unwrap_or(victim);
+                if !self.nodes[victim].frozen && self.nodes[victim].replica.is_some() {
+                    self.note(|| format!("FAULT freeze n{}", victim + 1));
+                    self.nodes[victim].frozen = true;
+                    let pause = 300_000 + self.rng.below(4_000_000);
+                    self.schedule(pause, Kind::Unfreeze(victim));
+                }
+            }
+            3 | 4 => {
+                // A symmetric split into two random sides.
+                let mask = self.rng.next_u64();
+                let side = |i: usize| (mask >> i) & 1;
+                for a in 0..self.nodes.len() {
+                    for b in 0..self.nodes.len() {
+                        self.blocked[a][b] = side(a) != side(b);
+                    }
+                }
+                self.note(|| format!("FAULT partition mask {:b}", mask & 0x1f));
+                let duration = 300_000 + self.rng.below(3_000_000);
+                self.schedule(duration, Kind::Heal);
+            }
+            5 => {
+                // Asymmetric: a few one-way links fail.
+                for _ in 0..1 + self.rng.below(3) {
+                    let a = self.rng.below(count) as usize;
+                    let b = self.rng.below(count) as usize;
+                    self.blocked[a][b] = a != b;
+                }
+                self.note(|| "FAULT one-way links".to_string());
+                let duration = 300_000 + self.rng.below(3_000_000);
+                self.schedule(duration, Kind::Heal);
+            }
+            6 => {
+                if let Some(leader) = self.leader() {
+                    for other in 0..self.nodes.len() {
+                        self.blocked[leader][other] = other != leader;
+                        self.blocked[other][leader] = other != leader;
+                    }
+                    self.note(|| format!("FAULT isolate leader n{}", leader + 1));
+                    let duration = 300_000 + self.rng.below(3_000_000);
+                    self.schedule(duration, Kind::Heal);
+                }
+            }
+            7 => self.operator_switchover(),
+            8 => {
+                let now = self.now_us;
+                let n = &mut self.nodes[victim];
+                if let (Some(replica), false) = (n.replica.as_mut(), n.frozen) {
+                    let result = replica.handle_campaign(now);
+                    self.note(|| format!("OPERATOR failover to n{}: {result:?}", victim + 1));
+                    self.after_input(victim);
+                }
+            }
+            _ => {
+                if let Some(leader) = self.leader() {
+                    let now = self.now_us;
+                    let replica = self.nodes[leader]
+                        .replica
+                        .as_mut()
+                        .expect("leader is alive");
+                    let paused = !replica.hard_state().paused;
+                    let _ = replica.handle_set_paused(now, paused);
+                    self.note(|| format!("OPERATOR paused={paused}"));
+                    self.after_input(leader);
+                }
+            }
+        }
+        self.update_connectivity();
+    }
+
+    fn operator_switchover(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let target = match self.rng.below(2) {
+            0 => None,
+            _ => Some(NodeId(1 + self.rng.below(self.nodes.len() as u64) as u8)),
+        };
+        let now = self.now_us;
+        let replica = self.nodes[leader]
+            .replica
+            .as_mut()
+            .expect("leader is alive");
+        let result = replica.handle_switchover(now, target, false);
+        self.note(|| format!("OPERATOR switchover {target:?}: {result:?}"));
+        self.after_input(leader);
+    }
+
+    fn crash(&mut self, node: usize) {
+        self.note(|| format!("FAULT crash n{}", node + 1));
+        let n = &mut self.nodes[node];
+        n.replica = None;
+        n.incarnation += 1;
+        n.pending_ops.clear();
+        n.fsync_scheduled = false;
+        n.frozen = false;
+        n.inbox.clear();
+        n.proposals.clear();
+        n.timer_at = None;
+        n.staged_snapshot = None;
+        n.memory = n.durable.clone();
+    }
+
+    fn restart(&mut self, node: usize) {
+        if self.nodes[node].replica.is_some() {
+            return;
+        }
+        self.note(|| format!("RESTART n{}", node + 1));
+        let now = self.now_us;
+        let n = &mut self.nodes[node];
+        let recovered = Recovered {
+            hard_state: n.durable.hard,
+            log: n.durable.log_terms(),
+        };
+        n.replica = Some(Replica::new(n.config.clone(), recovered, now));
+        n.memory = n.durable.clone();
+        n.applied = n.durable.snapshot_entries.clone();
+        let (id, applied) = (n.id.0, n.applied.clone());
+        self.checker.on_state_reset(id, &applied);
+        self.after_input(node);
+    }
+
+    fn unfreeze(&mut self, node: usize) {
+        if !self.nodes[node].frozen {
+            return;
+        }
+        self.note(|| format!("UNFREEZE n{}", node + 1));
+        self.nodes[node].frozen = false;
+        let now = self.now_us;
+        if let Some(replica) = self.nodes[node].replica.as_mut() {
+            replica.handle_timeout(now);
+            self.after_input(node);
+        }
+        let inbox = std::mem::take(&mut self.nodes[node].inbox);
+        for envelope in inbox {
+            self.deliver(envelope);
+        }
+        self.update_connectivity();
+    }
+
+    /// Tells the checker which leaders can still reach their lease quorum.
+    fn update_connectivity(&mut self) {
+        let count = self.nodes.len();
+        let needed = self.mode.lease_quorum(count as u8) as usize;
+        for node in 0..count {
+            let leading = self.nodes[node]
+                .replica
+                .as_ref()
+                .is_some_and(|r| r.role() == Role::Leader);
+            let reachable = (0..count)
+                .filter(|&other| {
+                    other == node
+                        || (!self.blocked[node][other]
+                            && !self.blocked[other][node]
+                            && self.nodes[other].replica.is_some()
+                            && !self.nodes[other].frozen)
+                })
+                .count();
+            let id = self.nodes[node].id.0;
+            self.checker
+                .on_leader_connectivity(self.now_us, id, !leading || reachable >= needed);
+        }
+    }
+
+    /// Ends a fault; at the end of the safety phase, ends every fault for good.
+    fn heal(&mut self) {
+        for row in &mut self.blocked {
+            row.iter_mut().for_each(|b| *b = false);
+        }
+        self.note(|| "HEAL".to_string());
+        if self.now_us >= self.safety_end_us && self.weather.drop_per_mille != u64::MAX {
+            // Marks the final heal, so later ones do not start a second liveness loop.
+            self.weather = Weather {
+                drop_per_mille: u64::MAX,
+                ..Weather::CALM
+            };
+            for node in 0..self.nodes.len() {
+                self.unfreeze(node);
+                self.restart(node);
+            }
+            self.schedule(100_000, Kind::Liveness);
+        }
+        self.update_connectivity();
+    }
+
+    /// Liveness phase: an operator resumes a paused cluster (with a manual failover if
+    /// nobody leads), and the run ends once a write made after healing is acknowledged
+    /// and applied everywhere.
+    fn liveness_step(&mut self) {
+        let now = self.now_us;
+        match self.leader() {
+            Some(leader) => {
+                let replica = self.nodes[leader].replica.as_mut().expect("alive");
+                if replica.hard_state().paused {
+                    let _ = replica.handle_set_paused(now, false);
+                    self.after_input(leader);
+                }
+            }
+            None if now > self.safety_end_us + 2 * ELECTION_TIMEOUT_US => {
+                let best = (0..self.nodes.len()).max_by_key(|&n| {
+                    self.nodes[n]
+                        .replica
+                        .as_ref()
+                        .map(|r| r.log().last_position())
+                });
+                if let Some(best) = best {
+                    if self.nodes[best]
+                        .replica
+                        .as_ref()
+                        .is_some_and(|r| r.hard_state().paused)
+                    {
+                        let _ = self.nodes[best]
+                            .replica
+                            .as_mut()
+                            .expect("alive")
+                            .handle_campaign(now);
+                        self.after_input(best);
+                    }
+                }
+            }
+            None => {}
+        }
+        if let (true, Some((_, index, _))) = (self.barrier_acked, self.barrier) {
+            self.converged = self.nodes.iter().all(|n| n.applied.len() as u64 >= index);
+        }
+        if !self.converged {
+            self.schedule(100_000, Kind::Liveness);
+        }
+    }
+}
