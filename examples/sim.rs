@@ -37,15 +37,11 @@ struct Args {
 }
 
 fn parse_mode(text: &str) -> Result<WriteMode, String> {
-    WriteMode::parse(text)
-        .ok_or_else(|| format!("unknown mode {text:?}: use async, sync:W, quorum or all"))
+    WriteMode::parse(text).ok_or_else(|| format!("unknown mode {text:?}: use async, sync:W, quorum or all"))
 }
 
 fn print_failure(report: &SeedReport) {
-    println!(
-        "seed {} ({} nodes, {}) FAILED:",
-        report.seed, report.nodes, report.mode
-    );
+    println!("seed {} ({} nodes, {}) FAILED:", report.seed, report.nodes, report.mode);
     for violation in &report.violations {
         println!("  - {violation}");
     }
@@ -57,10 +53,7 @@ fn print_failure(report: &SeedReport) {
 
 fn main() {
     let args = Args::parse();
-    let nodes = args
-        .nodes
-        .as_deref()
-        .map(|n| n.parse::<u8>().expect("3 or 5"));
+    let nodes = args.nodes.as_deref().map(|n| n.parse::<u8>().expect("3 or 5"));
     if let Some(seed) = args.seed {
         let report = run_seed(seed, nodes, args.mode, true);
         for line in &report.trace {
@@ -82,9 +75,7 @@ fn main() {
     }
 
     baton_suite::sim::capture_panics();
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let next = AtomicU64::new(args.first_seed);
     let end = args.first_seed + args.seeds;
     let failures: Mutex<Vec<SeedReport>> = Mutex::new(Vec::new());
@@ -105,10 +96,7 @@ fn main() {
                 totals.3 = totals.3.max(report.isolated_ack_window_us);
                 drop(totals);
                 if !report.violations.is_empty() {
-                    failures
-                        .lock()
-                        .expect("no worker panics while holding it")
-                        .push(report);
+                    failures.lock().expect("no worker panics while holding it").push(report);
                 }
             });
         }

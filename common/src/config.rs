@@ -20,11 +20,7 @@ pub struct Member {
 
 impl Member {
     pub const fn voter(id: NodeId, priority: u8) -> Self {
-        Member {
-            id,
-            priority,
-            voter: true,
-        }
+        Member { id, priority, voter: true }
     }
 
     /// Whether this member may ever lead.
@@ -80,9 +76,7 @@ impl Config {
     pub fn new(id: NodeId, member_ids: &[NodeId]) -> Result<Config, ConfigError> {
         let mut members = Vec::new();
         for &member in member_ids {
-            members
-                .push(Member::voter(member, 1))
-                .map_err(|_| ConfigError::DuplicateMember(member))?;
+            members.push(Member::voter(member, 1)).map_err(|_| ConfigError::DuplicateMember(member))?;
         }
         let config = Config {
             id,

@@ -42,13 +42,13 @@ pub mod types;
 pub use config::{Config, ConfigError, Member};
 pub use log::LogTerms;
 pub use message::{
-    AppendOutcome, AppendRequest, AppendResponse, ElectionCause, Message, TimeoutNow, VoteRequest,
-    VoteResponse, VoteVerdict, WireError,
+    AppendOutcome, AppendRequest, AppendResponse, ElectionCause, Message, TimeoutNow, VoteRequest, VoteResponse,
+    VoteVerdict, WireError,
 };
 pub use mode::WriteMode;
 pub use output::{
-    Counters, Event, Output, PersistSeq, Proposal, ProposeError, ReadError, Refusal, Refused,
-    StepDownReason, TransferOutcome,
+    Counters, Event, Output, PersistSeq, Proposal, ProposeError, ReadError, Refusal, Refused, StepDownReason,
+    TransferOutcome,
 };
 pub use progress::ReplicationState;
 pub use replica::{PeerStatus, Recovered, Replica, Role, Status};

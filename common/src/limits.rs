@@ -53,19 +53,13 @@ pub const LEASE_DRIFT_DIVISOR: u64 = 20;
 /// is the configured election timeout.
 pub const ELECTION_WINDOW_DIVISOR: u64 = 8;
 
-const _: () = assert!(
-    NODES_MAX >= 7,
-    "the issue asks for clusters of at least 7 nodes"
-);
+const _: () = assert!(NODES_MAX >= 7, "the issue asks for clusters of at least 7 nodes");
 const _: () = assert!(NODES_MAX <= u8::MAX as usize);
 const _: () = assert!(BATCH_ENTRIES_MAX >= 1 && BATCH_ENTRIES_MAX <= u16::MAX as usize);
 const _: () = assert!(INFLIGHT_BATCHES_MAX >= 1);
 const _: () = assert!(TERM_RUNS_MAX >= 4);
 const _: () = assert!(PERSIST_PENDING_MAX >= 2);
 const _: () = assert!(OUTPUTS_MAX >= NODES_MAX * (INFLIGHT_BATCHES_MAX + 2));
-const _: () = assert!(
-    FRAME_BYTES_MAX <= 2 * 1024 * 1024,
-    "frames must stay small for edge links"
-);
+const _: () = assert!(FRAME_BYTES_MAX <= 2 * 1024 * 1024, "frames must stay small for edge links");
 const _: () = assert!(LEASE_DRIFT_DIVISOR >= 2);
 const _: () = assert!(ELECTION_WINDOW_DIVISOR >= 2);

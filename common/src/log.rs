@@ -40,11 +40,7 @@ pub struct LogTerms {
 impl LogTerms {
     /// An empty log that starts right after `snapshot` (use [`Position::ZERO`] for none).
     pub fn new(snapshot: Position) -> Self {
-        LogTerms {
-            snapshot,
-            runs: Vec::new(),
-            last_index: snapshot.index,
-        }
+        LogTerms { snapshot, runs: Vec::new(), last_index: snapshot.index }
     }
 
     pub fn snapshot(&self) -> Position {
@@ -75,11 +71,7 @@ impl LogTerms {
         if index < self.snapshot.index || index > self.last_index {
             return None;
         }
-        self.runs
-            .iter()
-            .rev()
-            .find(|run| run.start <= index)
-            .map(|run| run.term)
+        self.runs.iter().rev().find(|run| run.start <= index).map(|run| run.term)
     }
 
     /// Whether the entry at `position.index` has `position.term`.
@@ -90,11 +82,7 @@ impl LogTerms {
     /// The first index of the run holding `index`: the conflict hint a follower sends
     /// back, so the leader skips the whole divergent term at once.
     pub fn run_start(&self, index: LogIndex) -> LogIndex {
-        self.runs
-            .iter()
-            .rev()
-            .find(|run| run.start <= index)
-            .map_or(self.first_index(), |run| run.start)
+        self.runs.iter().rev().find(|run| run.start <= index).map_or(self.first_index(), |run| run.start)
     }
 
     /// The last index of the run that starts at or before `index` and ends at or after
@@ -109,22 +97,13 @@ impl LogTerms {
 
     /// Appends `count` entries of `term` after the last index.
     pub fn append(&mut self, term: Term, count: u64) -> Result<(), TermRunsFull> {
-        assert!(
-            term >= self.last_position().term,
-            "log terms never decrease"
-        );
+        assert!(term >= self.last_position().term, "log terms never decrease");
         if count == 0 {
             return Ok(());
         }
         match self.runs.last() {
             Some(run) if run.term == term => {}
-            _ => self
-                .runs
-                .push(TermRun {
-                    term,
-                    start: self.last_index + 1,
-                })
-                .map_err(|_| TermRunsFull)?,
+            _ => self.runs.push(TermRun { term, start: self.last_index + 1 }).map_err(|_| TermRunsFull)?,
         }
         self.last_index += count;
         Ok(())
@@ -137,10 +116,7 @@ impl LogTerms {
 
     /// Drops every entry at or after `from_index`.
     pub fn truncate_from(&mut self, from_index: LogIndex) {
-        assert!(
-            from_index > self.snapshot.index,
-            "never truncate into the snapshot"
-        );
+        assert!(from_index > self.snapshot.index, "never truncate into the snapshot");
         if from_index > self.last_index {
             return;
         }
@@ -161,23 +137,12 @@ impl LogTerms {
             return;
         }
         let keep_from = snapshot.index + 1;
-        let first_kept = self
-            .runs
-            .iter()
-            .rposition(|run| run.start <= keep_from)
-            .unwrap_or(0);
+        let first_kept = self.runs.iter().rposition(|run| run.start <= keep_from).unwrap_or(0);
         let mut kept: Vec<TermRun, TERM_RUNS_MAX> = Vec::new();
         for (position, run) in self.runs.iter().enumerate().skip(first_kept) {
-            let start = if position == first_kept {
-                keep_from
-            } else {
-                run.start
-            };
+            let start = if position == first_kept { keep_from } else { run.start };
             // Cannot fail: `kept` is never longer than `runs`.
-            let _ = kept.push(TermRun {
-                term: run.term,
-                start,
-            });
+            let _ = kept.push(TermRun { term: run.term, start });
         }
         self.runs = kept;
         self.snapshot = snapshot;
@@ -186,22 +151,12 @@ impl LogTerms {
     /// The spans of entries in `first..=last`, one per term, oldest first.
     pub fn runs_between(&self, first: LogIndex, last: LogIndex) -> impl Iterator<Item = Span> + '_ {
         let last = last.min(self.last_index);
-        self.runs
-            .iter()
-            .enumerate()
-            .filter_map(move |(position, run)| {
-                let end = self
-                    .runs
-                    .get(position + 1)
-                    .map_or(self.last_index, |next| next.start - 1);
-                let from = run.start.max(first);
-                let to = end.min(last);
-                (from <= to).then_some(Span {
-                    term: run.term,
-                    first_index: from,
-                    last_index: to,
-                })
-            })
+        self.runs.iter().enumerate().filter_map(move |(position, run)| {
+            let end = self.runs.get(position + 1).map_or(self.last_index, |next| next.start - 1);
+            let from = run.start.max(first);
+            let to = end.min(last);
+            (from <= to).then_some(Span { term: run.term, first_index: from, last_index: to })
+        })
     }
 
     /// Checks the table's own invariants; called at the end of every `handle_*`.
@@ -259,18 +214,7 @@ mod tests {
         let spans: std::vec::Vec<Span> = log.runs_between(1, 10).collect();
         assert_eq!(
             spans,
-            [
-                Span {
-                    term: 1,
-                    first_index: 3,
-                    last_index: 3
-                },
-                Span {
-                    term: 3,
-                    first_index: 4,
-                    last_index: 4
-                }
-            ]
+            [Span { term: 1, first_index: 3, last_index: 3 }, Span { term: 3, first_index: 4, last_index: 4 }]
         );
         log.compact_to(Position::new(5, 9));
         log.assert_invariants();

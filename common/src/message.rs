@@ -59,10 +59,7 @@ pub enum AppendOutcome {
     Accepted { match_index: LogIndex } = 0,
     /// The previous position did not match. `hint_index` is where the leader should try
     /// next: the start of the follower's conflicting term, or its last index plus one.
-    Rejected {
-        rejected_prev_index: LogIndex,
-        hint_index: LogIndex,
-    } = 1,
+    Rejected { rejected_prev_index: LogIndex, hint_index: LogIndex } = 1,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -167,10 +164,7 @@ impl Message {
     /// Encodes into a fixed buffer of [`MESSAGE_BYTES_MAX`].
     pub fn to_bytes(&self) -> heapless::Vec<u8, MESSAGE_BYTES_MAX> {
         let mut buffer = [0u8; MESSAGE_BYTES_MAX];
-        let used = self
-            .encode(&mut buffer)
-            .expect("MESSAGE_BYTES_MAX fits every message")
-            .len();
+        let used = self.encode(&mut buffer).expect("MESSAGE_BYTES_MAX fits every message").len();
         heapless::Vec::from_slice(&buffer[..used]).expect("same size")
     }
 
@@ -185,8 +179,7 @@ impl Message {
 
     /// Decodes one message from the front of `bytes`, returning the rest.
     pub fn decode_prefix(bytes: &[u8]) -> Result<(Message, &[u8]), WireError> {
-        let (message, rest): (Message, &[u8]) =
-            postcard::take_from_bytes(bytes).map_err(|_| WireError::Malformed)?;
+        let (message, rest): (Message, &[u8]) = postcard::take_from_bytes(bytes).map_err(|_| WireError::Malformed)?;
         message.validate()?;
         Ok((message, rest))
     }
@@ -194,13 +187,8 @@ impl Message {
     fn validate(&self) -> Result<(), WireError> {
         if let Message::AppendRequest(request) = self {
             let count_ok = usize::from(request.entry_count) <= BATCH_ENTRIES_MAX;
-            let terms_ok =
-                request.entries_term <= request.term && request.prev.term <= request.term;
-            let index_ok = request
-                .prev
-                .index
-                .checked_add(u64::from(request.entry_count))
-                .is_some();
+            let terms_ok = request.entries_term <= request.term && request.prev.term <= request.term;
+            let index_ok = request.prev.index.checked_add(u64::from(request.entry_count)).is_some();
             if !(count_ok && terms_ok && index_ok) {
                 return Err(WireError::OutOfRange);
             }
@@ -230,16 +218,10 @@ mod tests {
     /// versions can no longer talk; add a variant instead of changing one.
     #[test]
     fn golden_bytes() {
-        assert_eq!(
-            sample_append().to_bytes().as_slice(),
-            [0, 3, 2, 10, 3, 2, 9, 172, 2, 0, 0]
-        );
+        assert_eq!(sample_append().to_bytes().as_slice(), [0, 3, 2, 10, 3, 2, 9, 172, 2, 0, 0]);
         let response = Message::AppendResponse(AppendResponse {
             term: 3,
-            outcome: AppendOutcome::Rejected {
-                rejected_prev_index: 10,
-                hint_index: 7,
-            },
+            outcome: AppendOutcome::Rejected { rejected_prev_index: 10, hint_index: 7 },
             last_index: 8,
             echo_sent_at_us: 1,
         });
@@ -252,18 +234,10 @@ mod tests {
             attempt: 1,
         });
         assert_eq!(vote.to_bytes().as_slice(), [2, 4, 3, 12, 1, 2, 1]);
-        let answer = Message::VoteResponse(VoteResponse {
-            term: 4,
-            pre_vote: false,
-            verdict: VoteVerdict::PreferredPeer,
-        });
+        let answer =
+            Message::VoteResponse(VoteResponse { term: 4, pre_vote: false, verdict: VoteVerdict::PreferredPeer });
         assert_eq!(answer.to_bytes().as_slice(), [3, 4, 0, 6]);
-        assert_eq!(
-            Message::TimeoutNow(TimeoutNow { term: 9 })
-                .to_bytes()
-                .as_slice(),
-            [4, 9]
-        );
+        assert_eq!(Message::TimeoutNow(TimeoutNow { term: 9 }).to_bytes().as_slice(), [4, 9]);
     }
 
     /// Goal: the explicit discriminants are the ones postcard writes (serde's variant
@@ -285,16 +259,9 @@ mod tests {
             let bytes = postcard::to_slice(&verdict, &mut buffer).unwrap();
             assert_eq!(bytes, [verdict as u8]);
         }
-        for cause in [
-            ElectionCause::Timeout,
-            ElectionCause::Switchover,
-            ElectionCause::Manual,
-        ] {
+        for cause in [ElectionCause::Timeout, ElectionCause::Switchover, ElectionCause::Manual] {
             let mut buffer = [0u8; 4];
-            assert_eq!(
-                postcard::to_slice(&cause, &mut buffer).unwrap(),
-                [cause as u8]
-            );
+            assert_eq!(postcard::to_slice(&cause, &mut buffer).unwrap(), [cause as u8]);
         }
     }
 

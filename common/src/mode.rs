@@ -150,15 +150,9 @@ mod tests {
                 }
                 let write = mode.write_quorum(voters);
                 let election = mode.election_quorum(voters);
-                assert!(
-                    2 * election > voters,
-                    "{mode} with {voters}: elections may split"
-                );
+                assert!(2 * election > voters, "{mode} with {voters}: elections may split");
                 if mode.survives_failover() {
-                    assert!(
-                        election + write > voters,
-                        "{mode} with {voters}: no intersection"
-                    );
+                    assert!(election + write > voters, "{mode} with {voters}: no intersection");
                 }
                 let lease = mode.lease_quorum(voters);
                 assert!(lease >= 1 && lease + election > voters);
@@ -169,34 +163,10 @@ mod tests {
     /// Goal: the table in the module docs is what the code computes.
     #[test]
     fn five_voter_table() {
-        assert_eq!(
-            (
-                WriteMode::Async.write_quorum(5),
-                WriteMode::Async.election_quorum(5)
-            ),
-            (1, 3)
-        );
-        assert_eq!(
-            (
-                WriteMode::Sync(2).write_quorum(5),
-                WriteMode::Sync(2).election_quorum(5)
-            ),
-            (2, 4)
-        );
-        assert_eq!(
-            (
-                WriteMode::Quorum.write_quorum(5),
-                WriteMode::Quorum.election_quorum(5)
-            ),
-            (3, 3)
-        );
-        assert_eq!(
-            (
-                WriteMode::All.write_quorum(5),
-                WriteMode::All.election_quorum(5)
-            ),
-            (5, 3)
-        );
+        assert_eq!((WriteMode::Async.write_quorum(5), WriteMode::Async.election_quorum(5)), (1, 3));
+        assert_eq!((WriteMode::Sync(2).write_quorum(5), WriteMode::Sync(2).election_quorum(5)), (2, 4));
+        assert_eq!((WriteMode::Quorum.write_quorum(5), WriteMode::Quorum.election_quorum(5)), (3, 3));
+        assert_eq!((WriteMode::All.write_quorum(5), WriteMode::All.election_quorum(5)), (5, 3));
     }
 
     /// Goal: parsing accepts the documented spellings and refuses nonsense.

@@ -20,23 +20,12 @@ pub enum Output {
     /// with the header.
     Send { to: NodeId, message: Message },
     /// Write the hard state durably.
-    PersistHardState {
-        seq: PersistSeq,
-        hard_state: HardState,
-    },
+    PersistHardState { seq: PersistSeq, hard_state: HardState },
     /// Drop every log entry at or after `from_index`.
-    TruncateLog {
-        seq: PersistSeq,
-        from_index: LogIndex,
-    },
+    TruncateLog { seq: PersistSeq, from_index: LogIndex },
     /// Append entries `first_index..=last_index`, all of `term`, taken from the append
     /// request the host has just handed to the core.
-    AppendReceived {
-        seq: PersistSeq,
-        first_index: LogIndex,
-        last_index: LogIndex,
-        term: Term,
-    },
+    AppendReceived { seq: PersistSeq, first_index: LogIndex, last_index: LogIndex, term: Term },
     /// Append an empty entry at `position`: a new leader's first entry in its term.
     AppendNoop { seq: PersistSeq, position: Position },
     /// Install the snapshot the host has just received, at `snapshot`, replacing the
@@ -179,6 +168,10 @@ pub enum Refusal {
         behind_entries: u64,
     },
     NoEligibleTarget,
+    /// Manual failover: this node heard from a live leader (or restarted) within the
+    /// minimum election timeout; campaigning would break that leader's lease. Use a
+    /// switchover to move a live leader.
+    LeaderReachable { last_contact_age_us: Micros },
 }
 
 /// The verdict of a switchover check: the target it would use, or every reason not to.

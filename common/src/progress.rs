@@ -90,11 +90,7 @@ impl Progress {
         }
         self.match_index = match_index;
         self.next_index = self.next_index.max(match_index + 1);
-        while self
-            .inflight
-            .front()
-            .is_some_and(|batch| batch.last_index <= match_index)
-        {
+        while self.inflight.front().is_some_and(|batch| batch.last_index <= match_index) {
             self.inflight.pop_front();
         }
         true
@@ -107,7 +103,6 @@ impl Progress {
 
     /// Whether it answered within `window_us`.
     pub fn reachable(&self, now: Micros, window_us: Micros) -> bool {
-        self.last_ack_age_us(now)
-            .is_some_and(|age| age <= window_us)
+        self.last_ack_age_us(now).is_some_and(|age| age <= window_us)
     }
 }

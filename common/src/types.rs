@@ -24,9 +24,7 @@ impl core::fmt::Display for NodeId {
 
 /// The term and index of one log entry. Positions order by term first, then index, which
 /// is exactly Raft's "at least as up to date" comparison.
-#[derive(
-    Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Position {
     pub term: Term,
     pub index: LogIndex,

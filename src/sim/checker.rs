@@ -32,8 +32,6 @@ pub struct Checker {
     acked: Vec<AckedWrite>,
     applied: BTreeMap<u8, Vec<SimEntry>>,
     discarded: Vec<(u8, u64, u64, u64)>,
-    /// Per node: when it lost its lease quorum while leading, if it has.
-    quorum_lost_at: BTreeMap<u8, u64>,
     /// The longest time an isolated leader kept acknowledging after losing its quorum.
     pub isolated_ack_window_us: u64,
     pub violations: Vec<String>,
@@ -41,11 +39,7 @@ pub struct Checker {
 
 impl Checker {
     pub fn new(async_mode: bool, election_timeout_us: u64) -> Self {
-        Checker {
-            async_mode,
-            election_timeout_us,
-            ..Checker::default()
-        }
+        Checker { async_mode, election_timeout_us, ..Checker::default() }
     }
 
     fn violation(&mut self, text: String) {
@@ -59,29 +53,17 @@ impl Checker {
     }
 
     /// `node` became leader of `term`; `log_at(index)` reads its log at that moment.
-    pub fn on_leader(
-        &mut self,
-        at_us: u64,
-        node: u8,
-        term: u64,
-        log_at: &dyn Fn(u64) -> Option<SimEntry>,
-    ) {
+    pub fn on_leader(&mut self, at_us: u64, node: u8, term: u64, log_at: &dyn Fn(u64) -> Option<SimEntry>) {
         if let Some(&other) = self.leaders.get(&term) {
             if other != node {
-                self.violation(format!(
-                    "t={at_us}us: two leaders in term {term}: n{other} and n{node}"
-                ));
+                self.violation(format!("t={at_us}us: two leaders in term {term}: n{other} and n{node}"));
             }
         }
         self.leaders.insert(term, node);
         self.newest_elected_term = self.newest_elected_term.max(term);
         if !self.async_mode {
-            let missing: Vec<AckedWrite> = self
-                .acked
-                .iter()
-                .filter(|w| log_at(w.index) != Some(w.entry))
-                .copied()
-                .collect();
+            let missing: Vec<AckedWrite> =
+                self.acked.iter().filter(|w| log_at(w.index) != Some(w.entry)).copied().collect();
             for write in missing.into_iter().take(3) {
                 self.violation(format!(
                     "t={at_us}us: leader n{node} of term {term} lacks acknowledged write {} at index {} (acked by n{} at t={}us)",
@@ -91,15 +73,24 @@ impl Checker {
         }
     }
 
-    /// `node`, leading `term`, acknowledged the write at `index`.
-    pub fn on_ack(&mut self, at_us: u64, node: u8, term: u64, index: u64, entry: SimEntry) {
+    /// `node`, leading `term`, acknowledged the write at `index`. `quorum_lost_at_us` is
+    /// when it last had its lease quorum of voters reachable, if it does not now.
+    pub fn on_ack(
+        &mut self,
+        at_us: u64,
+        node: u8,
+        term: u64,
+        index: u64,
+        entry: SimEntry,
+        quorum_lost_at_us: Option<u64>,
+    ) {
         if !self.async_mode && self.newest_elected_term > term {
             self.violation(format!(
                 "t={at_us}us: n{node} acknowledged index {index} in term {term} after a leader of term {} was elected",
                 self.newest_elected_term
             ));
         }
-        if let Some(&lost_at) = self.quorum_lost_at.get(&node) {
+        if let Some(lost_at) = quorum_lost_at_us {
             let window = at_us - lost_at;
             self.isolated_ack_window_us = self.isolated_ack_window_us.max(window);
             if window > self.election_timeout_us {
@@ -108,21 +99,7 @@ impl Checker {
                 ));
             }
         }
-        self.acked.push(AckedWrite {
-            at_us,
-            node,
-            index,
-            entry,
-        });
-    }
-
-    /// Whether `node` (a leader, or not) can currently reach its lease quorum.
-    pub fn on_leader_connectivity(&mut self, at_us: u64, node: u8, has_quorum: bool) {
-        if has_quorum {
-            self.quorum_lost_at.remove(&node);
-        } else {
-            self.quorum_lost_at.entry(node).or_insert(at_us);
-        }
+        self.acked.push(AckedWrite { at_us, node, index, entry });
     }
 
     /// `node` applied `entry` at `index`.
@@ -130,23 +107,20 @@ impl Checker {
         let applied = self.applied.entry(node).or_default();
         if applied.len() as u64 + 1 != index {
             let expected = applied.len() + 1;
-            self.violation(format!(
-                "n{node} applied index {index} out of order (expected {expected})"
-            ));
+            self.violation(format!("n{node} applied index {index} out of order (expected {expected})"));
             return;
         }
         applied.push(entry);
         if self.async_mode {
             return; // Async replicas may diverge until a discard; compared at the end.
         }
-        let conflict = self.applied.iter().find(|(other, log)| {
-            **other != node && log.get(index as usize - 1).is_some_and(|e| *e != entry)
-        });
+        let conflict = self
+            .applied
+            .iter()
+            .find(|(other, log)| **other != node && log.get(index as usize - 1).is_some_and(|e| *e != entry));
         if let Some((other, _)) = conflict {
             let other = *other;
-            self.violation(format!(
-                "n{node} and n{other} applied different entries at index {index}"
-            ));
+            self.violation(format!("n{node} and n{other} applied different entries at index {index}"));
         }
     }
 
@@ -165,27 +139,22 @@ impl Checker {
     /// `node` reported discarding entries of `term` from `from_index` to `to_index`.
     pub fn on_discarded(&mut self, node: u8, term: u64, from_index: u64, to_index: u64) {
         if !self.async_mode {
-            self.violation(format!(
-                "n{node} discarded entries {from_index}..={to_index} outside async mode"
-            ));
+            self.violation(format!("n{node} discarded entries {from_index}..={to_index} outside async mode"));
         }
         self.discarded.push((node, term, from_index, to_index));
     }
 
     /// End of the run: `final_log_at` reads the final leader's log, `logs` every node's.
-    pub fn finish(
-        &mut self,
-        final_log_at: &dyn Fn(u64) -> Option<SimEntry>,
-        logs: &[(u8, Vec<Option<SimEntry>>)],
-    ) {
+    pub fn finish(&mut self, final_log_at: &dyn Fn(u64) -> Option<SimEntry>, logs: &[(u8, Vec<Option<SimEntry>>)]) {
         let acked = self.acked.clone();
         for write in acked {
             if final_log_at(write.index) == Some(write.entry) {
                 continue;
             }
-            let covered = self.discarded.iter().any(|&(_, term, from, to)| {
-                term == write.entry.term && from <= write.index && write.index <= to
-            });
+            let covered = self
+                .discarded
+                .iter()
+                .any(|&(_, term, from, to)| term == write.entry.term && from <= write.index && write.index <= to);
             if !self.async_mode {
                 self.violation(format!(
                     "acknowledged write {} at index {} was lost",
@@ -208,12 +177,10 @@ impl Checker {
         for (a, (node_a, log_a)) in logs.iter().enumerate() {
             for (node_b, log_b) in &logs[a + 1..] {
                 let common = log_a.len().min(log_b.len());
-                let highest_same = (0..common).rev().find(
-                    |&i| matches!((log_a[i], log_b[i]), (Some(x), Some(y)) if x.term == y.term),
-                );
+                let highest_same =
+                    (0..common).rev().find(|&i| matches!((log_a[i], log_b[i]), (Some(x), Some(y)) if x.term == y.term));
                 if let Some(top) = highest_same {
-                    let differs = (0..=top)
-                        .find(|&i| matches!((log_a[i], log_b[i]), (Some(x), Some(y)) if x != y));
+                    let differs = (0..=top).find(|&i| matches!((log_a[i], log_b[i]), (Some(x), Some(y)) if x != y));
                     if let Some(i) = differs {
                         self.violation(format!(
                             "log matching broken between n{node_a} and n{node_b} at index {}",
@@ -227,15 +194,11 @@ impl Checker {
 
     /// Replicas applied the same sequence: every pair agrees on their common prefix.
     fn check_applied_prefixes(&mut self) {
-        let applied: Vec<(u8, Vec<SimEntry>)> =
-            self.applied.iter().map(|(n, l)| (*n, l.clone())).collect();
+        let applied: Vec<(u8, Vec<SimEntry>)> = self.applied.iter().map(|(n, l)| (*n, l.clone())).collect();
         for (a, (node_a, log_a)) in applied.iter().enumerate() {
             for (node_b, log_b) in &applied[a + 1..] {
                 if let Some(i) = log_a.iter().zip(log_b).position(|(x, y)| x != y) {
-                    self.violation(format!(
-                        "n{node_a} and n{node_b} applied different sequences from index {}",
-                        i + 1
-                    ));
+                    self.violation(format!("n{node_a} and n{node_b} applied different sequences from index {}", i + 1));
                 }
             }
         }
@@ -257,11 +220,7 @@ mod tests {
         let mut checker = Checker::new(false, T);
         checker.on_leader(1, 1, 5, &|_| None);
         checker.on_leader(2, 2, 5, &|_| None);
-        assert!(
-            checker.violations[0].contains("two leaders in term 5"),
-            "{:?}",
-            checker.violations
-        );
+        assert!(checker.violations[0].contains("two leaders in term 5"), "{:?}", checker.violations);
     }
 
     /// Goal: a new leader missing an acknowledged write is caught.
@@ -269,13 +228,9 @@ mod tests {
     fn catches_leader_missing_acked_write() {
         let mut checker = Checker::new(false, T);
         checker.on_leader(1, 1, 1, &|_| None);
-        checker.on_ack(2, 1, 1, 1, entry(1, 7));
+        checker.on_ack(2, 1, 1, 1, entry(1, 7), None);
         checker.on_leader(3, 2, 2, &|_| None);
-        assert!(
-            checker.violations[0].contains("lacks acknowledged write 7"),
-            "{:?}",
-            checker.violations
-        );
+        assert!(checker.violations[0].contains("lacks acknowledged write 7"), "{:?}", checker.violations);
     }
 
     /// Goal: an acknowledgement by a stale leader after a newer election is caught.
@@ -284,12 +239,8 @@ mod tests {
         let mut checker = Checker::new(false, T);
         checker.on_leader(1, 1, 1, &|_| None);
         checker.on_leader(2, 2, 2, &|_| None);
-        checker.on_ack(3, 1, 1, 1, entry(1, 9));
-        assert!(
-            checker.violations[0].contains("after a leader of term 2"),
-            "{:?}",
-            checker.violations
-        );
+        checker.on_ack(3, 1, 1, 1, entry(1, 9), None);
+        assert!(checker.violations[0].contains("after a leader of term 2"), "{:?}", checker.violations);
     }
 
     /// Goal: an isolated leader acknowledging past one election timeout is caught, and
@@ -298,16 +249,11 @@ mod tests {
     fn catches_isolated_leader_acking_too_long() {
         let mut checker = Checker::new(true, T);
         checker.on_leader(0, 1, 1, &|_| None);
-        checker.on_leader_connectivity(100, 1, false);
-        checker.on_ack(200, 1, 1, 1, entry(1, 1));
+        checker.on_ack(200, 1, 1, 1, entry(1, 1), Some(100));
         assert!(checker.violations.is_empty());
         assert_eq!(checker.isolated_ack_window_us, 100);
-        checker.on_ack(100 + T + 1, 1, 1, 2, entry(1, 2));
-        assert!(
-            checker.violations[0].contains("isolated leader n1"),
-            "{:?}",
-            checker.violations
-        );
+        checker.on_ack(100 + T + 1, 1, 1, 2, entry(1, 2), Some(100));
+        assert!(checker.violations[0].contains("isolated leader n1"), "{:?}", checker.violations);
     }
 
     /// Goal: diverging applies are caught.
@@ -316,11 +262,7 @@ mod tests {
         let mut checker = Checker::new(false, T);
         checker.on_apply(1, 1, entry(1, 1));
         checker.on_apply(2, 1, entry(1, 2));
-        assert!(
-            checker.violations[0].contains("applied different entries at index 1"),
-            "{:?}",
-            checker.violations
-        );
+        assert!(checker.violations[0].contains("applied different entries at index 1"), "{:?}", checker.violations);
         let mut checker = Checker::new(false, T);
         checker.on_apply(1, 2, entry(1, 1));
         assert!(checker.violations[0].contains("out of order"));
@@ -333,11 +275,7 @@ mod tests {
         let a = vec![Some(entry(1, 1)), Some(entry(2, 2))];
         let b = vec![Some(entry(1, 3)), Some(entry(2, 2))];
         checker.check_log_matching(&[(1, a), (2, b)]);
-        assert!(
-            checker.violations[0].contains("log matching broken"),
-            "{:?}",
-            checker.violations
-        );
+        assert!(checker.violations[0].contains("log matching broken"), "{:?}", checker.violations);
     }
 
     /// Goal: in async mode, a lost acknowledged write without a Discarded event is
@@ -345,16 +283,12 @@ mod tests {
     #[test]
     fn catches_silent_async_loss() {
         let mut checker = Checker::new(true, T);
-        checker.on_ack(1, 1, 1, 3, entry(1, 5));
+        checker.on_ack(1, 1, 1, 3, entry(1, 5), None);
         checker.finish(&|_| None, &[]);
-        assert!(
-            checker.violations[0].contains("without a Discarded event"),
-            "{:?}",
-            checker.violations
-        );
+        assert!(checker.violations[0].contains("without a Discarded event"), "{:?}", checker.violations);
 
         let mut checker = Checker::new(true, T);
-        checker.on_ack(1, 1, 1, 3, entry(1, 5));
+        checker.on_ack(1, 1, 1, 3, entry(1, 5), None);
         checker.on_discarded(1, 1, 2, 4);
         checker.finish(&|_| None, &[]);
         assert!(checker.violations.is_empty(), "{:?}", checker.violations);
@@ -365,13 +299,10 @@ mod tests {
     #[test]
     fn catches_lost_write_and_discard_outside_async() {
         let mut checker = Checker::new(false, T);
-        checker.on_ack(1, 1, 1, 3, entry(1, 5));
+        checker.on_ack(1, 1, 1, 3, entry(1, 5), None);
         checker.on_discarded(1, 1, 3, 3);
         checker.finish(&|_| None, &[]);
-        assert!(checker
-            .violations
-            .iter()
-            .any(|v| v.contains("outside async")));
+        assert!(checker.violations.iter().any(|v| v.contains("outside async")));
         assert!(checker.violations.iter().any(|v| v.contains("was lost")));
     }
 }

@@ -11,12 +11,7 @@ use baton_common::WriteMode;
 
 /// The write modes the simulator cycles through for a cluster of `nodes`.
 pub fn modes_for(nodes: u8) -> Vec<WriteMode> {
-    let mut modes = vec![
-        WriteMode::Async,
-        WriteMode::Sync(2),
-        WriteMode::Quorum,
-        WriteMode::All,
-    ];
+    let mut modes = vec![WriteMode::Async, WriteMode::Sync(2), WriteMode::Quorum, WriteMode::All];
     if nodes >= 5 {
         modes.push(WriteMode::Sync(3));
     }
@@ -30,13 +25,9 @@ pub fn run_seed(seed: u64, nodes: Option<u8>, mode: Option<WriteMode>, trace: bo
     let mode = mode.unwrap_or(modes[(seed / 2 % modes.len() as u64) as usize]);
     let safety_us = 12_000_000;
     let liveness_us = 20_000_000;
-    let run = std::panic::catch_unwind(|| {
-        World::new(seed, nodes, mode, safety_us, liveness_us, trace).run(seed)
-    });
+    let run = std::panic::catch_unwind(|| World::new(seed, nodes, mode, safety_us, liveness_us, trace).run(seed));
     run.unwrap_or_else(|_| {
-        let text = LAST_PANIC
-            .with(|last| last.borrow_mut().take())
-            .unwrap_or_default();
+        let text = LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_default();
         SeedReport {
             seed,
             nodes,
@@ -55,10 +46,7 @@ thread_local! {
 /// `run_seed` reports it with the seed that replays it.
 pub fn capture_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()))
-            .unwrap_or_default();
+        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
         let message = info
             .payload()
             .downcast_ref::<String>()

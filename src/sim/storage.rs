@@ -35,9 +35,7 @@ impl Storage {
         } else if index <= self.snapshot.index {
             self.snapshot_entries.get(index as usize - 1).copied()
         } else {
-            self.log
-                .get((index - self.snapshot.index - 1) as usize)
-                .copied()
+            self.log.get((index - self.snapshot.index - 1) as usize).copied()
         }
     }
 
@@ -68,14 +66,13 @@ impl Storage {
     /// Replaces everything up to `snapshot`; keeps the suffix only if it follows on.
     pub fn install(&mut self, snapshot: Position, entries: Vec<SimEntry>) {
         assert_eq!(entries.len() as u64, snapshot.index);
-        let matches = snapshot.index <= self.last_index()
-            && self.entry(snapshot.index).map(|e| e.term) == Some(snapshot.term);
+        let matches =
+            snapshot.index <= self.last_index() && self.entry(snapshot.index).map(|e| e.term) == Some(snapshot.term);
         if snapshot.index <= self.snapshot.index {
             return;
         }
         if matches {
-            self.log
-                .drain(..(snapshot.index - self.snapshot.index) as usize);
+            self.log.drain(..(snapshot.index - self.snapshot.index) as usize);
         } else {
             self.log.clear();
         }
@@ -87,9 +84,7 @@ impl Storage {
     pub fn log_terms(&self) -> LogTerms {
         let mut terms = LogTerms::new(self.snapshot);
         for entry in &self.log {
-            terms
-                .append(entry.term, 1)
-                .expect("the simulator compacts before the term table fills");
+            terms.append(entry.term, 1).expect("the simulator compacts before the term table fills");
         }
         terms
     }

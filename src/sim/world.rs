@@ -5,9 +5,7 @@
 use super::checker::{Checker, SimEntry};
 use super::storage::{Op, Storage};
 use baton_common::rng::Rng;
-use baton_common::{
-    Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode,
-};
+use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
@@ -18,15 +16,8 @@ const COMPACT_ENTRIES: usize = 60;
 
 #[derive(Clone, Debug)]
 enum Payload {
-    Core {
-        message: Message,
-        entries: Vec<SimEntry>,
-    },
-    Snapshot {
-        term: u64,
-        position: Position,
-        entries: Vec<SimEntry>,
-    },
+    Core { message: Message, entries: Vec<SimEntry> },
+    Snapshot { term: u64, position: Position, entries: Vec<SimEntry> },
 }
 
 #[derive(Clone, Debug)]
@@ -39,15 +30,8 @@ struct Envelope {
 #[derive(Clone, Debug)]
 enum Kind {
     Deliver(Envelope),
-    Timer {
-        node: usize,
-        incarnation: u64,
-    },
-    Fsync {
-        node: usize,
-        incarnation: u64,
-        seq: u64,
-    },
+    Timer { node: usize, incarnation: u64 },
+    Fsync { node: usize, incarnation: u64, seq: u64 },
     Client,
     Fault,
     Restart(usize),
@@ -107,12 +91,8 @@ struct Weather {
 }
 
 impl Weather {
-    const CALM: Weather = Weather {
-        drop_per_mille: 0,
-        duplicate_per_mille: 0,
-        delay_max_us: 1_000,
-        spike_per_mille: 0,
-    };
+    const CALM: Weather =
+        Weather { drop_per_mille: 0, duplicate_per_mille: 0, delay_max_us: 1_000, spike_per_mille: 0 };
 }
 
 /// What one seed's run found.
@@ -137,12 +117,15 @@ pub struct World {
     mode: WriteMode,
     /// blocked[from][to]: messages from `from` to `to` are lost.
     blocked: Vec<Vec<bool>>,
+    /// link_up_at_us[a][b]: when a and b could last talk both ways.
+    link_up_at_us: Vec<Vec<u64>>,
     weather: Weather,
     next_write_id: u64,
     checker: Checker,
     safety_end_us: u64,
     liveness_deadline_us: u64,
-    barrier: Option<(usize, u64, SimEntry)>,
+    /// The liveness phase's probe write: (node, index, entry, proposed at).
+    barrier: Option<(usize, u64, SimEntry, u64)>,
     barrier_acked: bool,
     converged: bool,
     leader_terms: u64,
@@ -152,14 +135,7 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(
-        seed: u64,
-        nodes: u8,
-        mode: WriteMode,
-        safety_us: u64,
-        liveness_us: u64,
-        trace: bool,
-    ) -> World {
+    pub fn new(seed: u64, nodes: u8, mode: WriteMode, safety_us: u64, liveness_us: u64, trace: bool) -> World {
         let mut rng = Rng::new(seed ^ 0x5EED_BA70);
         let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
         let mut members = heapless::Vec::new();
@@ -212,6 +188,7 @@ impl World {
             nodes: world_nodes,
             mode,
             blocked: vec![vec![false; nodes as usize]; nodes as usize],
+            link_up_at_us: vec![vec![0; nodes as usize]; nodes as usize],
             weather,
             next_write_id: 1,
             checker: Checker::new(mode == WriteMode::Async, ELECTION_TIMEOUT_US),
@@ -236,11 +213,7 @@ impl World {
     fn schedule(&mut self, delay_us: u64, kind: Kind) {
         self.order += 1;
         let at_us = self.now_us + delay_us;
-        self.queue.push(Reverse(Scheduled {
-            at_us,
-            order: self.order,
-            kind,
-        }));
+        self.queue.push(Reverse(Scheduled { at_us, order: self.order, kind }));
     }
 
     fn note(&mut self, text: impl FnOnce() -> String) {
@@ -275,18 +248,13 @@ impl World {
                     None => format!("{}:down", n.id),
                 })
                 .collect();
-            self.checker.violations.push(format!(
-                "liveness: the healed cluster did not converge in time ({})",
-                state.join(" ")
-            ));
+            self.checker
+                .violations
+                .push(format!("liveness: the healed cluster did not converge in time ({})", state.join(" ")));
         }
         let leader = self.leader().unwrap_or(0);
         let final_log = self.nodes[leader].memory.clone();
-        let logs: Vec<(u8, Vec<Option<SimEntry>>)> = self
-            .nodes
-            .iter()
-            .map(|n| (n.id.0, n.memory.full_log()))
-            .collect();
+        let logs: Vec<(u8, Vec<Option<SimEntry>>)> = self.nodes.iter().map(|n| (n.id.0, n.memory.full_log())).collect();
         self.checker.finish(&|index| final_log.entry(index), &logs);
         SeedReport {
             seed,
@@ -305,10 +273,7 @@ impl World {
             Kind::Deliver(envelope) => self.deliver(envelope),
             Kind::Timer { node, incarnation } => {
                 let n = &mut self.nodes[node];
-                if n.incarnation != incarnation
-                    || n.frozen
-                    || n.timer_at.is_none_or(|at| at > self.now_us)
-                {
+                if n.incarnation != incarnation || n.frozen || n.timer_at.is_none_or(|at| at > self.now_us) {
                     return;
                 }
                 n.timer_at = None;
@@ -318,11 +283,7 @@ impl World {
                     self.after_input(node);
                 }
             }
-            Kind::Fsync {
-                node,
-                incarnation,
-                seq,
-            } => self.fsync_done(node, incarnation, seq),
+            Kind::Fsync { node, incarnation, seq } => self.fsync_done(node, incarnation, seq),
             Kind::Client => {
                 self.client_write();
                 let gap = 2_000 + self.rng.below(15_000);
@@ -354,20 +315,12 @@ impl World {
     // ----- the network -----
 
     fn send(&mut self, envelope: Envelope) {
-        let (from, to) = (
-            usize::from(envelope.from.0 - 1),
-            usize::from(envelope.to.0 - 1),
-        );
-        let dropped = self.weather.drop_per_mille != u64::MAX
-            && self.rng.below(1000) < self.weather.drop_per_mille;
+        let (from, to) = (usize::from(envelope.from.0 - 1), usize::from(envelope.to.0 - 1));
+        let dropped = self.weather.drop_per_mille != u64::MAX && self.rng.below(1000) < self.weather.drop_per_mille;
         if self.blocked[from][to] || dropped {
             return;
         }
-        let copies = if self.rng.below(1000) < self.weather.duplicate_per_mille {
-            2
-        } else {
-            1
-        };
+        let copies = if self.rng.below(1000) < self.weather.duplicate_per_mille { 2 } else { 1 };
         for _ in 0..copies {
             let mut delay = 50 + self.rng.below(self.weather.delay_max_us);
             if self.rng.below(1000) < self.weather.spike_per_mille {
@@ -404,27 +357,12 @@ impl World {
                     Message::AppendRequest(request) => Some((request.prev.index, entries)),
                     _ => None,
                 };
-                self.nodes[node]
-                    .replica
-                    .as_mut()
-                    .expect("alive")
-                    .handle_message(now, from, message);
-                self.after_input_with(
-                    node,
-                    incoming.as_ref().map(|(prev, e)| (*prev, e.as_slice())),
-                );
+                self.nodes[node].replica.as_mut().expect("alive").handle_message(now, from, message);
+                self.after_input_with(node, incoming.as_ref().map(|(prev, e)| (*prev, e.as_slice())));
             }
-            Payload::Snapshot {
-                term,
-                position,
-                entries,
-            } => {
+            Payload::Snapshot { term, position, entries } => {
                 self.nodes[node].staged_snapshot = Some((position, entries));
-                self.nodes[node]
-                    .replica
-                    .as_mut()
-                    .expect("alive")
-                    .handle_snapshot_received(now, from, term, position);
+                self.nodes[node].replica.as_mut().expect("alive").handle_snapshot_received(now, from, term, position);
                 self.after_input(node);
             }
         }
@@ -467,14 +405,7 @@ impl World {
                 n.fsync_scheduled = true;
                 let incarnation = n.incarnation;
                 let latency = 100 + self.rng.below(3_000);
-                self.schedule(
-                    latency,
-                    Kind::Fsync {
-                        node,
-                        incarnation,
-                        seq,
-                    },
-                );
+                self.schedule(latency, Kind::Fsync { node, incarnation, seq });
             }
         }
     }
@@ -486,34 +417,21 @@ impl World {
                 let mut entries = Vec::new();
                 if let Message::AppendRequest(request) = message {
                     for index in request.prev.index + 1..=request.last_index() {
-                        let entry = self.nodes[node]
-                            .memory
-                            .entry(index)
-                            .expect("the core only sends what the host holds");
+                        let entry =
+                            self.nodes[node].memory.entry(index).expect("the core only sends what the host holds");
                         assert_eq!(entry.term, request.entries_term);
                         entries.push(entry);
                     }
                 }
-                self.send(Envelope {
-                    from: id,
-                    to,
-                    payload: Payload::Core { message, entries },
-                });
+                self.send(Envelope { from: id, to, payload: Payload::Core { message, entries } });
             }
-            Output::PersistHardState { seq, hard_state } => {
-                self.write(node, seq, Op::Hard(hard_state))
-            }
+            Output::PersistHardState { seq, hard_state } => self.write(node, seq, Op::Hard(hard_state)),
             Output::TruncateLog { seq, from_index } => {
                 let last = self.nodes[node].memory.last_index();
                 self.note(|| format!("n{} truncates {from_index}..={last}", id.0));
                 self.write(node, seq, Op::Truncate(from_index));
             }
-            Output::AppendReceived {
-                seq,
-                first_index,
-                last_index,
-                term,
-            } => {
+            Output::AppendReceived { seq, first_index, last_index, term } => {
                 let (prev, entries) = incoming.expect("AppendReceived follows an append request");
                 for index in first_index..=last_index {
                     let entry = entries[(index - prev - 1) as usize];
@@ -522,23 +440,10 @@ impl World {
                 }
             }
             Output::AppendNoop { seq, position } => {
-                self.write(
-                    node,
-                    seq,
-                    Op::Append(
-                        position.index,
-                        SimEntry {
-                            term: position.term,
-                            write_id: 0,
-                        },
-                    ),
-                );
+                self.write(node, seq, Op::Append(position.index, SimEntry { term: position.term, write_id: 0 }));
             }
             Output::InstallSnapshot { seq, snapshot } => {
-                let (position, entries) = self.nodes[node]
-                    .staged_snapshot
-                    .take()
-                    .expect("staged before install");
+                let (position, entries) = self.nodes[node].staged_snapshot.take().expect("staged before install");
                 assert_eq!(position, snapshot);
                 self.note(|| format!("n{} installs snapshot {snapshot:?}", id.0));
                 self.checker.on_state_reset(id.0, &entries);
@@ -548,16 +453,9 @@ impl World {
             Output::Commit { commit_index } => self.apply_committed(node, commit_index),
             Output::SendSnapshot { to, term } => {
                 let memory = &self.nodes[node].memory;
-                let payload = Payload::Snapshot {
-                    term,
-                    position: memory.snapshot,
-                    entries: memory.snapshot_entries.clone(),
-                };
-                self.send(Envelope {
-                    from: id,
-                    to,
-                    payload,
-                });
+                let payload =
+                    Payload::Snapshot { term, position: memory.snapshot, entries: memory.snapshot_entries.clone() };
+                self.send(Envelope { from: id, to, payload });
             }
             Output::Event(event) => self.on_event(node, event),
         }
@@ -576,14 +474,7 @@ impl World {
         }
         if n.frozen {
             // A stopped process cannot hear back from its disk; try again later.
-            self.schedule(
-                1_000,
-                Kind::Fsync {
-                    node,
-                    incarnation,
-                    seq,
-                },
-            );
+            self.schedule(1_000, Kind::Fsync { node, incarnation, seq });
             return;
         }
         while n.pending_ops.front().is_some_and(|(s, _)| *s <= seq) {
@@ -592,36 +483,25 @@ impl World {
         }
         n.fsync_scheduled = false;
         let now = self.now_us;
-        n.replica
-            .as_mut()
-            .expect("alive")
-            .handle_persisted(now, seq);
+        n.replica.as_mut().expect("alive").handle_persisted(now, seq);
         self.after_input(node);
     }
 
     fn apply_committed(&mut self, node: usize, commit_index: u64) {
-        let is_leader = self.nodes[node]
-            .replica
-            .as_ref()
-            .is_some_and(|r| r.role() == Role::Leader);
+        let is_leader = self.nodes[node].replica.as_ref().is_some_and(|r| r.role() == Role::Leader);
         let term = self.nodes[node].replica.as_ref().map_or(0, |r| r.term());
         let id = self.nodes[node].id.0;
         while (self.nodes[node].applied.len() as u64) < commit_index {
             let index = self.nodes[node].applied.len() as u64 + 1;
-            let entry = self.nodes[node]
-                .memory
-                .entry(index)
-                .expect("committed entries are in the log");
+            let entry = self.nodes[node].memory.entry(index).expect("committed entries are in the log");
             self.nodes[node].applied.push(entry);
             self.checker.on_apply(id, index, entry);
             if is_leader && self.nodes[node].proposals.get(&index) == Some(&entry) {
                 self.nodes[node].proposals.remove(&index);
-                self.checker.on_ack(self.now_us, id, term, index, entry);
+                let lost_at = self.quorum_lost_at(node);
+                self.checker.on_ack(self.now_us, id, term, index, entry, lost_at);
                 self.note(|| format!("n{id} acked write {} at {index}", entry.write_id));
-                if self
-                    .barrier
-                    .is_some_and(|(_, i, e)| i == index && e == entry)
-                {
+                if self.barrier.is_some_and(|(_, i, e, _)| i == index && e == entry) {
                     self.barrier_acked = true;
                 }
             }
@@ -638,11 +518,7 @@ impl World {
         if n.memory.log.len() < COMPACT_ENTRIES || applied <= n.memory.snapshot.index {
             return;
         }
-        let term = n
-            .memory
-            .entry(applied)
-            .expect("applied entries are in the log")
-            .term;
+        let term = n.memory.entry(applied).expect("applied entries are in the log").term;
         let snapshot = Position::new(term, applied);
         let entries = n.applied[..applied as usize].to_vec();
         // A snapshot is written to a temporary file, fsynced and renamed: durable at once.
@@ -660,19 +536,14 @@ impl World {
             Event::BecameLeader { term, .. } => {
                 self.leader_terms += 1;
                 let memory = self.nodes[node].memory.clone();
-                self.checker
-                    .on_leader(self.now_us, id, term, &|index| memory.entry(index));
+                self.checker.on_leader(self.now_us, id, term, &|index| memory.entry(index));
                 self.update_connectivity();
             }
             Event::BecameFollower { .. } | Event::SteppedDown { .. } => {
                 // Clients waiting on this node get "leadership lost, outcome unknown".
                 self.nodes[node].proposals.clear();
             }
-            Event::Discarded {
-                term,
-                from_index,
-                to_index,
-            } => {
+            Event::Discarded { term, from_index, to_index } => {
                 self.checker.on_discarded(id, term, from_index, to_index);
                 let n = &mut self.nodes[node];
                 if n.applied.len() as u64 >= from_index {
@@ -690,9 +561,7 @@ impl World {
         self.nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| {
-                !n.frozen && n.replica.as_ref().is_some_and(|r| r.role() == Role::Leader)
-            })
+            .filter(|(_, n)| !n.frozen && n.replica.as_ref().is_some_and(|r| r.role() == Role::Leader))
             .max_by_key(|(_, n)| n.replica.as_ref().map(|r| r.term()))
             .map(|(index, _)| index)
     }
@@ -713,26 +582,17 @@ impl World {
         let Ok(proposal) = replica.handle_propose(now) else {
             return;
         };
-        let entry = SimEntry {
-            term: proposal.position.term,
-            write_id: self.next_write_id,
-        };
+        let entry = SimEntry { term: proposal.position.term, write_id: self.next_write_id };
         self.next_write_id += 1;
         n.proposals.insert(proposal.position.index, entry);
-        self.write(
-            target,
-            proposal.seq,
-            Op::Append(proposal.position.index, entry),
-        );
-        if self.now_us >= self.safety_end_us && self.barrier.is_none() {
-            self.barrier = Some((target, proposal.position.index, entry));
-        }
+        self.write(target, proposal.seq, Op::Append(proposal.position.index, entry));
         self.after_input(target);
     }
 
     // ----- faults -----
 
     fn inject_fault(&mut self) {
+        self.update_connectivity();
         let count = self.nodes.len() as u64;
         let victim = self.rng.below(count) as usize;
         match self.rng.below(10) {
@@ -747,6 +607,7 @@ impl World {
                 let victim = self.leader().unwrap_or(victim);
                 if !self.nodes[victim].frozen && self.nodes[victim].replica.is_some() {
                     self.note(|| format!("FAULT freeze n{}", victim + 1));
+                    self.update_connectivity();
                     self.nodes[victim].frozen = true;
                     let pause = 300_000 + self.rng.below(4_000_000);
                     self.schedule(pause, Kind::Unfreeze(victim));
@@ -800,10 +661,7 @@ impl World {
             _ => {
                 if let Some(leader) = self.leader() {
                     let now = self.now_us;
-                    let replica = self.nodes[leader]
-                        .replica
-                        .as_mut()
-                        .expect("leader is alive");
+                    let replica = self.nodes[leader].replica.as_mut().expect("leader is alive");
                     let paused = !replica.hard_state().paused;
                     let _ = replica.handle_set_paused(now, paused);
                     self.note(|| format!("OPERATOR paused={paused}"));
@@ -821,16 +679,14 @@ impl World {
             _ => Some(NodeId(1 + self.rng.below(self.nodes.len() as u64) as u8)),
         };
         let now = self.now_us;
-        let replica = self.nodes[leader]
-            .replica
-            .as_mut()
-            .expect("leader is alive");
+        let replica = self.nodes[leader].replica.as_mut().expect("leader is alive");
         let result = replica.handle_switchover(now, target, false);
         self.note(|| format!("OPERATOR switchover {target:?}: {result:?}"));
         self.after_input(leader);
     }
 
     fn crash(&mut self, node: usize) {
+        self.update_connectivity();
         self.note(|| format!("FAULT crash n{}", node + 1));
         let n = &mut self.nodes[node];
         n.replica = None;
@@ -852,10 +708,7 @@ impl World {
         self.note(|| format!("RESTART n{}", node + 1));
         let now = self.now_us;
         let n = &mut self.nodes[node];
-        let recovered = Recovered {
-            hard_state: n.durable.hard,
-            log: n.durable.log_terms(),
-        };
+        let recovered = Recovered { hard_state: n.durable.hard, log: n.durable.log_terms() };
         n.replica = Some(Replica::new(n.config.clone(), recovered, now));
         n.memory = n.durable.clone();
         n.applied = n.durable.snapshot_entries.clone();
@@ -882,42 +735,45 @@ impl World {
         self.update_connectivity();
     }
 
-    /// Tells the checker which leaders can still reach their lease quorum.
+    fn link_up(&self, a: usize, b: usize) -> bool {
+        let alive = |n: usize| self.nodes[n].replica.is_some() && !self.nodes[n].frozen;
+        a == b || (!self.blocked[a][b] && !self.blocked[b][a] && alive(a) && alive(b))
+    }
+
+    /// Records which links are up right now. Called before and after every change to
+    /// the network or to a node, so each link's last-up time is exact.
     fn update_connectivity(&mut self) {
         let count = self.nodes.len();
-        let needed = self.mode.lease_quorum(count as u8) as usize;
-        for node in 0..count {
-            let leading = self.nodes[node]
-                .replica
-                .as_ref()
-                .is_some_and(|r| r.role() == Role::Leader);
-            let reachable = (0..count)
-                .filter(|&other| {
-                    other == node
-                        || (!self.blocked[node][other]
-                            && !self.blocked[other][node]
-                            && self.nodes[other].replica.is_some()
-                            && !self.nodes[other].frozen)
-                })
-                .count();
-            let id = self.nodes[node].id.0;
-            self.checker
-                .on_leader_connectivity(self.now_us, id, !leading || reachable >= needed);
+        for a in 0..count {
+            for b in 0..count {
+                if self.link_up(a, b) {
+                    self.link_up_at_us[a][b] = self.now_us;
+                }
+            }
         }
+    }
+
+    /// When `node` last had its lease quorum of voters each reachable, if not now.
+    fn quorum_lost_at(&self, node: usize) -> Option<u64> {
+        let needed = self.mode.lease_quorum(self.nodes.len() as u8) as usize;
+        let mut last_up: Vec<u64> = (0..self.nodes.len())
+            .map(|other| if self.link_up(node, other) { self.now_us } else { self.link_up_at_us[node][other] })
+            .collect();
+        last_up.sort_unstable_by(|a, b| b.cmp(a));
+        let whole_until = last_up[needed - 1];
+        (whole_until < self.now_us).then_some(whole_until)
     }
 
     /// Ends a fault; at the end of the safety phase, ends every fault for good.
     fn heal(&mut self) {
+        self.update_connectivity();
         for row in &mut self.blocked {
             row.iter_mut().for_each(|b| *b = false);
         }
         self.note(|| "HEAL".to_string());
         if self.now_us >= self.safety_end_us && self.weather.drop_per_mille != u64::MAX {
             // Marks the final heal, so later ones do not start a second liveness loop.
-            self.weather = Weather {
-                drop_per_mille: u64::MAX,
-                ..Weather::CALM
-            };
+            self.weather = Weather { drop_per_mille: u64::MAX, ..Weather::CALM };
             for node in 0..self.nodes.len() {
                 self.unfreeze(node);
                 self.restart(node);
@@ -932,6 +788,7 @@ impl World {
     /// and applied everywhere.
     fn liveness_step(&mut self) {
         let now = self.now_us;
+        let any_paused = self.nodes.iter().any(|n| n.replica.as_ref().is_some_and(|r| r.hard_state().paused));
         match self.leader() {
             Some(leader) => {
                 let replica = self.nodes[leader].replica.as_mut().expect("alive");
@@ -939,36 +796,43 @@ impl World {
                     let _ = replica.handle_set_paused(now, false);
                     self.after_input(leader);
                 }
-            }
-            None if now > self.safety_end_us + 2 * ELECTION_TIMEOUT_US => {
-                let best = (0..self.nodes.len()).max_by_key(|&n| {
-                    self.nodes[n]
-                        .replica
-                        .as_ref()
-                        .map(|r| r.log().last_position())
+                // Probe with a fresh write whenever the last probe is stranded.
+                let stale = self.barrier.is_none_or(|(node, _, _, at)| {
+                    !self.barrier_acked && (node != leader || now > at + 2 * ELECTION_TIMEOUT_US)
                 });
+                if stale {
+                    self.propose_barrier(leader);
+                }
+            }
+            None if any_paused && now > self.safety_end_us + 2 * ELECTION_TIMEOUT_US => {
+                // The operator fails over by hand to the most up-to-date node.
+                let best = (0..self.nodes.len())
+                    .max_by_key(|&n| self.nodes[n].replica.as_ref().map(|r| r.log().last_position()));
                 if let Some(best) = best {
-                    if self.nodes[best]
-                        .replica
-                        .as_ref()
-                        .is_some_and(|r| r.hard_state().paused)
-                    {
-                        let _ = self.nodes[best]
-                            .replica
-                            .as_mut()
-                            .expect("alive")
-                            .handle_campaign(now);
-                        self.after_input(best);
-                    }
+                    let _ = self.nodes[best].replica.as_mut().expect("all alive when healed").handle_campaign(now);
+                    self.after_input(best);
                 }
             }
             None => {}
         }
-        if let (true, Some((_, index, _))) = (self.barrier_acked, self.barrier) {
+        if let (true, Some((_, index, _, _))) = (self.barrier_acked, self.barrier) {
             self.converged = self.nodes.iter().all(|n| n.applied.len() as u64 >= index);
         }
         if !self.converged {
             self.schedule(100_000, Kind::Liveness);
         }
+    }
+
+    fn propose_barrier(&mut self, leader: usize) {
+        let now = self.now_us;
+        let replica = self.nodes[leader].replica.as_mut().expect("alive");
+        let Ok(proposal) = replica.handle_propose(now) else { return };
+        let entry = SimEntry { term: proposal.position.term, write_id: self.next_write_id };
+        self.next_write_id += 1;
+        self.nodes[leader].proposals.insert(proposal.position.index, entry);
+        self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
+        self.barrier = Some((leader, proposal.position.index, entry, now));
+        self.barrier_acked = false;
+        self.after_input(leader);
     }
 }

@@ -25,13 +25,7 @@ impl Replica {
         }
         let minimum = self.config.election_timeout_min_us();
         let window = self.config.election_timeout_us - minimum;
-        let eligible = self
-            .config
-            .members
-            .iter()
-            .filter(|m| m.eligible())
-            .count()
-            .max(1) as u64;
+        let eligible = self.config.members.iter().filter(|m| m.eligible()).count().max(1) as u64;
         let slot_width = (window / eligible).max(1);
         let delay = minimum + self.config.election_slot() * slot_width + self.rng.below(slot_width);
         self.set_timer(Timer::Election, Some(self.now_us + delay));
@@ -63,6 +57,8 @@ impl Replica {
             Err(Refusal::PriorityZero)
         } else if self.role == Role::Leader {
             Err(Refusal::TargetIsLeader)
+        } else if self.within_leader_lease() {
+            Err(Refusal::LeaderReachable { last_contact_age_us: self.now_us - self.last_leader_contact_us })
         } else if matches!(self.role, Role::PreCandidate | Role::Candidate)
             && self.election_cause == ElectionCause::Manual
         {
@@ -85,11 +81,7 @@ impl Replica {
         self.votes.clear();
         let _ = self.votes.push((self.config.id, VoteVerdict::Granted));
         self.counters.elections_started += 1;
-        self.event(Event::ElectionStarted {
-            term: self.hard.term + 1,
-            cause,
-            pre_vote: true,
-        });
+        self.event(Event::ElectionStarted { term: self.hard.term + 1, cause, pre_vote: true });
         self.reset_election_timer();
         self.send_vote_requests(true);
     }
@@ -103,11 +95,7 @@ impl Replica {
         self.handoff_seen = None;
         self.votes.clear();
         let _ = self.votes.push((self.config.id, VoteVerdict::Granted));
-        self.event(Event::ElectionStarted {
-            term: self.hard.term,
-            cause,
-            pre_vote: false,
-        });
+        self.event(Event::ElectionStarted { term: self.hard.term, cause, pre_vote: false });
         // The self-vote must be durable before anyone is asked.
         self.campaign_seq = Some(self.persist_hard_state());
         self.reset_election_timer();
@@ -115,11 +103,7 @@ impl Replica {
 
     pub(super) fn send_vote_requests(&mut self, pre_vote: bool) {
         let request = VoteRequest {
-            term: if pre_vote {
-                self.hard.term + 1
-            } else {
-                self.hard.term
-            },
+            term: if pre_vote { self.hard.term + 1 } else { self.hard.term },
             last: self.log.last_position(),
             pre_vote,
             cause: self.election_cause,
@@ -145,14 +129,17 @@ impl Replica {
         }
     }
 
+    /// Whether a leader may still count on this node's promise not to vote for anyone
+    /// else, itself included: it heard from a leader, granted a vote, or started, within
+    /// the minimum election timeout.
+    fn within_leader_lease(&self) -> bool {
+        self.now_us < self.last_leader_contact_us.saturating_add(self.config.election_timeout_min_us())
+    }
+
     /// Whether this node has heard from a live leader recently enough that granting a
     /// vote could undermine that leader's lease.
     fn heard_from_leader_recently(&self, candidate: NodeId) -> bool {
-        let recent = self.now_us
-            < self
-                .last_leader_contact_us
-                .saturating_add(self.config.election_timeout_min_us());
-        self.role == Role::Leader || (recent && self.contact_was_vote_for != Some(candidate))
+        self.role == Role::Leader || (self.within_leader_lease() && self.contact_was_vote_for != Some(candidate))
     }
 
     /// Whether `candidate` is the switchover target the current leader announced.
@@ -166,32 +153,16 @@ impl Replica {
     pub(super) fn on_vote_request(&mut self, from: NodeId, request: VoteRequest) {
         let verdict = self.judge_vote(from, request);
         if request.pre_vote || verdict != VoteVerdict::Granted {
-            let term = if verdict == VoteVerdict::Granted {
-                request.term
-            } else {
-                self.hard.term
-            };
-            let response = VoteResponse {
-                term,
-                pre_vote: request.pre_vote,
-                verdict,
-            };
+            let term = if verdict == VoteVerdict::Granted { request.term } else { self.hard.term };
+            let response = VoteResponse { term, pre_vote: request.pre_vote, verdict };
             self.send(from, Message::VoteResponse(response));
             return;
         }
         // A real vote: record it durably before answering.
         self.hard.voted_for = Some(from);
         let seq = self.persist_hard_state();
-        let response = VoteResponse {
-            term: self.hard.term,
-            pre_vote: false,
-            verdict,
-        };
-        self.pending_vote = Some(super::PendingVote {
-            seq,
-            to: from,
-            response,
-        });
+        let response = VoteResponse { term: self.hard.term, pre_vote: false, verdict };
+        self.pending_vote = Some(super::PendingVote { seq, to: from, response });
         self.last_leader_contact_us = self.now_us;
         self.contact_was_vote_for = Some(from);
         self.reset_election_timer();
@@ -230,11 +201,7 @@ impl Replica {
                 && request.last == my_last
                 && me.eligible()
                 && me.priority > candidate.priority;
-            return if preferred {
-                VoteVerdict::PreferredPeer
-            } else {
-                VoteVerdict::Granted
-            };
+            return if preferred { VoteVerdict::PreferredPeer } else { VoteVerdict::Granted };
         }
         if request.term > self.hard.term {
             if self.role == Role::Leader {
@@ -262,11 +229,7 @@ impl Replica {
             self.become_follower(response.term, None);
             return;
         }
-        let round_term = if expecting_pre_vote {
-            self.hard.term + 1
-        } else {
-            self.hard.term
-        };
+        let round_term = if expecting_pre_vote { self.hard.term + 1 } else { self.hard.term };
         let counts = response.verdict != VoteVerdict::Granted || response.term == round_term;
         if !counts || self.votes.iter().any(|(voter, _)| *voter == from) {
             self.counters.stale_messages += 1;
@@ -282,14 +245,13 @@ impl Replica {
         }
         let voters = self.config.voters();
         let needed = self.config.mode.election_quorum(voters);
-        let granted = self
-            .votes
-            .iter()
-            .filter(|(_, v)| *v == VoteVerdict::Granted)
-            .count() as u8;
+        let granted = self.votes.iter().filter(|(_, v)| *v == VoteVerdict::Granted).count() as u8;
         let refused = self.votes.len() as u8 - granted;
         if granted >= needed {
             match self.role {
+                // Voting for itself is a vote like any other: not while a leader's lease
+                // may rely on this node.
+                Role::PreCandidate if self.within_leader_lease() => self.lose_election(),
                 Role::PreCandidate => self.become_candidate(self.election_cause),
                 Role::Candidate => self.become_leader(),
                 _ => {}
@@ -302,27 +264,15 @@ impl Replica {
     /// Ends a round without a win: report the most common refusal, go back to following.
     fn lose_election(&mut self) {
         let mut most_common: Option<(VoteVerdict, usize)> = None;
-        for (_, verdict) in self
-            .votes
-            .iter()
-            .filter(|(_, v)| *v != VoteVerdict::Granted)
-        {
+        for (_, verdict) in self.votes.iter().filter(|(_, v)| *v != VoteVerdict::Granted) {
             let count = self.votes.iter().filter(|(_, v)| v == verdict).count();
             if most_common.is_none_or(|(_, best)| count > best) {
                 most_common = Some((*verdict, count));
             }
         }
-        let term = if self.role == Role::PreCandidate {
-            self.hard.term + 1
-        } else {
-            self.hard.term
-        };
+        let term = if self.role == Role::PreCandidate { self.hard.term + 1 } else { self.hard.term };
         let cause = self.election_cause;
-        self.event(Event::ElectionFailed {
-            term,
-            cause,
-            verdict: most_common.map(|(v, _)| v),
-        });
+        self.event(Event::ElectionFailed { term, cause, verdict: most_common.map(|(v, _)| v) });
         self.attempt = self.attempt.saturating_add(1);
         self.role = Role::Follower;
         self.campaign_seq = None;
@@ -346,11 +296,7 @@ impl Replica {
                 continue;
             }
             let mut progress = Progress::new(member.id, member.voter, next_index);
-            if self
-                .votes
-                .iter()
-                .any(|(voter, v)| *voter == member.id && *v == VoteVerdict::Granted)
-            {
+            if self.votes.iter().any(|(voter, v)| *voter == member.id && *v == VoteVerdict::Granted) {
                 // A voter that granted this vote promised, from when the request went
                 // out, not to vote for anyone else for a minimum election timeout.
                 progress.lease_ack_sent_at_us = Some(self.campaign_sent_at_us);
@@ -361,10 +307,7 @@ impl Replica {
         }
         self.votes.clear();
         self.counters.leader_terms += 1;
-        self.event(Event::BecameLeader {
-            term,
-            cause: self.election_cause,
-        });
+        self.event(Event::BecameLeader { term, cause: self.election_cause });
         self.append_noop();
         self.on_heartbeat_tick();
         self.arm_lease_timer();

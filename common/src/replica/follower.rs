@@ -16,10 +16,7 @@ impl Replica {
         if request.term < self.hard.term {
             // A deposed leader: tell it the newer term so it steps down.
             self.counters.stale_messages += 1;
-            let outcome = AppendOutcome::Rejected {
-                rejected_prev_index: request.prev.index,
-                hint_index: 0,
-            };
+            let outcome = AppendOutcome::Rejected { rejected_prev_index: request.prev.index, hint_index: 0 };
             self.reply_append(from, outcome, request.sent_at_us);
             return;
         }
@@ -44,9 +41,7 @@ impl Replica {
         if newest && request.paused != self.hard.paused {
             self.hard.paused = request.paused;
             self.persist_hard_state();
-            self.event(Event::PausedChanged {
-                paused: request.paused,
-            });
+            self.event(Event::PausedChanged { paused: request.paused });
         }
         self.leader_commit_seen = self.leader_commit_seen.max(request.leader_commit);
 
@@ -60,10 +55,7 @@ impl Replica {
             } else {
                 self.log.run_start(request.prev.index)
             };
-            let outcome = AppendOutcome::Rejected {
-                rejected_prev_index: request.prev.index,
-                hint_index,
-            };
+            let outcome = AppendOutcome::Rejected { rejected_prev_index: request.prev.index, hint_index };
             self.reply_append(from, outcome, request.sent_at_us);
             return;
         }
@@ -72,26 +64,15 @@ impl Replica {
         if !self.store_entries(&request) {
             self.counters.appends_refused_log_full += 1;
             let hint_index = self.log.last_index() + 1;
-            let outcome = AppendOutcome::Rejected {
-                rejected_prev_index: request.prev.index,
-                hint_index,
-            };
+            let outcome = AppendOutcome::Rejected { rejected_prev_index: request.prev.index, hint_index };
             self.reply_append(from, outcome, request.sent_at_us);
             return;
         }
-        self.verified_index = self
-            .verified_index
-            .max(request_last.min(self.log.last_index()));
+        self.verified_index = self.verified_index.max(request_last.min(self.log.last_index()));
         self.follower_advance_commit();
         let acknowledged = self.follower_match_index();
         if request.is_heartbeat() || acknowledged >= request_last {
-            self.reply_append(
-                from,
-                AppendOutcome::Accepted {
-                    match_index: acknowledged,
-                },
-                request.sent_at_us,
-            );
+            self.reply_append(from, AppendOutcome::Accepted { match_index: acknowledged }, request.sent_at_us);
         } else {
             self.pending_ack = Some(request.sent_at_us);
         }
@@ -108,11 +89,8 @@ impl Replica {
         // Our entries from `start` agree with the batch while their term is the batch's.
         let mut first_new = start;
         if start <= self.log.last_index() {
-            first_new = if self.log.term_at(start) == Some(request.entries_term) {
-                self.log.run_end(start) + 1
-            } else {
-                start
-            };
+            first_new =
+                if self.log.term_at(start) == Some(request.entries_term) { self.log.run_end(start) + 1 } else { start };
             if first_new <= self.log.last_index() && first_new <= request_last {
                 self.discard_from(first_new);
             }
@@ -124,9 +102,7 @@ impl Replica {
             return false;
         }
         let count = request_last - first_new + 1;
-        self.log
-            .append(request.entries_term, count)
-            .expect("checked by would_overflow");
+        self.log.append(request.entries_term, count).expect("checked by would_overflow");
         let seq = self.next_persist_seq();
         self.push(Output::AppendReceived {
             seq,
@@ -141,34 +117,23 @@ impl Replica {
     /// mode that keeps acknowledged writes; in async mode the dropped entries may have
     /// been acknowledged, and each span is reported.
     fn discard_from(&mut self, from_index: LogIndex) {
-        assert!(
-            from_index > self.safe_index,
-            "truncating safe entry {from_index}"
-        );
+        assert!(from_index > self.safe_index, "truncating safe entry {from_index}");
         if self.config.mode == WriteMode::Async {
             self.report_discarded(from_index, self.log.last_index());
             self.commit_index = self.commit_index.min(from_index - 1);
         } else {
-            assert!(
-                from_index > self.commit_index,
-                "truncating committed entry {from_index}"
-            );
+            assert!(from_index > self.commit_index, "truncating committed entry {from_index}");
         }
         self.truncate_log(from_index);
     }
 
     fn report_discarded(&mut self, first: LogIndex, last: LogIndex) {
-        let mut spans: heapless::Vec<crate::log::Span, { crate::limits::TERM_RUNS_MAX }> =
-            heapless::Vec::new();
+        let mut spans: heapless::Vec<crate::log::Span, { crate::limits::TERM_RUNS_MAX }> = heapless::Vec::new();
         for span in self.log.runs_between(first, last) {
             let _ = spans.push(span);
         }
         for span in spans {
-            self.event(Event::Discarded {
-                term: span.term,
-                from_index: span.first_index,
-                to_index: span.last_index,
-            });
+            self.event(Event::Discarded { term: span.term, from_index: span.first_index, to_index: span.last_index });
         }
     }
 
@@ -178,12 +143,8 @@ impl Replica {
     }
 
     fn reply_append(&mut self, to: NodeId, outcome: AppendOutcome, echo_sent_at_us: Micros) {
-        let response = AppendResponse {
-            term: self.hard.term,
-            outcome,
-            last_index: self.log.last_index(),
-            echo_sent_at_us,
-        };
+        let response =
+            AppendResponse { term: self.hard.term, outcome, last_index: self.log.last_index(), echo_sent_at_us };
         self.send(to, Message::AppendResponse(response));
     }
 
@@ -195,13 +156,7 @@ impl Replica {
             return;
         };
         let acknowledged = self.follower_match_index();
-        self.reply_append(
-            leader,
-            AppendOutcome::Accepted {
-                match_index: acknowledged,
-            },
-            echo,
-        );
+        self.reply_append(leader, AppendOutcome::Accepted { match_index: acknowledged }, echo);
         if acknowledged >= self.verified_index {
             self.pending_ack = None;
         }
@@ -215,9 +170,7 @@ impl Replica {
         let commit = self.leader_commit_seen.min(self.follower_match_index());
         if commit > self.commit_index {
             self.commit_index = commit;
-            self.push(Output::Commit {
-                commit_index: commit,
-            });
+            self.push(Output::Commit { commit_index: commit });
         }
         self.safe_index = self.safe_index.max(commit);
     }
@@ -225,13 +178,7 @@ impl Replica {
     /// The host received a whole snapshot at `snapshot` from `from`, a leader in `term`.
     /// The core decides whether to install it; the answer to the leader follows once the
     /// install is durable.
-    pub fn handle_snapshot_received(
-        &mut self,
-        now: Micros,
-        from: NodeId,
-        term: Term,
-        snapshot: Position,
-    ) {
+    pub fn handle_snapshot_received(&mut self, now: Micros, from: NodeId, term: Term, snapshot: Position) {
         self.observe_now(now);
         if self.config.member(from).is_none() || from == self.config.id {
             self.counters.messages_from_unknown_nodes += 1;
@@ -239,10 +186,7 @@ impl Replica {
         }
         if term < self.hard.term || (self.role == Role::Leader && term == self.hard.term) {
             self.counters.stale_messages += 1;
-            let outcome = AppendOutcome::Rejected {
-                rejected_prev_index: snapshot.index,
-                hint_index: 0,
-            };
+            let outcome = AppendOutcome::Rejected { rejected_prev_index: snapshot.index, hint_index: 0 };
             self.reply_append(from, outcome, 0);
             return;
         }
@@ -250,13 +194,9 @@ impl Replica {
         self.last_leader_contact_us = self.now_us;
         self.contact_was_vote_for = None;
         self.reset_election_timer();
-        if snapshot.index <= self.safe_index
-            || (self.log.matches(snapshot) && snapshot.index <= self.durable_index)
-        {
+        if snapshot.index <= self.safe_index || (self.log.matches(snapshot) && snapshot.index <= self.durable_index) {
             // Nothing to install: this log already holds it.
-            self.verified_index = self
-                .verified_index
-                .max(snapshot.index.min(self.log.last_index()));
+            self.verified_index = self.verified_index.max(snapshot.index.min(self.log.last_index()));
         } else {
             if self.log.matches(snapshot) {
                 self.log.compact_to(snapshot);
@@ -270,8 +210,7 @@ impl Replica {
                         .filter(|span| span.term == snapshot.term)
                         .map(|span| span.last_index)
                         .last();
-                    let from =
-                        same_term_through.map_or(self.log.first_index(), |through| through + 1);
+                    let from = same_term_through.map_or(self.log.first_index(), |through| through + 1);
                     self.report_discarded(from, self.log.last_index());
                 }
                 // Only what the old snapshot covered is certainly the same in the new
@@ -298,10 +237,7 @@ impl Replica {
     /// the log entries it covers.
     pub fn handle_compacted(&mut self, now: Micros, snapshot: Position) {
         self.observe_now(now);
-        assert!(
-            snapshot.index <= self.compactable_index(),
-            "snapshot beyond the compactable index"
-        );
+        assert!(snapshot.index <= self.compactable_index(), "snapshot beyond the compactable index");
         assert!(self.log.matches(snapshot) || snapshot.index <= self.log.snapshot().index);
         self.log.compact_to(snapshot);
         self.assert_invariants();

@@ -27,9 +27,7 @@ impl Replica {
 
     fn propose(&mut self) -> Result<Proposal, ProposeError> {
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader_hint: self.leader,
-            });
+            return Err(ProposeError::NotLeader { leader_hint: self.leader });
         }
         if self.transfer.is_some() {
             return Err(ProposeError::TransferInProgress);
@@ -42,14 +40,9 @@ impl Replica {
         if self.log.would_overflow(self.hard.term) {
             return Err(ProposeError::LogFull);
         }
-        self.log
-            .append(self.hard.term, 1)
-            .expect("checked by would_overflow");
+        self.log.append(self.hard.term, 1).expect("checked by would_overflow");
         let seq = self.next_persist_seq();
-        Ok(Proposal {
-            position: self.log.last_position(),
-            seq,
-        })
+        Ok(Proposal { position: self.log.last_position(), seq })
     }
 
     /// Voters in sync, the leader included.
@@ -64,9 +57,7 @@ impl Replica {
     pub fn read_index(&mut self, now: Micros) -> Result<LogIndex, ReadError> {
         self.observe_now(now);
         if self.role != Role::Leader {
-            return Err(ReadError::NotLeader {
-                leader_hint: self.leader,
-            });
+            return Err(ReadError::NotLeader { leader_hint: self.leader });
         }
         if !self.may_acknowledge() || self.commit_index < self.term_start_index {
             return Err(ReadError::NotReady);
@@ -75,9 +66,7 @@ impl Replica {
     }
 
     pub(super) fn append_noop(&mut self) {
-        self.log
-            .append(self.hard.term, 1)
-            .expect("checked before campaigning");
+        self.log.append(self.hard.term, 1).expect("checked before campaigning");
         self.term_start_index = self.log.last_index();
         let seq = self.next_persist_seq();
         let position = self.log.last_position();
@@ -138,14 +127,11 @@ impl Replica {
         let voters = self.config.voters();
         matches.sort_unstable_by(|a, b| b.cmp(a));
         let term = self.hard.term;
-        let current_term =
-            |replica: &Replica, index: LogIndex| replica.log.term_at(index) == Some(term);
+        let current_term = |replica: &Replica, index: LogIndex| replica.log.term_at(index) == Some(term);
         let candidate = matches[usize::from(self.config.mode.write_quorum(voters)) - 1];
         if candidate > self.commit_index && current_term(self, candidate) {
             self.commit_index = candidate;
-            self.push(Output::Commit {
-                commit_index: candidate,
-            });
+            self.push(Output::Commit { commit_index: candidate });
         }
         if self.config.mode == WriteMode::Async {
             let majority = matches[usize::from(crate::mode::majority(voters)) - 1];
@@ -188,38 +174,21 @@ impl Replica {
             let peer = &mut self.peers[index];
             peer.state = ReplicationState::Snapshot;
             peer.snapshot_sent_at_us = Some(self.now_us);
-            return Some(Output::SendSnapshot {
-                to,
-                term: self.hard.term,
-            });
+            return Some(Output::SendSnapshot { to, term: self.hard.term });
         };
-        let end = self
-            .log
-            .run_end(from)
-            .min(from + BATCH_ENTRIES_MAX as u64 - 1)
-            .min(last);
+        let end = self.log.run_end(from).min(from + BATCH_ENTRIES_MAX as u64 - 1).min(last);
         let entries_term = self.log.term_at(from).expect("from is within the log");
-        let request = self.append_request(
-            Position::new(prev_term, from - 1),
-            entries_term,
-            end - from + 1,
-        );
+        let request = self.append_request(Position::new(prev_term, from - 1), entries_term, end - from + 1);
         let now = self.now_us;
         let peer = &mut self.peers[index];
         match peer.state {
             ReplicationState::Probe => peer.probe_sent_at_us = Some(now),
             _ => {
-                let _ = peer.inflight.push_back(crate::progress::Inflight {
-                    last_index: end,
-                    sent_at_us: now,
-                });
+                let _ = peer.inflight.push_back(crate::progress::Inflight { last_index: end, sent_at_us: now });
                 peer.next_index = end + 1;
             }
         }
-        Some(Output::Send {
-            to,
-            message: Message::AppendRequest(request),
-        })
+        Some(Output::Send { to, message: Message::AppendRequest(request) })
     }
 
     fn append_request(&self, prev: Position, entries_term: u64, count: u64) -> AppendRequest {
@@ -269,20 +238,13 @@ impl Replica {
                 }
                 ReplicationState::Replicate => {
                     // A batch unanswered for two heartbeats was probably lost: resend.
-                    if peer
-                        .inflight
-                        .front()
-                        .is_some_and(|b| now >= b.sent_at_us + 2 * interval)
-                    {
+                    if peer.inflight.front().is_some_and(|b| now >= b.sent_at_us + 2 * interval) {
                         let next = peer.match_index + 1;
                         peer.become_probe(next);
                     }
                 }
                 ReplicationState::Snapshot => {
-                    if peer
-                        .snapshot_sent_at_us
-                        .is_some_and(|at| now >= at + snapshot_timeout)
-                    {
+                    if peer.snapshot_sent_at_us.is_some_and(|at| now >= at + snapshot_timeout) {
                         let next = peer.match_index + 1;
                         peer.become_probe(next);
                     }
@@ -327,9 +289,7 @@ impl Replica {
         let now = self.now_us;
         let peer = &mut self.peers[index];
         peer.last_ack_at_us = Some(now);
-        peer.lease_ack_sent_at_us = peer
-            .lease_ack_sent_at_us
-            .max(Some(response.echo_sent_at_us));
+        peer.lease_ack_sent_at_us = peer.lease_ack_sent_at_us.max(Some(response.echo_sent_at_us));
         peer.reported_last_index = response.last_index;
         match response.outcome {
             AppendOutcome::Accepted { match_index } if match_index > last => {
@@ -345,10 +305,7 @@ impl Replica {
                     peer.become_replicate();
                 }
             },
-            AppendOutcome::Rejected {
-                rejected_prev_index,
-                hint_index,
-            } => {
+            AppendOutcome::Rejected { rejected_prev_index, hint_index } => {
                 if rejected_prev_index < peer.match_index {
                     self.counters.stale_messages += 1;
                 } else if hint_index <= peer.match_index {
@@ -358,9 +315,7 @@ impl Replica {
                     let (node, match_index) = (peer.id, peer.match_index);
                     self.event(Event::PeerRegressed { node, match_index });
                 } else {
-                    let next = hint_index
-                        .min(rejected_prev_index)
-                        .max(peer.match_index + 1);
+                    let next = hint_index.min(rejected_prev_index).max(peer.match_index + 1);
                     peer.become_probe(next);
                 }
             }

@@ -76,10 +76,7 @@ pub struct Recovered {
 impl Recovered {
     /// A brand-new node: no state, no log.
     pub fn empty() -> Self {
-        Recovered {
-            hard_state: HardState::default(),
-            log: LogTerms::new(Position::ZERO),
-        }
+        Recovered { hard_state: HardState::default(), log: LogTerms::new(Position::ZERO) }
     }
 }
 
@@ -193,9 +190,7 @@ impl Replica {
     /// Starts a replica as a follower. It neither campaigns nor votes for a minimum
     /// election timeout, since it cannot know whether a leader is alive.
     pub fn new(config: Config, recovered: Recovered, now: Micros) -> Self {
-        config
-            .validate()
-            .expect("the host validates the config first");
+        config.validate().expect("the host validates the config first");
         let log = recovered.log;
         let mut replica = Replica {
             rng: Rng::new(config.seed),
@@ -260,10 +255,7 @@ impl Replica {
         if let Err(output) = self.outputs.push_back(output) {
             // Messages are retransmitted by timers, so a dropped one only costs time.
             // Losing a persistence output would break durability: that is a host bug.
-            assert!(
-                matches!(output, Output::Send { .. } | Output::Event(_)),
-                "host did not drain outputs"
-            );
+            assert!(matches!(output, Output::Send { .. } | Output::Event(_)), "host did not drain outputs");
             self.counters.outputs_dropped += 1;
         }
     }
@@ -324,16 +316,10 @@ impl Replica {
     fn next_persist_seq(&mut self) -> PersistSeq {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let pending = PendingPersist {
-            seq,
-            last_index: self.log.last_index(),
-        };
+        let pending = PendingPersist { seq, last_index: self.log.last_index() };
         if let Err(pending) = self.pending_persists.push_back(pending) {
             // Merge into the newest entry: its durability report now waits for this one.
-            let back = self
-                .pending_persists
-                .back_mut()
-                .expect("full, so not empty");
+            let back = self.pending_persists.back_mut().expect("full, so not empty");
             *back = pending;
         }
         seq
@@ -425,8 +411,7 @@ impl Replica {
         if was_leader && term > self.hard.term {
             self.step_down(StepDownReason::HigherTerm);
         }
-        let changed =
-            self.role != Role::Follower || self.leader != leader || term != self.hard.term;
+        let changed = self.role != Role::Follower || self.leader != leader || term != self.hard.term;
         self.observe_term(term);
         if changed {
             self.role = Role::Follower;
@@ -438,10 +423,7 @@ impl Replica {
             self.pending_ack = None;
             self.campaign_seq = None;
             self.votes.clear();
-            self.event(Event::BecameFollower {
-                term: self.hard.term,
-                leader,
-            });
+            self.event(Event::BecameFollower { term: self.hard.term, leader });
             self.reset_election_timer();
         }
     }
@@ -455,11 +437,7 @@ impl Replica {
                 StepDownReason::Switchover => TransferOutcome::Completed,
                 _ => TransferOutcome::Aborted,
             };
-            self.event(Event::TransferFinished {
-                term,
-                target: transfer.target,
-                outcome,
-            });
+            self.event(Event::TransferFinished { term, target: transfer.target, outcome });
         }
         self.event(Event::SteppedDown { term, reason });
         self.role = Role::Follower;
@@ -566,18 +544,8 @@ impl Replica {
     fn assert_invariants(&self) {
         self.log.assert_invariants();
         let last = self.log.last_index();
-        assert!(
-            self.durable_index <= last,
-            "durable {} beyond last {}",
-            self.durable_index,
-            last
-        );
-        assert!(
-            self.commit_index <= last,
-            "commit {} beyond last {}",
-            self.commit_index,
-            last
-        );
+        assert!(self.durable_index <= last, "durable {} beyond last {}", self.durable_index, last);
+        assert!(self.commit_index <= last, "commit {} beyond last {}", self.commit_index, last);
         assert!(self.commit_index >= self.log.snapshot().index);
         assert!(self.safe_index >= self.log.snapshot().index && self.safe_index <= last);
         assert!(self.verified_index <= last);
@@ -587,20 +555,12 @@ impl Replica {
                 assert_eq!(self.hard.voted_for, Some(self.config.id));
                 assert!(self.peers.len() + 1 == self.config.members.len());
                 for peer in &self.peers {
-                    assert!(
-                        peer.match_index <= last,
-                        "match {} beyond last {}",
-                        peer.match_index,
-                        last
-                    );
+                    assert!(peer.match_index <= last, "match {} beyond last {}", peer.match_index, last);
                     assert!(peer.next_index >= 1 && peer.next_index <= last + 1);
                 }
                 let start_term = self.log.term_at(self.term_start_index);
                 assert!(self.term_start_index >= 1);
-                assert!(
-                    self.term_start_index <= self.log.snapshot().index
-                        || start_term == Some(self.hard.term)
-                );
+                assert!(self.term_start_index <= self.log.snapshot().index || start_term == Some(self.hard.term));
             }
             Role::Candidate => assert_eq!(self.hard.voted_for, Some(self.config.id)),
             Role::Follower | Role::PreCandidate => assert!(self.peers.is_empty()),

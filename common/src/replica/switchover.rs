@@ -17,12 +17,7 @@ use heapless::Vec;
 impl Replica {
     /// Starts a switchover to `target`, or to the best caught-up follower. With
     /// `dry_run`, only says whom it would pick, or every reason it refuses.
-    pub fn handle_switchover(
-        &mut self,
-        now: Micros,
-        target: Option<NodeId>,
-        dry_run: bool,
-    ) -> Result<NodeId, Refused> {
+    pub fn handle_switchover(&mut self, now: Micros, target: Option<NodeId>, dry_run: bool) -> Result<NodeId, Refused> {
         self.observe_now(now);
         let verdict = self.check_switchover(target);
         if let (Ok(chosen), false) = (&verdict, dry_run) {
@@ -34,28 +29,14 @@ impl Replica {
 
     fn check_switchover(&self, target: Option<NodeId>) -> Result<NodeId, Refused> {
         if self.role != Role::Leader {
-            return Err(Refused::one(
-                target,
-                Refusal::NotLeader {
-                    leader_hint: self.leader,
-                },
-            ));
+            return Err(Refused::one(target, Refusal::NotLeader { leader_hint: self.leader }));
         }
         if let Some(transfer) = self.transfer {
-            return Err(Refused::one(
-                target,
-                Refusal::TransferInProgress {
-                    target: transfer.target,
-                },
-            ));
+            return Err(Refused::one(target, Refusal::TransferInProgress { target: transfer.target }));
         }
         if let Some(id) = target {
             let reasons = self.target_refusals(id);
-            return if reasons.is_empty() {
-                Ok(id)
-            } else {
-                Err(Refused { target, reasons })
-            };
+            return if reasons.is_empty() { Ok(id) } else { Err(Refused { target, reasons }) };
         }
         // The best target: most entries, then highest priority, then lowest id.
         let mut best: Option<(u64, u8, NodeId)> = None;
@@ -69,8 +50,7 @@ impl Replica {
                 continue;
             }
             let better = best.is_none_or(|(m, p, id)| {
-                (peer.match_index, priority, core::cmp::Reverse(peer.id))
-                    > (m, p, core::cmp::Reverse(id))
+                (peer.match_index, priority, core::cmp::Reverse(peer.id)) > (m, p, core::cmp::Reverse(id))
             });
             if better {
                 best = Some((peer.match_index, priority, peer.id));
@@ -110,9 +90,7 @@ impl Replica {
         }
         if let Some(peer) = self.peers.iter().find(|p| p.id == id) {
             if !peer.reachable(self.now_us, self.config.election_timeout_us) {
-                let _ = reasons.push(Refusal::Unreachable {
-                    last_contact_age_us: peer.last_ack_age_us(self.now_us),
-                });
+                let _ = reasons.push(Refusal::Unreachable { last_contact_age_us: peer.last_ack_age_us(self.now_us) });
             }
             let behind_entries = self.log.last_index().saturating_sub(peer.match_index);
             if behind_entries > self.config.max_lag_entries {
@@ -124,15 +102,9 @@ impl Replica {
 
     fn start_transfer(&mut self, target: NodeId) {
         let deadline_us = self.now_us + self.config.election_timeout_us;
-        self.transfer = Some(Transfer {
-            target,
-            handoff_sent: false,
-        });
+        self.transfer = Some(Transfer { target, handoff_sent: false });
         self.set_timer(Timer::Transfer, Some(deadline_us));
-        self.event(Event::TransferStarted {
-            term: self.hard.term,
-            target,
-        });
+        self.event(Event::TransferStarted { term: self.hard.term, target });
         self.maybe_send_timeout_now();
     }
 
@@ -142,25 +114,14 @@ impl Replica {
             return;
         };
         let last = self.log.last_index();
-        let caught_up = self
-            .peers
-            .iter()
-            .any(|p| p.id == transfer.target && p.match_index == last);
+        let caught_up = self.peers.iter().any(|p| p.id == transfer.target && p.match_index == last);
         if !caught_up || self.commit_index != last {
             return;
         }
-        self.transfer = Some(Transfer {
-            handoff_sent: true,
-            ..transfer
-        });
+        self.transfer = Some(Transfer { handoff_sent: true, ..transfer });
         // Voters learn of the handoff before the target's vote request reaches them.
         self.broadcast_heartbeats();
-        self.send(
-            transfer.target,
-            Message::TimeoutNow(TimeoutNow {
-                term: self.hard.term,
-            }),
-        );
+        self.send(transfer.target, Message::TimeoutNow(TimeoutNow { term: self.hard.term }));
     }
 
     pub(super) fn on_transfer_timeout(&mut self) {
@@ -174,11 +135,7 @@ impl Replica {
             self.lease_floor_us = self.now_us;
         }
         let outcome = TransferOutcome::TimedOut;
-        self.event(Event::TransferFinished {
-            term: self.hard.term,
-            target: transfer.target,
-            outcome,
-        });
+        self.event(Event::TransferFinished { term: self.hard.term, target: transfer.target, outcome });
         self.broadcast_heartbeats();
     }
 
@@ -188,9 +145,7 @@ impl Replica {
     pub fn handle_set_paused(&mut self, now: Micros, paused: bool) -> Result<(), Refusal> {
         self.observe_now(now);
         if self.role != Role::Leader {
-            return Err(Refusal::NotLeader {
-                leader_hint: self.leader,
-            });
+            return Err(Refusal::NotLeader { leader_hint: self.leader });
         }
         if self.hard.paused != paused {
             self.hard.paused = paused;
