@@ -171,7 +171,9 @@ pub enum Refusal {
     /// Manual failover: this node heard from a live leader (or restarted) within the
     /// minimum election timeout; campaigning would break that leader's lease. Use a
     /// switchover to move a live leader.
-    LeaderReachable { last_contact_age_us: Micros },
+    LeaderReachable {
+        last_contact_age_us: Micros,
+    },
 }
 
 /// The verdict of a switchover check: the target it would use, or every reason not to.

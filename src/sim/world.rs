@@ -736,7 +736,9 @@ impl World {
     }
 
     fn link_up(&self, a: usize, b: usize) -> bool {
-        let alive = |n: usize| self.nodes[n].replica.is_some() && !self.nodes[n].frozen;
+        // A frozen process is a slow one: what reaches it waits in its inbox and is
+        // answered when it resumes. Crashes and partitions are what cut a link.
+        let alive = |n: usize| self.nodes[n].replica.is_some();
         a == b || (!self.blocked[a][b] && !self.blocked[b][a] && alive(a) && alive(b))
     }
 

@@ -534,7 +534,7 @@ impl Replica {
         })
     }
 
-    /// Size of the state machine in bytes (the `size_of` the issue asks to print).
+    /// Size of the whole state machine in bytes.
     pub const STATE_BYTES: usize = core::mem::size_of::<Replica>();
 
     // ----- invariants -----
@@ -570,6 +570,10 @@ impl Replica {
         }
     }
 }
+
+/// A replica must fit comfortably in a microcontroller's RAM.
+pub const REPLICA_BYTES_MAX: usize = 32 * 1024;
+const _: () = assert!(Replica::STATE_BYTES <= REPLICA_BYTES_MAX);
 
 #[cfg(test)]
 mod tests;
