@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
 pub const HEARTBEAT_US: u64 = 100_000;
 pub const ELECTION_TIMEOUT_US: u64 = 1_000_000;
+/// Most events one seed may take; a healthy seed needs well under a tenth of this.
+const EVENTS_MAX: u64 = 5_000_000;
+
 /// The host compacts its log once it holds this many entries past the snapshot.
 const COMPACT_ENTRIES: usize = 60;
 
@@ -224,8 +227,17 @@ impl World {
 
     /// Runs to the end of the liveness phase, or until it converged.
     pub fn run(mut self, seed: u64) -> SeedReport {
+        let mut events: u64 = 0;
         while let Some(Reverse(event)) = self.queue.pop() {
             if event.at_us > self.liveness_deadline_us || self.converged {
+                break;
+            }
+            events += 1;
+            if events > EVENTS_MAX {
+                // A core that spins (say, a timer re-armed in the past) must fail the
+                // seed, not hang the run.
+                self.checker.violations.push(format!("livelock: over {EVENTS_MAX} events by t={}us", event.at_us));
+                self.converged = true;
                 break;
             }
             self.now_us = event.at_us;
