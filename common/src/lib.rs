@@ -32,6 +32,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod config;
+pub mod failover;
 pub mod limits;
 pub mod log;
 pub mod message;
@@ -43,6 +44,7 @@ pub mod rng;
 pub mod types;
 
 pub use config::{Config, ConfigError, Member};
+pub use failover::{estimate_failover_loss, FailoverEstimate};
 pub use log::LogTerms;
 pub use message::{
     AppendOutcome, AppendRequest, AppendResponse, ElectionCause, Message, TimeoutNow, VoteRequest, VoteResponse,

@@ -665,7 +665,7 @@ impl World {
                 let now = self.now_us;
                 let n = &mut self.nodes[victim];
                 if let (Some(replica), false) = (n.replica.as_mut(), n.frozen) {
-                    let result = replica.handle_campaign(now);
+                    let result = replica.handle_campaign(now, false);
                     self.note(|| format!("OPERATOR failover to n{}: {result:?}", victim + 1));
                     self.after_input(victim);
                 }
@@ -823,7 +823,8 @@ impl World {
                 let best = (0..self.nodes.len())
                     .max_by_key(|&n| self.nodes[n].replica.as_ref().map(|r| r.log().last_position()));
                 if let Some(best) = best {
-                    let _ = self.nodes[best].replica.as_mut().expect("all alive when healed").handle_campaign(now);
+                    let _ =
+                        self.nodes[best].replica.as_mut().expect("all alive when healed").handle_campaign(now, false);
                     self.after_input(best);
                 }
             }

@@ -47,8 +47,10 @@ impl Replica {
     }
 
     /// Operator's manual failover: campaign now, skipping the timeout. Voters still apply
-    /// every rule but the pause, so this cannot unseat a live leader.
-    pub fn handle_campaign(&mut self, now: Micros) -> Result<(), Refusal> {
+    /// every rule but the pause, so this cannot unseat a live leader. With `dry_run`,
+    /// only says whether this node would campaign (pair it with
+    /// [`crate::estimate_failover_loss`] for what it would lose).
+    pub fn handle_campaign(&mut self, now: Micros, dry_run: bool) -> Result<(), Refusal> {
         self.observe_now(now);
         let me = *self.config.me();
         let result = if !me.voter {
@@ -59,17 +61,17 @@ impl Replica {
             Err(Refusal::TargetIsLeader)
         } else if self.within_leader_lease() {
             Err(Refusal::LeaderReachable { last_contact_age_us: self.now_us - self.last_leader_contact_us })
-        } else if matches!(self.role, Role::PreCandidate | Role::Candidate)
-            && self.election_cause == ElectionCause::Manual
-        {
-            // Already campaigning on an operator's word: restarting would only abandon
-            // votes on their way.
-            Ok(())
         } else {
-            self.attempt = 0;
-            self.start_pre_vote(ElectionCause::Manual);
             Ok(())
         };
+        let campaigning =
+            matches!(self.role, Role::PreCandidate | Role::Candidate) && self.election_cause == ElectionCause::Manual;
+        // Already campaigning on an operator's word: restarting would only abandon votes
+        // on their way.
+        if result.is_ok() && !dry_run && !campaigning {
+            self.attempt = 0;
+            self.start_pre_vote(ElectionCause::Manual);
+        }
         self.assert_invariants();
         result
     }

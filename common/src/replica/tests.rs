@@ -256,7 +256,7 @@ fn priority_zero_and_pause_prevent_campaigns() {
     config.members[1] = Member::voter(N2, 0);
     let mut never = Replica::new(config, Recovered::empty(), 0);
     assert_eq!(never.poll_timeout(), None, "no election timer at all");
-    assert_eq!(never.handle_campaign(MS), Err(Refusal::PriorityZero));
+    assert_eq!(never.handle_campaign(MS, false), Err(Refusal::PriorityZero));
 
     let paused = HardState { term: 1, voted_for: None, paused: true };
     let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO) };
@@ -271,8 +271,10 @@ fn priority_zero_and_pause_prevent_campaigns() {
         answer.as_slice(),
         [(_, Message::VoteResponse(VoteResponse { verdict: VoteVerdict::Paused, .. }))]
     ));
-    // A manual failover still works.
-    assert_eq!(follower.handle_campaign(10_000 * MS), Ok(()));
+    // A manual failover still works; its dry run changes nothing.
+    assert_eq!(follower.handle_campaign(10_000 * MS, true), Ok(()));
+    assert_eq!(follower.role(), Role::Follower);
+    assert_eq!(follower.handle_campaign(10_000 * MS, false), Ok(()));
     assert_eq!(follower.role(), Role::PreCandidate);
 }
 
@@ -377,4 +379,17 @@ fn replica_state_size() {
         core::mem::size_of_val(&Replica::new(config(N1, WriteMode::Quorum), Recovered::empty(), 0))
             <= REPLICA_BYTES_MAX
     );
+}
+
+/// Rule: a manual failover cannot unseat a live leader: a node that heard from one
+/// within the minimum election timeout refuses, saying how recently.
+#[test]
+fn manual_failover_refused_while_leader_is_alive() {
+    let mut follower = Replica::new(config(N2, WriteMode::Quorum), Recovered::empty(), 0);
+    let now = 5_000 * MS;
+    follower.handle_message(now, N1, Message::AppendRequest(heartbeat(1, Position::ZERO, 0, now)));
+    drain(&mut follower);
+    let refusal = follower.handle_campaign(now + 200 * MS, true).unwrap_err();
+    assert_eq!(refusal, Refusal::LeaderReachable { last_contact_age_us: 200 * MS });
+    assert_eq!(follower.handle_campaign(now + 2_000 * MS, true), Ok(()), "leader silent long enough");
 }
