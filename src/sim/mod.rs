@@ -20,7 +20,7 @@ pub fn modes_for(nodes: u8) -> Vec<WriteMode> {
 
 /// One seed: the cluster shape and mode come from the seed unless fixed.
 pub fn run_seed(seed: u64, nodes: Option<u8>, mode: Option<WriteMode>, trace: bool) -> SeedReport {
-    let nodes = nodes.unwrap_or(if seed % 2 == 0 { 3 } else { 5 });
+    let nodes = nodes.unwrap_or(if seed.is_multiple_of(2) { 3 } else { 5 });
     let modes = modes_for(nodes);
     let mode = mode.unwrap_or(modes[(seed / 2 % modes.len() as u64) as usize]);
     let safety_us = 12_000_000;
