@@ -4,4 +4,6 @@
 //! clock, and carries out what the core decides. This crate also holds the Rust client
 //! library.
 
+pub mod certs;
 pub mod storage;
+pub mod tls;

@@ -1,0 +1,276 @@
+//! The cluster's certificates: a CA, one certificate per node naming its id, and
+//! certificates for operators and clients. Roles come from the certificate's name:
+//! `<id>.node.baton`, `<name>.operator.baton`, `<name>.client.baton`.
+//!
+//! Files in the certificate directory: `ca.pem` (and `ca.key`, which only `baton certs`
+//! needs, to issue more), `<name>.pem` and `<name>.key` for each holder.
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+
+/// Who holds a certificate, read from its name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Identity {
+    Node(String),
+    Operator(String),
+    Client(String),
+}
+
+impl Identity {
+    pub fn dns_name(&self) -> String {
+        match self {
+            Identity::Node(id) => format!("{id}.node.baton"),
+            Identity::Operator(name) => format!("{name}.operator.baton"),
+            Identity::Client(name) => format!("{name}.client.baton"),
+        }
+    }
+
+    pub fn from_dns_name(name: &str) -> Option<Identity> {
+        let (holder, role) = name.split_once('.')?;
+        if holder.is_empty() {
+            return None;
+        }
+        match role {
+            "node.baton" => Some(Identity::Node(holder.to_string())),
+            "operator.baton" => Some(Identity::Operator(holder.to_string())),
+            "client.baton" => Some(Identity::Client(holder.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The file stem of this holder's certificate and key.
+    pub fn file_stem(&self) -> String {
+        match self {
+            Identity::Node(id) => id.clone(),
+            Identity::Operator(name) | Identity::Client(name) => name.clone(),
+        }
+    }
+}
+
+impl std::fmt::Display for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Node(id) => write!(f, "node {id}"),
+            Identity::Operator(name) => write!(f, "operator {name}"),
+            Identity::Client(name) => write!(f, "client {name}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}. Fix: generate certificates with `baton certs --out DIR --nodes n1,n2,n3`")]
+    Invalid { path: PathBuf, reason: String },
+    #[error("generating certificates: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{0:?} is not a valid node id: use letters, digits and '-' (for example n1)")]
+    BadName(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
+    move |source| CertError::Io { path: path.to_path_buf(), source }
+}
+
+/// Checks a node id or holder name: it becomes part of a DNS name.
+pub fn check_name(name: &str) -> Result<(), CertError> {
+    let valid = !name.is_empty() && name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(CertError::BadName(name.to_string()))
+    }
+}
+
+/// The cluster CA, able to issue certificates.
+pub struct Authority {
+    pub certificate_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+    key_pem: String,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority").finish_non_exhaustive()
+    }
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Clone, Debug)]
+pub struct Issued {
+    pub identity: Identity,
+    pub certificate_pem: String,
+    pub key_pem: String,
+}
+
+impl Authority {
+    /// A new CA. Certificates never expire in practice (rcgen's default validity runs to
+    /// the year 4096): edge devices often boot without a real-time clock.
+    pub fn generate(cluster: &str) -> Result<Authority, CertError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, format!("Baton cluster CA {cluster}"));
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate()?;
+        let certificate = params.self_signed(&key)?;
+        let key_pem = key.serialize_pem();
+        Ok(Authority { certificate_pem: certificate.pem(), issuer: Issuer::new(params, key), key_pem })
+    }
+
+    /// Loads the CA and its key from a certificate directory.
+    pub fn load(dir: &Path) -> Result<Authority, CertError> {
+        let certificate_path = dir.join("ca.pem");
+        let key_path = dir.join("ca.key");
+        let certificate_pem = std::fs::read_to_string(&certificate_path).map_err(io(&certificate_path))?;
+        let key_pem = std::fs::read_to_string(&key_path).map_err(io(&key_path))?;
+        let invalid = |path: &Path, error: rcgen::Error| CertError::Invalid {
+            path: path.to_path_buf(),
+            reason: error.to_string(),
+        };
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| invalid(&key_path, e))?;
+        let issuer = Issuer::from_ca_cert_pem(&certificate_pem, key).map_err(|e| invalid(&certificate_path, e))?;
+        Ok(Authority { certificate_pem, issuer, key_pem })
+    }
+
+    /// Issues a certificate naming `identity`, usable both to serve and to connect.
+    pub fn issue(&self, identity: &Identity) -> Result<Issued, CertError> {
+        check_name(&identity.file_stem())?;
+        let mut params = CertificateParams::new(vec![identity.dns_name()])?;
+        params.distinguished_name.push(DnType::CommonName, identity.dns_name());
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let certificate = params.signed_by(&key, &self.issuer)?;
+        Ok(Issued { identity: identity.clone(), certificate_pem: certificate.pem(), key_pem: key.serialize_pem() })
+    }
+
+    /// Writes the CA (certificate and key) into `dir`; the key is readable by its owner only.
+    pub fn write(&self, dir: &Path) -> Result<(), CertError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        write_file(&dir.join("ca.pem"), &self.certificate_pem, 0o644)?;
+        write_file(&dir.join("ca.key"), &self.key_pem, 0o600)
+    }
+}
+
+impl Issued {
+    pub fn write(&self, dir: &Path) -> Result<(), CertError> {
+        let stem = self.identity.file_stem();
+        write_file(&dir.join(format!("{stem}.pem")), &self.certificate_pem, 0o644)?;
+        write_file(&dir.join(format!("{stem}.key")), &self.key_pem, 0o600)
+    }
+}
+
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file =
+        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(path).map_err(io(path))?;
+    file.write_all(contents.as_bytes()).map_err(io(path))
+}
+
+/// What `baton certs --out DIR --nodes n1,n2,n3` makes: a CA, one certificate per node,
+/// an operator certificate and a client certificate.
+pub fn generate_cluster(dir: &Path, nodes: &[String]) -> Result<Vec<Identity>, CertError> {
+    for node in nodes {
+        check_name(node)?;
+    }
+    let authority = Authority::generate(&nodes.join(","))?;
+    authority.write(dir)?;
+    let mut identities: Vec<Identity> = nodes.iter().map(|n| Identity::Node(n.clone())).collect();
+    identities.push(Identity::Operator("operator".into()));
+    identities.push(Identity::Client("client".into()));
+    for identity in &identities {
+        authority.issue(identity)?.write(dir)?;
+    }
+    Ok(identities)
+}
+
+/// A holder's certificate chain and key, plus the CA to check peers against.
+#[derive(Debug)]
+pub struct Credentials {
+    pub identity: Identity,
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub ca: CertificateDer<'static>,
+}
+
+impl Credentials {
+    /// Loads `<stem>.pem`, `<stem>.key` and `ca.pem` from `dir`, checking that the
+    /// certificate names `identity`.
+    pub fn load(dir: &Path, identity: &Identity) -> Result<Credentials, CertError> {
+        let stem = identity.file_stem();
+        let ca =
+            read_certificates(&dir.join("ca.pem"))?.into_iter().next().expect("read_certificates returns at least one");
+        let certificate_path = dir.join(format!("{stem}.pem"));
+        let chain = read_certificates(&certificate_path)?;
+        let key_path = dir.join(format!("{stem}.key"));
+        let key_pem = std::fs::read(&key_path).map_err(io(&key_path))?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+            .ok()
+            .flatten()
+            .ok_or_else(|| CertError::Invalid { path: key_path.clone(), reason: "no private key in PEM".into() })?;
+        let named = identities_in(&chain[0]);
+        if !named.contains(identity) {
+            let reason = format!("the certificate names {named:?}, not {identity}");
+            return Err(CertError::Invalid { path: certificate_path, reason });
+        }
+        Ok(Credentials { identity: identity.clone(), chain, key, ca })
+    }
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let pem = std::fs::read(path).map_err(io(path))?;
+    let certificates: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut pem.as_slice()).collect::<Result<_, _>>().map_err(io(path))?;
+    if certificates.is_empty() {
+        return Err(CertError::Invalid { path: path.to_path_buf(), reason: "no certificate in PEM".into() });
+    }
+    Ok(certificates)
+}
+
+/// Every Baton identity a certificate's subject alternative names carry.
+pub fn identities_in(certificate: &CertificateDer<'_>) -> Vec<Identity> {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate.as_ref()) else { return Vec::new() };
+    let Ok(Some(names)) = parsed.subject_alternative_name() else { return Vec::new() };
+    names
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            x509_parser::extensions::GeneralName::DNSName(dns) => Identity::from_dns_name(dns),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: a generated cluster loads back, each certificate naming its holder, and a
+    /// certificate loaded under the wrong name is refused.
+    #[test]
+    fn generate_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = vec!["n1".to_string(), "n2".to_string()];
+        let identities = generate_cluster(dir.path(), &nodes).unwrap();
+        assert_eq!(identities.len(), 4);
+        for identity in &identities {
+            let credentials = Credentials::load(dir.path(), identity).unwrap();
+            assert_eq!(identities_in(&credentials.chain[0]), vec![identity.clone()]);
+        }
+        std::fs::copy(dir.path().join("n1.pem"), dir.path().join("n2.pem")).unwrap();
+        let error = Credentials::load(dir.path(), &Identity::Node("n2".into())).unwrap_err().to_string();
+        assert!(error.contains("n2.pem") && error.contains("not node n2"), "{error}");
+        let authority = Authority::load(dir.path()).unwrap();
+        let more = authority.issue(&Identity::Node("n3".into())).unwrap();
+        assert!(more.certificate_pem.contains("BEGIN CERTIFICATE"));
+        assert!(matches!(generate_cluster(dir.path(), &["bad name".into()]), Err(CertError::BadName(_))));
+    }
+}

@@ -1,0 +1,262 @@
+//! TLS for QUIC: mutual authentication against the cluster CA, identities read from
+//! certificates, ALPN carrying the protocol version.
+//!
+//! - Nodes dial each other by name (`n2.node.baton`): a certificate for another node id
+//!   fails the handshake.
+//! - Clients and operators dial any node: they accept any certificate the CA issued to a
+//!   node, and learn which node from it.
+//! - Servers require a client certificate from the CA and read the caller's identity and
+//!   role from it. With QUIC, a client whose certificate is refused only learns so at its
+//!   first read, so every caller opens with an application hello and waits for the answer.
+
+use crate::certs::{identities_in, Credentials, Identity};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The protocol on the wire, versioned through ALPN.
+pub const ALPN: &[u8] = b"baton/1";
+
+/// QUIC keeps connections alive; the core's own timers decide failure, so the idle
+/// timeout is long and only reclaims truly dead connections.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS configuration: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("QUIC configuration: {0}")]
+    Quic(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(credentials: &Credentials) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(credentials.ca.clone())?;
+    Ok(Arc::new(roots))
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("30 s fits a QUIC varint")));
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    Arc::new(transport)
+}
+
+/// The server side of a node: requires a CA-issued client certificate.
+pub fn server_config(credentials: &Credentials) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(credentials)?, provider()).build()?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// Dialing a peer node: the server must present the certificate of the node dialed.
+pub fn node_client_config(credentials: &Credentials) -> Result<quinn::ClientConfig, TlsError> {
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(credentials)?)
+        .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+    quic_client(tls)
+}
+
+/// Dialing any node by address (clients and operators): the server must present a
+/// CA-issued node certificate, whichever node it is.
+pub fn any_node_client_config(credentials: &Credentials) -> Result<quinn::ClientConfig, TlsError> {
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(credentials)?, provider()).build()?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyNodeVerifier { inner }))
+        .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
+    quic_client(tls)
+}
+
+fn quic_client(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, TlsError> {
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TlsError::Quic(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// The name to dial a node by.
+pub fn node_server_name(node: &str) -> String {
+    Identity::Node(node.to_string()).dns_name()
+}
+
+/// The identity the peer's certificate names, if it presented one from our CA (the
+/// handshake already checked the chain).
+pub fn peer_identity(connection: &quinn::Connection) -> Option<Identity> {
+    let chain = connection.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let mut identities = identities_in(chain.first()?);
+    (identities.len() == 1).then(|| identities.remove(0))
+}
+
+/// Checks the chain with WebPKI under the node name the certificate itself carries, so
+/// any node's certificate passes and nothing else does.
+#[derive(Debug)]
+struct AnyNodeVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for AnyNodeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let node = identities_in(end_entity)
+            .into_iter()
+            .find(|identity| matches!(identity, Identity::Node(_)))
+            .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
+        let name = ServerName::try_from(node.dns_name())
+            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
+        self.inner.verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, certificate, signature)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        certificate: &CertificateDer<'_>,
+        signature: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, certificate, signature)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::generate_cluster;
+    use std::net::SocketAddr;
+
+    const TIMEOUT: Duration = Duration::from_secs(5);
+
+    struct Cluster {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+    }
+
+    fn cluster() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        generate_cluster(dir.path(), &["n1".into(), "n2".into()]).unwrap();
+        let path = dir.path().to_path_buf();
+        Cluster { _dir: dir, path }
+    }
+
+    fn credentials(dir: &std::path::Path, identity: Identity) -> Credentials {
+        Credentials::load(dir, &identity).unwrap()
+    }
+
+    /// A server for node n1 that answers one byte on the first stream and reports the
+    /// caller's identity.
+    fn serve(dir: &std::path::Path) -> (quinn::Endpoint, SocketAddr, tokio::task::JoinHandle<Option<Identity>>) {
+        let server = quinn::Endpoint::server(
+            server_config(&credentials(dir, Identity::Node("n1".into()))).unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .unwrap();
+        let address = server.local_addr().unwrap();
+        let accepting = server.clone();
+        let task = tokio::spawn(async move {
+            let connection = accepting.accept().await?.await.ok()?;
+            let identity = peer_identity(&connection);
+            let (mut send, mut receive) = connection.accept_bi().await.ok()?;
+            let mut byte = [0u8; 1];
+            receive.read_exact(&mut byte).await.ok()?;
+            send.write_all(&byte).await.ok()?;
+            send.finish().ok()?;
+            let _ = connection.closed().await;
+            identity
+        });
+        (server, address, task)
+    }
+
+    async fn exchange(config: quinn::ClientConfig, address: SocketAddr, name: &str) -> Result<(), String> {
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let attempt = async {
+            let connection = endpoint
+                .connect_with(config, address, name)
+                .map_err(|e| e.to_string())?
+                .await
+                .map_err(|e| e.to_string())?;
+            let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            send.write_all(&[7]).await.map_err(|e| e.to_string())?;
+            let mut byte = [0u8; 1];
+            receive.read_exact(&mut byte).await.map_err(|e| e.to_string())?;
+            connection.close(0u32.into(), b"done");
+            Ok(())
+        };
+        tokio::time::timeout(TIMEOUT, attempt).await.map_err(|_| "timed out".to_string())?
+    }
+
+    /// Goal: a node dialing a node by name, and a client dialing any node, both get
+    /// through, and the server reads each caller's identity from its certificate.
+    #[tokio::test]
+    async fn mutual_tls_identifies_both_sides() {
+        let cluster = cluster();
+        let (_server, address, task) = serve(&cluster.path);
+        let n2 = node_client_config(&credentials(&cluster.path, Identity::Node("n2".into()))).unwrap();
+        exchange(n2, address, &node_server_name("n1")).await.unwrap();
+        assert_eq!(task.await.unwrap(), Some(Identity::Node("n2".into())));
+
+        let (_server, address, task) = serve(&cluster.path);
+        let operator =
+            any_node_client_config(&credentials(&cluster.path, Identity::Operator("operator".into()))).unwrap();
+        exchange(operator, address, "whichever").await.unwrap();
+        assert_eq!(task.await.unwrap(), Some(Identity::Operator("operator".into())));
+    }
+
+    /// Goal: a caller with a certificate from another CA is rejected (it learns so at
+    /// its first read), and a server holding another node's certificate is rejected.
+    #[tokio::test]
+    async fn wrong_ca_and_wrong_node_are_rejected() {
+        let cluster = cluster();
+        let stranger = self::cluster();
+        let (_server, address, _task) = serve(&cluster.path);
+        let foreign = node_client_config(&credentials(&stranger.path, Identity::Node("n2".into()))).unwrap();
+        let error = exchange(foreign, address, &node_server_name("n1")).await.unwrap_err();
+        assert!(!error.contains("timed out"), "refused, not hung: {error}");
+        eprintln!("foreign CA: {error}");
+
+        // Dialing n2 at n1's address: n1's certificate does not name n2.
+        let (_server, address, _task) = serve(&cluster.path);
+        let n2 = node_client_config(&credentials(&cluster.path, Identity::Node("n2".into()))).unwrap();
+        let error = exchange(n2, address, &node_server_name("n2")).await.unwrap_err();
+        assert!(error.contains("certificate") || error.contains("name"), "{error}");
+        eprintln!("wrong node: {error}");
+    }
+}
