@@ -5,5 +5,14 @@
 //! library.
 
 pub mod certs;
+pub mod client;
+pub mod config;
+pub mod driver;
+pub mod frame;
+pub mod kv;
+pub mod membership;
+pub mod server;
+pub mod status;
 pub mod storage;
 pub mod tls;
+pub mod transport;

@@ -65,6 +65,25 @@ pub struct Recovery {
     pub torn_bytes_truncated: u64,
 }
 
+/// See [`Wal::sync_handle`].
+#[derive(Debug)]
+pub struct SyncHandle {
+    file: Option<(File, PathBuf)>,
+    dir: Option<PathBuf>,
+}
+
+impl SyncHandle {
+    pub fn sync(self) -> Result<(), StorageError> {
+        if let Some((file, path)) = self.file {
+            file.sync_data().map_err(StorageError::io(path))?;
+        }
+        if let Some(dir) = self.dir {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug)]
 pub struct Wal {
     dir: PathBuf,
@@ -314,6 +333,20 @@ impl Wal {
             self.dir_dirty = false;
         }
         Ok(())
+    }
+
+    /// What a background thread needs to make every write so far durable, so the caller
+    /// can keep appending meanwhile (group commit). Writes issued after this call may or
+    /// may not be covered; the caller reports only what it had written before.
+    pub fn sync_handle(&mut self) -> Result<SyncHandle, StorageError> {
+        let file = match (&self.active, self.segments.last()) {
+            (Some(file), Some(segment)) => {
+                Some((file.try_clone().map_err(StorageError::io(&segment.path))?, segment.path.clone()))
+            }
+            _ => None,
+        };
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
+        Ok(SyncHandle { file, dir })
     }
 
     /// Drops every entry at or after `from_index` (durable on the next `sync`).

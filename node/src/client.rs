@@ -1,0 +1,264 @@
+//! The Rust client: connect to any node of a cluster, follow "not leader" hints, and
+//! retry retryable errors with backoff until a deadline.
+
+use crate::certs::{Credentials, Identity};
+use crate::frame::{read_frame, write_frame, ErrorCode, Frame, ReadMode, Request, Response, PROTOCOL_VERSION};
+use crate::status::NodeStatus;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A live node answers within milliseconds; a killed one never does (QUIC hears no
+/// reset), so each attempt is short and the next node gets its turn.
+const CALL_TIMEOUT: Duration = Duration::from_millis(400);
+/// A read that waits for this node to apply an index may legitimately take longer.
+const WAITING_READ_TIMEOUT: Duration = Duration::from_secs(11);
+/// How long a node that failed to answer is skipped.
+const FAILED_NODE_SKIP: Duration = Duration::from_secs(2);
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(10);
+/// Refusals during an election are cheap and the election ends within a second: keep
+/// asking often rather than backing off past it.
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("cannot reach {addr}: {reason}")]
+    Unreachable { addr: SocketAddr, reason: String },
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("gave up after {0:?}: {1}")]
+    Deadline(Duration, String),
+    #[error("unexpected answer: {0:?}")]
+    Unexpected(Box<Response>),
+}
+
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    name: String,
+    addrs: Vec<SocketAddr>,
+    connections: HashMap<SocketAddr, quinn::Connection>,
+    /// Where the leader was last seen.
+    leader: Option<SocketAddr>,
+    /// Nodes that just failed to answer: a follower's stale hint must not send the
+    /// client straight back to a dead leader.
+    failed_at: HashMap<SocketAddr, Instant>,
+    /// How long a call may keep retrying.
+    pub deadline: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("addrs", &self.addrs).field("leader", &self.leader).finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client for the cluster at `addrs`, authenticating as `identity` with the
+    /// certificates in `certs`.
+    pub fn new(addrs: Vec<SocketAddr>, certs: &Path, identity: &Identity) -> Result<Client, ClientError> {
+        if addrs.is_empty() {
+            return Err(ClientError::Setup("no cluster addresses (use --cluster or BATON_CLUSTER)".into()));
+        }
+        let credentials = Credentials::load(certs, identity).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let config = crate::tls::any_node_client_config(&credentials).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("valid"))
+            .map_err(|e| ClientError::Setup(format!("cannot open a UDP socket: {e}")))?;
+        Ok(Client {
+            endpoint,
+            config,
+            name: identity.file_stem(),
+            addrs,
+            connections: HashMap::new(),
+            leader: None,
+            failed_at: HashMap::new(),
+            deadline: Duration::from_secs(15),
+        })
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    async fn connection(&mut self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
+        if let Some(connection) = self.connections.get(&addr).filter(|c| c.close_reason().is_none()) {
+            return Ok(connection.clone());
+        }
+        let unreachable = |reason: String| ClientError::Unreachable { addr, reason };
+        let attempt = async {
+            let connection =
+                self.endpoint.connect_with(self.config.clone(), addr, "node.baton").map_err(|e| e.to_string())?;
+            let connection = connection.await.map_err(|e| e.to_string())?;
+            let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            let hello = Frame::Hello { protocol: PROTOCOL_VERSION, name: self.name.clone() };
+            write_frame(&mut send, &hello).await.map_err(|e| e.to_string())?;
+            match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
+                Some(Frame::HelloReply { accepted: true, .. }) => Ok(connection),
+                Some(Frame::HelloReply { reason, .. }) => Err(format!("refused: {reason}")),
+                other => Err(format!("unexpected answer to hello: {other:?}")),
+            }
+        };
+        let connection = tokio::time::timeout(CALL_TIMEOUT, attempt)
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(unreachable)?;
+        self.connections.insert(addr, connection.clone());
+        Ok(connection)
+    }
+
+    /// One request to one node, no retries.
+    pub async fn call(&mut self, addr: SocketAddr, request: &Request) -> Result<Response, ClientError> {
+        let connection = self.connection(addr).await?;
+        let attempt = async {
+            let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            write_frame(&mut send, &Frame::Request { request: request.clone() }).await.map_err(|e| e.to_string())?;
+            let _ = send.finish();
+            match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
+                Some(Frame::Response { response }) => Ok(response),
+                other => Err(format!("unexpected frame: {other:?}")),
+            }
+        };
+        let timeout = match request {
+            Request::Get { read: ReadMode::After(_), .. } => WAITING_READ_TIMEOUT,
+            _ => CALL_TIMEOUT,
+        };
+        let result = tokio::time::timeout(timeout, attempt).await.map_err(|_| "timed out".to_string()).and_then(|r| r);
+        result.map_err(|reason| {
+            self.connections.remove(&addr);
+            ClientError::Unreachable { addr, reason }
+        })
+    }
+
+    /// A request to the cluster: to the leader if known, following hints, retrying what
+    /// is retryable until the deadline.
+    pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
+        let started = Instant::now();
+        let mut pause = RETRY_PAUSE_MIN;
+        let mut next = 0usize;
+        let mut last_problem = String::from("no attempt");
+        while started.elapsed() < self.deadline {
+            let recently_failed = |addr: &SocketAddr, failed_at: &HashMap<SocketAddr, Instant>| {
+                failed_at.get(addr).is_some_and(|at| at.elapsed() < FAILED_NODE_SKIP)
+            };
+            let addr = match self.leader.filter(|leader| !recently_failed(leader, &self.failed_at)) {
+                Some(leader) => leader,
+                None => {
+                    // Round-robin, preferring nodes that have not just failed.
+                    let count = self.addrs.len();
+                    let pick = (0..count)
+                        .map(|offset| self.addrs[(next + offset) % count])
+                        .find(|addr| !recently_failed(addr, &self.failed_at))
+                        .unwrap_or(self.addrs[next % count]);
+                    next += 1;
+                    pick
+                }
+            };
+            match self.call(addr, &request).await {
+                Ok(Response::Error { code, message, leader_hint }) if code.retryable() => {
+                    self.leader = leader_hint.and_then(|hint| hint.parse().ok()).filter(|hint| *hint != addr);
+                    last_problem = format!("{addr}: {message}");
+                }
+                Ok(Response::Error { code, message, .. }) => return Err(ClientError::Refused { code, message }),
+                Ok(response) => {
+                    self.leader = Some(addr);
+                    self.failed_at.remove(&addr);
+                    return Ok(response);
+                }
+                Err(error) if !idempotent(&request) && error_may_have_applied(&error) => {
+                    return Err(ClientError::Refused {
+                        code: ErrorCode::OutcomeUnknown,
+                        message: format!("{error}; the compare-and-set may or may not have applied"),
+                    });
+                }
+                Err(error) => {
+                    self.leader = None;
+                    self.failed_at.insert(addr, Instant::now());
+                    last_problem = error.to_string();
+                    continue; // Next node at once: this one is down or unreachable.
+                }
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+        }
+        Err(ClientError::Deadline(self.deadline, last_problem))
+    }
+
+    /// Writes `value` at `key`; returns the (term, index) it was acknowledged at. A put
+    /// is idempotent, so it is retried after a timeout.
+    pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(u64, u64), ClientError> {
+        match self.request(Request::Put { key: key.to_vec(), value: value.to_vec() }).await? {
+            Response::Written { term, index } => Ok((term, index)),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    pub async fn delete(&mut self, key: &[u8]) -> Result<(u64, u64), ClientError> {
+        match self.request(Request::Delete { key: key.to_vec() }).await? {
+            Response::Written { term, index } => Ok((term, index)),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// Reads `key` at the given consistency: the value (if any) and the applied index.
+    pub async fn get(&mut self, key: &[u8], read: ReadMode) -> Result<(Option<Vec<u8>>, u64), ClientError> {
+        let request = Request::Get { key: key.to_vec(), read };
+        let response = match read {
+            // Local reads go to whichever node answers, not necessarily the leader.
+            ReadMode::Any | ReadMode::After(_) => self.any_node(&request).await?,
+            ReadMode::Leader => self.request(request).await?,
+        };
+        match response {
+            Response::Value { value, applied_index } => Ok((value, applied_index)),
+            Response::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    async fn any_node(&mut self, request: &Request) -> Result<Response, ClientError> {
+        let mut last = None;
+        for addr in self.addrs.clone() {
+            match self.call(addr, request).await {
+                Ok(response) => return Ok(response),
+                Err(error) => last = Some(error),
+            }
+        }
+        Err(last.expect("at least one address"))
+    }
+
+    /// Compare-and-set: `Ok(Ok(position))` when written, `Ok(Err(current))` on mismatch.
+    pub async fn cas(
+        &mut self,
+        key: &[u8],
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<Result<(u64, u64), Option<Vec<u8>>>, ClientError> {
+        let request =
+            Request::Cas { key: key.to_vec(), expected: expected.map(<[u8]>::to_vec), new: new.map(<[u8]>::to_vec) };
+        match self.request(request).await? {
+            Response::Written { term, index } => Ok(Ok((term, index))),
+            Response::CasMismatch { current, .. } => Ok(Err(current)),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+
+    /// One node's status.
+    pub async fn status_of(&mut self, addr: SocketAddr) -> Result<NodeStatus, ClientError> {
+        match self.call(addr, &Request::Status).await? {
+            Response::Status(status) => Ok(status),
+            other => Err(ClientError::Unexpected(Box::new(other))),
+        }
+    }
+}
+
+/// Whether repeating `request` after an unknown outcome is harmless.
+fn idempotent(request: &Request) -> bool {
+    !matches!(request, Request::Cas { .. })
+}
+
+/// Whether the request may have reached the node before the failure.
+fn error_may_have_applied(error: &ClientError) -> bool {
+    matches!(error, ClientError::Unreachable { reason, .. } if reason.contains("timed out"))
+}

@@ -1,0 +1,160 @@
+//! The node's settings: command-line flags over an optional TOML file over defaults.
+
+use baton_common::WriteMode;
+use clap::Parser;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug, Default)]
+#[command(name = "baton-node", version, about = "Baton's edge daemon: leader-follower replication over QUIC")]
+pub struct Args {
+    /// This node's id, as its certificate names it (for example n1).
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Address to listen on, for example 127.0.0.1:7101.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Another member, as ID=ADDR; repeat for each.
+    #[arg(long = "peer", value_parser = parse_peer)]
+    pub peers: Vec<(String, SocketAddr)>,
+    /// Where the log and state live (one node per directory).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Directory with ca.pem and this node's ID.pem and ID.key (see `baton certs`).
+    #[arg(long)]
+    pub certs: Option<PathBuf>,
+    /// Write mode: async, quorum, all or sync:W.
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<WriteMode>,
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    #[arg(long)]
+    pub election_timeout_ms: Option<u64>,
+    /// A follower further behind than this leaves the in-sync set.
+    #[arg(long)]
+    pub max_lag_entries: Option<u64>,
+    /// A TOML file with the same settings; flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+/// The same settings, as a TOML file holds them.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub id: Option<String>,
+    pub listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub peers: std::collections::BTreeMap<String, SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub certs: Option<PathBuf>,
+    pub mode: Option<String>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+    pub max_lag_entries: Option<u64>,
+    pub log_format: Option<String>,
+}
+
+/// Everything resolved and checked.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub peers: Vec<(String, SocketAddr)>,
+    pub data_dir: PathBuf,
+    pub certs: PathBuf,
+    pub mode: WriteMode,
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub max_lag_entries: u64,
+    pub json_logs: bool,
+}
+
+fn parse_peer(text: &str) -> Result<(String, SocketAddr), String> {
+    let (id, addr) =
+        text.split_once('=').ok_or_else(|| format!("{text:?}: expected ID=ADDR, like n2=127.0.0.1:7102"))?;
+    let addr = addr.parse().map_err(|e| format!("{text:?}: bad address: {e}"))?;
+    Ok((id.to_string(), addr))
+}
+
+fn parse_mode(text: &str) -> Result<WriteMode, String> {
+    WriteMode::parse(text).ok_or_else(|| format!("unknown mode {text:?}: use async, quorum, all or sync:W"))
+}
+
+impl Settings {
+    pub fn resolve(args: Args) -> Result<Settings, String> {
+        let file = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let missing = |what: &str| format!("missing --{what} (or `{}` in the config file)", what.replace('-', "_"));
+        let mode = match (args.mode, &file.mode) {
+            (Some(mode), _) => mode,
+            (None, Some(text)) => parse_mode(text)?,
+            (None, None) => WriteMode::Quorum,
+        };
+        let peers = if args.peers.is_empty() { file.peers.into_iter().collect() } else { args.peers };
+        let log_format = args.log_format.or(file.log_format).unwrap_or_else(|| "text".into());
+        if log_format != "text" && log_format != "json" {
+            return Err(format!("unknown log format {log_format:?}: use text or json"));
+        }
+        let settings = Settings {
+            id: args.id.or(file.id).ok_or_else(|| missing("id"))?,
+            listen: args.listen.or(file.listen).ok_or_else(|| missing("listen"))?,
+            peers,
+            data_dir: args.data_dir.or(file.data_dir).ok_or_else(|| missing("data-dir"))?,
+            certs: args.certs.or(file.certs).ok_or_else(|| missing("certs"))?,
+            mode,
+            heartbeat_ms: args.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
+            election_timeout_ms: args.election_timeout_ms.or(file.election_timeout_ms).unwrap_or(1000),
+            max_lag_entries: args.max_lag_entries.or(file.max_lag_entries).unwrap_or(1000),
+            json_logs: log_format == "json",
+        };
+        crate::certs::check_name(&settings.id).map_err(|e| e.to_string())?;
+        Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: flags override the file, the file fills in the rest, and mistakes are named.
+    #[test]
+    fn flags_override_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "id = \"n1\"\nlisten = \"127.0.0.1:7101\"\ndata_dir = \"/tmp/d\"\ncerts = \"/tmp/c\"\nmode = \"all\"\n[peers]\nn2 = \"127.0.0.1:7102\"\n",
+        )
+        .unwrap();
+        let args = Args::parse_from([
+            "baton-node",
+            "--config",
+            path.to_str().unwrap(),
+            "--mode",
+            "sync:2",
+            "--heartbeat-ms",
+            "50",
+        ]);
+        let settings = Settings::resolve(args).unwrap();
+        assert_eq!(settings.id, "n1");
+        assert_eq!(settings.mode, WriteMode::Sync(2));
+        assert_eq!(settings.heartbeat_ms, 50);
+        assert_eq!(settings.peers, vec![("n2".to_string(), "127.0.0.1:7102".parse().unwrap())]);
+        std::fs::write(&path, "id = \"n1\"\nbogus = 1\n").unwrap();
+        let error =
+            Settings::resolve(Args::parse_from(["baton-node", "--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(error.contains("node.toml") && error.contains("bogus"), "{error}");
+        let error = Settings::resolve(Args::parse_from(["baton-node", "--id", "n1"])).unwrap_err();
+        assert!(error.contains("--listen"), "{error}");
+    }
+}

@@ -1,0 +1,533 @@
+//! The node's decision loop: one task that owns the replica, the log, the hard state and
+//! the key-value map, feeds the replica every input with the time, and carries out its
+//! outputs in order. Only the fsync runs elsewhere (a blocking thread), so one fsync
+//! covers every write made while the previous one ran (group commit).
+
+use crate::frame::{ErrorCode, Frame, ReadMode, Request, Response, KEY_BYTES_MAX, VALUE_BYTES_MAX};
+use crate::kv::{Applied, Command, Kv};
+use crate::membership::Membership;
+use crate::status::{FollowerStatus, NodeStatus};
+use crate::storage::hard_state::HardStateFile;
+use crate::storage::wal::Wal;
+use baton_common::{
+    Event, Message, NodeId, Output, PersistSeq, ProposeError, ReadError, Replica, ReplicationState, Role,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a client write or a waiting read may wait before it is answered with a
+/// timeout: writes get "outcome unknown", since they may still commit.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Recent entries kept in memory so the leader ships fresh entries without reading disk.
+const CACHE_ENTRIES_MAX: usize = 8_192;
+/// How often pending requests are checked for time-outs.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+
+pub enum Input {
+    Peer {
+        from: NodeId,
+        message: Message,
+        entries: Vec<Vec<u8>>,
+    },
+    Client {
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Synced {
+        seq: PersistSeq,
+        result: Result<(), String>,
+    },
+    /// Stop: make the log durable and return.
+    Shutdown,
+}
+
+/// Where the driver sends frames to peers; the transport drains it.
+pub type Outbound = std::collections::HashMap<NodeId, mpsc::Sender<Frame>>;
+
+struct PendingWrite {
+    term: u64,
+    since: Instant,
+    reply: oneshot::Sender<Response>,
+}
+
+struct PendingRead {
+    index: u64,
+    key: Vec<u8>,
+    since: Instant,
+    reply: oneshot::Sender<Response>,
+}
+
+struct CachedEntry {
+    index: u64,
+    term: u64,
+    payload: Vec<u8>,
+    appended_at: Instant,
+}
+
+pub struct Driver {
+    replica: Replica,
+    wal: Wal,
+    hard_state: HardStateFile,
+    kv: Kv,
+    cache: VecDeque<CachedEntry>,
+    membership: Membership,
+    outbound: Outbound,
+    inputs: mpsc::Receiver<Input>,
+    loopback: mpsc::Sender<Input>,
+    /// The highest persistence request written but not yet covered by an fsync.
+    unsynced_seq: Option<PersistSeq>,
+    sync_in_flight: bool,
+    /// Made durable inline (a hard-state write syncs everything before it).
+    durable_seq: Option<PersistSeq>,
+    pending_writes: BTreeMap<u64, PendingWrite>,
+    pending_reads: Vec<PendingRead>,
+    entries_received: u64,
+    started: Instant,
+    dropped_frames: u64,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        replica: Replica,
+        wal: Wal,
+        hard_state: HardStateFile,
+        membership: Membership,
+        outbound: Outbound,
+        inputs: mpsc::Receiver<Input>,
+        loopback: mpsc::Sender<Input>,
+        started: Instant,
+    ) -> Driver {
+        Driver {
+            replica,
+            wal,
+            hard_state,
+            kv: Kv::default(),
+            cache: VecDeque::new(),
+            membership,
+            outbound,
+            inputs,
+            loopback,
+            unsynced_seq: None,
+            sync_in_flight: false,
+            durable_seq: None,
+            pending_writes: BTreeMap::new(),
+            pending_reads: Vec::new(),
+            entries_received: 0,
+            started,
+            dropped_frames: 0,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Runs until every input sender is gone (shutdown), then makes everything durable.
+    pub async fn run(mut self) {
+        self.pump(None);
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+        loop {
+            let deadline = self.replica.poll_timeout().map(|at| self.started + Duration::from_micros(at));
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                input = self.inputs.recv() => match input {
+                    Some(Input::Shutdown) | None => break,
+                    Some(input) => self.handle(input),
+                },
+                () = sleep => {
+                    let now = self.now();
+                    self.replica.handle_timeout(now);
+                    self.pump(None);
+                }
+                _ = housekeeping.tick() => self.expire_requests(),
+            }
+            self.maybe_start_sync();
+        }
+        if let Err(error) = self.wal.sync() {
+            tracing::error!(%error, "final fsync failed");
+        }
+        tracing::info!("driver stopped; the log is durable");
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.now();
+        match input {
+            Input::Peer { from, message, entries } => {
+                let incoming = match message {
+                    Message::AppendRequest(request) => Some(request.prev.index),
+                    _ => None,
+                };
+                self.replica.handle_message(now, from, message);
+                self.pump(incoming.map(|prev| (prev, entries.as_slice())));
+            }
+            Input::Client { request, reply } => self.handle_request(request, reply),
+            Input::Shutdown => {}
+            Input::Synced { seq, result } => {
+                self.sync_in_flight = false;
+                if let Err(error) = result {
+                    // The disk may have dropped writes we cannot identify: continuing could
+                    // acknowledge data that is gone. Stop loudly; a restart recovers.
+                    tracing::error!(%error, "fsync failed: stopping the node to protect acknowledged data");
+                    eprintln!("baton-node: fatal: fsync failed: {error}");
+                    std::process::exit(70);
+                }
+                self.replica.handle_persisted(now, seq);
+                self.pump(None);
+            }
+        }
+    }
+
+    /// Drains the replica's outputs, feeding back inline durability, until quiet.
+    fn pump(&mut self, incoming: Option<(u64, &[Vec<u8>])>) {
+        loop {
+            while let Some(output) = self.replica.poll_output() {
+                self.carry_out(output, incoming);
+            }
+            match self.durable_seq.take() {
+                Some(seq) => {
+                    let now = self.now();
+                    self.replica.handle_persisted(now, seq);
+                }
+                None => break,
+            }
+        }
+    }
+
+    fn fatal_storage(&self, error: crate::storage::StorageError) -> ! {
+        tracing::error!(%error, "storage failed: stopping the node");
+        eprintln!("baton-node: fatal: {error}");
+        std::process::exit(70);
+    }
+
+    fn carry_out(&mut self, output: Output, incoming: Option<(u64, &[Vec<u8>])>) {
+        match output {
+            Output::Send { to, message } => {
+                let mut entries = Vec::new();
+                if let Message::AppendRequest(request) = message {
+                    for index in request.prev.index + 1..=request.last_index() {
+                        match self.entry(index) {
+                            Some((_, payload)) => entries.push(payload),
+                            None => return, // Compacted or damaged: the core will retry.
+                        }
+                    }
+                }
+                self.send(to, Frame::Replication { message, entries });
+            }
+            Output::PersistHardState { seq, hard_state } => {
+                // Everything written before this must be durable first: votes rely on it.
+                if let Err(error) = self.wal.sync().and_then(|()| self.hard_state.store(&hard_state)) {
+                    self.fatal_storage(error);
+                }
+                self.durable_seq = Some(seq);
+            }
+            Output::TruncateLog { seq, from_index } => {
+                if let Err(error) = self.wal.truncate_from(from_index) {
+                    self.fatal_storage(error);
+                }
+                self.cache.retain(|e| e.index < from_index);
+                self.unsynced_seq = Some(seq);
+            }
+            Output::AppendReceived { seq, first_index, last_index, term } => {
+                let (prev, payloads) = incoming.expect("AppendReceived follows an append request");
+                for index in first_index..=last_index {
+                    let payload = payloads[(index - prev - 1) as usize].clone();
+                    self.append(index, term, payload);
+                }
+                self.entries_received += last_index - first_index + 1;
+                self.unsynced_seq = Some(seq);
+            }
+            Output::AppendNoop { seq, position } => {
+                self.append(position.index, position.term, Vec::new());
+                self.unsynced_seq = Some(seq);
+            }
+            Output::InstallSnapshot { .. } | Output::SendSnapshot { .. } => {
+                // Snapshot transfer arrives with log compaction (issue 4); without
+                // compaction the core never needs one.
+                tracing::warn!(?output, "snapshot transfer is not supported yet");
+            }
+            Output::Commit { commit_index } => self.apply_through(commit_index),
+            Output::Event(event) => self.on_event(event),
+        }
+    }
+
+    fn append(&mut self, index: u64, term: u64, payload: Vec<u8>) {
+        if let Err(error) = self.wal.append(index, term, &payload) {
+            self.fatal_storage(error);
+        }
+        self.cache.push_back(CachedEntry { index, term, payload, appended_at: Instant::now() });
+        while self.cache.len() > CACHE_ENTRIES_MAX {
+            self.cache.pop_front();
+        }
+    }
+
+    /// An entry's term and payload, from memory or disk.
+    fn entry(&self, index: u64) -> Option<(u64, Vec<u8>)> {
+        if let Some(first) = self.cache.front() {
+            if index >= first.index {
+                let cached = self.cache.get((index - first.index) as usize)?;
+                debug_assert_eq!(cached.index, index);
+                return Some((cached.term, cached.payload.clone()));
+            }
+        }
+        match self.wal.read(index) {
+            Ok(entry) => entry.map(|e| (e.term, e.payload)),
+            Err(error) => {
+                tracing::error!(%error, "unreadable log entry");
+                None
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, frame: Frame) {
+        if let Some(link) = self.outbound.get(&to) {
+            if link.try_send(frame).is_err() {
+                // The link is down or saturated; the core retransmits what matters.
+                self.dropped_frames += 1;
+            }
+        }
+    }
+
+    fn apply_through(&mut self, commit_index: u64) {
+        let is_leader = self.replica.role() == Role::Leader;
+        while self.kv.applied_index() < commit_index {
+            let index = self.kv.applied_index() + 1;
+            let Some((term, payload)) = self.entry(index) else {
+                tracing::error!(index, "a committed entry is missing from the log");
+                return;
+            };
+            let applied = self.kv.apply(index, &payload);
+            if let Some(pending) = self.pending_writes.remove(&index) {
+                let response = if pending.term != term || !is_leader {
+                    Response::Error {
+                        code: ErrorCode::OutcomeUnknown,
+                        message: "leadership changed before the write was acknowledged".into(),
+                        leader_hint: None,
+                    }
+                } else {
+                    match applied {
+                        Applied::CasMismatch { current } => Response::CasMismatch { current, term, index },
+                        _ => Response::Written { term, index },
+                    }
+                };
+                let _ = pending.reply.send(response);
+            }
+        }
+        self.serve_reads();
+    }
+
+    fn serve_reads(&mut self) {
+        let applied = self.kv.applied_index();
+        let (ready, waiting): (Vec<PendingRead>, Vec<PendingRead>) =
+            std::mem::take(&mut self.pending_reads).into_iter().partition(|r| r.index <= applied);
+        self.pending_reads = waiting;
+        for read in ready {
+            let value = self.kv.get(&read.key).cloned();
+            let _ = read.reply.send(Response::Value { value, applied_index: applied });
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        tracing::info!(?event, "replication event");
+        if matches!(event, Event::SteppedDown { .. }) {
+            // Writes still waiting may or may not commit under the next leader.
+            for (_, pending) in std::mem::take(&mut self.pending_writes) {
+                let _ = pending.reply.send(Response::Error {
+                    code: ErrorCode::OutcomeUnknown,
+                    message: "leadership changed before the write was acknowledged; it may still apply".into(),
+                    leader_hint: None,
+                });
+            }
+        }
+        if let Event::Discarded { term, from_index, to_index } = event {
+            tracing::warn!(term, from_index, to_index, "async mode: discarded entries that may have been acknowledged");
+        }
+    }
+
+    fn leader_hint(&self) -> Option<String> {
+        self.replica.leader().map(|id| self.membership.addr_of(id).to_string())
+    }
+
+    fn error(&self, code: ErrorCode, message: impl Into<String>) -> Response {
+        Response::Error { code, message: message.into(), leader_hint: self.leader_hint() }
+    }
+
+    fn handle_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let command = match request {
+            Request::Status => {
+                let _ = reply.send(Response::Status(self.status()));
+                return;
+            }
+            Request::Get { key, read } => return self.read(key, read, reply),
+            Request::Put { key, value } => Command::Put { key, value },
+            Request::Delete { key } => Command::Delete { key },
+            Request::Cas { key, expected, new } => Command::Cas { key, expected, new },
+        };
+        if let Some(problem) = oversized(&command) {
+            let _ = reply.send(self.error(ErrorCode::TooLarge, problem));
+            return;
+        }
+        let now = self.now();
+        match self.replica.handle_propose(now) {
+            Ok(proposal) => {
+                let position = proposal.position;
+                self.append(position.index, position.term, command.encode());
+                self.unsynced_seq = Some(proposal.seq);
+                self.pending_writes
+                    .insert(position.index, PendingWrite { term: position.term, since: Instant::now(), reply });
+                self.pump(None);
+            }
+            Err(error) => {
+                let response = match error {
+                    ProposeError::NotLeader { .. } => self.error(ErrorCode::NotLeader, "not the leader"),
+                    ProposeError::TransferInProgress => {
+                        self.error(ErrorCode::TransferInProgress, "a switchover is in progress; retry shortly")
+                    }
+                    ProposeError::NotEnoughInSync { have, need } => self.error(
+                        ErrorCode::NotEnoughInSync,
+                        format!("not enough in-sync replicas (have {have}, need {need})"),
+                    ),
+                    ProposeError::LogFull => self.error(ErrorCode::Internal, "the log's term table is full"),
+                };
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    fn read(&mut self, key: Vec<u8>, mode: ReadMode, reply: oneshot::Sender<Response>) {
+        let index = match mode {
+            ReadMode::Any => 0,
+            ReadMode::After(index) => index,
+            ReadMode::Leader => match self.replica.read_index(self.now()) {
+                Ok(index) => index,
+                Err(ReadError::NotLeader { .. }) => {
+                    let _ = reply.send(self.error(ErrorCode::NotLeader, "linearizable reads go to the leader"));
+                    return;
+                }
+                Err(ReadError::NotReady) => {
+                    let _ = reply.send(self.error(ErrorCode::NotReady, "the leader is not ready to serve reads yet"));
+                    return;
+                }
+            },
+        };
+        self.pending_reads.push(PendingRead { index, key, since: Instant::now(), reply });
+        self.serve_reads();
+    }
+
+    fn expire_requests(&mut self) {
+        let expired: Vec<u64> =
+            self.pending_writes.iter().filter(|(_, w)| w.since.elapsed() > REQUEST_TIMEOUT).map(|(i, _)| *i).collect();
+        for index in expired {
+            let pending = self.pending_writes.remove(&index).expect("listed");
+            let _ = pending.reply.send(self.error(
+                ErrorCode::OutcomeUnknown,
+                format!("write at index {index} not acknowledged within {REQUEST_TIMEOUT:?}; it may still apply"),
+            ));
+        }
+        let (expired, waiting): (Vec<PendingRead>, Vec<PendingRead>) =
+            std::mem::take(&mut self.pending_reads).into_iter().partition(|r| r.since.elapsed() > REQUEST_TIMEOUT);
+        self.pending_reads = waiting;
+        for read in expired {
+            let message = format!("this node had not applied index {} within {REQUEST_TIMEOUT:?}", read.index);
+            let _ = read.reply.send(self.error(ErrorCode::Timeout, message));
+        }
+    }
+
+    fn maybe_start_sync(&mut self) {
+        if self.sync_in_flight {
+            return;
+        }
+        let Some(seq) = self.unsynced_seq.take() else { return };
+        let handle = match self.wal.sync_handle() {
+            Ok(handle) => handle,
+            Err(error) => self.fatal_storage(error),
+        };
+        self.sync_in_flight = true;
+        let loopback = self.loopback.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = handle.sync().map_err(|e| e.to_string());
+            let _ = loopback.blocking_send(Input::Synced { seq, result });
+        });
+    }
+
+    fn status(&self) -> NodeStatus {
+        let status = self.replica.status();
+        let name = |id: NodeId| self.membership.name_of(id).to_string();
+        let followers = self
+            .replica
+            .peer_statuses()
+            .map(|peer| {
+                let oldest_missing = self.cache.iter().find(|e| e.index == peer.match_index + 1);
+                FollowerStatus {
+                    id: name(peer.id),
+                    match_index: peer.match_index,
+                    lag_entries: peer.lag_entries,
+                    lag_ms: if peer.lag_entries == 0 {
+                        0
+                    } else {
+                        oldest_missing.map_or(0, |e| e.appended_at.elapsed().as_millis() as u64)
+                    },
+                    last_ack_age_ms: peer.last_ack_age_us.map(|us| us / 1000),
+                    in_sync: peer.in_sync,
+                    state: match peer.state {
+                        ReplicationState::Probe => "probe",
+                        ReplicationState::Replicate => "replicate",
+                        ReplicationState::Snapshot => "snapshot",
+                    }
+                    .into(),
+                }
+            })
+            .collect();
+        NodeStatus {
+            id: self.membership.my_name().to_string(),
+            addr: self.membership.addr_of(self.membership.me()).to_string(),
+            role: match status.role {
+                Role::Follower => "follower",
+                Role::PreCandidate => "pre-candidate",
+                Role::Candidate => "candidate",
+                Role::Leader => "leader",
+            }
+            .into(),
+            term: status.term,
+            leader: status.leader.map(name),
+            mode: self.replica.config().mode.to_string(),
+            last_index: status.last.index,
+            last_term: status.last.term,
+            commit_index: status.commit_index,
+            applied_index: self.kv.applied_index(),
+            durable_index: status.durable_index,
+            snapshot_index: status.snapshot.index,
+            paused: status.paused,
+            followers,
+            entries_received: self.entries_received,
+            wal_bytes: self.wal.bytes(),
+        }
+    }
+}
+
+/// Why a command is too large to write, if it is.
+fn oversized(command: &Command) -> Option<String> {
+    let (key, value) = match command {
+        Command::Put { key, value } => (key, Some(value)),
+        Command::Delete { key } => (key, None),
+        Command::Cas { key, expected, new } => {
+            let larger = [expected, new].into_iter().flatten().max_by_key(|v| v.len());
+            (key, larger)
+        }
+    };
+    if key.len() > KEY_BYTES_MAX {
+        return Some(format!("key of {} bytes is over the {KEY_BYTES_MAX}-byte limit", key.len()));
+    }
+    match value {
+        Some(value) if value.len() > VALUE_BYTES_MAX => {
+            Some(format!("value of {} bytes is over the {VALUE_BYTES_MAX}-byte limit", value.len()))
+        }
+        _ => None,
+    }
+}

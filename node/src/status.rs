@@ -1,0 +1,40 @@
+//! A node's status as it reports it: the core's view plus what the host knows (applied
+//! index, address), and, on the leader, its view of every follower.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub id: String,
+    pub addr: String,
+    /// follower, pre-candidate, candidate or leader.
+    pub role: String,
+    pub term: u64,
+    pub leader: Option<String>,
+    pub mode: String,
+    pub last_index: u64,
+    pub last_term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub durable_index: u64,
+    pub snapshot_index: u64,
+    pub paused: bool,
+    /// The leader's view of each follower (empty elsewhere).
+    pub followers: Vec<FollowerStatus>,
+    /// Entries this node has caught up through replication since it started.
+    pub entries_received: u64,
+    pub wal_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowerStatus {
+    pub id: String,
+    pub match_index: u64,
+    pub lag_entries: u64,
+    /// How old the oldest entry the follower lacks is, in milliseconds (0 if none).
+    pub lag_ms: u64,
+    pub last_ack_age_ms: Option<u64>,
+    pub in_sync: bool,
+    /// probe, replicate or snapshot.
+    pub state: String,
+}

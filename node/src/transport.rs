@@ -1,0 +1,200 @@
+//! The network side of a node: QUIC endpoints, one long-lived outgoing stream per peer
+//! for replication (reconnecting with backoff), and the accept loop for peers, clients
+//! and operators.
+//!
+//! Every connection opens with a hello on its first stream: the caller names itself, and
+//! the name must match its certificate; only then is anything it sends trusted. A
+//! malformed frame closes that connection with a logged reason; the node goes on.
+
+use crate::certs::Identity;
+use crate::driver::Input;
+use crate::frame::{read_frame, write_frame, Frame, PROTOCOL_VERSION};
+use crate::membership::Membership;
+use crate::tls::{node_server_name, peer_identity};
+use baton_common::NodeId;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Frames queued for one peer while its link is busy or down.
+pub const LINK_QUEUE_FRAMES: usize = 4_096;
+
+/// Counters of refused or odd input, shown in logs and status.
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    pub handshakes_refused: AtomicU64,
+    pub hellos_refused: AtomicU64,
+    pub malformed_frames: AtomicU64,
+}
+
+/// Keeps one outgoing replication stream to `peer` alive and feeds it frames.
+pub async fn run_link(
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    membership: Membership,
+    peer: NodeId,
+    mut frames: mpsc::Receiver<Frame>,
+) {
+    let name = membership.name_of(peer).to_string();
+    let addr = membership.addr_of(peer);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match connect(&endpoint, &client_config, addr, &name, membership.my_name()).await {
+            Ok((connection, mut send)) => {
+                tracing::info!(peer = %name, %addr, "replication link up");
+                backoff = BACKOFF_MIN;
+                while let Some(frame) = frames.recv().await {
+                    if let Err(error) = write_frame(&mut send, &frame).await {
+                        tracing::info!(peer = %name, %error, "replication link lost");
+                        break;
+                    }
+                }
+                connection.close(0u32.into(), b"link closed");
+                if frames.is_closed() {
+                    return;
+                }
+            }
+            Err(error) => tracing::debug!(peer = %name, %addr, %error, "cannot reach peer"),
+        }
+        // Frames queued while down are stale; the core resends what matters.
+        while frames.try_recv().is_ok() {}
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn connect(
+    endpoint: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    addr: std::net::SocketAddr,
+    peer: &str,
+    me: &str,
+) -> Result<(quinn::Connection, quinn::SendStream), String> {
+    let attempt = async {
+        let connecting =
+            endpoint.connect_with(config.clone(), addr, &node_server_name(peer)).map_err(|e| e.to_string())?;
+        let connection = connecting.await.map_err(|e| e.to_string())?;
+        let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+        write_frame(&mut send, &Frame::Hello { protocol: PROTOCOL_VERSION, name: me.to_string() })
+            .await
+            .map_err(|e| e.to_string())?;
+        match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
+            Some(Frame::HelloReply { accepted: true, .. }) => Ok((connection, send)),
+            Some(Frame::HelloReply { reason, .. }) => Err(format!("hello refused: {reason}")),
+            other => Err(format!("unexpected answer to hello: {other:?}")),
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.map_err(|_| "timed out".to_string())?
+}
+
+/// Accepts connections until the endpoint closes.
+pub async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    membership: Membership,
+    inputs: mpsc::Sender<Input>,
+    counters: Arc<TransportCounters>,
+) {
+    while let Some(incoming) = endpoint.accept().await {
+        let (membership, inputs, counters) = (membership.clone(), inputs.clone(), counters.clone());
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(connection) => connection,
+                Err(error) => {
+                    counters.handshakes_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%remote, %error, "refused a connection: TLS handshake failed");
+                    return;
+                }
+            };
+            if let Err(reason) = serve_connection(&connection, &membership, &inputs, &counters).await {
+                tracing::warn!(%remote, %reason, "closed a connection");
+                connection.close(1u32.into(), reason.as_bytes());
+            }
+        });
+    }
+}
+
+async fn serve_connection(
+    connection: &quinn::Connection,
+    membership: &Membership,
+    inputs: &mpsc::Sender<Input>,
+    counters: &TransportCounters,
+) -> Result<(), String> {
+    let identity = peer_identity(connection).ok_or("the certificate names no Baton identity")?;
+    let (mut send, mut receive) = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi())
+        .await
+        .map_err(|_| "no hello in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame(&mut receive))
+        .await
+        .map_err(|_| "no hello in time".to_string())?
+        .map_err(|e| e.to_string())?;
+    let refusal = match (&hello, &identity) {
+        (Some(Frame::Hello { protocol, .. }), _) if *protocol != PROTOCOL_VERSION => {
+            Some(format!("protocol {protocol}; this node speaks {PROTOCOL_VERSION}"))
+        }
+        (Some(Frame::Hello { name, .. }), Identity::Node(certified)) if name != certified => {
+            Some(format!("hello names {name} but the certificate names {certified}"))
+        }
+        (Some(Frame::Hello { .. }), Identity::Node(certified)) if membership.id_of(certified).is_none() => {
+            Some(format!("node {certified} is not a member of this cluster"))
+        }
+        (Some(Frame::Hello { .. }), _) => None,
+        (other, _) => Some(format!("expected a hello, got {other:?}")),
+    };
+    if let Some(reason) = refusal {
+        counters.hellos_refused.fetch_add(1, Ordering::Relaxed);
+        let _ = write_frame(&mut send, &Frame::HelloReply { accepted: false, reason: reason.clone() }).await;
+        let _ = send.finish();
+        return Err(format!("refused {identity}: {reason}"));
+    }
+    write_frame(&mut send, &Frame::HelloReply { accepted: true, reason: String::new() })
+        .await
+        .map_err(|e| e.to_string())?;
+    match identity {
+        Identity::Node(name) => {
+            let from = membership.id_of(&name).expect("checked above");
+            loop {
+                match read_frame(&mut receive).await {
+                    Ok(Some(Frame::Replication { message, entries })) => {
+                        if inputs.send(Input::Peer { from, message, entries }).await.is_err() {
+                            return Ok(()); // Shutting down.
+                        }
+                    }
+                    Ok(Some(other)) => {
+                        counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                        return Err(format!("node {name} sent {other:?} on its replication stream"));
+                    }
+                    Ok(None) => return Ok(()),
+                    Err(error) => {
+                        counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                        return Err(format!("node {name}: {error}"));
+                    }
+                }
+            }
+        }
+        Identity::Operator(_) | Identity::Client(_) => loop {
+            let (mut send, mut receive) = match connection.accept_bi().await {
+                Ok(streams) => streams,
+                Err(_) => return Ok(()), // The client went away.
+            };
+            let inputs = inputs.clone();
+            tokio::spawn(async move {
+                let Ok(Some(Frame::Request { request })) = read_frame(&mut receive).await else { return };
+                let (reply, answer) = oneshot::channel();
+                if inputs.send(Input::Client { request, reply }).await.is_err() {
+                    return;
+                }
+                if let Ok(response) = answer.await {
+                    let _ = write_frame(&mut send, &Frame::Response { response }).await;
+                    let _ = send.finish();
+                }
+            });
+        },
+    }
+}
