@@ -93,7 +93,7 @@ impl Client {
                 self.endpoint.connect_with(self.config.clone(), addr, "node.baton").map_err(|e| e.to_string())?;
             let connection = connection.await.map_err(|e| e.to_string())?;
             let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
-            let hello = Frame::Hello { protocol: PROTOCOL_VERSION, name: self.name.clone() };
+            let hello = Frame::Hello { protocol: PROTOCOL_VERSION, name: self.name.clone(), incarnation: 0 };
             write_frame(&mut send, &hello).await.map_err(|e| e.to_string())?;
             match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
                 Some(Frame::HelloReply { accepted: true, .. }) => Ok(connection),

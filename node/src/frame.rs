@@ -22,10 +22,13 @@ pub const VALUE_BYTES_MAX: usize = ENTRY_BYTES_MAX - KEY_BYTES_MAX - 64;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum Frame {
-    /// The first frame on a connection's first stream: who the caller says it is.
+    /// The first frame on a connection's first stream: who the caller says it is, and
+    /// which run of that process (a new number each start), so a peer can tell a
+    /// restart from a reconnect.
     Hello {
         protocol: u16,
         name: String,
+        incarnation: u64,
     } = 0,
     /// The answer: accepted, or refused with the reason.
     HelloReply {
@@ -201,7 +204,7 @@ mod tests {
     #[tokio::test]
     async fn round_trip() {
         let frames = vec![
-            Frame::Hello { protocol: PROTOCOL_VERSION, name: "n1".into() },
+            Frame::Hello { protocol: PROTOCOL_VERSION, name: "n1".into(), incarnation: 7 },
             Frame::Request { request: Request::Put { key: b"k".to_vec(), value: b"v".to_vec() } },
             Frame::Response { response: Response::Written { term: 2, index: 9 } },
         ];
@@ -214,7 +217,7 @@ mod tests {
             assert_eq!(read_frame(&mut reader).await.unwrap().as_ref(), Some(frame));
         }
         assert_eq!(read_frame(&mut reader).await.unwrap(), None);
-        assert_eq!(Frame::Hello { protocol: 1, name: String::new() }.encode()[4], 0);
+        assert_eq!(Frame::Hello { protocol: 1, name: String::new(), incarnation: 0 }.encode()[4], 0);
         assert_eq!(Frame::Request { request: Request::Status }.encode()[4..], [3, 4]);
     }
 

@@ -9,7 +9,7 @@ use crate::membership::Membership;
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::lock::DirLock;
 use crate::storage::wal::Wal;
-use crate::transport::{accept_loop, run_link, TransportCounters, LINK_QUEUE_FRAMES};
+use crate::transport::{accept_loop, run_link, Restarts, TransportCounters, LINK_QUEUE_FRAMES};
 use baton_common::{Config, LogTerms, Member, Position, Recovered, Replica};
 use std::sync::Arc;
 use std::time::Instant;
@@ -85,13 +85,16 @@ pub async fn run(settings: Settings) -> Result<(), String> {
 
     let (input_sender, inputs) = mpsc::channel(INPUT_QUEUE);
     let mut outbound = Outbound::new();
+    let restarts = Arc::new(Restarts::new(membership.peers()));
     for peer in membership.peers() {
         let (sender, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
         outbound.insert(peer, sender);
-        tokio::spawn(run_link(endpoint.clone(), client_config.clone(), membership.clone(), peer, frames));
+        let link =
+            run_link(endpoint.clone(), client_config.clone(), membership.clone(), peer, frames, restarts.clone());
+        tokio::spawn(link);
     }
     let counters = Arc::new(TransportCounters::default());
-    tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters));
+    tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters, restarts));
     let driver = Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started);
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, mode = %settings.mode, "baton-node started");

@@ -12,8 +12,9 @@ use crate::frame::{read_frame, write_frame, Frame, PROTOCOL_VERSION};
 use crate::membership::Membership;
 use crate::tls::{node_server_name, peer_identity};
 use baton_common::NodeId;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -32,6 +33,46 @@ pub struct TransportCounters {
     pub malformed_frames: AtomicU64,
 }
 
+/// This process's incarnation: a new number on every start.
+pub fn incarnation() -> u64 {
+    static INCARNATION: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *INCARNATION.get_or_init(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        (now.as_nanos() as u64) ^ (u64::from(std::process::id()) << 40)
+    })
+}
+
+/// Restarts outgoing links when their peer restarted. A killed peer sends no QUIC
+/// reset, so without this a link would write into a dead connection until the idle
+/// timeout; the restarted peer's own hello, with a new incarnation, is the signal.
+#[derive(Debug, Default)]
+pub struct Restarts {
+    seen: Mutex<HashMap<NodeId, u64>>,
+    links: HashMap<NodeId, Arc<tokio::sync::Notify>>,
+}
+
+impl Restarts {
+    pub fn new(peers: impl Iterator<Item = NodeId>) -> Restarts {
+        Restarts { seen: Mutex::default(), links: peers.map(|p| (p, Arc::new(tokio::sync::Notify::new()))).collect() }
+    }
+
+    fn link(&self, peer: NodeId) -> Arc<tokio::sync::Notify> {
+        self.links[&peer].clone()
+    }
+
+    /// Records `peer`'s incarnation; a different one than before means it restarted.
+    /// The same one again (a reconnect) changes nothing, so links never ping-pong.
+    fn observe(&self, peer: NodeId, incarnation: u64) {
+        let previous = self.seen.lock().expect("never poisoned").insert(peer, incarnation);
+        if previous.is_some_and(|previous| previous != incarnation) {
+            tracing::info!(%peer, "peer restarted: reconnecting to it");
+            if let Some(link) = self.links.get(&peer) {
+                link.notify_one();
+            }
+        }
+    }
+}
+
 /// Keeps one outgoing replication stream to `peer` alive and feeds it frames.
 pub async fn run_link(
     endpoint: quinn::Endpoint,
@@ -39,7 +80,9 @@ pub async fn run_link(
     membership: Membership,
     peer: NodeId,
     mut frames: mpsc::Receiver<Frame>,
+    restarts: Arc<Restarts>,
 ) {
+    let restarted = restarts.link(peer);
     let name = membership.name_of(peer).to_string();
     let addr = membership.addr_of(peer);
     let mut backoff = BACKOFF_MIN;
@@ -48,10 +91,16 @@ pub async fn run_link(
             Ok((connection, mut send)) => {
                 tracing::info!(peer = %name, %addr, "replication link up");
                 backoff = BACKOFF_MIN;
-                while let Some(frame) = frames.recv().await {
-                    if let Err(error) = write_frame(&mut send, &frame).await {
-                        tracing::info!(peer = %name, %error, "replication link lost");
-                        break;
+                loop {
+                    tokio::select! {
+                        frame = frames.recv() => {
+                            let Some(frame) = frame else { break };
+                            if let Err(error) = write_frame(&mut send, &frame).await {
+                                tracing::info!(peer = %name, %error, "replication link lost");
+                                break;
+                            }
+                        }
+                        () = restarted.notified() => break,
                     }
                 }
                 connection.close(0u32.into(), b"link closed");
@@ -80,9 +129,12 @@ async fn connect(
             endpoint.connect_with(config.clone(), addr, &node_server_name(peer)).map_err(|e| e.to_string())?;
         let connection = connecting.await.map_err(|e| e.to_string())?;
         let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
-        write_frame(&mut send, &Frame::Hello { protocol: PROTOCOL_VERSION, name: me.to_string() })
-            .await
-            .map_err(|e| e.to_string())?;
+        write_frame(
+            &mut send,
+            &Frame::Hello { protocol: PROTOCOL_VERSION, name: me.to_string(), incarnation: incarnation() },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
             Some(Frame::HelloReply { accepted: true, .. }) => Ok((connection, send)),
             Some(Frame::HelloReply { reason, .. }) => Err(format!("hello refused: {reason}")),
@@ -98,9 +150,11 @@ pub async fn accept_loop(
     membership: Membership,
     inputs: mpsc::Sender<Input>,
     counters: Arc<TransportCounters>,
+    restarts: Arc<Restarts>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let (membership, inputs, counters) = (membership.clone(), inputs.clone(), counters.clone());
+        let restarts = restarts.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let connection = match incoming.await {
@@ -111,7 +165,7 @@ pub async fn accept_loop(
                     return;
                 }
             };
-            if let Err(reason) = serve_connection(&connection, &membership, &inputs, &counters).await {
+            if let Err(reason) = serve_connection(&connection, &membership, &inputs, &counters, &restarts).await {
                 tracing::warn!(%remote, %reason, "closed a connection");
                 connection.close(1u32.into(), reason.as_bytes());
             }
@@ -124,6 +178,7 @@ async fn serve_connection(
     membership: &Membership,
     inputs: &mpsc::Sender<Input>,
     counters: &TransportCounters,
+    restarts: &Restarts,
 ) -> Result<(), String> {
     let identity = peer_identity(connection).ok_or("the certificate names no Baton identity")?;
     let (mut send, mut receive) = tokio::time::timeout(HELLO_TIMEOUT, connection.accept_bi())
@@ -151,6 +206,8 @@ async fn serve_connection(
         counters.hellos_refused.fetch_add(1, Ordering::Relaxed);
         let _ = write_frame(&mut send, &Frame::HelloReply { accepted: false, reason: reason.clone() }).await;
         let _ = send.finish();
+        // Let the refusal reach the caller before the connection closes.
+        let _ = tokio::time::timeout(HELLO_TIMEOUT, send.stopped()).await;
         return Err(format!("refused {identity}: {reason}"));
     }
     write_frame(&mut send, &Frame::HelloReply { accepted: true, reason: String::new() })
@@ -159,6 +216,9 @@ async fn serve_connection(
     match identity {
         Identity::Node(name) => {
             let from = membership.id_of(&name).expect("checked above");
+            if let Some(Frame::Hello { incarnation, .. }) = hello {
+                restarts.observe(from, incarnation);
+            }
             loop {
                 match read_frame(&mut receive).await {
                     Ok(Some(Frame::Replication { message, entries })) => {

@@ -96,7 +96,9 @@ impl Node {
 
     /// Sends a signal by name (STOP, CONT, TERM) to this node's process.
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.pid().to_string()).status().unwrap();
+        // The shell's built-in kill: present on every machine, unlike /usr/bin/kill.
+        let command = format!("kill -{signal} {}", self.pid());
+        let status = Command::new("sh").args(["-c", &command]).status().unwrap();
         assert!(status.success(), "kill -{signal} {}", self.id);
     }
 }
