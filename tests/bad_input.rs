@@ -54,6 +54,8 @@ async fn client_certificate_from_another_ca() {
     client.put(b"k", b"from a member").await.unwrap();
     let logs = cluster.logs();
     assert!(logs.contains("TLS handshake failed"), "the refusal is logged");
+    let refused: u64 = cluster.statuses(&mut client).await.iter().map(|s| s.handshakes_refused).sum();
+    assert!(refused > 0, "and counted in status");
 }
 
 /// Goal: a holder of node n2's certificate that claims to be n3 is refused at the hello,
@@ -78,6 +80,8 @@ async fn node_certificate_for_the_wrong_id() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     client.put(b"after", b"impostor").await.unwrap();
+    let refused: u64 = cluster.statuses(&mut client).await.iter().map(|s| s.hellos_refused).sum();
+    assert_eq!(refused, 1, "the refusal is counted in status");
 }
 
 /// Goal: a value over the limit is refused with a clear, non-retryable error, and the

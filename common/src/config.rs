@@ -143,12 +143,13 @@ impl Config {
 
     /// This node's slot in the election order: 0 for the highest priority (ties broken
     /// by the lower id). Earlier slots campaign first, so the preferred node usually wins
-    /// without a split vote.
-    pub fn election_slot(&self) -> u64 {
+    /// without a split vote. The leader that just went silent is left out of the
+    /// ranking: it is the one not answering.
+    pub fn election_slot(&self, silent_leader: Option<NodeId>) -> u64 {
         let me = self.me();
         self.members
             .iter()
-            .filter(|m| m.eligible() && m.id != me.id)
+            .filter(|m| m.eligible() && m.id != me.id && Some(m.id) != silent_leader)
             .filter(|m| m.priority > me.priority || (m.priority == me.priority && m.id < me.id))
             .count() as u64
     }

@@ -19,7 +19,7 @@ const FAILED_NODE_SKIP: Duration = Duration::from_secs(2);
 const RETRY_PAUSE_MIN: Duration = Duration::from_millis(10);
 /// Refusals during an election are cheap and the election ends within a second: keep
 /// asking often rather than backing off past it.
-const RETRY_PAUSE_MAX: Duration = Duration::from_millis(50);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -33,6 +33,16 @@ pub enum ClientError {
     Deadline(Duration, String),
     #[error("unexpected answer: {0:?}")]
     Unexpected(Box<Response>),
+}
+
+/// A read's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    pub value: Option<Vec<u8>>,
+    /// The index the answering node had applied.
+    pub applied_index: u64,
+    /// How far that is behind the commit index the node knows of.
+    pub lag_entries: u64,
 }
 
 pub struct Client {
@@ -204,6 +214,11 @@ impl Client {
 
     /// Reads `key` at the given consistency: the value (if any) and the applied index.
     pub async fn get(&mut self, key: &[u8], read: ReadMode) -> Result<(Option<Vec<u8>>, u64), ClientError> {
+        self.read(key, read).await.map(|read| (read.value, read.applied_index))
+    }
+
+    /// Reads `key`, with the applied index and the lag of the node that answered.
+    pub async fn read(&mut self, key: &[u8], read: ReadMode) -> Result<Read, ClientError> {
         let request = Request::Get { key: key.to_vec(), read };
         let response = match read {
             // Local reads go to whichever node answers, not necessarily the leader.
@@ -211,7 +226,7 @@ impl Client {
             ReadMode::Leader => self.request(request).await?,
         };
         match response {
-            Response::Value { value, applied_index } => Ok((value, applied_index)),
+            Response::Value { value, applied_index, lag_entries } => Ok(Read { value, applied_index, lag_entries }),
             Response::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
@@ -247,7 +262,7 @@ impl Client {
     /// One node's status.
     pub async fn status_of(&mut self, addr: SocketAddr) -> Result<NodeStatus, ClientError> {
         match self.call(addr, &Request::Status).await? {
-            Response::Status(status) => Ok(status),
+            Response::Status(status) => Ok(*status),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }

@@ -85,6 +85,7 @@ pub struct Driver {
     entries_received: u64,
     started: Instant,
     dropped_frames: u64,
+    counters: std::sync::Arc<crate::transport::TransportCounters>,
 }
 
 impl Driver {
@@ -98,6 +99,7 @@ impl Driver {
         inputs: mpsc::Receiver<Input>,
         loopback: mpsc::Sender<Input>,
         started: Instant,
+        counters: std::sync::Arc<crate::transport::TransportCounters>,
     ) -> Driver {
         Driver {
             replica,
@@ -117,6 +119,7 @@ impl Driver {
             entries_received: 0,
             started,
             dropped_frames: 0,
+            counters,
         }
     }
 
@@ -329,7 +332,8 @@ impl Driver {
         self.pending_reads = waiting;
         for read in ready {
             let value = self.kv.get(&read.key).cloned();
-            let _ = read.reply.send(Response::Value { value, applied_index: applied });
+            let lag_entries = self.replica.known_commit_index().saturating_sub(applied);
+            let _ = read.reply.send(Response::Value { value, applied_index: applied, lag_entries });
         }
     }
 
@@ -361,7 +365,7 @@ impl Driver {
     fn handle_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
         let command = match request {
             Request::Status => {
-                let _ = reply.send(Response::Status(self.status()));
+                let _ = reply.send(Response::Status(Box::new(self.status())));
                 return;
             }
             Request::Get { key, read } => return self.read(key, read, reply),
@@ -507,6 +511,10 @@ impl Driver {
             followers,
             entries_received: self.entries_received,
             wal_bytes: self.wal.bytes(),
+            handshakes_refused: self.counters.handshakes_refused.load(std::sync::atomic::Ordering::Relaxed),
+            hellos_refused: self.counters.hellos_refused.load(std::sync::atomic::Ordering::Relaxed),
+            malformed_frames: self.counters.malformed_frames.load(std::sync::atomic::Ordering::Relaxed),
+            frames_dropped: self.dropped_frames,
         }
     }
 }

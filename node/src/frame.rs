@@ -117,9 +117,12 @@ pub enum Response {
         term: u64,
         index: u64,
     } = 0,
+    /// A read: the value, the index this node had applied, and how far that is behind
+    /// the commit index it knows of.
     Value {
         value: Option<Vec<u8>>,
         applied_index: u64,
+        lag_entries: u64,
     } = 1,
     /// The compare-and-set did not match; nothing was written. `current` is the value.
     CasMismatch {
@@ -132,7 +135,7 @@ pub enum Response {
         message: String,
         leader_hint: Option<String>,
     } = 3,
-    Status(crate::status::NodeStatus) = 4,
+    Status(Box<crate::status::NodeStatus>) = 4,
 }
 
 #[derive(Debug, thiserror::Error)]

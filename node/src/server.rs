@@ -94,8 +94,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         tokio::spawn(link);
     }
     let counters = Arc::new(TransportCounters::default());
-    tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters, restarts));
-    let driver = Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started);
+    tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters.clone(), restarts));
+    let driver =
+        Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started, counters);
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, mode = %settings.mode, "baton-node started");
 

@@ -24,6 +24,14 @@ pub struct NodeStatus {
     /// Entries this node has caught up through replication since it started.
     pub entries_received: u64,
     pub wal_bytes: u64,
+    /// Connections refused at the TLS handshake (another CA, no certificate, ...).
+    pub handshakes_refused: u64,
+    /// Connections refused at the hello (wrong id, unknown node, wrong protocol).
+    pub hellos_refused: u64,
+    /// Connections closed for a malformed frame.
+    pub malformed_frames: u64,
+    /// Frames to peers dropped because a link was down or saturated.
+    pub frames_dropped: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

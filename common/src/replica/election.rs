@@ -27,7 +27,7 @@ impl Replica {
         let window = self.config.election_timeout_us - minimum;
         let eligible = self.config.members.iter().filter(|m| m.eligible()).count().max(1) as u64;
         let slot_width = (window / eligible).max(1);
-        let delay = minimum + self.config.election_slot() * slot_width + self.rng.below(slot_width);
+        let delay = minimum + self.config.election_slot(self.leader) * slot_width + self.rng.below(slot_width);
         self.set_timer(Timer::Election, Some(self.now_us + delay));
     }
 

@@ -494,6 +494,12 @@ impl Replica {
         self.commit_index.min(self.safe_index)
     }
 
+    /// The highest commit index this node knows of: its own, or the leader's as last
+    /// heard. A local read's lag is this minus what the host applied.
+    pub fn known_commit_index(&self) -> LogIndex {
+        self.commit_index.max(self.leader_commit_seen)
+    }
+
     pub fn durable_index(&self) -> LogIndex {
         self.durable_index
     }
