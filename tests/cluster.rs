@@ -206,3 +206,26 @@ async fn frozen_leader_is_fenced_when_it_resumes() {
         assert!(value.is_some(), "acknowledged write w{i} lost\n{}", cluster.logs());
     }
 }
+
+/// Goal: SIGTERM stops a node cleanly: it exits 0, says its log is durable, and its
+/// data is all there when it starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    cluster.wait_for_leader(&mut client, ELECTION).await;
+    for i in 0..20 {
+        client.put(format!("t{i}").as_bytes(), b"x").await.unwrap();
+    }
+    let node = cluster.node("n3");
+    node.signal("TERM");
+    let mut child = node.child.take().unwrap();
+    let status = wait_until!(Duration::from_secs(10), child.try_wait().unwrap()).expect("exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(std::fs::read_to_string(&node.log).unwrap().contains("the log is durable"));
+    node.start();
+    let addr = node.addr;
+    let back =
+        wait_until!(Duration::from_secs(10), { client.status_of(addr).await.ok().filter(|s| s.applied_index >= 21) });
+    assert!(back.is_some(), "the node came back with its data\n{}", cluster.logs());
+}
