@@ -467,7 +467,9 @@ impl Driver {
             .replica
             .peer_statuses()
             .map(|peer| {
-                let oldest_missing = self.cache.iter().find(|e| e.index == peer.match_index + 1);
+                // The entry it lacks longest, or, if that is older than the cache, the
+                // cache's oldest (a lower bound).
+                let oldest_missing = self.cache.iter().find(|e| e.index == peer.match_index + 1).or(self.cache.front());
                 FollowerStatus {
                     id: name(peer.id),
                     match_index: peer.match_index,

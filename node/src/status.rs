@@ -39,7 +39,8 @@ pub struct FollowerStatus {
     pub id: String,
     pub match_index: u64,
     pub lag_entries: u64,
-    /// How old the oldest entry the follower lacks is, in milliseconds (0 if none).
+    /// How old the oldest entry the follower lacks is, in milliseconds (0 if none; a
+    /// lower bound when that entry is older than the leader's in-memory cache).
     pub lag_ms: u64,
     pub last_ack_age_ms: Option<u64>,
     pub in_sync: bool,
