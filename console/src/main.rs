@@ -1,6 +1,7 @@
 //! `baton`: the operator's tool. Scriptable commands that exit non-zero on refusal or
 //! failure, say why on stderr, and print JSON on request.
 
+mod admin;
 mod status;
 
 use baton_node::certs::Identity;
@@ -60,6 +61,34 @@ enum Command {
     },
     /// Every node's role, term, log position and lag.
     Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Hand leadership to a caught-up follower (or the best one); exits 0 once it leads.
+    Switchover {
+        #[arg(long)]
+        to: Option<String>,
+        /// Only say whether it would work, and why not.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait until the target leads (the default also confirms before exiting 0).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Manual failover: tell a node to campaign now; shows what it would lose first.
+    Failover {
+        #[arg(long)]
+        to: String,
+        /// Skip the confirmation prompt.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Pause automatic failover (maintenance mode).
+    Pause,
+    /// Resume automatic failover.
+    Resume,
+    /// Leadership changes: term, time, cause, from, to, discarded entries.
+    History {
         #[arg(long)]
         json: bool,
     },
@@ -150,6 +179,11 @@ async fn run(args: Args) -> ExitCode {
                 }
             }
             Command::Status { json } => Ok(status::run(&mut client, json).await),
+            Command::Switchover { to, dry_run, wait } => admin::switchover(&mut client, to, dry_run, wait).await,
+            Command::Failover { to, yes } => admin::failover(&mut client, &to, yes).await,
+            Command::Pause => admin::set_paused(&mut client, true).await,
+            Command::Resume => admin::set_paused(&mut client, false).await,
+            Command::History { json } => admin::history(&mut client, json).await,
         }
     }
     .await;

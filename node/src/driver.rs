@@ -30,8 +30,10 @@ pub enum Input {
         message: Message,
         entries: Vec<Vec<u8>>,
     },
+    /// A client's request; `operator` when its certificate is an operator's.
     Client {
         request: Request,
+        operator: bool,
         reply: oneshot::Sender<Response>,
     },
     Synced {
@@ -86,6 +88,15 @@ pub struct Driver {
     started: Instant,
     dropped_frames: u64,
     counters: std::sync::Arc<crate::transport::TransportCounters>,
+    history: VecDeque<crate::status::HistoryEntry>,
+    last_leader: Option<NodeId>,
+}
+
+/// Leadership changes kept per node.
+const HISTORY_ENTRIES_MAX: usize = 1_000;
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Driver {
@@ -120,6 +131,8 @@ impl Driver {
             started,
             dropped_frames: 0,
             counters,
+            history: VecDeque::new(),
+            last_leader: None,
         }
     }
 
@@ -170,7 +183,7 @@ impl Driver {
                 self.replica.handle_message(now, from, message);
                 self.pump(incoming.map(|prev| (prev, entries.as_slice())));
             }
-            Input::Client { request, reply } => self.handle_request(request, reply),
+            Input::Client { request, operator, reply } => self.handle_request(request, operator, reply),
             Input::Shutdown => {}
             Input::Synced { seq, result } => {
                 self.sync_in_flight = false;
@@ -337,8 +350,49 @@ impl Driver {
         }
     }
 
+    fn record_leader(&mut self, term: u64, leader: NodeId, cause: Option<&str>) {
+        let name = |id: NodeId| self.membership.name_of(id).to_string();
+        if let Some(entry) = self.history.iter_mut().find(|e| e.term == term) {
+            if cause.is_some() {
+                entry.cause = cause.map(str::to_string);
+            }
+            return;
+        }
+        let entry = crate::status::HistoryEntry {
+            term,
+            at_unix_ms: unix_ms(),
+            from: self.last_leader.filter(|previous| *previous != leader).map(name),
+            to: Some(name(leader)),
+            cause: cause.map(str::to_string),
+            discarded_entries: 0,
+        };
+        self.history.push_back(entry);
+        while self.history.len() > HISTORY_ENTRIES_MAX {
+            self.history.pop_front();
+        }
+        self.last_leader = Some(leader);
+    }
+
     fn on_event(&mut self, event: Event) {
         tracing::info!(?event, "replication event");
+        match event {
+            Event::BecameLeader { term, cause } => {
+                let cause = match cause {
+                    baton_common::ElectionCause::Timeout => "timeout",
+                    baton_common::ElectionCause::Switchover => "switchover",
+                    baton_common::ElectionCause::Manual => "manual",
+                };
+                let me = self.membership.me();
+                self.record_leader(term, me, Some(cause));
+            }
+            Event::BecameFollower { term, leader: Some(leader) } => self.record_leader(term, leader, None),
+            Event::Discarded { from_index, to_index, .. } => {
+                if let Some(entry) = self.history.back_mut() {
+                    entry.discarded_entries += to_index - from_index + 1;
+                }
+            }
+            _ => {}
+        }
         if matches!(event, Event::SteppedDown { .. }) {
             // Writes still waiting may or may not commit under the next leader.
             for (_, pending) in std::mem::take(&mut self.pending_writes) {
@@ -362,8 +416,48 @@ impl Driver {
         Response::Error { code, message: message.into(), leader_hint: self.leader_hint() }
     }
 
-    fn handle_request(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+    fn handle_request(&mut self, request: Request, operator: bool, reply: oneshot::Sender<Response>) {
+        let admin =
+            matches!(request, Request::Switchover { .. } | Request::Campaign { .. } | Request::SetPaused { .. });
+        if admin && !operator {
+            let _ = reply.send(self.error(ErrorCode::Forbidden, "operators only: use an operator certificate"));
+            return;
+        }
+        let now = self.now();
         let command = match request {
+            Request::History => {
+                let _ = reply.send(Response::History(self.history.iter().cloned().collect()));
+                return;
+            }
+            Request::Switchover { to, dry_run } => {
+                let response = self.switchover(now, to, dry_run);
+                let _ = reply.send(response);
+                self.pump(None);
+                return;
+            }
+            Request::Campaign { dry_run } => {
+                let response = match self.replica.handle_campaign(now, dry_run) {
+                    Ok(()) => Response::Campaign { accepted: true, reason: None },
+                    Err(refusal) => Response::Campaign { accepted: false, reason: Some(self.describe(&refusal)) },
+                };
+                let _ = reply.send(response);
+                self.pump(None);
+                return;
+            }
+            Request::SetPaused { paused } => {
+                let response = match self.replica.handle_set_paused(now, paused) {
+                    Ok(()) => Response::Done,
+                    Err(_) if !paused => {
+                        // No leader to replicate it: resume this node alone.
+                        self.replica.handle_local_resume(now);
+                        Response::Done
+                    }
+                    Err(_) => self.error(ErrorCode::NotLeader, "pausing goes through the leader"),
+                };
+                let _ = reply.send(response);
+                self.pump(None);
+                return;
+            }
             Request::Status => {
                 let _ = reply.send(Response::Status(Box::new(self.status())));
                 return;
@@ -377,7 +471,6 @@ impl Driver {
             let _ = reply.send(self.error(ErrorCode::TooLarge, problem));
             return;
         }
-        let now = self.now();
         match self.replica.handle_propose(now) {
             Ok(proposal) => {
                 let position = proposal.position;
@@ -401,6 +494,64 @@ impl Driver {
                 };
                 let _ = reply.send(response);
             }
+        }
+    }
+
+    fn switchover(&mut self, now: u64, to: Option<String>, dry_run: bool) -> Response {
+        let target = match to.as_deref().map(|name| self.membership.id_of(name)) {
+            Some(None) => {
+                let name = to.unwrap_or_default();
+                return Response::Switchover {
+                    target: Some(name.clone()),
+                    reasons: vec![format!("{name} is not a member")],
+                    started: false,
+                };
+            }
+            Some(Some(id)) => Some(id),
+            None => None,
+        };
+        match self.replica.handle_switchover(now, target, dry_run) {
+            Ok(id) => Response::Switchover {
+                target: Some(self.membership.name_of(id).into()),
+                reasons: vec![],
+                started: !dry_run,
+            },
+            Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
+                self.error(ErrorCode::NotLeader, "switchovers go through the leader")
+            }
+            Err(refused) => Response::Switchover {
+                target: refused.target.map(|id| self.membership.name_of(id).into()),
+                reasons: refused.reasons.iter().map(|r| self.describe(r)).collect(),
+                started: false,
+            },
+        }
+    }
+
+    /// A refusal in words an operator can act on.
+    fn describe(&self, refusal: &baton_common::Refusal) -> String {
+        use baton_common::Refusal;
+        let max_lag = self.replica.config().max_lag_entries;
+        match refusal {
+            Refusal::NotLeader { .. } => "this node is not the leader".into(),
+            Refusal::TransferInProgress { target } => {
+                format!("a switchover to {} is already in progress", self.membership.name_of(*target))
+            }
+            Refusal::UnknownNode => "not a member of the cluster".into(),
+            Refusal::TargetIsLeader => "it is already the leader".into(),
+            Refusal::NotAVoter => "it is not a voter".into(),
+            Refusal::PriorityZero => "its priority is 0 (never leader)".into(),
+            Refusal::Unreachable { last_contact_age_us: Some(age) } => {
+                format!("unreachable: last heard {:.1} s ago", *age as f64 / 1e6)
+            }
+            Refusal::Unreachable { last_contact_age_us: None } => "unreachable: never heard from in this term".into(),
+            Refusal::Lagging { behind_entries } => {
+                format!("lagging by {behind_entries} entries (the bound is {max_lag})")
+            }
+            Refusal::NoEligibleTarget => "no follower is eligible".into(),
+            Refusal::LeaderReachable { last_contact_age_us } => format!(
+                "the leader was heard from {:.0} ms ago; use a switchover to move a live leader",
+                *last_contact_age_us as f64 / 1000.0
+            ),
         }
     }
 

@@ -81,6 +81,22 @@ pub enum Request {
         new: Option<Vec<u8>>,
     } = 3,
     Status = 4,
+    /// Operators only: hand leadership to `to` (or the best follower); with `dry_run`,
+    /// only the verdict.
+    Switchover {
+        to: Option<String>,
+        dry_run: bool,
+    } = 5,
+    /// Operators only, sent to the chosen node: campaign now (manual failover).
+    Campaign {
+        dry_run: bool,
+    } = 6,
+    /// Operators only: pause or resume automatic failover.
+    SetPaused {
+        paused: bool,
+    } = 7,
+    /// This node's record of leadership changes.
+    History = 8,
 }
 
 /// Why a request failed, in a form scripts can test.
@@ -136,6 +152,20 @@ pub enum Response {
         leader_hint: Option<String>,
     } = 3,
     Status(Box<crate::status::NodeStatus>) = 4,
+    /// A switchover's verdict: the target, and every reason it is refused (none: it
+    /// started, or would start).
+    Switchover {
+        target: Option<String>,
+        reasons: Vec<String>,
+        started: bool,
+    } = 5,
+    /// A manual failover: whether the node campaigns, or why not.
+    Campaign {
+        accepted: bool,
+        reason: Option<String>,
+    } = 6,
+    Done = 7,
+    History(Vec<crate::status::HistoryEntry>) = 8,
 }
 
 #[derive(Debug, thiserror::Error)]

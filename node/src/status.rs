@@ -34,6 +34,20 @@ pub struct NodeStatus {
     pub frames_dropped: u64,
 }
 
+/// One leadership change as a node saw it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub term: u64,
+    /// Wall-clock time the node saw it, in Unix milliseconds.
+    pub at_unix_ms: u64,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// timeout, switchover or manual; known to the node that won.
+    pub cause: Option<String>,
+    /// Entries this node discarded in that term (async mode).
+    pub discarded_entries: u64,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowerStatus {
     pub id: String,

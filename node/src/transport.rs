@@ -239,6 +239,7 @@ async fn serve_connection(
             }
         }
         Identity::Operator(_) | Identity::Client(_) => loop {
+            let operator = matches!(identity, Identity::Operator(_));
             let (mut send, mut receive) = match connection.accept_bi().await {
                 Ok(streams) => streams,
                 Err(_) => return Ok(()), // The client went away.
@@ -247,7 +248,7 @@ async fn serve_connection(
             tokio::spawn(async move {
                 let Ok(Some(Frame::Request { request })) = read_frame(&mut receive).await else { return };
                 let (reply, answer) = oneshot::channel();
-                if inputs.send(Input::Client { request, reply }).await.is_err() {
+                if inputs.send(Input::Client { request, operator, reply }).await.is_err() {
                     return;
                 }
                 if let Ok(response) = answer.await {

@@ -139,6 +139,22 @@ impl Replica {
         self.broadcast_heartbeats();
     }
 
+    /// An operator resumes automatic failover on this node alone, for when no leader is
+    /// there to replicate a resume (it died while paused). Pausing is not local: it only
+    /// holds if the leader replicates it, so this only clears the flag.
+    pub fn handle_local_resume(&mut self, now: Micros) {
+        self.observe_now(now);
+        if self.hard.paused {
+            self.hard.paused = false;
+            self.persist_hard_state();
+            self.event(Event::PausedChanged { paused: false });
+            if self.role == Role::Leader {
+                self.broadcast_heartbeats();
+            }
+        }
+        self.assert_invariants();
+    }
+
     /// Pauses or resumes automatic failover (leader only). The flag travels on every
     /// heartbeat; each node persists it and, while it is set, neither starts nor votes in
     /// an election caused by a timeout. Switchovers and manual failovers still work.

@@ -393,3 +393,20 @@ fn manual_failover_refused_while_leader_is_alive() {
     assert_eq!(refusal, Refusal::LeaderReachable { last_contact_age_us: 200 * MS });
     assert_eq!(follower.handle_campaign(now + 2_000 * MS, true), Ok(()), "leader silent long enough");
 }
+
+/// Rule: with no leader to replicate a resume, an operator can resume a node alone; it
+/// then campaigns on its timeout again.
+#[test]
+fn local_resume_clears_the_pause() {
+    let paused = HardState { term: 1, voted_for: None, paused: true };
+    let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO) };
+    let mut follower = Replica::new(config(N3, WriteMode::Quorum), recovered, 0);
+    follower.handle_timeout(10_000 * MS);
+    assert_eq!(follower.role(), Role::Follower);
+    follower.handle_local_resume(10_000 * MS);
+    let outputs = drain(&mut follower);
+    assert!(outputs.iter().any(|o| matches!(o, Output::PersistHardState { hard_state, .. } if !hard_state.paused)));
+    let at = follower.poll_timeout().unwrap();
+    follower.handle_timeout(at);
+    assert_eq!(follower.role(), Role::PreCandidate, "campaigns again");
+}

@@ -1,0 +1,170 @@
+//! Operator commands: switchover, manual failover, pause and resume, history. Each exits
+//! non-zero on refusal or failure and says why on stderr.
+
+use crate::status::gather;
+use baton_common::{estimate_failover_loss, NodeId, Position};
+use baton_node::client::{Client, ClientError};
+use baton_node::frame::{Request, Response};
+use baton_node::status::HistoryEntry;
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// How long `--wait` and failovers wait for the new leader.
+const LEADER_WAIT: Duration = Duration::from_secs(15);
+
+async fn wait_for_leader(client: &mut Client, target: &str) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < LEADER_WAIT {
+        if gather(client).await.leader.as_deref() == Some(target) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+pub async fn switchover(
+    client: &mut Client,
+    to: Option<String>,
+    dry_run: bool,
+    wait: bool,
+) -> Result<ExitCode, ClientError> {
+    match client.request(Request::Switchover { to, dry_run }).await? {
+        Response::Switchover { target, reasons, started } => {
+            let target = target.unwrap_or_else(|| "any follower".into());
+            if !reasons.is_empty() {
+                eprintln!("baton: switchover to {target} refused:");
+                for reason in reasons {
+                    eprintln!("  - {reason}");
+                }
+                return Ok(ExitCode::from(1));
+            }
+            if !started {
+                println!("{target} is eligible: a switchover would hand leadership to it");
+                return Ok(ExitCode::SUCCESS);
+            }
+            eprintln!("switchover to {target} started");
+            // Exiting 0 only once the target leads is the contract with or without
+            // `--wait`; the flag is accepted for scripts that spell it out.
+            let _ = wait;
+            if !wait_for_leader(client, &target).await {
+                eprintln!("baton: {target} did not take over within {LEADER_WAIT:?}; the old leader resumed");
+                return Ok(ExitCode::from(1));
+            }
+            println!("{target}");
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(ClientError::Unexpected(Box::new(other))),
+    }
+}
+
+pub async fn failover(client: &mut Client, to: &str, yes: bool) -> Result<ExitCode, ClientError> {
+    let status = gather(client).await;
+    let Some(target) = status.nodes.iter().find(|n| n.id.as_deref() == Some(to)) else {
+        eprintln!("baton: {to} did not answer (or is not in --cluster); a failover needs the node itself");
+        return Ok(ExitCode::from(1));
+    };
+    let position = |n: &crate::status::NodeRow| Position::new(n.last_term.unwrap_or(0), n.last_index.unwrap_or(0));
+    let others: Vec<(NodeId, Position)> = status
+        .nodes
+        .iter()
+        .filter(|n| n.reachable && n.id.as_deref() != Some(to))
+        .enumerate()
+        .map(|(i, n)| (NodeId(i as u8 + 1), position(n)))
+        .collect();
+    let estimate = estimate_failover_loss(position(target), &others);
+    let addr: std::net::SocketAddr = target.addr.parse().expect("addresses come from --cluster");
+    let verdict = client.call(addr, &Request::Campaign { dry_run: true }).await?;
+    if let Response::Campaign { accepted: false, reason } = verdict {
+        eprintln!("baton: failover to {to} refused: {}", reason.unwrap_or_default());
+        return Ok(ExitCode::from(1));
+    }
+    let bound = if estimate.exact { "" } else { "at least " };
+    eprintln!(
+        "failover to {to}: it would lose {bound}{} entries behind the most advanced reachable replica",
+        estimate.lost_entries
+    );
+    if !yes {
+        eprint!("Type 'yes' to fail over to {to}: ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            eprintln!("baton: not confirmed; nothing done");
+            return Ok(ExitCode::from(1));
+        }
+    }
+    match client.call(addr, &Request::Campaign { dry_run: false }).await? {
+        Response::Campaign { accepted: true, .. } => {
+            if wait_for_leader(client, to).await {
+                println!("{to}");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("baton: {to} campaigned but did not win within {LEADER_WAIT:?} (see `baton status`)");
+                Ok(ExitCode::from(1))
+            }
+        }
+        Response::Campaign { reason, .. } => {
+            eprintln!("baton: failover to {to} refused: {}", reason.unwrap_or_default());
+            Ok(ExitCode::from(1))
+        }
+        other => Err(ClientError::Unexpected(Box::new(other))),
+    }
+}
+
+/// Pause goes through the leader. Resume too when there is one; otherwise every node is
+/// resumed on its own, since a paused cluster whose leader died has nobody to replicate
+/// the resume.
+pub async fn set_paused(client: &mut Client, paused: bool) -> Result<ExitCode, ClientError> {
+    let status = gather(client).await;
+    if status.leader.is_some() || paused {
+        match client.request(Request::SetPaused { paused }).await? {
+            Response::Done => {}
+            other => return Err(ClientError::Unexpected(Box::new(other))),
+        }
+    } else {
+        for node in status.nodes.iter().filter(|n| n.reachable) {
+            let addr = node.addr.parse().expect("addresses come from --cluster");
+            client.call(addr, &Request::SetPaused { paused: false }).await?;
+        }
+    }
+    println!("automatic failover {}", if paused { "paused" } else { "resumed" });
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every node's record, merged by term.
+pub async fn history(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> {
+    let mut merged: std::collections::BTreeMap<u64, HistoryEntry> = std::collections::BTreeMap::new();
+    for addr in client.addrs().to_vec() {
+        if let Ok(Response::History(entries)) = client.call(addr, &Request::History).await {
+            for entry in entries {
+                let slot = merged.entry(entry.term).or_insert_with(|| entry.clone());
+                if slot.cause.is_none() {
+                    slot.cause = entry.cause.clone();
+                }
+                slot.from = slot.from.clone().or(entry.from.clone());
+                slot.at_unix_ms = slot.at_unix_ms.min(entry.at_unix_ms);
+                slot.discarded_entries = slot.discarded_entries.max(entry.discarded_entries);
+            }
+        }
+    }
+    let entries: Vec<HistoryEntry> = merged.into_values().collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries).expect("history serializes"));
+    } else {
+        println!("{:>6} {:>15} {:<6} {:<6} {:<11} {:>9}", "term", "unix ms", "from", "to", "cause", "discarded");
+        for e in &entries {
+            println!(
+                "{:>6} {:>15} {:<6} {:<6} {:<11} {:>9}",
+                e.term,
+                e.at_unix_ms,
+                e.from.as_deref().unwrap_or("-"),
+                e.to.as_deref().unwrap_or("-"),
+                e.cause.as_deref().unwrap_or("?"),
+                e.discarded_entries
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
