@@ -74,7 +74,7 @@ async fn node_certificate_for_the_wrong_id() {
         .await
         .unwrap();
     match read_frame(&mut receive).await.unwrap() {
-        Some(Frame::HelloReply { accepted: false, reason }) => {
+        Some(Frame::HelloReply { accepted: false, reason, .. }) => {
             assert!(reason.contains("certificate names n2"), "{reason}")
         }
         other => panic!("expected a refusal, got {other:?}"),

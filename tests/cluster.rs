@@ -229,3 +229,25 @@ async fn sigterm_stops_a_node_cleanly() {
         wait_until!(Duration::from_secs(10), { client.status_of(addr).await.ok().filter(|s| s.applied_index >= 21) });
     assert!(back.is_some(), "the node came back with its data\n{}", cluster.logs());
 }
+
+/// Goal: a follower killed moments after it started (before its first handshakes
+/// finish) and then restarted still hears from the leader and catches up: the leader
+/// must notice the restart even though it never saw the first run say hello.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_killed_during_start_up_catches_up() {
+    let mut cluster = Cluster::start(3, &[]);
+    let early = cluster.node("n3");
+    std::thread::sleep(Duration::from_millis(150));
+    early.kill();
+    let mut client = cluster.client();
+    cluster.wait_for_leader(&mut client, ELECTION).await;
+    let mut last = 0;
+    for i in 0..30 {
+        last = client.put(format!("e{i}").as_bytes(), b"x").await.unwrap().1;
+    }
+    cluster.node("n3").start();
+    let addr = cluster.node("n3").addr;
+    let caught_up =
+        wait_until!(Duration::from_secs(20), { client.status_of(addr).await.ok().filter(|s| s.applied_index >= last) });
+    assert!(caught_up.is_some(), "n3 never caught up\n{}", cluster.logs());
+}

@@ -31,9 +31,12 @@ pub enum Frame {
         incarnation: u64,
     } = 0,
     /// The answer: accepted, or refused with the reason.
+    /// It carries the answering process's incarnation, so a link knows which run of
+    /// its peer it is attached to.
     HelloReply {
         accepted: bool,
         reason: String,
+        incarnation: u64,
     } = 1,
     /// A replication message and, for an append, its entries' payloads in order.
     Replication {

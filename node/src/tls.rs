@@ -21,9 +21,10 @@ use std::time::Duration;
 /// The protocol on the wire, versioned through ALPN.
 pub const ALPN: &[u8] = b"baton/1";
 
-/// QUIC keeps connections alive; the core's own timers decide failure, so the idle
-/// timeout is long and only reclaims truly dead connections.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// QUIC keeps connections alive with a ping every second; the idle timeout only
+/// reclaims connections to processes that died (leadership is decided by the core's
+/// own timers, never by this).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +49,7 @@ fn roots(credentials: &Credentials) -> Result<Arc<RootCertStore>, TlsError> {
 
 fn transport() -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
-    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("30 s fits a QUIC varint")));
+    transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("5 s fits a QUIC varint")));
     transport.keep_alive_interval(Some(KEEP_ALIVE));
     Arc::new(transport)
 }

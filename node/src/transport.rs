@@ -47,7 +47,9 @@ pub fn incarnation() -> u64 {
 /// timeout; the restarted peer's own hello, with a new incarnation, is the signal.
 #[derive(Debug, Default)]
 pub struct Restarts {
-    seen: Mutex<HashMap<NodeId, u64>>,
+    /// Per peer: the incarnation last seen in its hello, and the one our link is
+    /// attached to (from the peer's hello reply).
+    seen: Mutex<HashMap<NodeId, (Option<u64>, Option<u64>)>>,
     links: HashMap<NodeId, Arc<tokio::sync::Notify>>,
 }
 
@@ -60,11 +62,21 @@ impl Restarts {
         self.links[&peer].clone()
     }
 
-    /// Records `peer`'s incarnation; a different one than before means it restarted.
+    /// Our link to `peer` is attached to this run of it.
+    fn attached(&self, peer: NodeId, incarnation: u64) {
+        self.seen.lock().expect("never poisoned").entry(peer).or_default().1 = Some(incarnation);
+    }
+
+    /// Records `peer`'s incarnation from its hello. One that differs from the last hello,
+    /// or from the run our link is attached to, means it restarted: the link restarts.
     /// The same one again (a reconnect) changes nothing, so links never ping-pong.
     fn observe(&self, peer: NodeId, incarnation: u64) {
-        let previous = self.seen.lock().expect("never poisoned").insert(peer, incarnation);
-        if previous.is_some_and(|previous| previous != incarnation) {
+        let mut seen = self.seen.lock().expect("never poisoned");
+        let (last_hello, attached) = seen.entry(peer).or_default();
+        let restarted = [*last_hello, *attached].into_iter().flatten().any(|known| known != incarnation);
+        *last_hello = Some(incarnation);
+        drop(seen);
+        if restarted {
             tracing::info!(%peer, "peer restarted: reconnecting to it");
             if let Some(link) = self.links.get(&peer) {
                 link.notify_one();
@@ -88,8 +100,9 @@ pub async fn run_link(
     let mut backoff = BACKOFF_MIN;
     loop {
         match connect(&endpoint, &client_config, addr, &name, membership.my_name()).await {
-            Ok((connection, mut send)) => {
+            Ok((connection, mut send, peer_incarnation)) => {
                 tracing::info!(peer = %name, %addr, "replication link up");
+                restarts.attached(peer, peer_incarnation);
                 backoff = BACKOFF_MIN;
                 loop {
                     tokio::select! {
@@ -123,7 +136,7 @@ async fn connect(
     addr: std::net::SocketAddr,
     peer: &str,
     me: &str,
-) -> Result<(quinn::Connection, quinn::SendStream), String> {
+) -> Result<(quinn::Connection, quinn::SendStream, u64), String> {
     let attempt = async {
         let connecting =
             endpoint.connect_with(config.clone(), addr, &node_server_name(peer)).map_err(|e| e.to_string())?;
@@ -136,7 +149,7 @@ async fn connect(
         .await
         .map_err(|e| e.to_string())?;
         match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
-            Some(Frame::HelloReply { accepted: true, .. }) => Ok((connection, send)),
+            Some(Frame::HelloReply { accepted: true, incarnation, .. }) => Ok((connection, send, incarnation)),
             Some(Frame::HelloReply { reason, .. }) => Err(format!("hello refused: {reason}")),
             other => Err(format!("unexpected answer to hello: {other:?}")),
         }
@@ -204,13 +217,17 @@ async fn serve_connection(
     };
     if let Some(reason) = refusal {
         counters.hellos_refused.fetch_add(1, Ordering::Relaxed);
-        let _ = write_frame(&mut send, &Frame::HelloReply { accepted: false, reason: reason.clone() }).await;
+        let _ = write_frame(
+            &mut send,
+            &Frame::HelloReply { accepted: false, reason: reason.clone(), incarnation: incarnation() },
+        )
+        .await;
         let _ = send.finish();
         // Let the refusal reach the caller before the connection closes.
         let _ = tokio::time::timeout(HELLO_TIMEOUT, send.stopped()).await;
         return Err(format!("refused {identity}: {reason}"));
     }
-    write_frame(&mut send, &Frame::HelloReply { accepted: true, reason: String::new() })
+    write_frame(&mut send, &Frame::HelloReply { accepted: true, reason: String::new(), incarnation: incarnation() })
         .await
         .map_err(|e| e.to_string())?;
     match identity {
