@@ -45,11 +45,18 @@ pub fn incarnation() -> u64 {
 /// Restarts outgoing links when their peer restarted. A killed peer sends no QUIC
 /// reset, so without this a link would write into a dead connection until the idle
 /// timeout; the restarted peer's own hello, with a new incarnation, is the signal.
+/// Which runs of a peer this node knows of.
+#[derive(Debug, Default, Clone, Copy)]
+struct PeerRuns {
+    /// The incarnation in its last hello to us.
+    last_hello: Option<u64>,
+    /// The incarnation our outgoing link is attached to (from its hello reply).
+    attached: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 pub struct Restarts {
-    /// Per peer: the incarnation last seen in its hello, and the one our link is
-    /// attached to (from the peer's hello reply).
-    seen: Mutex<HashMap<NodeId, (Option<u64>, Option<u64>)>>,
+    seen: Mutex<HashMap<NodeId, PeerRuns>>,
     links: HashMap<NodeId, Arc<tokio::sync::Notify>>,
 }
 
@@ -64,7 +71,7 @@ impl Restarts {
 
     /// Our link to `peer` is attached to this run of it.
     fn attached(&self, peer: NodeId, incarnation: u64) {
-        self.seen.lock().expect("never poisoned").entry(peer).or_default().1 = Some(incarnation);
+        self.seen.lock().expect("never poisoned").entry(peer).or_default().attached = Some(incarnation);
     }
 
     /// Records `peer`'s incarnation from its hello. One that differs from the last hello,
@@ -72,9 +79,9 @@ impl Restarts {
     /// The same one again (a reconnect) changes nothing, so links never ping-pong.
     fn observe(&self, peer: NodeId, incarnation: u64) {
         let mut seen = self.seen.lock().expect("never poisoned");
-        let (last_hello, attached) = seen.entry(peer).or_default();
-        let restarted = [*last_hello, *attached].into_iter().flatten().any(|known| known != incarnation);
-        *last_hello = Some(incarnation);
+        let runs = seen.entry(peer).or_default();
+        let restarted = [runs.last_hello, runs.attached].into_iter().flatten().any(|known| known != incarnation);
+        runs.last_hello = Some(incarnation);
         drop(seen);
         if restarted {
             tracing::info!(%peer, "peer restarted: reconnecting to it");
