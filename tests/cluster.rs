@@ -251,3 +251,40 @@ async fn follower_killed_during_start_up_catches_up() {
         wait_until!(Duration::from_secs(20), { client.status_of(addr).await.ok().filter(|s| s.applied_index >= last) });
     assert!(caught_up.is_some(), "n3 never caught up\n{}", cluster.logs());
 }
+
+/// Goal: SIGTERM on the leader moves leadership first (a switchover), then the process
+/// exits 0, and no acknowledged write is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_the_leader_hands_over_first() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let writer = {
+        let mut client = cluster.client();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let started = Instant::now();
+            let mut i = 0;
+            while started.elapsed() < Duration::from_secs(3) {
+                if client.put(format!("h{i}").as_bytes(), b"x").await.is_ok() {
+                    acknowledged.push(i);
+                }
+                i += 1;
+            }
+            acknowledged
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let node = cluster.node(&leader);
+    node.signal("TERM");
+    let mut child = node.child.take().unwrap();
+    let status = wait_until!(Duration::from_secs(10), child.try_wait().unwrap()).expect("exits after SIGTERM");
+    assert!(status.success());
+    let log = std::fs::read_to_string(&node.log).unwrap();
+    assert!(log.contains("handed leadership over"), "the leader moved leadership before exiting:\n{log}");
+    let new_leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    assert_ne!(new_leader, leader);
+    for i in writer.await.unwrap() {
+        assert!(client.get(format!("h{i}").as_bytes(), ReadMode::Leader).await.unwrap().0.is_some(), "lost h{i}");
+    }
+}

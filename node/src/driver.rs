@@ -40,7 +40,8 @@ pub enum Input {
         seq: PersistSeq,
         result: Result<(), String>,
     },
-    /// Stop: make the log durable and return.
+    /// Stop: a leader first hands leadership to the best caught-up follower (controlled
+    /// shutdown), then the log is made durable and the driver returns.
     Shutdown,
 }
 
@@ -90,6 +91,8 @@ pub struct Driver {
     counters: std::sync::Arc<crate::transport::TransportCounters>,
     history: VecDeque<crate::status::HistoryEntry>,
     last_leader: Option<NodeId>,
+    /// Set while a shutting-down leader hands over.
+    handover_deadline: Option<Instant>,
 }
 
 /// Leadership changes kept per node.
@@ -133,6 +136,7 @@ impl Driver {
             counters,
             history: VecDeque::new(),
             last_leader: None,
+            handover_deadline: None,
         }
     }
 
@@ -154,7 +158,12 @@ impl Driver {
             };
             tokio::select! {
                 input = self.inputs.recv() => match input {
-                    Some(Input::Shutdown) | None => break,
+                    None => break,
+                    Some(Input::Shutdown) => {
+                        if !self.begin_handover() {
+                            break;
+                        }
+                    }
                     Some(input) => self.handle(input),
                 },
                 () = sleep => {
@@ -165,11 +174,47 @@ impl Driver {
                 _ = housekeeping.tick() => self.expire_requests(),
             }
             self.maybe_start_sync();
+            if let Some(deadline) = self.handover_deadline {
+                if self.replica.role() != Role::Leader {
+                    tracing::info!(leader = ?self.replica.leader().map(|id| self.membership.name_of(id)), "handed leadership over; stopping");
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    tracing::warn!("no follower took over in time; stopping as leader");
+                    break;
+                }
+            }
         }
         if let Err(error) = self.wal.sync() {
             tracing::error!(%error, "final fsync failed");
         }
         tracing::info!("driver stopped; the log is durable");
+    }
+
+    /// On shutdown: a leader starts a switchover to the best caught-up follower and keeps
+    /// running until it is done (or an election timeout passes). Returns whether to keep
+    /// running.
+    fn begin_handover(&mut self) -> bool {
+        if self.replica.role() != Role::Leader {
+            return false;
+        }
+        let now = self.now();
+        match self.replica.handle_switchover(now, None, false) {
+            Ok(target) => {
+                tracing::info!(
+                    target = self.membership.name_of(target),
+                    "shutting down: handing leadership over first"
+                );
+                let timeout = Duration::from_micros(self.replica.config().election_timeout_us);
+                self.handover_deadline = Some(Instant::now() + timeout);
+                self.pump(None);
+                true
+            }
+            Err(refused) => {
+                tracing::warn!(?refused, "shutting down as leader: no follower can take over");
+                false
+            }
+        }
     }
 
     fn handle(&mut self, input: Input) {
