@@ -152,3 +152,72 @@ async fn manual_failover_after_leader_kill() {
     println!("manual failover to {chosen_id}: estimated loss {} entries, lost {lost} writes", estimate.lost_entries);
     assert_eq!((estimate.lost_entries, lost), (0, 0));
 }
+
+/// Goal: async mode: with the followers frozen the leader acknowledges writes alone and
+/// is killed; after failover and its restart, those writes are in its `discarded/` file
+/// and counted in status, and its map no longer serves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_writes_lost_in_failover_are_reported() {
+    let mut cluster = Cluster::start(3, &["--mode", "async"]);
+    let mut client = cluster.client();
+    let old = cluster.wait_for_leader(&mut client, ELECTION).await;
+    for i in 0..10 {
+        client.put(format!("kept-{i}").as_bytes(), b"x").await.unwrap();
+    }
+    let followers: Vec<String> = cluster.nodes.iter().filter(|n| n.id != old).map(|n| n.id.clone()).collect();
+    wait_until!(Duration::from_secs(5), {
+        let statuses = cluster.statuses(&mut client).await;
+        (statuses.iter().filter(|s| s.applied_index >= 11).count() == 3).then_some(())
+    })
+    .expect("everyone has the first writes");
+    for id in &followers {
+        cluster.node(id).signal("STOP");
+    }
+    // Acknowledged by the leader alone, within its lease.
+    let old_addr = cluster.node(&old).addr;
+    let mut acknowledged = Vec::new();
+    for i in 0..50 {
+        let put = Request::Put { key: format!("lost-{i}").into_bytes(), value: b"y".to_vec() };
+        if let Ok(Response::Written { .. }) = client.call(old_addr, &put).await {
+            acknowledged.push(format!("lost-{i}"));
+        }
+    }
+    assert!(!acknowledged.is_empty(), "the async leader acknowledged on its own copy");
+    cluster.node(&old).kill();
+    for id in &followers {
+        cluster.node(id).signal("CONT");
+    }
+    let new_leader = wait_until!(ELECTION, leader_of(&cluster, &mut client).await.filter(|l| *l != old));
+    assert!(new_leader.is_some(), "a follower took over");
+    client.put(b"after", b"failover").await.unwrap();
+    cluster.node(&old).start();
+    let reported = wait_until!(Duration::from_secs(15), {
+        match client.call(old_addr, &Request::Discarded).await {
+            Ok(Response::Discarded(writes)) if !writes.is_empty() => Some(writes),
+            _ => None,
+        }
+    })
+    .unwrap_or_else(|| panic!("nothing in discarded/\n{}", cluster.logs()));
+    // Writes that reached a follower's socket before it froze survive; every other
+    // acknowledged write must be reported. None may vanish silently.
+    let keys: Vec<&str> = reported.iter().map(|w| w.key.as_str()).collect();
+    let mut survived = 0;
+    for key in &acknowledged {
+        let readable = client.get(key.as_bytes(), ReadMode::Leader).await.unwrap().0.is_some();
+        survived += usize::from(readable);
+        assert!(readable || keys.contains(&key.as_str()), "{key} was lost silently: discarded/ has {keys:?}");
+    }
+    let status = client.status_of(old_addr).await.unwrap();
+    assert!(status.discarded_entries >= (acknowledged.len() - survived) as u64);
+    let lost = acknowledged.iter().find(|key| keys.contains(&key.as_str())).expect("at least one write was discarded");
+    let read = client.call(old_addr, &Request::Get { key: lost.clone().into_bytes(), read: ReadMode::Any }).await;
+    assert!(
+        matches!(read, Ok(Response::Value { value: None, .. })),
+        "the old leader still serves a discarded write: {read:?}"
+    );
+    println!(
+        "async failover: {} writes acknowledged by {old} alone; {survived} survived, {} reported in discarded/",
+        acknowledged.len(),
+        acknowledged.len() - survived
+    );
+}

@@ -168,3 +168,40 @@ pub async fn history(client: &mut Client, json: bool) -> Result<ExitCode, Client
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Every node's discarded writes.
+pub async fn discarded(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> {
+    #[derive(serde::Serialize)]
+    struct Row {
+        node: String,
+        #[serde(flatten)]
+        write: baton_node::status::DiscardedWrite,
+    }
+    let mut rows = Vec::new();
+    for addr in client.addrs().to_vec() {
+        let node = client.status_of(addr).await.map(|s| s.id).unwrap_or_else(|_| addr.to_string());
+        if let Ok(Response::Discarded(writes)) = client.call(addr, &Request::Discarded).await {
+            rows.extend(writes.into_iter().map(|write| Row { node: node.clone(), write }));
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+    } else if rows.is_empty() {
+        println!("no discarded writes");
+    } else {
+        println!("{:<6} {:>6} {:>8} {:<6} {:<24} value", "node", "term", "index", "op", "key");
+        for row in &rows {
+            let w = &row.write;
+            println!(
+                "{:<6} {:>6} {:>8} {:<6} {:<24} {}",
+                row.node,
+                w.term,
+                w.index,
+                w.op,
+                w.key,
+                w.value.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -92,6 +92,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes that nodes discarded in async mode (they may have been acknowledged).
+    Discarded {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_read(text: &str) -> Result<ReadMode, String> {
@@ -184,6 +189,7 @@ async fn run(args: Args) -> ExitCode {
             Command::Pause => admin::set_paused(&mut client, true).await,
             Command::Resume => admin::set_paused(&mut client, false).await,
             Command::History { json } => admin::history(&mut client, json).await,
+            Command::Discarded { json } => admin::discarded(&mut client, json).await,
         }
     }
     .await;

@@ -93,6 +93,9 @@ pub struct Driver {
     last_leader: Option<NodeId>,
     /// Set while a shutting-down leader hands over.
     handover_deadline: Option<Instant>,
+    /// `<data dir>/discarded/discarded.jsonl`: every discarded write, one JSON per line.
+    discarded_file: std::path::PathBuf,
+    discarded_entries: u64,
 }
 
 /// Leadership changes kept per node.
@@ -137,7 +140,46 @@ impl Driver {
             history: VecDeque::new(),
             last_leader: None,
             handover_deadline: None,
+            discarded_file: std::path::PathBuf::new(),
+            discarded_entries: 0,
         }
+    }
+
+    /// Where discarded writes are kept (under the data directory).
+    pub fn with_discarded_dir(mut self, dir: std::path::PathBuf) -> Driver {
+        self.discarded_file = dir.join("discarded.jsonl");
+        self
+    }
+
+    /// Writes the entries about to be truncated to the discarded file, durably: they may
+    /// have been acknowledged, and nothing is lost silently.
+    fn keep_discarded(&mut self, from_index: u64, to_index: u64) {
+        use std::io::Write;
+        let mut lines = String::new();
+        for index in from_index..=to_index {
+            let Some((term, payload)) = self.entry(index) else { continue };
+            let record = describe_discarded(index, term, &payload);
+            lines.push_str(&serde_json::to_string(&record).expect("records serialize"));
+            lines.push('\n');
+            self.discarded_entries += 1;
+        }
+        let dir = self.discarded_file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.discarded_file)?;
+            file.write_all(lines.as_bytes())?;
+            file.sync_data()
+        });
+        if let Err(error) = written {
+            tracing::error!(%error, path = %self.discarded_file.display(), "cannot record discarded writes");
+        }
+    }
+
+    fn read_discarded(&self) -> Vec<crate::status::DiscardedWrite> {
+        std::fs::read_to_string(&self.discarded_file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
     }
 
     fn now(&self) -> u64 {
@@ -294,6 +336,14 @@ impl Driver {
                 }
                 self.cache.retain(|e| e.index < from_index);
                 self.unsynced_seq = Some(seq);
+                if self.kv.applied_index() >= from_index {
+                    // Async mode: this node had applied writes now discarded. Rebuild
+                    // the map from the log so it never serves them again.
+                    tracing::warn!(from_index, "rebuilding the key-value map without discarded writes");
+                    self.kv.reset();
+                    let commit = self.replica.commit_index().min(from_index - 1);
+                    self.apply_through(commit);
+                }
             }
             Output::AppendReceived { seq, first_index, last_index, term } => {
                 let (prev, payloads) = incoming.expect("AppendReceived follows an append request");
@@ -450,6 +500,8 @@ impl Driver {
         }
         if let Event::Discarded { term, from_index, to_index } = event {
             tracing::warn!(term, from_index, to_index, "async mode: discarded entries that may have been acknowledged");
+            // The event comes before the truncation, so the entries are still readable.
+            self.keep_discarded(from_index, to_index);
         }
     }
 
@@ -472,6 +524,10 @@ impl Driver {
         let command = match request {
             Request::History => {
                 let _ = reply.send(Response::History(self.history.iter().cloned().collect()));
+                return;
+            }
+            Request::Discarded => {
+                let _ = reply.send(Response::Discarded(self.read_discarded()));
                 return;
             }
             Request::Switchover { to, dry_run } => {
@@ -713,6 +769,7 @@ impl Driver {
             hellos_refused: self.counters.hellos_refused.load(std::sync::atomic::Ordering::Relaxed),
             malformed_frames: self.counters.malformed_frames.load(std::sync::atomic::Ordering::Relaxed),
             frames_dropped: self.dropped_frames,
+            discarded_entries: self.discarded_entries,
         }
     }
 }
@@ -736,4 +793,20 @@ fn oversized(command: &Command) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// A discarded entry in words: the operation, key and value it carried.
+fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::DiscardedWrite {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let (op, key, value) = if payload.is_empty() {
+        ("noop", String::new(), None)
+    } else {
+        match postcard::from_bytes::<Command>(payload) {
+            Ok(Command::Put { key, value }) => ("put", text(&key), Some(text(&value))),
+            Ok(Command::Delete { key }) => ("delete", text(&key), None),
+            Ok(Command::Cas { key, new, .. }) => ("cas", text(&key), new.as_deref().map(text)),
+            Err(_) => ("undecodable", String::new(), None),
+        }
+    };
+    crate::status::DiscardedWrite { at_unix_ms: unix_ms(), term, index, op: op.into(), key, value }
 }

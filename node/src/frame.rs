@@ -100,6 +100,8 @@ pub enum Request {
     } = 7,
     /// This node's record of leadership changes.
     History = 8,
+    /// The writes this node discarded (async mode), from its `discarded/` file.
+    Discarded = 9,
 }
 
 /// Why a request failed, in a form scripts can test.
@@ -169,6 +171,7 @@ pub enum Response {
     } = 6,
     Done = 7,
     History(Vec<crate::status::HistoryEntry>) = 8,
+    Discarded(Vec<crate::status::DiscardedWrite>) = 9,
 }
 
 #[derive(Debug, thiserror::Error)]

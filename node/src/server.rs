@@ -96,7 +96,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let counters = Arc::new(TransportCounters::default());
     tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters.clone(), restarts));
     let driver =
-        Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started, counters);
+        Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started, counters)
+            .with_discarded_dir(settings.data_dir.join("discarded"));
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, mode = %settings.mode, "baton-node started");
 

@@ -32,6 +32,20 @@ pub struct NodeStatus {
     pub malformed_frames: u64,
     /// Frames to peers dropped because a link was down or saturated.
     pub frames_dropped: u64,
+    /// Writes this node discarded since it started (async mode; see `baton discarded`).
+    pub discarded_entries: u64,
+}
+
+/// A write this node discarded (async mode): it may have been acknowledged.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscardedWrite {
+    pub at_unix_ms: u64,
+    pub term: u64,
+    pub index: u64,
+    /// put, delete, cas, noop or undecodable.
+    pub op: String,
+    pub key: String,
+    pub value: Option<String>,
 }
 
 /// One leadership change as a node saw it.
