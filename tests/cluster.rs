@@ -153,21 +153,7 @@ async fn frozen_leader_is_fenced_when_it_resumes() {
     let mut client = cluster.client();
     let old = cluster.wait_for_leader(&mut client, ELECTION).await;
     let old_addr = cluster.node(&old).addr;
-    let writer = {
-        let mut client = cluster.client();
-        tokio::spawn(async move {
-            let mut acknowledged = Vec::new();
-            let started = Instant::now();
-            let mut i = 0;
-            while started.elapsed() < Duration::from_secs(6) {
-                if client.put(format!("w{i}").as_bytes(), b"x").await.is_ok() {
-                    acknowledged.push(i);
-                }
-                i += 1;
-            }
-            acknowledged
-        })
-    };
+    let writer = cluster.spawn_writer("w", Duration::from_secs(6));
     tokio::time::sleep(Duration::from_millis(300)).await;
     cluster.node(&old).signal("STOP");
     let stopped_at = Instant::now();
@@ -201,7 +187,7 @@ async fn frozen_leader_is_fenced_when_it_resumes() {
     );
     let acknowledged = writer.await.unwrap();
     assert!(!acknowledged.is_empty());
-    for i in acknowledged {
+    for (i, _) in acknowledged {
         let (value, _) = client.get(format!("w{i}").as_bytes(), ReadMode::Leader).await.unwrap();
         assert!(value.is_some(), "acknowledged write w{i} lost\n{}", cluster.logs());
     }
@@ -259,21 +245,7 @@ async fn sigterm_on_the_leader_hands_over_first() {
     let mut cluster = Cluster::start(3, &[]);
     let mut client = cluster.client();
     let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
-    let writer = {
-        let mut client = cluster.client();
-        tokio::spawn(async move {
-            let mut acknowledged = Vec::new();
-            let started = Instant::now();
-            let mut i = 0;
-            while started.elapsed() < Duration::from_secs(3) {
-                if client.put(format!("h{i}").as_bytes(), b"x").await.is_ok() {
-                    acknowledged.push(i);
-                }
-                i += 1;
-            }
-            acknowledged
-        })
-    };
+    let writer = cluster.spawn_writer("h", Duration::from_secs(3));
     tokio::time::sleep(Duration::from_millis(500)).await;
     let node = cluster.node(&leader);
     node.signal("TERM");
@@ -284,7 +256,7 @@ async fn sigterm_on_the_leader_hands_over_first() {
     assert!(log.contains("handed leadership over"), "the leader moved leadership before exiting:\n{log}");
     let new_leader = cluster.wait_for_leader(&mut client, ELECTION).await;
     assert_ne!(new_leader, leader);
-    for i in writer.await.unwrap() {
+    for (i, _) in writer.await.unwrap() {
         assert!(client.get(format!("h{i}").as_bytes(), ReadMode::Leader).await.unwrap().0.is_some(), "lost h{i}");
     }
 }

@@ -95,22 +95,30 @@ pub async fn failover(client: &mut Client, to: &str, yes: bool) -> Result<ExitCo
             return Ok(ExitCode::from(1));
         }
     }
-    match client.call(addr, &Request::Campaign { dry_run: false }).await? {
-        Response::Campaign { accepted: true, .. } => {
-            if wait_for_leader(client, to).await {
-                println!("{to}");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("baton: {to} campaigned but did not win within {LEADER_WAIT:?} (see `baton status`)");
-                Ok(ExitCode::from(1))
+    // A voter that heard the old leader a few milliseconds later than the candidate may
+    // still refuse; campaign again until the candidate leads or the deadline passes.
+    let started = Instant::now();
+    let mut last_refusal = None;
+    while started.elapsed() < LEADER_WAIT {
+        match client.call(addr, &Request::Campaign { dry_run: false }).await? {
+            Response::Campaign { accepted: true, .. } => {
+                let round = Instant::now();
+                while round.elapsed() < Duration::from_millis(1_500) {
+                    if gather(client).await.leader.as_deref() == Some(to) {
+                        println!("{to}");
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
+            Response::Campaign { reason, .. } => last_refusal = reason,
+            other => return Err(ClientError::Unexpected(Box::new(other))),
         }
-        Response::Campaign { reason, .. } => {
-            eprintln!("baton: failover to {to} refused: {}", reason.unwrap_or_default());
-            Ok(ExitCode::from(1))
-        }
-        other => Err(ClientError::Unexpected(Box::new(other))),
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let reason = last_refusal.unwrap_or_else(|| "it campaigned but did not win".into());
+    eprintln!("baton: failover to {to} did not complete within {LEADER_WAIT:?}: {reason} (see `baton status`)");
+    Ok(ExitCode::from(1))
 }
 
 /// Pause goes through the leader. Resume too when there is one; otherwise every node is

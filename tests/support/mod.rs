@@ -183,6 +183,29 @@ impl Cluster {
         found.unwrap_or_else(|| panic!("no leader within {timeout:?}; logs in {}", self.dir.path().display()))
     }
 
+    /// Writes `<prefix><i>` keys for `duration` from a task of its own, returning each
+    /// acknowledged write's number and when it was acknowledged.
+    pub fn spawn_writer(
+        &self,
+        prefix: &str,
+        duration: Duration,
+    ) -> tokio::task::JoinHandle<Vec<(u64, std::time::Instant)>> {
+        let mut client = self.client();
+        let prefix = prefix.to_string();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            while started.elapsed() < duration {
+                if client.put(format!("{prefix}{i}").as_bytes(), b"x").await.is_ok() {
+                    acknowledged.push((i, std::time::Instant::now()));
+                }
+                i += 1;
+            }
+            acknowledged
+        })
+    }
+
     /// The nodes' logs, for failure messages.
     pub fn logs(&self) -> String {
         self.nodes
