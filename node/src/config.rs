@@ -34,6 +34,14 @@ pub struct Args {
     /// A follower further behind than this leaves the in-sync set.
     #[arg(long)]
     pub max_lag_entries: Option<u64>,
+    /// The log's size bound in bytes: a snapshot is taken (and the log before it
+    /// dropped) when the log reaches half of it. Default 64 MiB; at least 64 KiB.
+    #[arg(long)]
+    pub max_log_bytes: Option<u64>,
+    /// Serve Prometheus metrics (text format) over plain HTTP at this address, for
+    /// example 127.0.0.1:9101. Off unless set.
+    #[arg(long)]
+    pub metrics: Option<SocketAddr>,
     /// A TOML file with the same settings; flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -56,6 +64,8 @@ pub struct FileConfig {
     pub heartbeat_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
     pub max_lag_entries: Option<u64>,
+    pub max_log_bytes: Option<u64>,
+    pub metrics: Option<SocketAddr>,
     pub log_format: Option<String>,
 }
 
@@ -71,8 +81,15 @@ pub struct Settings {
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub max_lag_entries: u64,
+    pub max_log_bytes: u64,
+    pub metrics: Option<SocketAddr>,
     pub json_logs: bool,
 }
+
+/// The default log bound: small next to an SD card, large next to a day of edge writes.
+pub const MAX_LOG_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
+/// Below this, snapshots would be taken almost continuously.
+pub const MAX_LOG_BYTES_MIN: u64 = 64 * 1024;
 
 fn parse_peer(text: &str) -> Result<(String, SocketAddr), String> {
     let (id, addr) =
@@ -115,8 +132,16 @@ impl Settings {
             heartbeat_ms: args.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
             election_timeout_ms: args.election_timeout_ms.or(file.election_timeout_ms).unwrap_or(1000),
             max_lag_entries: args.max_lag_entries.or(file.max_lag_entries).unwrap_or(1000),
+            max_log_bytes: args.max_log_bytes.or(file.max_log_bytes).unwrap_or(MAX_LOG_BYTES_DEFAULT),
+            metrics: args.metrics.or(file.metrics),
             json_logs: log_format == "json",
         };
+        if settings.max_log_bytes < MAX_LOG_BYTES_MIN {
+            return Err(format!(
+                "max_log_bytes {} is below the minimum of {MAX_LOG_BYTES_MIN} bytes",
+                settings.max_log_bytes
+            ));
+        }
         crate::certs::check_name(&settings.id).map_err(|e| e.to_string())?;
         Ok(settings)
     }
@@ -156,5 +181,27 @@ mod tests {
         assert!(error.contains("node.toml") && error.contains("bogus"), "{error}");
         let error = Settings::resolve(Args::parse_from(["baton-node", "--id", "n1"])).unwrap_err();
         assert!(error.contains("--listen"), "{error}");
+    }
+
+    /// Goal: the Raspberry Pi example config in examples/ is valid as shipped.
+    #[test]
+    fn raspberry_pi_example_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("baton-node.toml");
+        std::fs::write(&path, include_str!("../../examples/raspberry-pi/baton-node.toml")).unwrap();
+        let settings = Settings::resolve(Args::parse_from(["baton-node", "--config", path.to_str().unwrap()])).unwrap();
+        assert_eq!(settings.id, "pi1");
+        assert_eq!(settings.peers.len(), 2);
+        assert_eq!(settings.max_log_bytes, 32 * 1024 * 1024);
+        assert_eq!(settings.metrics, Some("127.0.0.1:9101".parse().unwrap()));
+        let error = Settings::resolve(Args::parse_from([
+            "baton-node",
+            "--config",
+            path.to_str().unwrap(),
+            "--max-log-bytes",
+            "1000",
+        ]))
+        .unwrap_err();
+        assert!(error.contains("max_log_bytes"), "{error}");
     }
 }

@@ -8,9 +8,10 @@ use crate::kv::{Applied, Command, Kv};
 use crate::membership::Membership;
 use crate::status::{FollowerStatus, NodeStatus};
 use crate::storage::hard_state::HardStateFile;
+use crate::storage::snapshot::{Map as SnapshotMap, SnapshotDir};
 use crate::storage::wal::Wal;
 use baton_common::{
-    Event, Message, NodeId, Output, PersistSeq, ProposeError, ReadError, Replica, ReplicationState, Role,
+    Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -39,6 +40,19 @@ pub enum Input {
     Synced {
         seq: PersistSeq,
         result: Result<(), String>,
+        elapsed: Duration,
+    },
+    /// A piece of a snapshot from the leader.
+    SnapshotChunk(crate::transfer::SnapshotChunk),
+    /// A whole received snapshot, fsynced and checked (or why it is unusable).
+    SnapshotReceived {
+        received: crate::transfer::Received,
+        result: Result<SnapshotMap, String>,
+    },
+    /// A local snapshot at `position` is written and fsynced to its temporary file.
+    SnapshotWritten {
+        position: Position,
+        result: Result<std::path::PathBuf, String>,
     },
     /// Stop: a leader first hands leadership to the best caught-up follower (controlled
     /// shutdown), then the log is made durable and the driver returns.
@@ -96,6 +110,24 @@ pub struct Driver {
     /// `<data dir>/discarded/discarded.jsonl`: every discarded write, one JSON per line.
     discarded_file: std::path::PathBuf,
     discarded_entries: u64,
+    snapshots: Option<SnapshotDir>,
+    /// The installed snapshot's position and size.
+    snapshot: Position,
+    snapshot_bytes: u64,
+    /// A snapshot is taken once the log holds half of this, so it stays under it.
+    max_log_bytes: u64,
+    /// A local snapshot is being written.
+    compacting: bool,
+    sends: crate::transfer::Sends,
+    receiver: Option<crate::transfer::Receiver>,
+    /// A received, checked snapshot waiting for the core's decision.
+    received: Option<(Position, SnapshotMap)>,
+    snapshots_taken: u64,
+    snapshots_installed: u64,
+    fsync_latency: crate::status::LatencyHistogram,
+    /// On the leader: each follower's match index and when it last moved, so a status
+    /// can tell a stalled follower (connected, behind, not moving) from a slow one.
+    follower_progress: std::collections::HashMap<NodeId, (u64, Instant)>,
 }
 
 /// Leadership changes kept per node.
@@ -142,7 +174,31 @@ impl Driver {
             handover_deadline: None,
             discarded_file: std::path::PathBuf::new(),
             discarded_entries: 0,
+            snapshots: None,
+            snapshot: Position::ZERO,
+            snapshot_bytes: 0,
+            max_log_bytes: u64::MAX,
+            compacting: false,
+            sends: crate::transfer::Sends::default(),
+            receiver: None,
+            received: None,
+            snapshots_taken: 0,
+            snapshots_installed: 0,
+            fsync_latency: crate::status::LatencyHistogram::default(),
+            follower_progress: std::collections::HashMap::new(),
         }
+    }
+
+    /// Where snapshots live, the recovered one (with the map as of it), and the log bound.
+    pub fn with_snapshots(mut self, snapshots: SnapshotDir, snapshot: Position, kv: Kv, max_log_bytes: u64) -> Driver {
+        assert_eq!(kv.applied_index(), snapshot.index, "the map starts at the snapshot");
+        self.snapshot_bytes = std::fs::metadata(snapshots.path()).map_or(0, |m| m.len());
+        self.receiver = Some(crate::transfer::Receiver::new(snapshots.incoming_path()));
+        self.snapshots = Some(snapshots);
+        self.snapshot = snapshot;
+        self.kv = kv;
+        self.max_log_bytes = max_log_bytes;
+        self
     }
 
     /// Where discarded writes are kept (under the data directory).
@@ -213,7 +269,11 @@ impl Driver {
                     self.replica.handle_timeout(now);
                     self.pump(None);
                 }
-                _ = housekeeping.tick() => self.expire_requests(),
+                _ = housekeeping.tick() => {
+                    self.expire_requests();
+                    self.maybe_compact();
+                    self.track_follower_progress();
+                }
             }
             self.maybe_start_sync();
             if let Some(deadline) = self.handover_deadline {
@@ -272,8 +332,23 @@ impl Driver {
             }
             Input::Client { request, operator, reply } => self.handle_request(request, operator, reply),
             Input::Shutdown => {}
-            Input::Synced { seq, result } => {
+            Input::SnapshotChunk(chunk) => self.on_snapshot_chunk(chunk),
+            Input::SnapshotReceived { received, result } => match result {
+                Ok(map) => {
+                    self.received = Some((received.snapshot, map));
+                    self.replica.handle_snapshot_received(now, received.from, received.term, received.snapshot);
+                    self.pump(None);
+                    if self.received.take().is_some() {
+                        // The core did not need it (this log already holds it).
+                        let _ = std::fs::remove_file(&received.path);
+                    }
+                }
+                Err(error) => tracing::warn!(%error, "a received snapshot is unusable; the leader sends it again"),
+            },
+            Input::SnapshotWritten { position, result } => self.on_snapshot_written(position, result),
+            Input::Synced { seq, result, elapsed } => {
                 self.sync_in_flight = false;
+                self.fsync_latency.record(elapsed);
                 if let Err(error) = result {
                     // The disk may have dropped writes we cannot identify: continuing could
                     // acknowledge data that is gone. Stop loudly; a restart recovers.
@@ -340,7 +415,7 @@ impl Driver {
                     // Async mode: this node had applied writes now discarded. Rebuild
                     // the map from the log so it never serves them again.
                     tracing::warn!(from_index, "rebuilding the key-value map without discarded writes");
-                    self.kv.reset();
+                    self.rebuild_kv();
                     let commit = self.replica.commit_index().min(from_index - 1);
                     self.apply_through(commit);
                 }
@@ -358,14 +433,167 @@ impl Driver {
                 self.append(position.index, position.term, Vec::new());
                 self.unsynced_seq = Some(seq);
             }
-            Output::InstallSnapshot { .. } | Output::SendSnapshot { .. } => {
-                // Snapshot transfer arrives with log compaction (issue 4); without
-                // compaction the core never needs one.
-                tracing::warn!(?output, "snapshot transfer is not supported yet");
+            Output::InstallSnapshot { seq, snapshot } => self.install_snapshot(seq, snapshot),
+            Output::SendSnapshot { to, term } => {
+                let (Some(snapshots), Some(link)) = (&self.snapshots, self.outbound.get(&to)) else { return };
+                tracing::info!(
+                    to = self.membership.name_of(to),
+                    index = self.snapshot.index,
+                    "follower needs the snapshot"
+                );
+                self.sends.start(to, term, self.snapshot, &snapshots.path(), link.clone());
             }
             Output::Commit { commit_index } => self.apply_through(commit_index),
             Output::Event(event) => self.on_event(event),
         }
+    }
+
+    /// Takes a snapshot when the log has grown to half its bound and the core allows it:
+    /// the map is copied here, written and fsynced on a blocking thread, and installed
+    /// (renamed) when that is done.
+    fn maybe_compact(&mut self) {
+        let Some(snapshots) = &self.snapshots else { return };
+        let applied = self.kv.applied_index();
+        if self.compacting
+            || self.wal.bytes() < self.max_log_bytes / 2
+            || applied <= self.snapshot.index
+            || applied > self.replica.compactable_index()
+        {
+            return;
+        }
+        let Some((term, _)) = self.entry(applied) else { return };
+        let position = Position { index: applied, term };
+        let map = self.kv.map().clone();
+        let snapshots = snapshots.clone();
+        let loopback = self.loopback.clone();
+        self.compacting = true;
+        tokio::task::spawn_blocking(move || {
+            let result = snapshots.write_tmp(position, &map).map_err(|e| e.to_string());
+            let _ = loopback.blocking_send(Input::SnapshotWritten { position, result });
+        });
+    }
+
+    fn track_follower_progress(&mut self) {
+        if self.replica.role() != Role::Leader {
+            self.follower_progress.clear();
+            return;
+        }
+        let now = Instant::now();
+        for peer in self.replica.peer_statuses() {
+            let entry = self.follower_progress.entry(peer.id).or_insert((peer.match_index, now));
+            if entry.0 != peer.match_index || peer.lag_entries == 0 {
+                *entry = (peer.match_index, now);
+            }
+        }
+    }
+
+    fn on_snapshot_written(&mut self, position: Position, result: Result<std::path::PathBuf, String>) {
+        self.compacting = false;
+        let tmp = match result {
+            Ok(tmp) => tmp,
+            Err(error) => {
+                tracing::error!(%error, "cannot write a snapshot; the log keeps growing until one succeeds");
+                return;
+            }
+        };
+        // Installed from the leader meanwhile, or no longer allowed: drop this one.
+        if position.index <= self.snapshot.index
+            || position.index > self.replica.compactable_index()
+            || self.wal.term_at(position.index) != Some(position.term)
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let snapshots = self.snapshots.as_ref().expect("only written with a snapshot directory");
+        match snapshots.install(&tmp) {
+            Ok(bytes) => self.snapshot_bytes = bytes,
+            Err(error) => self.fatal_storage(error),
+        }
+        self.snapshot = position;
+        self.snapshots_taken += 1;
+        let removed = match self.wal.compact_through(position.index) {
+            Ok(removed) => removed,
+            Err(error) => self.fatal_storage(error),
+        };
+        let now = self.now();
+        self.replica.handle_compacted(now, position);
+        tracing::info!(
+            index = position.index,
+            bytes = self.snapshot_bytes,
+            removed,
+            "took a snapshot and compacted the log"
+        );
+        self.pump(None);
+    }
+
+    fn on_snapshot_chunk(&mut self, chunk: crate::transfer::SnapshotChunk) {
+        let Some(receiver) = self.receiver.as_mut() else { return };
+        match receiver.accept(chunk) {
+            Ok(None) => {}
+            Ok(Some(received)) => {
+                let loopback = self.loopback.clone();
+                tokio::task::spawn_blocking(move || {
+                    let result = std::fs::File::open(&received.path)
+                        .and_then(|file| file.sync_all())
+                        .map_err(|e| format!("{}: {e}", received.path.display()))
+                        .and_then(|()| crate::storage::snapshot::read(&received.path).map_err(|e| e.to_string()))
+                        .and_then(|(position, map)| {
+                            if position == received.snapshot {
+                                Ok(map)
+                            } else {
+                                Err(format!("the file holds {position:?}, not {:?}", received.snapshot))
+                            }
+                        });
+                    let _ = loopback.blocking_send(Input::SnapshotReceived { received, result });
+                });
+            }
+            Err(error) => tracing::debug!(%error, "snapshot chunk refused"),
+        }
+    }
+
+    /// The core decided to install the received snapshot: make it the node's state.
+    fn install_snapshot(&mut self, seq: PersistSeq, snapshot: Position) {
+        let Some((position, map)) = self.received.take() else {
+            panic!("the core installs only a snapshot the host reported whole");
+        };
+        assert_eq!(position, snapshot, "the core installs what it was given");
+        let snapshots = self.snapshots.as_ref().expect("snapshots arrive only with a snapshot directory");
+        match snapshots.install(&snapshots.incoming_path()) {
+            Ok(bytes) => self.snapshot_bytes = bytes,
+            Err(error) => self.fatal_storage(error),
+        }
+        // Mirror the core: a log that holds the snapshot's last entry keeps what follows.
+        let keeps_tail = self.wal.term_at(snapshot.index) == Some(snapshot.term);
+        let stored = if keeps_tail {
+            self.wal.compact_through(snapshot.index).map(|_| ())
+        } else {
+            self.cache.clear();
+            self.wal.reset()
+        };
+        if let Err(error) = stored.and_then(|()| self.wal.sync()) {
+            self.fatal_storage(error);
+        }
+        self.cache.retain(|e| e.index > snapshot.index);
+        self.snapshot = snapshot;
+        self.snapshots_installed += 1;
+        self.kv = Kv::from_snapshot(snapshot.index, map);
+        tracing::info!(
+            index = snapshot.index,
+            bytes = self.snapshot_bytes,
+            keeps_tail,
+            "installed the leader's snapshot"
+        );
+        self.durable_seq = Some(seq);
+        self.serve_reads();
+    }
+
+    /// Rebuilds the map from the snapshot alone (the log is applied again on top).
+    fn rebuild_kv(&mut self) {
+        self.kv = match self.snapshots.as_ref().map(SnapshotDir::load) {
+            Some(Ok(Some((position, map)))) => Kv::from_snapshot(position.index, map),
+            Some(Err(error)) => self.fatal_storage(error),
+            _ => Kv::default(),
+        };
     }
 
     fn append(&mut self, index: u64, term: u64, payload: Vec<u8>) {
@@ -489,6 +717,7 @@ impl Driver {
             _ => {}
         }
         if matches!(event, Event::SteppedDown { .. }) {
+            self.sends.stop_all();
             // Writes still waiting may or may not commit under the next leader.
             for (_, pending) in std::mem::take(&mut self.pending_writes) {
                 let _ = pending.reply.send(Response::Error {
@@ -707,8 +936,10 @@ impl Driver {
         self.sync_in_flight = true;
         let loopback = self.loopback.clone();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let result = handle.sync().map_err(|e| e.to_string());
-            let _ = loopback.blocking_send(Input::Synced { seq, result });
+            let elapsed = started.elapsed();
+            let _ = loopback.blocking_send(Input::Synced { seq, result, elapsed });
         });
     }
 
@@ -722,10 +953,25 @@ impl Driver {
                 // The entry it lacks longest, or, if that is older than the cache, the
                 // cache's oldest (a lower bound).
                 let oldest_missing = self.cache.iter().find(|e| e.index == peer.match_index + 1).or(self.cache.front());
+                let lag_bytes = if peer.lag_entries == 0 {
+                    0
+                } else {
+                    self.cache
+                        .iter()
+                        .rev()
+                        .take_while(|e| e.index > peer.match_index)
+                        .map(|e| e.payload.len() as u64)
+                        .sum()
+                };
                 FollowerStatus {
                     id: name(peer.id),
                     match_index: peer.match_index,
                     lag_entries: peer.lag_entries,
+                    lag_bytes,
+                    stuck_ms: self.follower_progress.get(&peer.id).map_or(0, |(_, at)| at.elapsed().as_millis() as u64),
+                    snapshot_percent: (peer.state == ReplicationState::Snapshot)
+                        .then(|| self.sends.progress_percent(peer.id))
+                        .flatten(),
                     lag_ms: if peer.lag_entries == 0 {
                         0
                     } else {
@@ -741,8 +987,23 @@ impl Driver {
                     .into(),
                 }
             })
-            .collect();
+            .collect::<Vec<FollowerStatus>>();
+        let is_leader = status.role == Role::Leader;
+        let best_follower_match = followers.iter().map(|f| f.match_index).max().unwrap_or(status.last.index);
+        let failover_loss_entries = if is_leader && self.replica.config().mode == baton_common::WriteMode::Async {
+            status.commit_index.saturating_sub(best_follower_match)
+        } else {
+            0
+        };
         NodeStatus {
+            snapshot_bytes: self.snapshot_bytes,
+            snapshots_taken: self.snapshots_taken,
+            snapshots_installed: self.snapshots_installed,
+            snapshot_receiving_percent: self.receiver.as_ref().and_then(crate::transfer::Receiver::progress_percent),
+            max_log_bytes: self.max_log_bytes,
+            failover_safe: is_leader.then_some(failover_loss_entries == 0),
+            failover_loss_entries,
+            fsync_latency: self.fsync_latency.clone(),
             id: self.membership.my_name().to_string(),
             addr: self.membership.addr_of(self.membership.me()).to_string(),
             role: match status.role {

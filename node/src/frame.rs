@@ -49,7 +49,22 @@ pub enum Frame {
     Response {
         response: Response,
     } = 4,
+    /// Part of the leader's snapshot (see `storage::snapshot`) for a follower whose
+    /// missing entries were compacted away: `data` is the file's bytes at `offset`, out
+    /// of `total_bytes`. Sent in order on the replication stream.
+    SnapshotChunk {
+        term: u64,
+        snapshot_index: u64,
+        snapshot_term: u64,
+        offset: u64,
+        total_bytes: u64,
+        data: Vec<u8>,
+    } = 5,
 }
+
+/// Bytes of snapshot per [`Frame::SnapshotChunk`]: well under a frame's limit.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 256 * 1024;
+const _: () = assert!(SNAPSHOT_CHUNK_BYTES + 1024 <= FRAME_BYTES_MAX);
 
 /// How fresh a read must be.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -85,6 +85,16 @@ impl Kv {
         }
     }
 
+    /// The map as of `applied_index`, from a snapshot.
+    pub fn from_snapshot(applied_index: u64, map: BTreeMap<Vec<u8>, Vec<u8>>) -> Kv {
+        Kv { map, applied_index }
+    }
+
+    /// The whole map, for writing a snapshot.
+    pub fn map(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+        &self.map
+    }
+
     /// Starts over from nothing (before replaying the log from the start).
     pub fn reset(&mut self) {
         *self = Kv::default();

@@ -5,9 +5,11 @@
 use crate::certs::{Credentials, Identity};
 use crate::config::Settings;
 use crate::driver::{Driver, Input, Outbound};
+use crate::kv::Kv;
 use crate::membership::Membership;
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::lock::DirLock;
+use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::Wal;
 use crate::transport::{accept_loop, run_link, Restarts, TransportCounters, LINK_QUEUE_FRAMES};
 use baton_common::{Config, LogTerms, Member, Position, Recovered, Replica};
@@ -15,9 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
 
-/// Log segments roll over at this size: small enough to delete promptly after a
-/// snapshot, large enough that rollovers are rare.
-const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// Log segments roll over at a quarter of the log's bound (so compaction, which drops
+/// whole segments, keeps it under the bound), within these sizes.
+const SEGMENT_BYTES_MAX: u64 = 16 * 1024 * 1024;
+const SEGMENT_BYTES_MIN: u64 = 16 * 1024;
 /// Inputs queued for the driver.
 const INPUT_QUEUE: usize = 8_192;
 
@@ -25,30 +28,21 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let _lock = DirLock::acquire(&settings.data_dir).map_err(|e| e.to_string())?;
     let hard_state = HardStateFile::new(&settings.data_dir);
     let recovered_hard_state = hard_state.load().map_err(|e| e.to_string())?;
-    let (wal, recovery) = Wal::open(&settings.data_dir.join("wal"), SEGMENT_BYTES).map_err(|e| e.to_string())?;
+    let segment_bytes = (settings.max_log_bytes / 4).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
+    let (mut wal, recovery) = Wal::open(&settings.data_dir.join("wal"), segment_bytes).map_err(|e| e.to_string())?;
     if recovery.torn_bytes_truncated > 0 {
         tracing::warn!(bytes = recovery.torn_bytes_truncated, "cut a torn write at the end of the log");
     }
-    let mut log = LogTerms::new(Position::ZERO);
-    if let Some(first) = wal.first_index() {
-        if first != 1 {
-            return Err(format!(
-                "{}: the log starts at entry {first} but there is no snapshot to cover the entries before it. \
-                 Fix: move the data directory aside and let the node rejoin empty",
-                settings.data_dir.display()
-            ));
-        }
+    let snapshots = SnapshotDir::new(&settings.data_dir);
+    for leftover in [snapshots.tmp_path(), snapshots.incoming_path()] {
+        // A snapshot half written or half received when the node stopped.
+        let _ = std::fs::remove_file(leftover);
     }
-    for (_, term) in wal.terms() {
-        log.append(term, 1).map_err(|_| {
-            format!(
-                "{}: the log spans more than {} terms, more than the core tracks without a snapshot. \
-                 Fix: move the data directory aside and let the node rejoin empty",
-                settings.data_dir.display(),
-                baton_common::limits::TERM_RUNS_MAX
-            )
-        })?;
-    }
+    let (snapshot, kv) = match snapshots.load().map_err(|e| e.to_string())? {
+        Some((position, map)) => (position, Kv::from_snapshot(position.index, map)),
+        None => (Position::ZERO, Kv::default()),
+    };
+    let log = recover_log(&settings, &mut wal, snapshot)?;
     tracing::info!(
         entries = recovery.entries,
         segments = recovery.segments,
@@ -84,6 +78,13 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let replica = Replica::new(config, Recovered { hard_state: recovered_hard_state, log }, 0);
 
     let (input_sender, inputs) = mpsc::channel(INPUT_QUEUE);
+    if let Some(addr) = settings.metrics {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot serve metrics on {addr}: {e}. Fix: pick a free --metrics address"))?;
+        tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+        tokio::spawn(crate::metrics::serve(listener, input_sender.clone()));
+    }
     let mut outbound = Outbound::new();
     let restarts = Arc::new(Restarts::new(membership.peers()));
     for peer in membership.peers() {
@@ -97,7 +98,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters.clone(), restarts));
     let driver =
         Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started, counters)
-            .with_discarded_dir(settings.data_dir.join("discarded"));
+            .with_discarded_dir(settings.data_dir.join("discarded"))
+            .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes);
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, mode = %settings.mode, "baton-node started");
 
@@ -108,6 +110,41 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
     Ok(())
+}
+
+/// The core's view of the log: the snapshot point, then the term of every entry the log
+/// holds after it. A log left over from before an installed snapshot that does not
+/// match it (the node stopped mid-install) is dropped: the snapshot replaces it.
+fn recover_log(settings: &Settings, wal: &mut Wal, snapshot: Position) -> Result<LogTerms, String> {
+    let mut log = LogTerms::new(snapshot);
+    let continues = match (wal.first_index(), wal.last_index()) {
+        (None, _) => true,
+        (Some(first), _) if first == snapshot.index + 1 => true,
+        (Some(first), _) if first > snapshot.index + 1 => {
+            return Err(format!(
+                "{}: the log starts at entry {first} but the snapshot covers only up to {}: entries in between \
+                 are missing. Fix: move the data directory aside and let the node rejoin empty",
+                settings.data_dir.display(),
+                snapshot.index
+            ));
+        }
+        (Some(_), last) => last >= Some(snapshot.index) && wal.term_at(snapshot.index) == Some(snapshot.term),
+    };
+    if !continues {
+        tracing::warn!(index = snapshot.index, "the log does not continue the snapshot; dropping it");
+        wal.reset().map_err(|e| e.to_string())?;
+    }
+    for (_, term) in wal.terms().filter(|(index, _)| *index > snapshot.index) {
+        log.append(term, 1).map_err(|_| {
+            format!(
+                "{}: the log after the snapshot spans more than {} terms, more than the core tracks. \
+                 Fix: move the data directory aside and let the node rejoin empty",
+                settings.data_dir.display(),
+                baton_common::limits::TERM_RUNS_MAX
+            )
+        })?;
+    }
+    Ok(log)
 }
 
 async fn shutdown_signal() {

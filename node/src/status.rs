@@ -18,7 +18,23 @@ pub struct NodeStatus {
     pub applied_index: u64,
     pub durable_index: u64,
     pub snapshot_index: u64,
+    /// The installed snapshot's size on disk.
+    pub snapshot_bytes: u64,
+    /// Snapshots this node wrote itself (log compaction) and received from a leader,
+    /// since it started.
+    pub snapshots_taken: u64,
+    pub snapshots_installed: u64,
+    /// While a snapshot arrives from the leader: how much of it has, in percent.
+    pub snapshot_receiving_percent: Option<u8>,
+    /// The log's bound: a snapshot is taken when the log reaches half of it.
+    pub max_log_bytes: u64,
     pub paused: bool,
+    /// On the leader: whether every acknowledged write would survive the leader's loss
+    /// now, and if not, how many acknowledged entries the best follower lacks (async).
+    pub failover_safe: Option<bool>,
+    pub failover_loss_entries: u64,
+    /// How long the log's group-commit fsyncs took.
+    pub fsync_latency: LatencyHistogram,
     /// The leader's view of each follower (empty elsewhere).
     pub followers: Vec<FollowerStatus>,
     /// Entries this node has caught up through replication since it started.
@@ -67,11 +83,45 @@ pub struct FollowerStatus {
     pub id: String,
     pub match_index: u64,
     pub lag_entries: u64,
+    /// The size of the entries it lacks (a lower bound when they are older than the
+    /// leader's in-memory cache).
+    pub lag_bytes: u64,
     /// How old the oldest entry the follower lacks is, in milliseconds (0 if none; a
     /// lower bound when that entry is older than the leader's in-memory cache).
     pub lag_ms: u64,
     pub last_ack_age_ms: Option<u64>,
+    /// How long it has been behind without its match index moving (0 when caught up or
+    /// moving): connected yet stuck for long means stalled.
+    pub stuck_ms: u64,
     pub in_sync: bool,
     /// probe, replicate or snapshot.
     pub state: String,
+    /// In the snapshot state: how much of the snapshot was sent, in percent.
+    pub snapshot_percent: Option<u8>,
+}
+
+/// Upper bounds of the latency buckets, in microseconds (Prometheus-style, cumulative).
+pub const LATENCY_BUCKETS_US: [u64; 12] =
+    [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+
+/// A latency histogram with fixed buckets: `buckets[i]` counts samples at or under
+/// `LATENCY_BUCKETS_US[i]`; larger ones count only in `count`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyHistogram {
+    pub count: u64,
+    pub sum_us: u64,
+    pub buckets: [u64; LATENCY_BUCKETS_US.len()],
+}
+
+impl LatencyHistogram {
+    pub fn record(&mut self, elapsed: std::time::Duration) {
+        let us = elapsed.as_micros() as u64;
+        self.count += 1;
+        self.sum_us += us;
+        for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS_US) {
+            if us <= bound {
+                *bucket += 1;
+            }
+        }
+    }
 }

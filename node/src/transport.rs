@@ -11,6 +11,7 @@ use crate::driver::Input;
 use crate::frame::{read_frame, write_frame, Frame, PROTOCOL_VERSION};
 use crate::membership::Membership;
 use crate::tls::{node_server_name, peer_identity};
+use crate::transfer::SnapshotChunk;
 use baton_common::NodeId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -248,6 +249,20 @@ async fn serve_connection(
                     Ok(Some(Frame::Replication { message, entries })) => {
                         if inputs.send(Input::Peer { from, message, entries }).await.is_err() {
                             return Ok(()); // Shutting down.
+                        }
+                    }
+                    Ok(Some(Frame::SnapshotChunk {
+                        term,
+                        snapshot_index,
+                        snapshot_term,
+                        offset,
+                        total_bytes,
+                        data,
+                    })) => {
+                        let snapshot = baton_common::Position { index: snapshot_index, term: snapshot_term };
+                        let chunk = SnapshotChunk { from, term, snapshot, offset, total_bytes, data };
+                        if inputs.send(Input::SnapshotChunk(chunk)).await.is_err() {
+                            return Ok(());
                         }
                     }
                     Ok(Some(other)) => {

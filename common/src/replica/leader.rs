@@ -286,6 +286,7 @@ impl Replica {
             return;
         };
         let last = self.log.last_index();
+        let snapshot_index = self.log.snapshot().index;
         let now = self.now_us;
         let peer = &mut self.peers[index];
         peer.last_ack_at_us = Some(now);
@@ -300,11 +301,21 @@ impl Replica {
                 ReplicationState::Replicate => {
                     peer.advance_match(match_index);
                 }
+                ReplicationState::Snapshot if match_index < snapshot_index => {
+                    // A heartbeat's answer while the snapshot is still on its way.
+                    peer.match_index = peer.match_index.max(match_index);
+                }
                 ReplicationState::Probe | ReplicationState::Snapshot => {
                     peer.match_index = peer.match_index.max(match_index);
                     peer.become_replicate();
                 }
             },
+            AppendOutcome::Rejected { hint_index, .. }
+                if peer.state == ReplicationState::Snapshot && hint_index <= snapshot_index =>
+            {
+                // It still lacks what the snapshot under way brings (a heartbeat's
+                // answer): keep sending it; the snapshot timeout covers a lost transfer.
+            }
             AppendOutcome::Rejected { rejected_prev_index, hint_index } => {
                 if rejected_prev_index < peer.match_index {
                     self.counters.stale_messages += 1;

@@ -7,6 +7,7 @@
 
 pub mod hard_state;
 pub mod lock;
+pub mod snapshot;
 pub mod wal;
 
 use std::path::PathBuf;
@@ -26,6 +27,11 @@ pub enum StorageError {
     CorruptMidLog { path: PathBuf, offset: u64, index: u64 },
     #[error("{path}: {reason}. Fix: move this data directory aside and let the node rejoin empty.")]
     BadSegment { path: PathBuf, reason: String },
+    #[error(
+        "{path}: damaged snapshot: {reason}. Fix: move this data directory aside and let the node \
+         rejoin empty (it receives a fresh snapshot from the leader)."
+    )]
+    BadSnapshot { path: PathBuf, reason: String },
     #[error("{path}: {reason}")]
     BadHardState { path: PathBuf, reason: String },
     #[error(

@@ -385,6 +385,17 @@ impl Wal {
         Ok(removed)
     }
 
+    /// Deletes every segment: an installed snapshot replaces a log that does not match
+    /// it. The next append starts a new segment anywhere. Durable on return.
+    pub fn reset(&mut self) -> Result<(), StorageError> {
+        self.active = None;
+        for segment in self.segments.drain(..) {
+            std::fs::remove_file(&segment.path).map_err(StorageError::io(&segment.path))?;
+        }
+        self.dir_dirty = false;
+        sync_dir(&self.dir)
+    }
+
     /// Reads one entry, checking its CRC again: corrupted data is an error, never served.
     pub fn read(&self, index: u64) -> Result<Option<Entry>, StorageError> {
         let Some(segment) = self.segments.iter().rev().find(|s| s.contains(index)) else { return Ok(None) };

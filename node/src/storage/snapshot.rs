@@ -1,0 +1,248 @@
+//! The snapshot file: the whole key-value map as of one applied log position, so the log
+//! before it can be dropped and a new follower can start from it.
+//!
+//! Layout (little endian): magic `BATONSN1`, format version u32, index u64, term u64,
+//! entry count u64, then per entry key length u32, value length u32, key, value, and at
+//! the end a CRC-32 of everything before it. Written to `snapshot.tmp`, fsynced,
+//! renamed over `snapshot`, and the directory fsynced: a crash leaves the old snapshot or
+//! the new one, never a mix. A received snapshot is checked the same way before it is
+//! installed.
+
+use super::{sync_dir, StorageError};
+use baton_common::Position;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"BATONSN1";
+const FORMAT_VERSION: u32 = 1;
+const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 8;
+/// A key or value longer than this in a snapshot means the file is damaged.
+const FIELD_BYTES_MAX: u32 = baton_common::limits::ENTRY_BYTES_MAX as u32;
+/// Bytes buffered per read or write; snapshots stream, they are never held whole.
+const IO_BUFFER_BYTES: usize = 256 * 1024;
+
+pub type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// The snapshot files of one data directory (`<data dir>/snapshot/`).
+#[derive(Clone, Debug)]
+pub struct SnapshotDir {
+    dir: PathBuf,
+}
+
+/// A hasher that counts what it writes, so the CRC trails the data without a second pass.
+struct CrcWriter<W: Write> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+}
+
+impl<W: Write> Write for CrcWriter<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let written = self.inner.write(bytes)?;
+        self.hasher.update(&bytes[..written]);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+struct CrcReader<R: Read> {
+    inner: R,
+    hasher: crc32fast::Hasher,
+}
+
+impl<R: Read> Read for CrcReader<R> {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let read = self.inner.read(buffer)?;
+        self.hasher.update(&buffer[..read]);
+        Ok(read)
+    }
+}
+
+impl SnapshotDir {
+    pub fn new(data_dir: &Path) -> SnapshotDir {
+        SnapshotDir { dir: data_dir.join("snapshot") }
+    }
+
+    /// The installed snapshot.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("snapshot")
+    }
+
+    /// Where a snapshot being written locally goes before its rename.
+    pub fn tmp_path(&self) -> PathBuf {
+        self.dir.join("snapshot.tmp")
+    }
+
+    /// Where a snapshot being received from the leader goes, chunk by chunk.
+    pub fn incoming_path(&self) -> PathBuf {
+        self.dir.join("incoming.tmp")
+    }
+
+    pub fn create(&self) -> Result<(), StorageError> {
+        std::fs::create_dir_all(&self.dir).map_err(StorageError::io(&self.dir))
+    }
+
+    /// Writes `map` as the snapshot at `position`, atomically and durably. Returns its
+    /// size in bytes.
+    pub fn write(&self, position: Position, map: &Map) -> Result<u64, StorageError> {
+        let tmp = self.write_tmp(position, map)?;
+        self.install(&tmp)
+    }
+
+    /// Writes and fsyncs `map` to `snapshot.tmp` (slow: run it off the decision loop),
+    /// ready for [`SnapshotDir::install`].
+    pub fn write_tmp(&self, position: Position, map: &Map) -> Result<PathBuf, StorageError> {
+        self.create()?;
+        let tmp = self.tmp_path();
+        let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
+        let mut writer =
+            CrcWriter { inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
+        let written = (|| -> std::io::Result<()> {
+            writer.write_all(MAGIC)?;
+            writer.write_all(&FORMAT_VERSION.to_le_bytes())?;
+            writer.write_all(&position.index.to_le_bytes())?;
+            writer.write_all(&position.term.to_le_bytes())?;
+            writer.write_all(&(map.len() as u64).to_le_bytes())?;
+            for (key, value) in map {
+                writer.write_all(&(key.len() as u32).to_le_bytes())?;
+                writer.write_all(&(value.len() as u32).to_le_bytes())?;
+                writer.write_all(key)?;
+                writer.write_all(value)?;
+            }
+            let crc = writer.hasher.clone().finalize();
+            writer.inner.write_all(&crc.to_le_bytes())?;
+            let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()
+        })();
+        written.map_err(StorageError::io(&tmp))?;
+        Ok(tmp)
+    }
+
+    /// Renames a whole, fsynced snapshot file over the installed one and makes the
+    /// rename durable. Returns its size.
+    pub fn install(&self, from: &Path) -> Result<u64, StorageError> {
+        let path = self.path();
+        std::fs::rename(from, &path).map_err(StorageError::io(&path))?;
+        sync_dir(&self.dir)?;
+        Ok(std::fs::metadata(&path).map_err(StorageError::io(&path))?.len())
+    }
+
+    /// The installed snapshot's position, if there is one (checks only the header).
+    pub fn position(&self) -> Result<Option<Position>, StorageError> {
+        let path = self.path();
+        let mut header = [0u8; HEADER_BYTES];
+        match File::open(&path) {
+            Ok(mut file) => {
+                file.read_exact(&mut header).map_err(StorageError::io(&path))?;
+                parse_header(&path, &header).map(|(position, _)| Some(position))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StorageError::Io { path, source }),
+        }
+    }
+
+    /// Loads the installed snapshot, if there is one.
+    pub fn load(&self) -> Result<Option<(Position, Map)>, StorageError> {
+        match self.position()? {
+            None => Ok(None),
+            Some(_) => read(&self.path()).map(Some),
+        }
+    }
+}
+
+fn parse_header(path: &Path, header: &[u8; HEADER_BYTES]) -> Result<(Position, u64), StorageError> {
+    let bad = |reason: String| StorageError::BadSnapshot { path: path.to_path_buf(), reason };
+    if &header[..8] != MAGIC {
+        return Err(bad("not a Baton snapshot (bad magic)".into()));
+    }
+    let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
+    if version != FORMAT_VERSION {
+        return Err(bad(format!("format version {version}, this build reads {FORMAT_VERSION}")));
+    }
+    let index = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
+    let term = u64::from_le_bytes(header[20..28].try_into().expect("8 bytes"));
+    let count = u64::from_le_bytes(header[28..36].try_into().expect("8 bytes"));
+    Ok((Position { index, term }, count))
+}
+
+/// Reads and checks a whole snapshot file: every length bounded, the CRC matching, and
+/// nothing after it.
+pub fn read(path: &Path) -> Result<(Position, Map), StorageError> {
+    let file = File::open(path).map_err(StorageError::io(path))?;
+    let mut reader = CrcReader { inner: BufReader::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
+    let bad = |reason: String| StorageError::BadSnapshot { path: path.to_path_buf(), reason };
+    let truncated = |_| bad("truncated".into());
+    let mut header = [0u8; HEADER_BYTES];
+    reader.read_exact(&mut header).map_err(truncated)?;
+    let (position, count) = parse_header(path, &header)?;
+    let mut map = Map::new();
+    let mut lengths = [0u8; 8];
+    for _ in 0..count {
+        reader.read_exact(&mut lengths).map_err(truncated)?;
+        let key_bytes = u32::from_le_bytes(lengths[..4].try_into().expect("4 bytes"));
+        let value_bytes = u32::from_le_bytes(lengths[4..].try_into().expect("4 bytes"));
+        if key_bytes > FIELD_BYTES_MAX || value_bytes > FIELD_BYTES_MAX {
+            return Err(bad(format!("a record claims {key_bytes} + {value_bytes} bytes, over the limit")));
+        }
+        let mut key = vec![0u8; key_bytes as usize];
+        let mut value = vec![0u8; value_bytes as usize];
+        reader.read_exact(&mut key).map_err(truncated)?;
+        reader.read_exact(&mut value).map_err(truncated)?;
+        map.insert(key, value);
+    }
+    let expected = reader.hasher.clone().finalize();
+    let mut trailer = [0u8; 4];
+    reader.inner.read_exact(&mut trailer).map_err(truncated)?;
+    if u32::from_le_bytes(trailer) != expected {
+        return Err(bad("checksum mismatch".into()));
+    }
+    if reader.inner.read(&mut [0u8; 1]).map_err(StorageError::io(path))? != 0 {
+        return Err(bad("bytes after the checksum".into()));
+    }
+    Ok((position, map))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Map {
+        (0..1000u32).map(|i| (format!("key-{i}").into_bytes(), vec![i as u8; (i % 300) as usize])).collect()
+    }
+
+    /// Goal: a written snapshot reads back equal, and replaces the previous one.
+    #[test]
+    fn write_then_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotDir::new(dir.path());
+        assert_eq!(snapshots.load().unwrap(), None);
+        snapshots.write(Position { index: 5, term: 1 }, &Map::new()).unwrap();
+        let map = sample();
+        snapshots.write(Position { index: 1234, term: 7 }, &map).unwrap();
+        assert_eq!(snapshots.position().unwrap(), Some(Position { index: 1234, term: 7 }));
+        assert_eq!(snapshots.load().unwrap(), Some((Position { index: 1234, term: 7 }, map)));
+        assert!(!snapshots.tmp_path().exists());
+    }
+
+    /// Goal: any flipped byte or cut tail is refused with the file's name, never loaded.
+    #[test]
+    fn damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotDir::new(dir.path());
+        snapshots.write(Position { index: 9, term: 2 }, &sample()).unwrap();
+        let good = std::fs::read(snapshots.path()).unwrap();
+        for at in [3, 13, 40, 41, 500, good.len() / 2, good.len() - 1] {
+            let mut bytes = good.clone();
+            bytes[at] ^= 0x40;
+            std::fs::write(snapshots.path(), &bytes).unwrap();
+            let error = snapshots.load().unwrap_err().to_string();
+            assert!(error.contains("snapshot"), "byte {at}: {error}");
+        }
+        std::fs::write(snapshots.path(), &good[..good.len() - 10]).unwrap();
+        assert!(snapshots.load().unwrap_err().to_string().contains("truncated"));
+    }
+}
