@@ -1,8 +1,12 @@
-//! `baton`: the operator's tool. Scriptable commands that exit non-zero on refusal or
-//! failure, say why on stderr, and print JSON on request.
+//! `baton`: the operator's tool. With no command (or `console`) the live console;
+//! otherwise scriptable commands that exit non-zero on refusal or failure, say why on
+//! stderr, and print JSON on request; `demo` and `bench` run a local cluster.
 
 mod admin;
+mod bench;
+mod local;
 mod status;
+mod tui;
 
 use baton_node::certs::Identity;
 use baton_node::client::{Client, ClientError};
@@ -25,7 +29,7 @@ struct Args {
     #[arg(long, default_value = "operator", global = true)]
     as_operator: String,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -61,6 +65,37 @@ enum Command {
     },
     /// Every node's role, term, log position and lag.
     Status {
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// The live console (the default with no command).
+    Console,
+    /// Start a local 3-node cluster with a light write load and open the console on it;
+    /// `k` kills and restarts the selected node. Quitting removes everything.
+    Demo {
+        /// Write mode for the demo cluster: async, quorum, all or sync:W.
+        #[arg(long, default_value = "quorum")]
+        mode: String,
+    },
+    /// Benchmark: throughput and acknowledgement latency (on a local 3-node cluster
+    /// unless --cluster is given), with the machine's fsync and loopback floor.
+    Bench {
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 100)]
+        value_bytes: usize,
+        /// failover (kill -9 the leader) or switchover, a third of the way in.
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Write mode of the local cluster.
+        #[arg(long, default_value = "quorum")]
+        mode: String,
         #[arg(long)]
         json: bool,
     },
@@ -112,8 +147,13 @@ fn parse_read(text: &str) -> Result<ReadMode, String> {
 }
 
 fn main() -> ExitCode {
+    // `baton node …` runs a node in this process: how `demo` and `bench` start theirs.
+    if std::env::args().nth(1).as_deref() == Some("node") {
+        let node_args = std::iter::once("baton-node".to_string()).chain(std::env::args().skip(2));
+        return baton_node::server::main(baton_node::config::Args::parse_from(node_args));
+    }
     let args = Args::parse();
-    if let Command::Certs { out, nodes } = &args.command {
+    if let Some(Command::Certs { out, nodes }) = &args.command {
         return match baton_node::certs::generate_cluster(out, nodes) {
             Ok(identities) => {
                 for identity in identities {
@@ -135,17 +175,61 @@ fn fail(message: &str) -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
+    let identity = Identity::Operator(args.as_operator.clone());
+    match &args.command {
+        Some(Command::Demo { mode }) => return demo(mode).await,
+        Some(Command::Bench { clients, duration, value_bytes, scenario, mode, json }) => {
+            let options = bench::Options {
+                clients: *clients,
+                duration: std::time::Duration::from_secs(*duration),
+                value_bytes: *value_bytes,
+                scenario: scenario.clone(),
+                mode: mode.clone(),
+                json: *json,
+            };
+            return match bench::run(options, args.cluster.clone(), args.certs.clone(), identity).await {
+                Ok(report) => {
+                    bench::print(&report, *json);
+                    ExitCode::SUCCESS
+                }
+                Err(error) => fail(&error),
+            };
+        }
+        _ => {}
+    }
     let Some(certs) = args.certs.clone() else {
         return fail("missing --certs (or BATON_CERTS): the directory with ca.pem and your certificate");
     };
-    let identity = Identity::Operator(args.as_operator.clone());
+    if args.cluster.is_empty() {
+        return fail("missing --cluster (or BATON_CLUSTER): the nodes' addresses, comma-separated");
+    }
+    match &args.command {
+        None | Some(Command::Console) => {
+            let options = tui::Options { addrs: args.cluster.clone(), certs, identity };
+            return tui::run(options, None).await;
+        }
+        Some(Command::Status { json, watch }) => {
+            let mut poller = match status::Poller::new(&args.cluster, &certs, &identity) {
+                Ok(poller) => poller,
+                Err(error) => return fail(&error.to_string()),
+            };
+            let every = watch.then_some(std::time::Duration::from_secs(1));
+            return status::run(&mut poller, *json, every).await;
+        }
+        _ => {}
+    }
     let mut client = match Client::new(args.cluster.clone(), &certs, &identity) {
         Ok(client) => client,
         Err(error) => return fail(&error.to_string()),
     };
     let outcome: Result<ExitCode, ClientError> = async {
-        match args.command {
-            Command::Certs { .. } => unreachable!("handled before connecting"),
+        let Some(command) = args.command else { unreachable!("the console is handled above") };
+        match command {
+            Command::Certs { .. }
+            | Command::Console
+            | Command::Demo { .. }
+            | Command::Bench { .. }
+            | Command::Status { .. } => unreachable!("handled above"),
             Command::Put { key, value } => {
                 let (term, index) = client.put(key.as_bytes(), value.as_bytes()).await?;
                 println!("{index}");
@@ -183,7 +267,6 @@ async fn run(args: Args) -> ExitCode {
                     }
                 }
             }
-            Command::Status { json } => Ok(status::run(&mut client, json).await),
             Command::Switchover { to, dry_run, wait } => admin::switchover(&mut client, to, dry_run, wait).await,
             Command::Failover { to, yes } => admin::failover(&mut client, &to, yes).await,
             Command::Pause => admin::set_paused(&mut client, true).await,
@@ -194,4 +277,32 @@ async fn run(args: Args) -> ExitCode {
     }
     .await;
     outcome.unwrap_or_else(|error| fail(&error.to_string()))
+}
+
+/// `baton demo`: a local cluster, a light write load, and the console with `k`.
+async fn demo(mode: &str) -> ExitCode {
+    eprintln!("starting a local 3-node cluster ({mode})…");
+    let cluster = match local::LocalCluster::start(3, &["--mode".to_string(), mode.to_string()]) {
+        Ok(cluster) => cluster,
+        Err(error) => return fail(&error),
+    };
+    let identity = Identity::Operator("operator".into());
+    let mut writer = match Client::new(cluster.addrs.clone(), &cluster.certs, &identity) {
+        Ok(client) => client,
+        Err(error) => return fail(&error.to_string()),
+    };
+    let load = tokio::spawn(async move {
+        let mut i = 0u64;
+        loop {
+            let _ = writer.put(format!("demo-{}", i % 1000).as_bytes(), format!("value {i}").as_bytes()).await;
+            i += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    let options = tui::Options { addrs: cluster.addrs.clone(), certs: cluster.certs.clone(), identity };
+    let code = tui::run(options, Some(std::sync::Arc::new(local::DemoHandle(cluster.clone())))).await;
+    load.abort();
+    let _ = load.await;
+    cluster.shutdown(); // Kills the nodes and removes the directory.
+    code
 }

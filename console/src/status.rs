@@ -1,25 +1,43 @@
-//! `baton status`: asks every node for its status (each with its own timeout, so a dead
-//! node never stalls the answer) and joins them with the leader's view of each follower.
+//! The cluster as the operator sees it: every node's own status, joined with the leader's
+//! view of each follower, plus what follows from it (health, the durability promise in
+//! words). `baton status`, `status --watch` and the console all read it from here.
+//!
+//! Nodes are asked concurrently, each with its own client and timeout, so a dead or slow
+//! node never delays the others' answers.
 
-use baton_node::client::Client;
+use baton_node::certs::Identity;
+use baton_node::client::{Client, ClientError};
 use baton_node::status::NodeStatus;
 use serde::Serialize;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-#[derive(Serialize, Debug)]
+/// A follower behind and not moving for longer than this is stalled.
+pub const STALL_BOUND_MS: u64 = 3_000;
+
+#[derive(Serialize, Debug, Clone, Default, PartialEq)]
 pub struct ClusterStatus {
     pub leader: Option<String>,
     pub term: u64,
     pub mode: Option<String>,
     pub paused: bool,
+    /// The write mode's promise, in words, as of now.
+    pub durability: String,
+    /// On the leader's word: whether acknowledged writes survive a failover right now.
+    pub failover_safe: Option<bool>,
+    pub failover_loss_entries: u64,
     pub nodes: Vec<NodeRow>,
 }
 
-#[derive(Serialize, Debug)]
+#[derive(Serialize, Debug, Clone, Default, PartialEq)]
 pub struct NodeRow {
     pub id: Option<String>,
     pub addr: String,
     pub reachable: bool,
+    /// up, unreachable or stalled (connected, behind, and not progressing).
+    pub health: String,
     pub role: Option<String>,
     pub term: Option<u64>,
     pub last_index: Option<u64>,
@@ -27,37 +45,96 @@ pub struct NodeRow {
     pub commit_index: Option<u64>,
     pub applied_index: Option<u64>,
     pub durable_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub paused: Option<bool>,
     pub lag_entries: Option<u64>,
+    pub lag_bytes: Option<u64>,
     pub lag_ms: Option<u64>,
+    /// How long ago the leader last heard from it.
+    pub last_ack_age_ms: Option<u64>,
     pub in_sync: Option<bool>,
+    /// leader, replicate, probe or snapshot.
     pub state: Option<String>,
+    /// While a snapshot is on its way to it: how much has been sent, in percent.
+    pub snapshot_percent: Option<u8>,
     pub entries_received: Option<u64>,
+    pub discarded_entries: Option<u64>,
     pub error: Option<String>,
 }
 
-pub async fn gather(client: &mut Client) -> ClusterStatus {
-    let mut answers: Vec<(String, Result<NodeStatus, String>)> = Vec::new();
-    for addr in client.addrs().to_vec() {
-        answers.push((addr.to_string(), client.status_of(addr).await.map_err(|e| e.to_string())));
+/// Asks each node on its own client, concurrently.
+pub struct Poller {
+    nodes: Vec<(SocketAddr, Option<Client>, Option<String>)>,
+}
+
+impl Poller {
+    pub fn new(addrs: &[SocketAddr], certs: &Path, identity: &Identity) -> Result<Poller, ClientError> {
+        let mut nodes = Vec::new();
+        for addr in addrs {
+            nodes.push((*addr, Some(Client::new(vec![*addr], certs, identity)?), None));
+        }
+        Ok(Poller { nodes })
     }
+
+    /// Every node's status, or why it did not answer within `timeout`.
+    pub async fn gather(&mut self, timeout: Duration) -> ClusterStatus {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (position, (addr, client, _)) in self.nodes.iter_mut().enumerate() {
+            let (addr, mut client) = (*addr, client.take().expect("returned after each round"));
+            tasks.spawn(async move {
+                let answer = match tokio::time::timeout(timeout, client.status_of(addr)).await {
+                    Ok(answer) => answer.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+                };
+                (position, client, answer)
+            });
+        }
+        let mut answers: Vec<Option<Result<NodeStatus, String>>> = vec![None; self.nodes.len()];
+        while let Some(done) = tasks.join_next().await {
+            let (position, client, answer) = done.expect("status tasks do not panic");
+            self.nodes[position].1 = Some(client);
+            if let Ok(status) = &answer {
+                self.nodes[position].2 = Some(status.id.clone());
+            }
+            answers[position] = Some(answer);
+        }
+        let answers = self
+            .nodes
+            .iter()
+            .zip(answers)
+            .map(|((addr, _, known_id), answer)| {
+                (addr.to_string(), known_id.clone(), answer.expect("every task answered"))
+            })
+            .collect();
+        assemble(answers)
+    }
+}
+
+/// Joins each node's answer with the leader's view of it.
+pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>)>) -> ClusterStatus {
     let leader = answers
         .iter()
-        .filter_map(|(_, a)| a.as_ref().ok())
+        .filter_map(|(_, _, a)| a.as_ref().ok())
         .filter(|s| s.role == "leader")
         .max_by_key(|s| s.term)
         .cloned();
-    let nodes = answers
+    let nodes: Vec<NodeRow> = answers
         .into_iter()
-        .map(|(addr, answer)| match answer {
+        .map(|(addr, known_id, answer)| match answer {
             Ok(status) => {
                 let view = leader.as_ref().and_then(|l| l.followers.iter().find(|f| f.id == status.id));
                 let is_leader = leader.as_ref().is_some_and(|l| l.id == status.id);
+                let stalled = view.is_some_and(|v| v.lag_entries > 0 && v.stuck_ms > STALL_BOUND_MS);
                 NodeRow {
                     reachable: true,
+                    health: if stalled { "stalled" } else { "up" }.into(),
                     lag_entries: if is_leader { Some(0) } else { view.map(|v| v.lag_entries) },
+                    lag_bytes: if is_leader { Some(0) } else { view.map(|v| v.lag_bytes) },
                     lag_ms: if is_leader { Some(0) } else { view.map(|v| v.lag_ms) },
+                    last_ack_age_ms: view.and_then(|v| v.last_ack_age_ms),
                     in_sync: if is_leader { Some(true) } else { view.map(|v| v.in_sync) },
-                    state: view.map(|v| v.state.clone()),
+                    state: if is_leader { Some("leader".into()) } else { view.map(|v| v.state.clone()) },
+                    snapshot_percent: view.and_then(|v| v.snapshot_percent).or(status.snapshot_receiving_percent),
                     id: Some(status.id),
                     addr,
                     role: Some(status.role),
@@ -67,74 +144,123 @@ pub async fn gather(client: &mut Client) -> ClusterStatus {
                     commit_index: Some(status.commit_index),
                     applied_index: Some(status.applied_index),
                     durable_index: Some(status.durable_index),
+                    snapshot_index: Some(status.snapshot_index),
+                    paused: Some(status.paused),
                     entries_received: Some(status.entries_received),
+                    discarded_entries: Some(status.discarded_entries),
                     error: None,
                 }
             }
-            Err(error) => NodeRow {
-                id: None,
-                addr,
-                reachable: false,
-                role: None,
-                term: None,
-                last_index: None,
-                last_term: None,
-                commit_index: None,
-                applied_index: None,
-                durable_index: None,
-                lag_entries: None,
-                lag_ms: None,
-                in_sync: None,
-                state: None,
-                entries_received: None,
-                error: Some(error),
-            },
+            Err(error) => {
+                let view = leader.as_ref().and_then(|l| l.followers.iter().find(|f| Some(&f.id) == known_id.as_ref()));
+                NodeRow {
+                    id: known_id,
+                    addr,
+                    health: "unreachable".into(),
+                    lag_entries: view.map(|v| v.lag_entries),
+                    lag_bytes: view.map(|v| v.lag_bytes),
+                    lag_ms: view.map(|v| v.lag_ms),
+                    last_ack_age_ms: view.and_then(|v| v.last_ack_age_ms),
+                    in_sync: view.map(|v| v.in_sync),
+                    state: view.map(|v| v.state.clone()),
+                    error: Some(error),
+                    ..NodeRow::default()
+                }
+            }
         })
-        .collect::<Vec<_>>();
+        .collect();
+    let voters = nodes.len() as u8;
+    let mode = leader.as_ref().map(|l| l.mode.clone());
+    let failover_loss_entries = leader.as_ref().map_or(0, |l| l.failover_loss_entries);
     ClusterStatus {
         leader: leader.as_ref().map(|l| l.id.clone()),
         term: leader.as_ref().map_or_else(|| nodes.iter().filter_map(|n| n.term).max().unwrap_or(0), |l| l.term),
-        mode: leader.as_ref().map(|l| l.mode.clone()),
-        paused: leader.as_ref().is_some_and(|l| l.paused),
+        durability: durability_words(mode.as_deref(), voters, failover_loss_entries),
+        mode,
+        paused: leader.as_ref().map_or_else(|| nodes.iter().any(|n| n.paused == Some(true)), |l| l.paused),
+        failover_safe: leader.as_ref().and_then(|l| l.failover_safe),
+        failover_loss_entries,
         nodes,
     }
 }
 
-pub async fn run(client: &mut Client, json: bool) -> ExitCode {
-    let status = gather(client).await;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&status).expect("status serializes"));
-    } else {
-        println!(
-            "leader {}  term {}  mode {}{}",
-            status.leader.as_deref().unwrap_or("none"),
-            status.term,
-            status.mode.as_deref().unwrap_or("?"),
-            if status.paused { "  PAUSED" } else { "" }
-        );
-        println!(
-            "{:<6} {:<21} {:<10} {:>6} {:>8} {:>8} {:>8} {:>6} {:>7}",
-            "id", "addr", "role", "term", "last", "commit", "applied", "lag", "in-sync"
-        );
-        for node in &status.nodes {
-            let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
-            println!(
-                "{:<6} {:<21} {:<10} {:>6} {:>8} {:>8} {:>8} {:>6} {:>7}",
-                node.id.as_deref().unwrap_or("?"),
-                node.addr,
-                node.role.as_deref().unwrap_or("DOWN"),
-                show(node.term),
-                show(node.last_index),
-                show(node.commit_index),
-                show(node.applied_index),
-                show(node.lag_entries),
-                node.in_sync.map_or("-", |s| if s { "yes" } else { "no" }),
-            );
+/// The write mode's promise in words, e.g. "acknowledged writes survive 1 node loss".
+pub fn durability_words(mode: Option<&str>, voters: u8, async_loss_entries: u64) -> String {
+    let Some(mode) = mode.and_then(baton_common::WriteMode::parse) else {
+        return "no leader: writes wait for an election".into();
+    };
+    if mode == baton_common::WriteMode::Async {
+        return format!("async: a failover now would lose up to {async_loss_entries} acknowledged entries");
+    }
+    let losses = mode.node_losses_survived(voters);
+    let plural = if losses == 1 { "" } else { "es" };
+    format!("{mode}: acknowledged writes survive {losses} node loss{plural}")
+}
+
+pub async fn run(poller: &mut Poller, json: bool, watch: Option<Duration>) -> ExitCode {
+    loop {
+        let status = poller.gather(Duration::from_millis(800)).await;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&status).expect("status serializes"));
+        } else {
+            if watch.is_some() {
+                // Clear the screen and home the cursor: a refreshing table, like watch(1).
+                print!("\x1b[2J\x1b[H");
+            }
+            print_table(&status);
+        }
+        match watch {
+            Some(every) => tokio::time::sleep(every).await,
+            None => {
+                return if status.nodes.iter().all(|n| n.reachable) { ExitCode::SUCCESS } else { ExitCode::from(3) };
+            }
         }
     }
-    if status.nodes.iter().all(|n| n.reachable) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
+}
+
+fn print_table(status: &ClusterStatus) {
+    println!(
+        "leader {}  term {}  mode {}{}\n{}",
+        status.leader.as_deref().unwrap_or("none"),
+        status.term,
+        status.mode.as_deref().unwrap_or("?"),
+        if status.paused { "  PAUSED (automatic failover off)" } else { "" },
+        status.durability
+    );
+    println!(
+        "{:<6} {:<21} {:<10} {:>5} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:<11} {:<11}",
+        "id", "addr", "role", "term", "last", "commit", "applied", "lag", "lag-ms", "in-sync", "state", "health"
+    );
+    for node in &status.nodes {
+        let show = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        let state = match (node.state.as_deref(), node.snapshot_percent) {
+            (Some("snapshot"), Some(percent)) => format!("snapshot {percent}%"),
+            (state, _) => state.unwrap_or("-").to_string(),
+        };
+        println!(
+            "{:<6} {:<21} {:<10} {:>5} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:<11} {:<11}",
+            node.id.as_deref().unwrap_or("?"),
+            node.addr,
+            node.role.as_deref().unwrap_or("-"),
+            show(node.term),
+            show(node.last_index),
+            show(node.commit_index),
+            show(node.applied_index),
+            show(node.lag_entries),
+            show(node.lag_ms),
+            node.in_sync.map_or("-", |s| if s { "yes" } else { "no" }),
+            state,
+            node.health,
+        );
     }
+}
+
+/// The same, asking one node after another through one client (for one-shot commands).
+pub async fn gather(client: &mut Client) -> ClusterStatus {
+    let mut answers = Vec::new();
+    for addr in client.addrs().to_vec() {
+        let answer = client.status_of(addr).await.map_err(|e| e.to_string());
+        answers.push((addr.to_string(), answer.as_ref().ok().map(|s| s.id.clone()), answer));
+    }
+    assemble(answers)
 }

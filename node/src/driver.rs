@@ -436,12 +436,14 @@ impl Driver {
             Output::InstallSnapshot { seq, snapshot } => self.install_snapshot(seq, snapshot),
             Output::SendSnapshot { to, term } => {
                 let (Some(snapshots), Some(link)) = (&self.snapshots, self.outbound.get(&to)) else { return };
-                tracing::info!(
-                    to = self.membership.name_of(to),
-                    index = self.snapshot.index,
-                    "follower needs the snapshot"
-                );
-                self.sends.start(to, term, self.snapshot, &snapshots.path(), link.clone());
+                let resend_after = Duration::from_micros(self.replica.config().snapshot_timeout_us);
+                if self.sends.start(to, term, self.snapshot, &snapshots.path(), link.clone(), resend_after) {
+                    tracing::info!(
+                        to = self.membership.name_of(to),
+                        index = self.snapshot.index,
+                        "sending the snapshot"
+                    );
+                }
             }
             Output::Commit { commit_index } => self.apply_through(commit_index),
             Output::Event(event) => self.on_event(event),

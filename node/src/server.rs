@@ -155,3 +155,36 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
 }
+
+/// The daemon's whole life from parsed flags: settings, logging, run. `baton-node` is
+/// this; `baton demo` starts its nodes through it too.
+pub fn main(args: crate::config::Args) -> std::process::ExitCode {
+    let settings = match Settings::resolve(args) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("baton-node: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(settings.json_logs);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(settings)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "refusing to start");
+            eprintln!("baton-node: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BATON_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

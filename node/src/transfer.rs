@@ -35,6 +35,9 @@ pub struct SnapshotChunk {
 }
 
 struct Send {
+    term: u64,
+    snapshot: Position,
+    started: std::time::Instant,
     sent_bytes: Arc<AtomicU64>,
     total_bytes: u64,
     task: tokio::task::JoinHandle<()>,
@@ -48,8 +51,24 @@ pub struct Sends {
 
 impl Sends {
     /// Starts streaming the snapshot at `path` (at `snapshot`) to `to`, replacing any
-    /// send already going there.
-    pub fn start(&mut self, to: NodeId, term: u64, snapshot: Position, path: &Path, link: mpsc::Sender<Frame>) {
+    /// send already going there, unless the same snapshot went or is going there in the
+    /// same term less than `resend_after` ago: the core asks again whenever a heartbeat
+    /// answer shows the follower still without it, which is expected while it arrives
+    /// and is installed. Returns whether a send started.
+    pub fn start(
+        &mut self,
+        to: NodeId,
+        term: u64,
+        snapshot: Position,
+        path: &Path,
+        link: mpsc::Sender<Frame>,
+        resend_after: Duration,
+    ) -> bool {
+        if let Some(send) = self.sends.get(&to) {
+            if send.term == term && send.snapshot == snapshot && send.started.elapsed() < resend_after {
+                return false;
+            }
+        }
         self.stop(to);
         let total_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
         let sent_bytes = Arc::new(AtomicU64::new(0));
@@ -60,7 +79,9 @@ impl Sends {
                 tracing::warn!(%to, %error, "snapshot send stopped; the leader retries after its timeout");
             }
         });
-        self.sends.insert(to, Send { sent_bytes, total_bytes, task });
+        self.sends
+            .insert(to, Send { term, snapshot, started: std::time::Instant::now(), sent_bytes, total_bytes, task });
+        true
     }
 
     pub fn stop(&mut self, to: NodeId) {

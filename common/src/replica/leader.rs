@@ -301,10 +301,6 @@ impl Replica {
                 ReplicationState::Replicate => {
                     peer.advance_match(match_index);
                 }
-                ReplicationState::Snapshot if match_index < snapshot_index => {
-                    // A heartbeat's answer while the snapshot is still on its way.
-                    peer.match_index = peer.match_index.max(match_index);
-                }
                 ReplicationState::Probe | ReplicationState::Snapshot => {
                     peer.match_index = peer.match_index.max(match_index);
                     peer.become_replicate();

@@ -1,0 +1,245 @@
+//! `baton bench`: a benchmark command, not a test. C clients write for S seconds and it
+//! prints throughput, p50/p99/p999 acknowledgement latency and errors, beside the
+//! machine's own floor (fsync of a small append, loopback UDP round trip). With
+//! `--scenario failover|switchover` it kills the leader (kill -9) or switches over a
+//! third of the way in and prints the write unavailability window: the longest time
+//! with no write acknowledged.
+//!
+//! Without `--cluster` it starts its own local 3-node cluster (so it can kill nodes).
+
+use crate::local::LocalCluster;
+use baton_node::certs::Identity;
+use baton_node::client::Client;
+use baton_node::frame::{Request, Response};
+use serde::Serialize;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub clients: usize,
+    pub duration: Duration,
+    pub value_bytes: usize,
+    pub scenario: Option<String>,
+    pub mode: String,
+    pub json: bool,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Report {
+    pub mode: String,
+    pub clients: usize,
+    pub value_bytes: usize,
+    pub seconds: f64,
+    pub writes: u64,
+    pub writes_per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub errors: u64,
+    pub scenario: Option<String>,
+    /// Longest time with no acknowledged write (the unavailability window).
+    pub longest_gap_ms: f64,
+    pub floor_fsync_p50_ms: f64,
+    pub floor_loopback_rtt_p50_ms: f64,
+}
+
+fn percentile(sorted: &[u64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * fraction).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1000.0
+}
+
+/// fsync p50 of a small append, in ms, on a file in the temporary directory.
+fn fsync_floor() -> f64 {
+    let Ok(dir) = tempfile::tempdir() else { return f64::NAN };
+    let Ok(mut file) = std::fs::File::create(dir.path().join("floor")) else { return f64::NAN };
+    let mut samples = Vec::new();
+    for _ in 0..300 {
+        let started = Instant::now();
+        if file.write_all(&[7u8; 100]).and_then(|()| file.sync_data()).is_err() {
+            return f64::NAN;
+        }
+        samples.push(started.elapsed().as_micros() as u64);
+    }
+    samples.sort_unstable();
+    percentile(&samples, 0.5)
+}
+
+/// Loopback UDP round trip p50, in ms.
+fn loopback_floor() -> f64 {
+    let (Ok(a), Ok(b)) = (std::net::UdpSocket::bind("127.0.0.1:0"), std::net::UdpSocket::bind("127.0.0.1:0")) else {
+        return f64::NAN;
+    };
+    let (Ok(a_addr), Ok(b_addr)) = (a.local_addr(), b.local_addr()) else { return f64::NAN };
+    let echo = std::thread::spawn(move || {
+        let mut buffer = [0u8; 64];
+        for _ in 0..2000 {
+            let Ok((n, from)) = b.recv_from(&mut buffer) else { return };
+            let _ = b.send_to(&buffer[..n], from);
+        }
+    });
+    let mut samples = Vec::new();
+    let mut buffer = [0u8; 64];
+    let _ = a.set_read_timeout(Some(Duration::from_secs(1)));
+    for _ in 0..2000 {
+        let started = Instant::now();
+        if a.send_to(&[1u8; 32], b_addr).is_err() || a.recv_from(&mut buffer).is_err() {
+            break;
+        }
+        samples.push(started.elapsed().as_micros() as u64);
+    }
+    let _ = a_addr;
+    let _ = echo.join();
+    samples.sort_unstable();
+    percentile(&samples, 0.5)
+}
+
+async fn leader_addr(client: &mut Client) -> Option<SocketAddr> {
+    let status = crate::status::gather(client).await;
+    status.nodes.iter().find(|n| n.role.as_deref() == Some("leader"))?.addr.parse().ok()
+}
+
+pub async fn run(
+    options: Options,
+    cluster: Vec<SocketAddr>,
+    certs: Option<PathBuf>,
+    identity: Identity,
+) -> Result<Report, String> {
+    let local = if cluster.is_empty() {
+        Some(LocalCluster::start(3, &["--mode".into(), options.mode.clone()])?)
+    } else if options.scenario.as_deref() == Some("failover") {
+        return Err("--scenario failover kills the leader: run it without --cluster (on a local cluster)".into());
+    } else {
+        None
+    };
+    let (addrs, certs) = match &local {
+        Some(local) => (local.addrs.clone(), local.certs.clone()),
+        None => (cluster, certs.ok_or("missing --certs (or BATON_CERTS)")?),
+    };
+    let mut control = Client::new(addrs.clone(), &certs, &identity).map_err(|e| e.to_string())?;
+    let started_wait = Instant::now();
+    let mut leader = None;
+    while leader.is_none() && started_wait.elapsed() < Duration::from_secs(30) {
+        leader = leader_addr(&mut control).await;
+        if leader.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let leader = leader.ok_or("no leader within 30 s")?;
+    let mode = crate::status::gather(&mut control).await.mode.unwrap_or_else(|| options.mode.clone());
+    if !options.json {
+        eprintln!("measuring the floor (fsync of a small append, loopback round trip)…");
+    }
+    let floor_fsync_p50_ms = tokio::task::spawn_blocking(fsync_floor).await.unwrap_or(f64::NAN);
+    let floor_loopback_rtt_p50_ms = tokio::task::spawn_blocking(loopback_floor).await.unwrap_or(f64::NAN);
+    if !options.json {
+        eprintln!(
+            "{} clients writing {}-byte values for {:?} ({mode})…",
+            options.clients, options.value_bytes, options.duration
+        );
+    }
+    let value = vec![b'v'; options.value_bytes];
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..options.clients {
+        let mut client = Client::new(addrs.clone(), &certs, &identity).map_err(|e| e.to_string())?;
+        let (value, duration) = (value.clone(), options.duration);
+        workers.push(tokio::spawn(async move {
+            let (mut latencies_us, mut acked_at, mut errors) = (Vec::new(), Vec::new(), 0u64);
+            let mut i = 0u64;
+            while started.elapsed() < duration {
+                let sent = Instant::now();
+                match client.put(format!("bench-{worker}-{i}").as_bytes(), &value).await {
+                    Ok(_) => {
+                        latencies_us.push(sent.elapsed().as_micros() as u64);
+                        acked_at.push(sent.elapsed() + sent.duration_since(started));
+                    }
+                    Err(_) => errors += 1,
+                }
+                i += 1;
+            }
+            (latencies_us, acked_at, errors)
+        }));
+    }
+    if let Some(scenario) = &options.scenario {
+        tokio::time::sleep(options.duration / 3).await;
+        match scenario.as_str() {
+            "failover" => {
+                let local: &Arc<LocalCluster> = local.as_ref().expect("checked above");
+                let id = local.id_at(leader).ok_or("the leader is not a local node")?;
+                local.kill(&id)?;
+                if !options.json {
+                    eprintln!("killed the leader {id} (kill -9) at {:.2} s", started.elapsed().as_secs_f64());
+                }
+            }
+            "switchover" => {
+                let response = control.request(Request::Switchover { to: None, dry_run: false }).await;
+                if !matches!(&response, Ok(Response::Switchover { started: true, .. })) {
+                    return Err(format!("switchover refused: {response:?}"));
+                }
+                if !options.json {
+                    eprintln!("switchover started at {:.2} s", started.elapsed().as_secs_f64());
+                }
+            }
+            other => return Err(format!("unknown scenario {other:?}: use failover or switchover")),
+        }
+    }
+    let (mut latencies, mut acked, mut errors) = (Vec::new(), Vec::new(), 0);
+    for worker in workers {
+        let (l, a, e) = worker.await.map_err(|e| e.to_string())?;
+        latencies.extend(l);
+        acked.extend(a);
+        errors += e;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    acked.sort_unstable();
+    let longest_gap = acked.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    Ok(Report {
+        mode,
+        clients: options.clients,
+        value_bytes: options.value_bytes,
+        seconds,
+        writes: latencies.len() as u64,
+        writes_per_second: latencies.len() as f64 / seconds,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        p999_ms: percentile(&latencies, 0.999),
+        errors,
+        scenario: options.scenario.clone(),
+        longest_gap_ms: longest_gap.as_secs_f64() * 1000.0,
+        floor_fsync_p50_ms,
+        floor_loopback_rtt_p50_ms,
+    })
+}
+
+pub fn print(report: &Report, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report).expect("reports serialize"));
+        return;
+    }
+    println!(
+        "mode {}  clients {}  value {} B  {:.1} s",
+        report.mode, report.clients, report.value_bytes, report.seconds
+    );
+    println!(
+        "throughput  {:.0} writes/s ({} writes, {} errors)",
+        report.writes_per_second, report.writes, report.errors
+    );
+    println!("latency     p50 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms", report.p50_ms, report.p99_ms, report.p999_ms);
+    if let Some(scenario) = &report.scenario {
+        println!("{scenario}: write unavailability window {:.1} ms", report.longest_gap_ms);
+    } else {
+        println!("longest gap between acknowledgements {:.1} ms", report.longest_gap_ms);
+    }
+    println!(
+        "floor       fsync p50 {:.3} ms  loopback round trip p50 {:.3} ms",
+        report.floor_fsync_p50_ms, report.floor_loopback_rtt_p50_ms
+    );
+}

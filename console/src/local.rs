@@ -1,0 +1,150 @@
+//! A throwaway local cluster for `baton demo` and `baton bench`: certificates and data in
+//! a temporary directory, nodes as real child processes (this binary's hidden `node`
+//! command) on free loopback ports. Dropping it kills every node and deletes the
+//! directory, so quitting leaves nothing behind.
+
+use crate::tui::DemoControl;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long `k` in the demo keeps a node down.
+const RESTART_AFTER: Duration = Duration::from_secs(5);
+
+struct LocalNode {
+    id: String,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+pub struct LocalCluster {
+    /// Held so the directory is deleted when the cluster is dropped.
+    _dir: tempfile::TempDir,
+    pub certs: PathBuf,
+    pub addrs: Vec<SocketAddr>,
+    nodes: Mutex<Vec<LocalNode>>,
+}
+
+fn free_port() -> Result<u16, String> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    Ok(socket.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+impl LocalCluster {
+    /// Starts `count` nodes with `extra` node flags (e.g. `--mode async`).
+    pub fn start(count: usize, extra: &[String]) -> Result<Arc<LocalCluster>, String> {
+        let dir = tempfile::Builder::new().prefix("baton-demo-").tempdir().map_err(|e| e.to_string())?;
+        let certs = dir.path().join("certs");
+        let ids: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
+        baton_node::certs::generate_cluster(&certs, &ids).map_err(|e| e.to_string())?;
+        let mut addrs = Vec::new();
+        for _ in &ids {
+            addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
+        }
+        let mut nodes = Vec::new();
+        for (i, id) in ids.iter().enumerate() {
+            let mut args = vec![
+                "node".to_string(),
+                "--id".into(),
+                id.clone(),
+                "--listen".into(),
+                addrs[i].to_string(),
+                "--data-dir".into(),
+                dir.path().join(id).display().to_string(),
+                "--certs".into(),
+                certs.display().to_string(),
+            ];
+            for (j, other) in ids.iter().enumerate().filter(|(j, _)| *j != i) {
+                args.push("--peer".into());
+                args.push(format!("{other}={}", addrs[j]));
+            }
+            args.extend(extra.iter().cloned());
+            let log = dir.path().join(format!("{id}.log"));
+            nodes.push(LocalNode { id: id.clone(), args, log, child: None });
+        }
+        for node in &mut nodes {
+            spawn(node)?;
+        }
+        Ok(Arc::new(LocalCluster { _dir: dir, certs, addrs, nodes: Mutex::new(nodes) }))
+    }
+
+    /// Kills one node with SIGKILL (no handover, no flush: a crash).
+    pub fn kill(&self, id: &str) -> Result<(), String> {
+        let mut nodes = self.nodes.lock().expect("never poisoned");
+        let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| format!("no node {id}"))?;
+        let mut child = node.child.take().ok_or_else(|| format!("{id} is already down"))?;
+        child.kill().map_err(|e| e.to_string())?;
+        let _ = child.wait();
+        Ok(())
+    }
+
+    pub fn restart(&self, id: &str) -> Result<(), String> {
+        let mut nodes = self.nodes.lock().expect("never poisoned");
+        let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| format!("no node {id}"))?;
+        if node.child.is_some() {
+            return Ok(());
+        }
+        spawn(node)
+    }
+
+    /// The node id at `addr`.
+    pub fn id_at(&self, addr: SocketAddr) -> Option<String> {
+        let position = self.addrs.iter().position(|a| *a == addr)?;
+        Some(self.nodes.lock().expect("never poisoned")[position].id.clone())
+    }
+}
+
+fn spawn(node: &mut LocalNode) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).map_err(|e| e.to_string())?;
+    let child = Command::new(exe)
+        .args(&node.args)
+        .env("BATON_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", node.id))?;
+    node.child = Some(child);
+    Ok(())
+}
+
+impl LocalCluster {
+    /// Kills every node and deletes the directory, whoever still holds the cluster.
+    pub fn shutdown(&self) {
+        for node in self.nodes.lock().expect("never poisoned").iter_mut() {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(self._dir.path());
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The demo's `k`: kill now, restart after [`RESTART_AFTER`].
+pub struct DemoHandle(pub Arc<LocalCluster>);
+
+impl DemoControl for DemoHandle {
+    fn kill_and_restart(&self, id: &str) -> Result<(), String> {
+        self.0.kill(id)?;
+        let cluster = Arc::downgrade(&self.0);
+        let id = id.to_string();
+        std::thread::spawn(move || {
+            std::thread::sleep(RESTART_AFTER);
+            if let Some(cluster) = cluster.upgrade() {
+                let _ = cluster.restart(&id);
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,366 @@
+//! Drawing the console from an [`App`]: header, replica table with a lag sparkline per
+//! row, the selected node's details, events, footer and dialogs. Pure: the same state
+//! draws the same screen, which the snapshot tests rely on. Fits 80×24; wider
+//! terminals get more columns. With `NO_COLOR` only bold and reverse video are used.
+
+use super::app::{App, Dialog, Verdict, KEYS};
+use crate::status::NodeRow;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Wrap};
+use ratatui::Frame;
+
+/// Below this width the table drops the address, commit, bytes and contact columns
+/// (the details line under the table still shows them for the selected node).
+const WIDE_COLUMNS: u16 = 110;
+const SPARK_GLYPHS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+struct Theme {
+    color: bool,
+}
+
+impl Theme {
+    fn fg(&self, color: Color) -> Style {
+        if self.color {
+            Style::default().fg(color)
+        } else {
+            Style::default()
+        }
+    }
+
+    fn bold(&self) -> Style {
+        Style::default().add_modifier(Modifier::BOLD)
+    }
+
+    fn alert(&self) -> Style {
+        if self.color {
+            Style::default().fg(Color::White).bg(Color::Red).add_modifier(Modifier::BOLD)
+        } else {
+            Style::default().add_modifier(Modifier::REVERSED | Modifier::BOLD)
+        }
+    }
+
+    fn selected(&self) -> Style {
+        Style::default().add_modifier(Modifier::REVERSED)
+    }
+}
+
+pub fn render(frame: &mut Frame, app: &App) {
+    let theme = Theme { color: app.color };
+    let rows = app.status.as_ref().map_or(3, |s| s.nodes.len()) as u16;
+    let [header, table, details, events, footer] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(rows + 3),
+        Constraint::Length(2),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    render_header(frame, app, &theme, header);
+    render_table(frame, app, &theme, table);
+    render_details(frame, app, &theme, details);
+    render_events(frame, app, events);
+    render_footer(frame, app, &theme, footer);
+    match &app.dialog {
+        Dialog::None => {}
+        Dialog::Help => render_help(frame, app),
+        dialog => render_dialog(frame, app, &theme, dialog),
+    }
+}
+
+fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let mut first = vec![Span::styled("Baton ", theme.bold()), Span::raw(format!("{}  ", app.cluster))];
+    match &app.status {
+        None => first.push(Span::raw("connecting…")),
+        Some(status) => {
+            first.push(Span::raw(format!("mode {}  ", status.mode.as_deref().unwrap_or("?"))));
+            match &status.leader {
+                Some(leader) => first.push(Span::styled(
+                    format!("leader {leader}"),
+                    theme.fg(Color::Green).add_modifier(Modifier::BOLD),
+                )),
+                None => first.push(Span::styled("NO LEADER", theme.alert())),
+            }
+            first.push(Span::raw(format!("  term {}", status.term)));
+            if status.paused {
+                first.push(Span::raw("  "));
+                first.push(Span::styled(" PAUSED: automatic failover off ", theme.alert()));
+            }
+        }
+    }
+    let promise = app.status.as_ref().map_or(String::new(), |s| s.durability.clone());
+    let promise_style = match app.status.as_ref().and_then(|s| s.failover_safe) {
+        Some(false) => theme.fg(Color::Yellow),
+        _ => Style::default(),
+    };
+    let lines = vec![Line::from(first), Line::styled(promise, promise_style)];
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+fn sparkline(samples: Option<&std::collections::VecDeque<u64>>, width: usize) -> String {
+    let Some(samples) = samples else { return String::new() };
+    let shown: Vec<u64> = samples.iter().rev().take(width).rev().copied().collect();
+    let peak = shown.iter().copied().max().unwrap_or(0).max(1);
+    shown
+        .iter()
+        .map(|&lag| if lag == 0 { SPARK_GLYPHS[1] } else { SPARK_GLYPHS[(1 + lag * 7 / peak).min(8) as usize] })
+        .collect()
+}
+
+fn show(value: Option<u64>) -> String {
+    value.map_or_else(|| "-".into(), |v| v.to_string())
+}
+
+fn bytes(value: Option<u64>) -> String {
+    match value {
+        None => "-".into(),
+        Some(b) if b < 1024 => format!("{b}B"),
+        Some(b) if b < 1024 * 1024 => format!("{:.1}K", b as f64 / 1024.0),
+        Some(b) => format!("{:.1}M", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+fn millis(value: Option<u64>) -> String {
+    match value {
+        None => "-".into(),
+        Some(ms) if ms < 10_000 => format!("{ms}ms"),
+        Some(ms) => format!("{}s", ms / 1000),
+    }
+}
+
+fn state_text(node: &NodeRow) -> String {
+    match (node.state.as_deref(), node.snapshot_percent) {
+        (Some("snapshot"), Some(percent)) => format!("snapshot {percent}%"),
+        (Some("replicate"), _) => "replicating".into(),
+        (Some("probe"), _) => "probing".into(),
+        (Some(state), _) => state.into(),
+        (None, _) => "-".into(),
+    }
+}
+
+fn render_table(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let wide = area.width >= WIDE_COLUMNS;
+    let mut titles = vec!["id", "role", "term", "last", "lag", "lag ms", "sync", "state", "health"];
+    let mut widths = vec![4, 9, 4, 7, 5, 6, 4, 12, 11];
+    if wide {
+        titles.splice(1..1, ["address"]);
+        widths.splice(1..1, [21]);
+        titles.splice(5..5, ["commit", "applied"]);
+        widths.splice(5..5, [7, 7]);
+        titles.splice(8..8, ["bytes"]);
+        widths.splice(8..8, [7]);
+        titles.splice(10..10, ["contact"]);
+        widths.splice(10..10, [7]);
+    }
+    let used: u16 = widths.iter().sum::<u16>() + widths.len() as u16 + 2;
+    let spark_width = area.width.saturating_sub(used).max(4);
+    titles.push("lag, last minutes");
+    widths.push(spark_width);
+    let nodes = app.status.as_ref().map(|s| s.nodes.as_slice()).unwrap_or_default();
+    let rows = nodes.iter().enumerate().map(|(i, node)| {
+        let id = node.id.clone().unwrap_or_else(|| "?".into());
+        let health_style = match node.health.as_str() {
+            "up" => theme.fg(Color::Green),
+            "stalled" => theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            _ => theme.fg(Color::Red).add_modifier(Modifier::BOLD),
+        };
+        let role_style = match node.role.as_deref() {
+            Some("leader") => theme.fg(Color::Green).add_modifier(Modifier::BOLD),
+            Some("follower") => Style::default(),
+            _ => theme.fg(Color::Yellow),
+        };
+        let mut cells = vec![
+            Cell::from(id.clone()),
+            Cell::from(node.role.clone().unwrap_or_else(|| "-".into())).style(role_style),
+            Cell::from(show(node.term)),
+            Cell::from(show(node.last_index)),
+            Cell::from(show(node.lag_entries)),
+            Cell::from(millis(node.lag_ms)),
+            Cell::from(node.in_sync.map_or("-", |s| if s { "yes" } else { "NO" })),
+            Cell::from(state_text(node)),
+            Cell::from(node.health.clone()).style(health_style),
+        ];
+        if wide {
+            cells.insert(1, Cell::from(node.addr.clone()));
+            cells.insert(5, Cell::from(show(node.commit_index)));
+            cells.insert(6, Cell::from(show(node.applied_index)));
+            cells.insert(8, Cell::from(bytes(node.lag_bytes)));
+            cells.insert(10, Cell::from(millis(node.last_ack_age_ms)));
+        }
+        cells.push(Cell::from(sparkline(app.lag_history.get(&id), spark_width as usize)).style(theme.fg(Color::Cyan)));
+        let row = Row::new(cells);
+        if i == app.selected {
+            row.style(theme.selected())
+        } else {
+            row
+        }
+    });
+    let header = Row::new(titles).style(theme.bold());
+    let table = Table::new(rows, widths.into_iter().map(Constraint::Length))
+        .header(header)
+        .block(Block::default().borders(Borders::ALL).title(" replicas "));
+    frame.render_widget(table, area);
+}
+
+fn render_details(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let node = app.status.as_ref().and_then(|s| s.nodes.get(app.selected));
+    let lines = match node {
+        None => vec![Line::raw("")],
+        Some(node) if !node.reachable => vec![
+            Line::styled(
+                format!("{} at {}: unreachable", node.id.as_deref().unwrap_or("?"), node.addr),
+                theme.fg(Color::Red),
+            ),
+            Line::raw(node.error.clone().unwrap_or_default()),
+        ],
+        Some(node) => vec![
+            Line::raw(format!(
+                "{} at {}: commit {}  applied {}  durable {}  snapshot {}  lag {} / {}",
+                node.id.as_deref().unwrap_or("?"),
+                node.addr,
+                show(node.commit_index),
+                show(node.applied_index),
+                show(node.durable_index),
+                show(node.snapshot_index),
+                bytes(node.lag_bytes),
+                millis(node.lag_ms),
+            )),
+            Line::raw(format!(
+                "last contact {}  received {} entries  discarded {}",
+                millis(node.last_ack_age_ms),
+                show(node.entries_received),
+                show(node.discarded_entries),
+            )),
+        ],
+    };
+    frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
+pub fn clock(unix_ms: u64) -> String {
+    let seconds = unix_ms / 1000;
+    format!("{:02}:{:02}:{:02}", seconds / 3600 % 24, seconds / 60 % 60, seconds % 60)
+}
+
+fn render_events(frame: &mut Frame, app: &App, area: Rect) {
+    let visible = area.height.saturating_sub(2) as usize;
+    let lines: Vec<Line> = app
+        .events
+        .iter()
+        .rev()
+        .take(visible)
+        .map(|event| Line::raw(format!("{} {}", clock(event.at_unix_ms), event.text)))
+        .collect();
+    let block = Block::default().borders(Borders::ALL).title(" events (newest first, UTC) ");
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn render_footer(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
+    let line = match &app.operation {
+        Some(operation) => {
+            let style = match operation.finished {
+                None => theme.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+                Some(true) => theme.fg(Color::Green),
+                Some(false) => theme.fg(Color::Red).add_modifier(Modifier::BOLD),
+            };
+            let elapsed = app.now_unix_ms.saturating_sub(operation.started_ms);
+            let suffix = if operation.finished.is_none() {
+                format!(" ({:.1} s)", elapsed as f64 / 1000.0)
+            } else {
+                String::new()
+            };
+            Line::styled(format!("{}{suffix}   ? help", operation.text), style)
+        }
+        None => Line::raw(
+            KEYS.iter()
+                .filter(|k| app.demo || !k.demo_only)
+                .map(|k| format!("{} {}", k.keys, k.short))
+                .collect::<Vec<_>>()
+                .join("  "),
+        ),
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect { x: area.x + (area.width - width) / 2, y: area.y + (area.height - height) / 2, width, height }
+}
+
+fn render_help(frame: &mut Frame, app: &App) {
+    let mut lines: Vec<Line> = KEYS
+        .iter()
+        .filter(|k| app.demo || !k.demo_only)
+        .map(|k| Line::raw(format!(" {:<4} {}", k.keys, k.does)))
+        .collect();
+    lines.push(Line::raw(""));
+    lines.push(Line::raw(" health: up, unreachable, or stalled (behind"));
+    lines.push(Line::raw(" and not moving for over 3 s). Any key closes."));
+    let area = centered(frame.area(), 60, lines.len() as u16 + 2);
+    frame.render_widget(Clear, area);
+    frame.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(" keys ")), area);
+}
+
+fn render_dialog(frame: &mut Frame, app: &App, theme: &Theme, dialog: &Dialog) {
+    let (title, mut lines) = match dialog {
+        Dialog::Switchover { target, verdict } => {
+            let leader = app.status.as_ref().and_then(|s| s.leader.clone()).unwrap_or_else(|| "?".into());
+            let mut lines = vec![Line::raw(format!("Hand leadership from {leader} to {target}?")), Line::raw("")];
+            match verdict {
+                Verdict::Checking => lines.push(Line::raw("asking the leader (dry run)…")),
+                Verdict::Eligible => {
+                    lines.push(Line::styled(
+                        format!("{target} is eligible: caught up and reachable."),
+                        theme.fg(Color::Green),
+                    ));
+                    lines.push(Line::raw("Writes pause for a few ms; none acknowledged is lost."));
+                    lines.push(Line::raw(""));
+                    lines.push(Line::styled("y: switch over    n/Esc: cancel", theme.bold()));
+                }
+                Verdict::Refused(reasons) => {
+                    lines.push(Line::styled(format!("refused: {target} is not eligible"), theme.fg(Color::Red)));
+                    lines.extend(reasons.iter().map(|r| Line::raw(format!(" - {r}"))));
+                    lines.push(Line::raw(""));
+                    lines.push(Line::raw("Esc: close"));
+                }
+            }
+            (" switchover ", lines)
+        }
+        Dialog::Failover { target, loss_entries, loss_ms, exact, verdict, typed } => {
+            let bound = if *exact { "" } else { "at least " };
+            let mut lines = vec![
+                Line::raw(format!("Make {target} leader NOW (manual failover)?")),
+                Line::raw(""),
+                Line::styled(
+                    format!(
+                        "It would lose {bound}{loss_entries} entries (about {:.1} s of writes).",
+                        *loss_ms as f64 / 1000.0
+                    ),
+                    if *loss_entries > 0 { theme.alert() } else { theme.bold() },
+                ),
+            ];
+            match verdict {
+                Verdict::Checking => lines.push(Line::raw("asking the node (dry run)…")),
+                Verdict::Eligible => {
+                    lines.push(Line::raw(""));
+                    lines.push(Line::styled(format!("Type yes and Enter to confirm: {typed}_"), theme.bold()));
+                    lines.push(Line::raw("Esc: cancel"));
+                }
+                Verdict::Refused(reasons) => {
+                    lines.push(Line::styled("refused:", theme.fg(Color::Red)));
+                    lines.extend(reasons.iter().map(|r| Line::raw(format!(" - {r}"))));
+                    lines.push(Line::raw("Esc: close"));
+                }
+            }
+            (" failover ", lines)
+        }
+        _ => return,
+    };
+    lines.insert(0, Line::raw(""));
+    let area = centered(frame.area(), 64, lines.len() as u16 + 3);
+    frame.render_widget(Clear, area);
+    let block = Block::default().borders(Borders::ALL).title(title);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
+}
