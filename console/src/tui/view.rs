@@ -13,7 +13,7 @@ use ratatui::Frame;
 
 /// Below this width the table drops the address, commit, bytes and contact columns
 /// (the details line under the table still shows them for the selected node).
-const WIDE_COLUMNS: u16 = 110;
+const WIDE_COLUMNS: u16 = 140;
 const SPARK_GLYPHS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 struct Theme {
@@ -363,4 +363,159 @@ fn render_dialog(frame: &mut Frame, app: &App, theme: &Theme, dialog: &Dialog) {
     frame.render_widget(Clear, area);
     let block = Block::default().borders(Borders::ALL).title(title);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).block(block), area);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{ClusterStatus, NodeRow};
+    use crate::tui::app::Outcome;
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+
+    /// A fixed time (12:00:00 UTC) so snapshots do not depend on the clock.
+    const NOON_MS: u64 = 1_800_000_000_000 - 1_800_000_000_000 % 86_400_000 + 43_200_000;
+
+    fn row(id: &str, role: &str) -> NodeRow {
+        NodeRow {
+            id: Some(id.into()),
+            addr: format!("127.0.0.1:710{}", &id[1..]),
+            reachable: true,
+            health: "up".into(),
+            role: Some(role.into()),
+            term: Some(3),
+            last_index: Some(1_200),
+            last_term: Some(3),
+            commit_index: Some(1_200),
+            applied_index: Some(1_200),
+            durable_index: Some(1_200),
+            snapshot_index: Some(0),
+            lag_entries: Some(0),
+            lag_bytes: Some(0),
+            lag_ms: Some(0),
+            last_ack_age_ms: Some(40),
+            in_sync: Some(true),
+            state: Some(if role == "leader" { "leader" } else { "replicate" }.into()),
+            entries_received: Some(1_200),
+            discarded_entries: Some(0),
+            ..NodeRow::default()
+        }
+    }
+
+    fn healthy() -> ClusterStatus {
+        ClusterStatus {
+            leader: Some("n1".into()),
+            term: 3,
+            mode: Some("quorum".into()),
+            durability: "quorum: acknowledged writes survive 1 node loss".into(),
+            failover_safe: Some(true),
+            nodes: vec![row("n1", "leader"), row("n2", "follower"), row("n3", "follower")],
+            ..Default::default()
+        }
+    }
+
+    fn app_with(status: ClusterStatus) -> App {
+        let mut app = App::new("127.0.0.1:7101 +2".into(), false, false);
+        app.on_status(healthy(), &[], NOON_MS - 60_000);
+        let history = [baton_node::status::HistoryEntry {
+            term: 3,
+            at_unix_ms: NOON_MS - 30_000,
+            from: Some("n2".into()),
+            to: Some("n1".into()),
+            cause: Some("timeout".into()),
+            discarded_entries: 0,
+        }];
+        for second in 0..30u64 {
+            let mut sample = status.clone();
+            for (i, node) in sample.nodes.iter_mut().enumerate() {
+                if node.lag_entries.unwrap_or(0) > 0 {
+                    node.lag_entries = Some(node.lag_entries.unwrap() * (second + 1) / 30 + i as u64);
+                }
+            }
+            app.on_status(sample, &history, NOON_MS - 30_000 + second * 1000);
+        }
+        app.on_status(status, &history, NOON_MS);
+        app
+    }
+
+    fn draw(app: &App, width: u16, height: u16) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+        terminal.draw(|frame| render(frame, app)).unwrap();
+        terminal.backend().to_string()
+    }
+
+    #[test]
+    fn healthy_cluster() {
+        insta::assert_snapshot!(draw(&app_with(healthy()), 150, 24));
+    }
+
+    #[test]
+    fn lagging_follower() {
+        let mut status = healthy();
+        let n3 = &mut status.nodes[2];
+        (n3.lag_entries, n3.lag_bytes, n3.lag_ms, n3.last_index) = (Some(450), Some(46_000), Some(2_300), Some(750));
+        n3.in_sync = Some(false);
+        insta::assert_snapshot!(draw(&app_with(status), 120, 24));
+    }
+
+    #[test]
+    fn stalled_follower() {
+        let mut status = healthy();
+        let n2 = &mut status.nodes[1];
+        (n2.lag_entries, n2.lag_ms, n2.health) = (Some(80), Some(9_000), "stalled".into());
+        insta::assert_snapshot!(draw(&app_with(status), 120, 24));
+    }
+
+    #[test]
+    fn leader_unreachable() {
+        let mut status = healthy();
+        status.leader = None;
+        status.durability = "no leader: writes wait for an election".into();
+        status.nodes[0] = NodeRow {
+            id: Some("n1".into()),
+            addr: "127.0.0.1:7101".into(),
+            health: "unreachable".into(),
+            error: Some("127.0.0.1:7101: no answer within 1000 ms".into()),
+            ..NodeRow::default()
+        };
+        for node in &mut status.nodes[1..] {
+            (node.state, node.lag_entries, node.in_sync) = (None, None, None);
+        }
+        insta::assert_snapshot!(draw(&app_with(status), 120, 24));
+    }
+
+    #[test]
+    fn switchover_in_progress() {
+        let mut app = app_with(healthy());
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Down));
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('s')));
+        app.on_outcome(Outcome::SwitchoverVerdict { target: "n2".into(), reasons: vec![] });
+        let dialog = draw(&app, 120, 24);
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('y')));
+        app.on_outcome(Outcome::Progress("switchover to n2: waiting for it to lead".into()));
+        app.now_unix_ms += 400;
+        insta::assert_snapshot!(format!("{dialog}\n{}", draw(&app, 120, 24)));
+    }
+
+    #[test]
+    fn paused() {
+        let mut status = healthy();
+        status.paused = true;
+        insta::assert_snapshot!(draw(&app_with(status), 120, 24));
+    }
+
+    #[test]
+    fn small_terminal_80x24_with_refused_failover() {
+        let mut status = healthy();
+        status.nodes[2].last_index = Some(1_150);
+        status.nodes[2].lag_entries = Some(50);
+        let mut app = app_with(status);
+        app.selected = 2;
+        app.on_key(ratatui::crossterm::event::KeyEvent::from(ratatui::crossterm::event::KeyCode::Char('f')));
+        app.on_outcome(Outcome::FailoverVerdict {
+            target: "n3".into(),
+            refusal: Some("the leader was heard from 40 ms ago; use a switchover to move a live leader".into()),
+        });
+        insta::assert_snapshot!(draw(&app, 80, 24));
+    }
 }
