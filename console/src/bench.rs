@@ -76,7 +76,7 @@ fn loopback_floor() -> f64 {
     let (Ok(a), Ok(b)) = (std::net::UdpSocket::bind("127.0.0.1:0"), std::net::UdpSocket::bind("127.0.0.1:0")) else {
         return f64::NAN;
     };
-    let (Ok(a_addr), Ok(b_addr)) = (a.local_addr(), b.local_addr()) else { return f64::NAN };
+    let Ok(b_addr) = b.local_addr() else { return f64::NAN };
     let echo = std::thread::spawn(move || {
         let mut buffer = [0u8; 64];
         for _ in 0..2000 {
@@ -94,7 +94,6 @@ fn loopback_floor() -> f64 {
         }
         samples.push(started.elapsed().as_micros() as u64);
     }
-    let _ = a_addr;
     let _ = echo.join();
     samples.sort_unstable();
     percentile(&samples, 0.5)

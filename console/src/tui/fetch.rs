@@ -83,7 +83,10 @@ pub fn spawn(addrs: Vec<SocketAddr>, certs: PathBuf, identity: Identity, every: 
                     let answer = match &slot.answer {
                         Some(answer) if !stale => answer.clone(),
                         Some(Err(error)) => Err(error.clone()),
-                        _ => Err("no answer yet".into()),
+                        _ => Err(match slot.answered_at {
+                            Some(at) => format!("no answer for {:.1} s", at.elapsed().as_secs_f64()),
+                            None => "no answer yet".into(),
+                        }),
                     };
                     (addr.to_string(), slot.id.clone(), answer)
                 })
