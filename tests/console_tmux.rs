@@ -1,7 +1,8 @@
 //! End to end: the real `baton` console in tmux against a real 3-node cluster. It
 //! selects a follower, presses `s`, confirms with `y`, then checks through
 //! `baton status --json` that the leader changed and with `tmux capture-pane` that the
-//! screen shows the new leader. tmux runs on a private socket and is killed at the end.
+//! screen shows the new leader; then that `q`, and a closed terminal, end the console
+//! process. tmux runs on a private socket and is killed at the end.
 
 mod support;
 
@@ -11,6 +12,8 @@ use support::{binaries, Cluster};
 
 struct Tmux {
     socket: String,
+    /// Console processes started in panes, killed at the end if still running.
+    consoles: std::cell::RefCell<Vec<u32>>,
 }
 
 impl Tmux {
@@ -23,6 +26,15 @@ impl Tmux {
         self.run(&["capture-pane", "-p", "-t", "console"])
     }
 
+    /// Starts `command` in a new detached session and returns its process id.
+    fn start(&self, session: &str, command: &str) -> u32 {
+        self.run(&["new-session", "-d", "-s", session, "-x", "100", "-y", "30", command]);
+        let pid = self.run(&["display-message", "-p", "-t", session, "#{pane_pid}"]);
+        let pid = pid.trim().parse().unwrap_or_else(|_| panic!("no pane pid for {session}: {pid:?}"));
+        self.consoles.borrow_mut().push(pid);
+        pid
+    }
+
     fn keys(&self, keys: &[&str]) {
         for key in keys {
             self.run(&["send-keys", "-t", "console", key]);
@@ -33,7 +45,16 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
+        for pid in self.consoles.borrow().iter() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
     }
+}
+
+/// Whether process `pid` still runs (a zombie has stopped running).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rsplit(") ").next().is_some_and(|rest| !rest.starts_with('Z')))
 }
 
 fn baton_status(cluster: &str, certs: &str) -> serde_json::Value {
@@ -61,9 +82,9 @@ async fn switchover_from_the_console_in_tmux() {
     let (row, target) =
         cluster.nodes.iter().enumerate().find(|(_, n)| n.id != leader).map(|(i, n)| (i, n.id.clone())).unwrap();
 
-    let tmux = Tmux { socket: format!("baton-test-{}", std::process::id()) };
+    let tmux = Tmux { socket: format!("baton-test-{}", std::process::id()), consoles: Default::default() };
     let console = format!("{} --cluster {addrs} --certs {certs} console", binaries().join("baton").display());
-    tmux.run(&["new-session", "-d", "-s", "console", "-x", "100", "-y", "30", &console]);
+    let console_pid = tmux.start("console", &console);
     let shown = wait_until!(Duration::from_secs(15), tmux.screen().contains(&format!("leader {leader}")).then_some(()));
     assert!(shown.is_some(), "the console never showed leader {leader}:\n{}", tmux.screen());
 
@@ -86,4 +107,19 @@ async fn switchover_from_the_console_in_tmux() {
     assert!(on_screen.is_some(), "the console does not show the new leader {target}:\n{screen}");
     println!("{screen}");
     tmux.keys(&["q"]);
+    let quit = wait_until!(Duration::from_secs(5), (!running(console_pid)).then_some(()));
+    assert!(quit.is_some(), "the console still runs 5 s after q");
+
+    // A closed terminal ends the console too: it must never linger, spinning on a dead tty.
+    let hung_up_pid = tmux.start("hangup", &console);
+    let shown = wait_until!(Duration::from_secs(15), {
+        let screen = tmux.run(&["capture-pane", "-p", "-t", "hangup"]);
+        screen.contains(&format!("leader {target}")).then_some(())
+    });
+    assert!(shown.is_some(), "the second console never drew");
+    // q and the terminal closing at once, as when a test or an ssh session ends.
+    tmux.run(&["send-keys", "-t", "hangup", "q"]);
+    tmux.run(&["kill-session", "-t", "hangup"]);
+    let gone = wait_until!(Duration::from_secs(5), (!running(hung_up_pid)).then_some(()));
+    assert!(gone.is_some(), "the console still runs 5 s after its terminal closed");
 }

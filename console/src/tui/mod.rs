@@ -55,6 +55,9 @@ pub fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// How long quitting waits for the key reader to stop.
+const READER_STOP_WAIT: Duration = Duration::from_millis(300);
+
 pub async fn run(options: Options, demo: Option<Arc<dyn DemoControl>>) -> ExitCode {
     let name = match (demo.is_some(), options.addrs.as_slice()) {
         (true, addrs) => format!("demo, {} local nodes", addrs.len()),
@@ -101,14 +104,27 @@ pub async fn run(options: Options, demo: Option<Arc<dyn DemoControl>>) -> ExitCo
                     app.on_outcome(outcome);
                 }
             }
-            _ = ticks.tick() => app.now_unix_ms = unix_ms(),
+            _ = ticks.tick() => {
+                app.now_unix_ms = unix_ms();
+                if !terminal_alive() {
+                    break Err("the terminal closed".into());
+                }
+            }
             _ = hangup.recv() => break Ok(()),
             _ = terminate.recv() => break Ok(()),
         }
     };
     stop.store(true, Ordering::Relaxed);
     ratatui::restore();
-    let _ = reader.join();
+    // The reader stops within its poll interval; on a hung-up terminal crossterm's read
+    // may never return, so it is left behind rather than waited for forever.
+    let reader_deadline = std::time::Instant::now() + READER_STOP_WAIT;
+    while !reader.is_finished() && std::time::Instant::now() < reader_deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if reader.is_finished() {
+        let _ = reader.join();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -116,6 +132,13 @@ pub async fn run(options: Options, demo: Option<Arc<dyn DemoControl>>) -> ExitCo
             ExitCode::from(1)
         }
     }
+}
+
+/// Whether the controlling terminal is still there. A hung-up terminal can make
+/// crossterm's read spin without returning, and a hang-up does not always come with a
+/// SIGHUP (the terminal may close under a process that ignores it), so the loop checks.
+fn terminal_alive() -> bool {
+    std::fs::File::open("/dev/tty").is_ok()
 }
 
 /// Reads keys on a thread of its own (crossterm's reads block), until told to stop.
