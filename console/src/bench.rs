@@ -25,12 +25,18 @@ pub struct Options {
     pub value_bytes: usize,
     pub scenario: Option<String>,
     pub mode: String,
+    /// The local cluster's timers.
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
     pub json: bool,
 }
 
 #[derive(Serialize, Debug)]
 pub struct Report {
     pub mode: String,
+    /// The local cluster's timers (None against a running cluster).
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
     pub clients: usize,
     pub value_bytes: usize,
     pub seconds: f64,
@@ -41,9 +47,15 @@ pub struct Report {
     pub p999_ms: f64,
     pub errors: u64,
     pub scenario: Option<String>,
-    /// Longest time with no acknowledged write (the unavailability window).
+    /// Longest time with no acknowledged write, over the whole run.
     pub longest_gap_ms: f64,
+    /// With a scenario: the longest gap around the kill or switchover (the write
+    /// unavailability window).
+    pub scenario_gap_ms: Option<f64>,
     pub floor_fsync_p50_ms: f64,
+    pub floor_fsync_p99_ms: f64,
+    /// The slowest fsync with three writers at once (see `fsync_floor_concurrent_max`).
+    pub floor_fsync_concurrent_max_ms: f64,
     pub floor_loopback_rtt_p50_ms: f64,
 }
 
@@ -55,20 +67,53 @@ fn percentile(sorted: &[u64], fraction: f64) -> f64 {
     sorted[rank - 1] as f64 / 1000.0
 }
 
-/// fsync p50 of a small append, in ms, on a file in the temporary directory.
-fn fsync_floor() -> f64 {
-    let Ok(dir) = tempfile::tempdir() else { return f64::NAN };
-    let Ok(mut file) = std::fs::File::create(dir.path().join("floor")) else { return f64::NAN };
+/// Small appends whose fsync is timed for the floor.
+const FLOOR_FSYNC_SAMPLES: usize = 1_000;
+
+/// fsync p50 and p99 of a small append, in ms, on a file in the temporary directory.
+fn fsync_floor() -> (f64, f64) {
+    let unknown = (f64::NAN, f64::NAN);
+    let Ok(dir) = tempfile::tempdir() else { return unknown };
+    let Ok(mut file) = std::fs::File::create(dir.path().join("floor")) else { return unknown };
     let mut samples = Vec::new();
-    for _ in 0..300 {
+    for _ in 0..FLOOR_FSYNC_SAMPLES {
         let started = Instant::now();
         if file.write_all(&[7u8; 100]).and_then(|()| file.sync_data()).is_err() {
-            return f64::NAN;
+            return unknown;
         }
         samples.push(started.elapsed().as_micros() as u64);
     }
     samples.sort_unstable();
-    percentile(&samples, 0.5)
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+/// Writers in the concurrent fsync floor: one per node of the local cluster.
+const FLOOR_CONCURRENT_WRITERS: usize = 3;
+/// How long the concurrent fsync floor runs.
+const FLOOR_CONCURRENT_DURATION: Duration = Duration::from_secs(2);
+
+/// The slowest fsync, in ms, when three writers append and fsync at once on the same
+/// disk, as the three nodes of a local cluster do: a disk that stalls every flush now
+/// and then stalls every write acknowledgement with it, whatever the replication does.
+fn fsync_floor_concurrent_max() -> f64 {
+    let Ok(dir) = tempfile::tempdir() else { return f64::NAN };
+    let writers: Vec<_> = (0..FLOOR_CONCURRENT_WRITERS)
+        .map(|writer| {
+            let path = dir.path().join(format!("floor-{writer}"));
+            std::thread::spawn(move || -> Option<u64> {
+                let mut file = std::fs::File::create(path).ok()?;
+                let (started, mut slowest_us) = (Instant::now(), 0);
+                while started.elapsed() < FLOOR_CONCURRENT_DURATION {
+                    let write_started = Instant::now();
+                    file.write_all(&[7u8; 100]).and_then(|()| file.sync_data()).ok()?;
+                    slowest_us = slowest_us.max(write_started.elapsed().as_micros() as u64);
+                }
+                Some(slowest_us)
+            })
+        })
+        .collect();
+    let slowest = writers.into_iter().map(|w| w.join().ok().flatten()).collect::<Option<Vec<u64>>>();
+    slowest.and_then(|s| s.into_iter().max()).map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
 
 /// Loopback UDP round trip p50, in ms.
@@ -111,7 +156,15 @@ pub async fn run(
     identity: Identity,
 ) -> Result<Report, String> {
     let local = if cluster.is_empty() {
-        Some(LocalCluster::start(3, &["--mode".into(), options.mode.clone()])?)
+        let node_args = [
+            "--mode".to_string(),
+            options.mode.clone(),
+            "--heartbeat-ms".to_string(),
+            options.heartbeat_ms.to_string(),
+            "--election-timeout-ms".to_string(),
+            options.election_timeout_ms.to_string(),
+        ];
+        Some(LocalCluster::start(3, &node_args)?)
     } else if options.scenario.as_deref() == Some("failover") {
         return Err("--scenario failover kills the leader: run it without --cluster (on a local cluster)".into());
     } else {
@@ -135,7 +188,10 @@ pub async fn run(
     if !options.json {
         eprintln!("measuring the floor (fsync of a small append, loopback round trip)…");
     }
-    let floor_fsync_p50_ms = tokio::task::spawn_blocking(fsync_floor).await.unwrap_or(f64::NAN);
+    let (floor_fsync_p50_ms, floor_fsync_p99_ms) =
+        tokio::task::spawn_blocking(fsync_floor).await.unwrap_or((f64::NAN, f64::NAN));
+    let floor_fsync_concurrent_max_ms =
+        tokio::task::spawn_blocking(fsync_floor_concurrent_max).await.unwrap_or(f64::NAN);
     let floor_loopback_rtt_p50_ms = tokio::task::spawn_blocking(loopback_floor).await.unwrap_or(f64::NAN);
     if !options.json {
         eprintln!(
@@ -148,6 +204,7 @@ pub async fn run(
     let mut workers = Vec::new();
     for worker in 0..options.clients {
         let mut client = Client::new(addrs.clone(), &certs, &identity).map_err(|e| e.to_string())?;
+        client.connect_all().await;
         let (value, duration) = (value.clone(), options.duration);
         workers.push(tokio::spawn(async move {
             let (mut latencies_us, mut acked_at, mut errors) = (Vec::new(), Vec::new(), 0u64);
@@ -166,8 +223,10 @@ pub async fn run(
             (latencies_us, acked_at, errors)
         }));
     }
+    let mut event_at = None;
     if let Some(scenario) = &options.scenario {
         tokio::time::sleep(options.duration / 3).await;
+        event_at = Some(started.elapsed());
         match scenario.as_str() {
             "failover" => {
                 let local: &Arc<LocalCluster> = local.as_ref().expect("checked above");
@@ -200,8 +259,16 @@ pub async fn run(
     latencies.sort_unstable();
     acked.sort_unstable();
     let longest_gap = acked.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
+    // The scenario's window: the longest gap that overlaps the time from the kill or the
+    // switchover request until leadership has surely settled.
+    let scenario_gap = event_at.map(|at| {
+        let settled = at + Duration::from_millis(3 * options.election_timeout_ms);
+        acked.windows(2).filter(|w| w[1] >= at && w[0] <= settled).map(|w| w[1] - w[0]).max().unwrap_or_default()
+    });
     Ok(Report {
         mode,
+        heartbeat_ms: local.is_some().then_some(options.heartbeat_ms),
+        election_timeout_ms: local.is_some().then_some(options.election_timeout_ms),
         clients: options.clients,
         value_bytes: options.value_bytes,
         seconds,
@@ -213,7 +280,10 @@ pub async fn run(
         errors,
         scenario: options.scenario.clone(),
         longest_gap_ms: longest_gap.as_secs_f64() * 1000.0,
+        scenario_gap_ms: scenario_gap.map(|gap| gap.as_secs_f64() * 1000.0),
         floor_fsync_p50_ms,
+        floor_fsync_p99_ms,
+        floor_fsync_concurrent_max_ms,
         floor_loopback_rtt_p50_ms,
     })
 }
@@ -223,8 +293,12 @@ pub fn print(report: &Report, json: bool) {
         println!("{}", serde_json::to_string_pretty(report).expect("reports serialize"));
         return;
     }
+    let timers = match (report.heartbeat_ms, report.election_timeout_ms) {
+        (Some(heartbeat), Some(election)) => format!("  heartbeat {heartbeat} ms  election timeout {election} ms"),
+        _ => String::new(),
+    };
     println!(
-        "mode {}  clients {}  value {} B  {:.1} s",
+        "mode {}  clients {}  value {} B  {:.1} s{timers}",
         report.mode, report.clients, report.value_bytes, report.seconds
     );
     println!(
@@ -232,13 +306,15 @@ pub fn print(report: &Report, json: bool) {
         report.writes_per_second, report.writes, report.errors
     );
     println!("latency     p50 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms", report.p50_ms, report.p99_ms, report.p999_ms);
-    if let Some(scenario) = &report.scenario {
-        println!("{scenario}: write unavailability window {:.1} ms", report.longest_gap_ms);
-    } else {
-        println!("longest gap between acknowledgements {:.1} ms", report.longest_gap_ms);
+    if let (Some(scenario), Some(gap)) = (&report.scenario, report.scenario_gap_ms) {
+        println!("{scenario}: write unavailability window {gap:.1} ms");
     }
+    println!("longest gap between acknowledgements over the run {:.1} ms", report.longest_gap_ms);
     println!(
-        "floor       fsync p50 {:.3} ms  loopback round trip p50 {:.3} ms",
-        report.floor_fsync_p50_ms, report.floor_loopback_rtt_p50_ms
+        "floor       fsync p50 {:.3} ms  p99 {:.3} ms  slowest of 3 writers at once {:.1} ms  loopback round trip p50 {:.3} ms",
+        report.floor_fsync_p50_ms,
+        report.floor_fsync_p99_ms,
+        report.floor_fsync_concurrent_max_ms,
+        report.floor_loopback_rtt_p50_ms
     );
 }

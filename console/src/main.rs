@@ -96,6 +96,12 @@ enum Command {
         /// Write mode of the local cluster.
         #[arg(long, default_value = "quorum")]
         mode: String,
+        /// Heartbeat interval of the local cluster's nodes.
+        #[arg(long, default_value_t = 100)]
+        heartbeat_ms: u64,
+        /// Election timeout of the local cluster's nodes.
+        #[arg(long, default_value_t = 1000)]
+        election_timeout_ms: u64,
         #[arg(long)]
         json: bool,
     },
@@ -178,13 +184,24 @@ async fn run(args: Args) -> ExitCode {
     let identity = Identity::Operator(args.as_operator.clone());
     match &args.command {
         Some(Command::Demo { mode }) => return demo(mode).await,
-        Some(Command::Bench { clients, duration, value_bytes, scenario, mode, json }) => {
+        Some(Command::Bench {
+            clients,
+            duration,
+            value_bytes,
+            scenario,
+            mode,
+            heartbeat_ms,
+            election_timeout_ms,
+            json,
+        }) => {
             let options = bench::Options {
                 clients: *clients,
                 duration: std::time::Duration::from_secs(*duration),
                 value_bytes: *value_bytes,
                 scenario: scenario.clone(),
                 mode: mode.clone(),
+                heartbeat_ms: *heartbeat_ms,
+                election_timeout_ms: *election_timeout_ms,
                 json: *json,
             };
             return match bench::run(options, args.cluster.clone(), args.certs.clone(), identity).await {

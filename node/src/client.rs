@@ -16,10 +16,13 @@ const CALL_TIMEOUT: Duration = Duration::from_millis(400);
 const WAITING_READ_TIMEOUT: Duration = Duration::from_secs(11);
 /// How long a node that failed to answer is skipped.
 const FAILED_NODE_SKIP: Duration = Duration::from_secs(2);
-const RETRY_PAUSE_MIN: Duration = Duration::from_millis(10);
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(2);
 /// Refusals during an election are cheap and the election ends within a second: keep
 /// asking often rather than backing off past it.
 const RETRY_PAUSE_MAX: Duration = Duration::from_millis(20);
+/// Redirects to a named leader followed at once, without a pause, in one request: more
+/// means the nodes disagree about who leads, and the client backs off.
+const REDIRECTS_AT_ONCE_MAX: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -120,6 +123,19 @@ impl Client {
     }
 
     /// One request to one node, no retries.
+    /// Connects to every node now, so a later failover or switchover does not wait for
+    /// TLS handshakes (a connection pool's warm-up). Unreachable nodes are skipped;
+    /// returns how many are connected.
+    pub async fn connect_all(&mut self) -> usize {
+        let mut connected = 0;
+        for addr in self.addrs.clone() {
+            if self.connection(addr).await.is_ok() {
+                connected += 1;
+            }
+        }
+        connected
+    }
+
     pub async fn call(&mut self, addr: SocketAddr, request: &Request) -> Result<Response, ClientError> {
         let connection = self.connection(addr).await?;
         let attempt = async {
@@ -149,6 +165,7 @@ impl Client {
         let mut pause = RETRY_PAUSE_MIN;
         let mut next = 0usize;
         let mut last_problem = String::from("no attempt");
+        let mut redirects = 0;
         while started.elapsed() < self.deadline {
             let recently_failed = |addr: &SocketAddr, failed_at: &HashMap<SocketAddr, Instant>| {
                 failed_at.get(addr).is_some_and(|at| at.elapsed() < FAILED_NODE_SKIP)
@@ -170,6 +187,10 @@ impl Client {
                 Ok(Response::Error { code, message, leader_hint }) if code.retryable() => {
                     self.leader = leader_hint.and_then(|hint| hint.parse().ok()).filter(|hint| *hint != addr);
                     last_problem = format!("{addr}: {message}");
+                    if self.leader.is_some() && redirects < REDIRECTS_AT_ONCE_MAX {
+                        redirects += 1;
+                        continue; // Named the leader: go there at once.
+                    }
                 }
                 Ok(Response::Error { code, message, .. }) => return Err(ClientError::Refused { code, message }),
                 Ok(response) => {

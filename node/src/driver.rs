@@ -24,6 +24,13 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CACHE_ENTRIES_MAX: usize = 8_192;
 /// How often pending requests are checked for time-outs.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+/// How long a write may wait here for leadership to settle (a switchover in progress,
+/// or an election with no leader known yet) before it is refused as before. Kept well
+/// under the client's call timeout (400 ms), so a held write never makes a client take
+/// this node for dead.
+const HOLD_MAX: Duration = Duration::from_millis(200);
+/// Writes held at once; more are refused at once.
+const HELD_WRITES_MAX: usize = 4_096;
 
 pub enum Input {
     Peer {
@@ -68,6 +75,16 @@ struct PendingWrite {
     reply: oneshot::Sender<Response>,
 }
 
+/// A write that arrived while leadership was moving. It waits, instead of being refused
+/// at once, so it is proposed as soon as this node may take writes again, or answered
+/// with the new leader's address the moment it is known: the client does not sleep and
+/// guess.
+struct HeldWrite {
+    command: Command,
+    reply: oneshot::Sender<Response>,
+    since: Instant,
+}
+
 struct PendingRead {
     index: u64,
     key: Vec<u8>,
@@ -98,6 +115,7 @@ pub struct Driver {
     /// Made durable inline (a hard-state write syncs everything before it).
     durable_seq: Option<PersistSeq>,
     pending_writes: BTreeMap<u64, PendingWrite>,
+    held_writes: Vec<HeldWrite>,
     pending_reads: Vec<PendingRead>,
     entries_received: u64,
     started: Instant,
@@ -164,6 +182,7 @@ impl Driver {
             sync_in_flight: false,
             durable_seq: None,
             pending_writes: BTreeMap::new(),
+            held_writes: Vec::new(),
             pending_reads: Vec::new(),
             entries_received: 0,
             started,
@@ -275,6 +294,7 @@ impl Driver {
                     self.track_follower_progress();
                 }
             }
+            self.release_held_writes();
             self.maybe_start_sync();
             if let Some(deadline) = self.handover_deadline {
                 if self.replica.role() != Role::Leader {
@@ -286,6 +306,9 @@ impl Driver {
                     break;
                 }
             }
+        }
+        for held in std::mem::take(&mut self.held_writes) {
+            let _ = held.reply.send(self.error(ErrorCode::NotLeader, "this node is stopping"));
         }
         if let Err(error) = self.wal.sync() {
             tracing::error!(%error, "final fsync failed");
@@ -803,16 +826,35 @@ impl Driver {
             let _ = reply.send(self.error(ErrorCode::TooLarge, problem));
             return;
         }
+        self.propose(HeldWrite { command, reply, since: Instant::now() });
+    }
+
+    /// Appends a client's write, holds it while leadership is moving, or refuses it.
+    fn propose(&mut self, write: HeldWrite) {
+        let now = self.now();
         match self.replica.handle_propose(now) {
             Ok(proposal) => {
                 let position = proposal.position;
-                self.append(position.index, position.term, command.encode());
+                self.append(position.index, position.term, write.command.encode());
                 self.unsynced_seq = Some(proposal.seq);
-                self.pending_writes
-                    .insert(position.index, PendingWrite { term: position.term, since: Instant::now(), reply });
+                self.pending_writes.insert(
+                    position.index,
+                    PendingWrite { term: position.term, since: write.since, reply: write.reply },
+                );
                 self.pump(None);
             }
             Err(error) => {
+                // A new leader counts no follower in sync until each has answered it,
+                // which takes a round trip: a write that arrives first waits for that too.
+                let moving = match error {
+                    ProposeError::TransferInProgress | ProposeError::NotEnoughInSync { .. } => true,
+                    ProposeError::NotLeader { leader_hint } => leader_hint.is_none(),
+                    ProposeError::LogFull => false,
+                };
+                if moving && write.since.elapsed() < HOLD_MAX && self.held_writes.len() < HELD_WRITES_MAX {
+                    self.held_writes.push(write);
+                    return;
+                }
                 let response = match error {
                     ProposeError::NotLeader { .. } => self.error(ErrorCode::NotLeader, "not the leader"),
                     ProposeError::TransferInProgress => {
@@ -824,7 +866,31 @@ impl Driver {
                     ),
                     ProposeError::LogFull => self.error(ErrorCode::Internal, "the log's term table is full"),
                 };
-                let _ = reply.send(response);
+                let _ = write.reply.send(response);
+            }
+        }
+    }
+
+    /// Whether this leader counts enough voters in sync (itself included) to take writes.
+    fn enough_in_sync(&self) -> bool {
+        let config = self.replica.config();
+        let me = u8::from(config.me().voter);
+        let followers = self.replica.peer_statuses().filter(|p| p.voter && p.in_sync).count() as u8;
+        me + followers >= config.mode.write_quorum(config.voters())
+    }
+
+    /// Gives held writes another go once leadership has settled (this node leads with no
+    /// switchover running, or knows who leads), or once the oldest has waited too long.
+    fn release_held_writes(&mut self) {
+        let Some(oldest) = self.held_writes.first() else { return };
+        let status = self.replica.status();
+        let settled = match status.role {
+            Role::Leader => status.transfer_target.is_none() && self.enough_in_sync(),
+            _ => status.leader.is_some(),
+        };
+        if settled || oldest.since.elapsed() >= HOLD_MAX {
+            for write in std::mem::take(&mut self.held_writes) {
+                self.propose(write);
             }
         }
     }

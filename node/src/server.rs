@@ -26,7 +26,7 @@ const INPUT_QUEUE: usize = 8_192;
 
 pub async fn run(settings: Settings) -> Result<(), String> {
     let _lock = DirLock::acquire(&settings.data_dir).map_err(|e| e.to_string())?;
-    let hard_state = HardStateFile::new(&settings.data_dir);
+    let mut hard_state = HardStateFile::new(&settings.data_dir);
     let recovered_hard_state = hard_state.load().map_err(|e| e.to_string())?;
     let segment_bytes = (settings.max_log_bytes / 4).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
     let (mut wal, recovery) = Wal::open(&settings.data_dir.join("wal"), segment_bytes).map_err(|e| e.to_string())?;
