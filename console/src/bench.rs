@@ -49,8 +49,8 @@ pub struct Report {
     pub scenario: Option<String>,
     /// Longest time with no acknowledged write, over the whole run.
     pub longest_gap_ms: f64,
-    /// With a scenario: the longest gap around the kill or switchover (the write
-    /// unavailability window).
+    /// With a scenario: from the old leader's last acknowledged write to the new
+    /// leader's first (the write unavailability window).
     pub scenario_gap_ms: Option<f64>,
     pub floor_fsync_p50_ms: f64,
     pub floor_fsync_p99_ms: f64,
@@ -212,9 +212,9 @@ pub async fn run(
             while started.elapsed() < duration {
                 let sent = Instant::now();
                 match client.put(format!("bench-{worker}-{i}").as_bytes(), &value).await {
-                    Ok(_) => {
+                    Ok((term, _)) => {
                         latencies_us.push(sent.elapsed().as_micros() as u64);
-                        acked_at.push(sent.elapsed() + sent.duration_since(started));
+                        acked_at.push((sent.elapsed() + sent.duration_since(started), term));
                     }
                     Err(_) => errors += 1,
                 }
@@ -258,12 +258,14 @@ pub async fn run(
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     acked.sort_unstable();
-    let longest_gap = acked.windows(2).map(|w| w[1] - w[0]).max().unwrap_or_default();
-    // The scenario's window: the longest gap that overlaps the time from the kill or the
-    // switchover request until leadership has surely settled.
-    let scenario_gap = event_at.map(|at| {
-        let settled = at + Duration::from_millis(3 * options.election_timeout_ms);
-        acked.windows(2).filter(|w| w[1] >= at && w[0] <= settled).map(|w| w[1] - w[0]).max().unwrap_or_default()
+    let longest_gap = acked.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default();
+    // The scenario's window: from the old leader's last acknowledgement to the new
+    // leader's first, told apart by the term each acknowledgement names.
+    let scenario_gap = event_at.and_then(|at| {
+        let old_term = acked.iter().rev().find(|(when, _)| *when <= at)?.1;
+        let last_old = acked.iter().filter(|(_, term)| *term == old_term).map(|(when, _)| *when).max()?;
+        let first_new = acked.iter().filter(|(_, term)| *term > old_term).map(|(when, _)| *when).min()?;
+        Some(first_new.saturating_sub(last_old))
     });
     Ok(Report {
         mode,
