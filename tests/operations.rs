@@ -1,5 +1,6 @@
 //! Operator actions against a real 3-node cluster: switchover under load, refused
-//! switchovers with reasons, pause, and manual failover. Each test bounds every wait.
+//! switchovers with reasons (stopped, lagging, one already under way), pause, and manual
+//! failover. Each test bounds every wait.
 
 mod support;
 
@@ -62,6 +63,37 @@ async fn switchover_to_a_stopped_or_lagging_node_is_refused() {
     assert!(text.contains("unreachable") && text.contains("lagging by"), "{text}");
     println!("refused: {text}");
     assert_eq!(leader_of(&cluster, &mut client).await, Some(leader), "nothing moved");
+}
+
+/// Goal: while a switchover is under way, a second one is refused with the reason. The
+/// first target is frozen right after it is chosen, so the handover stays open (up to an
+/// election timeout) long enough to ask again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switchover_refused_while_one_is_under_way() {
+    let cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let mut followers = cluster.nodes.iter().filter(|n| n.id != leader);
+    let (first, second) = (followers.next().unwrap(), followers.next().unwrap());
+    // The leader must have heard from both in this term, or it refuses them as unreachable.
+    let heard = wait_until!(ELECTION, {
+        let statuses = cluster.statuses(&mut client).await;
+        let followers = statuses.into_iter().find(|s| s.id == leader).map(|s| s.followers).unwrap_or_default();
+        (followers.len() == 2 && followers.iter().all(|f| f.in_sync && f.last_ack_age_ms.is_some())).then_some(())
+    });
+    assert!(heard.is_some(), "the leader never heard from both followers\n{}", cluster.logs());
+    first.signal("STOP");
+    let response = client.request(Request::Switchover { to: Some(first.id.clone()), dry_run: false }).await;
+    let again = client.request(Request::Switchover { to: Some(second.id.clone()), dry_run: false }).await;
+    first.signal("CONT");
+    assert!(matches!(&response, Ok(Response::Switchover { started: true, .. })), "first: {response:?}");
+    let Ok(Response::Switchover { reasons, started: false, .. }) = again else { panic!("not refused: {again:?}") };
+    let text = reasons.join("; ");
+    assert!(text.contains(&format!("a switchover to {} is already in progress", first.id)), "{text}");
+    println!("second switchover refused: {text}");
+    // The first completes once its target runs again, or times out: either way one leader.
+    let settled = wait_until!(ELECTION, leader_of(&cluster, &mut client).await);
+    assert!(settled.is_some(), "no leader after the switchover\n{}", cluster.logs());
 }
 
 /// Goal: with automatic failover paused, killing the leader elects no one; after resume
