@@ -25,7 +25,8 @@ const CACHE_ENTRIES_MAX: usize = 8_192;
 /// How often pending requests are checked for time-outs.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 /// How long a write may wait here for leadership to settle (a switchover in progress,
-/// or an election with no leader known yet) before it is refused as before. Kept well
+/// an election with no leader known yet, or a new leader whose followers have not
+/// answered it yet) before it is refused as before. Kept well
 /// under the client's call timeout (400 ms), so a held write never makes a client take
 /// this node for dead.
 const HOLD_MAX: Duration = Duration::from_millis(200);
@@ -871,22 +872,13 @@ impl Driver {
         }
     }
 
-    /// Whether this leader counts enough voters in sync (itself included) to take writes.
-    fn enough_in_sync(&self) -> bool {
-        let config = self.replica.config();
-        let me = u8::from(config.me().voter);
-        let followers = self.replica.peer_statuses().filter(|p| p.voter && p.in_sync).count() as u8;
-        me + followers >= config.mode.write_quorum(config.voters())
-    }
-
-    /// Gives held writes another go once leadership has settled (this node leads with no
-    /// switchover running, or knows who leads), or once the oldest has waited too long.
+    /// Gives held writes another go once leadership has settled (this node takes writes,
+    /// or knows who leads), or once the oldest has waited too long.
     fn release_held_writes(&mut self) {
         let Some(oldest) = self.held_writes.first() else { return };
-        let status = self.replica.status();
-        let settled = match status.role {
-            Role::Leader => status.transfer_target.is_none() && self.enough_in_sync(),
-            _ => status.leader.is_some(),
+        let settled = match self.replica.role() {
+            Role::Leader => self.replica.accepts_writes(),
+            _ => self.replica.leader().is_some(),
         };
         if settled || oldest.since.elapsed() >= HOLD_MAX {
             for write in std::mem::take(&mut self.held_writes) {

@@ -45,6 +45,14 @@ impl Replica {
         Ok(Proposal { position: self.log.last_position(), seq })
     }
 
+    /// Whether `handle_propose` would take a write now: this node leads, no switchover
+    /// is under way, and enough voters are in sync (a full term table aside).
+    pub fn accepts_writes(&self) -> bool {
+        self.role == Role::Leader
+            && self.transfer.is_none()
+            && self.in_sync_voters() >= self.config.mode.write_quorum(self.config.voters())
+    }
+
     /// Voters in sync, the leader included.
     fn in_sync_voters(&self) -> u8 {
         let leader = u8::from(self.config.me().voter);

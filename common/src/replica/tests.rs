@@ -303,6 +303,7 @@ fn switchover_verdicts() {
     assert_eq!(leader.handle_switchover(now, None, true), Ok(N2), "the best target");
 
     // Start one: writes are refused as retryable, and a second switchover is refused.
+    assert!(leader.accepts_writes());
     assert_eq!(leader.handle_switchover(now, None, false), Ok(N2));
     let outputs = drain(&mut leader);
     assert!(
@@ -310,6 +311,7 @@ fn switchover_verdicts() {
         "caught up: hand over"
     );
     assert_eq!(leader.handle_propose(now), Err(ProposeError::TransferInProgress));
+    assert!(!leader.accepts_writes(), "says what handle_propose does");
     let refused = leader.handle_switchover(now, Some(N3), true).unwrap_err();
     assert_eq!(refused.reasons.as_slice(), [Refusal::TransferInProgress { target: N2 }]);
 }
