@@ -121,9 +121,11 @@ async fn torn_wal_tail_is_repaired() {
     cluster.node(&follower).kill();
     let segment = last_segment(&cluster.node(&follower).data_dir);
     let length = std::fs::metadata(&segment).unwrap().len();
-    // Half a record: a plausible header promising more bytes than exist.
-    let mut file = std::fs::OpenOptions::new().append(true).open(&segment).unwrap();
-    std::io::Write::write_all(&mut file, &[40, 0, 0, 0, 1, 2, 3, 4, 9, 9]).unwrap();
+    // Half a record right after the last one (over the spare zeros the file is extended
+    // with): a plausible header promising more bytes than were written.
+    let records_end = std::fs::read(&segment).unwrap().iter().rposition(|&b| b != 0).unwrap() as u64 + 1;
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[40, 0, 0, 0, 1, 2, 3, 4, 9, 9], records_end).unwrap();
     drop(file);
     cluster.node(&follower).start();
     for i in 50..60 {
@@ -157,7 +159,9 @@ async fn corrupt_mid_log_record_refuses_start() {
     cluster.node(&follower).kill();
     let segment = last_segment(&cluster.node(&follower).data_dir);
     let mut bytes = std::fs::read(&segment).unwrap();
-    let middle = bytes.len() / 2;
+    // The records, not the spare zeros the file is extended with ahead of them.
+    let records_end = bytes.iter().rposition(|&b| b != 0).unwrap() + 1;
+    let middle = records_end / 2;
     bytes[middle] ^= 0x5A;
     std::fs::write(&segment, bytes).unwrap();
     let node = cluster.node(&follower);

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub struct Options {
     pub clients: usize,
+    /// QUIC connections the clients share (each client has its own when equal).
+    pub connections: usize,
     pub duration: Duration,
     pub value_bytes: usize,
     pub scenario: Option<String>,
@@ -38,6 +40,7 @@ pub struct Report {
     pub heartbeat_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
     pub clients: usize,
+    pub connections: usize,
     pub value_bytes: usize,
     pub seconds: f64,
     pub writes: u64,
@@ -200,11 +203,23 @@ pub async fn run(
         );
     }
     let value = vec![b'v'; options.value_bytes];
+    // Every client is connected before the clock starts: the handshakes are not load.
+    // All share one UDP socket; client i uses connection set i mod `connections`.
+    let connections = options.connections.clamp(1, options.clients.max(1));
+    let mut clients: Vec<Client> = Vec::with_capacity(options.clients);
+    for worker in 0..options.clients {
+        let client = if worker < connections {
+            let mut client = control.on_same_socket();
+            client.connect_all().await;
+            client
+        } else {
+            clients[worker % connections].sharing_connections()
+        };
+        clients.push(client);
+    }
     let started = Instant::now();
     let mut workers = Vec::new();
-    for worker in 0..options.clients {
-        let mut client = Client::new(addrs.clone(), &certs, &identity).map_err(|e| e.to_string())?;
-        client.connect_all().await;
+    for (worker, mut client) in clients.into_iter().enumerate() {
         let (value, duration) = (value.clone(), options.duration);
         workers.push(tokio::spawn(async move {
             let (mut latencies_us, mut acked_at, mut errors) = (Vec::new(), Vec::new(), 0u64);
@@ -272,6 +287,7 @@ pub async fn run(
         heartbeat_ms: local.is_some().then_some(options.heartbeat_ms),
         election_timeout_ms: local.is_some().then_some(options.election_timeout_ms),
         clients: options.clients,
+        connections,
         value_bytes: options.value_bytes,
         seconds,
         writes: latencies.len() as u64,
@@ -299,8 +315,13 @@ pub fn print(report: &Report, json: bool) {
         (Some(heartbeat), Some(election)) => format!("  heartbeat {heartbeat} ms  election timeout {election} ms"),
         _ => String::new(),
     };
+    let shared = if report.connections < report.clients {
+        format!(" over {} connections", report.connections)
+    } else {
+        String::new()
+    };
     println!(
-        "mode {}  clients {}  value {} B  {:.1} s{timers}",
+        "mode {}  clients {}{shared}  value {} B  {:.1} s{timers}",
         report.mode, report.clients, report.value_bytes, report.seconds
     );
     println!(

@@ -85,6 +85,10 @@ enum Command {
     Bench {
         #[arg(long, default_value_t = 1)]
         clients: usize,
+        /// QUIC connections the clients share, as etcd's benchmark --conns (default: one
+        /// per client).
+        #[arg(long)]
+        connections: Option<usize>,
         /// Seconds of load.
         #[arg(long, default_value_t = 10)]
         duration: u64,
@@ -170,8 +174,18 @@ fn main() -> ExitCode {
             Err(error) => fail(&error.to_string()),
         };
     }
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    // The benchmark's load generator runs on one thread: its clients wait on the network
+    // almost all the time, and handing wake-ups between threads would take CPU from the
+    // nodes it measures on a small machine.
+    let mut builder = match args.command {
+        Some(Command::Bench { .. }) => tokio::runtime::Builder::new_current_thread(),
+        _ => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+    };
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     runtime.block_on(run(args))
 }
 
@@ -186,6 +200,7 @@ async fn run(args: Args) -> ExitCode {
         Some(Command::Demo { mode }) => return demo(mode).await,
         Some(Command::Bench {
             clients,
+            connections,
             duration,
             value_bytes,
             scenario,
@@ -196,6 +211,7 @@ async fn run(args: Args) -> ExitCode {
         }) => {
             let options = bench::Options {
                 clients: *clients,
+                connections: connections.unwrap_or(*clients),
                 duration: std::time::Duration::from_secs(*duration),
                 value_bytes: *value_bytes,
                 scenario: scenario.clone(),

@@ -92,6 +92,29 @@ impl Client {
         })
     }
 
+    /// Another client for the same cluster and identity on this client's UDP socket,
+    /// with connections of its own: many clients in one process (a load generator, a
+    /// server with many callers) then wait on one socket instead of one each.
+    pub fn on_same_socket(&self) -> Client {
+        Client {
+            endpoint: self.endpoint.clone(),
+            config: self.config.clone(),
+            name: self.name.clone(),
+            addrs: self.addrs.clone(),
+            connections: HashMap::new(),
+            leader: self.leader,
+            failed_at: HashMap::new(),
+            deadline: self.deadline,
+        }
+    }
+
+    /// Another client that also shares this client's connections (each request is its
+    /// own QUIC stream, so requests of several clients on one connection go out in the
+    /// same packets). A connection that breaks is replaced by each client on its own.
+    pub fn sharing_connections(&self) -> Client {
+        Client { connections: self.connections.clone(), ..self.on_same_socket() }
+    }
+
     pub fn addrs(&self) -> &[SocketAddr] {
         &self.addrs
     }
@@ -142,7 +165,9 @@ impl Client {
             let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
             write_frame(&mut send, &Frame::Request { request: request.clone() }).await.map_err(|e| e.to_string())?;
             let _ = send.finish();
-            match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
+            let frame = read_frame(&mut receive).await.map_err(|e| e.to_string())?;
+            crate::frame::take_end_if_arrived(&mut receive);
+            match frame {
                 Some(Frame::Response { response }) => Ok(response),
                 other => Err(format!("unexpected frame: {other:?}")),
             }

@@ -32,6 +32,9 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 const HOLD_MAX: Duration = Duration::from_millis(200);
 /// Writes held at once; more are refused at once.
 const HELD_WRITES_MAX: usize = 4_096;
+/// Inputs handled back to back before the log is written, synced and sent on: bounds
+/// how long one burst delays the first write in it.
+const INPUT_BURST_MAX: usize = 256;
 
 pub enum Input {
     Peer {
@@ -275,15 +278,12 @@ impl Driver {
                 }
             };
             tokio::select! {
-                input = self.inputs.recv() => match input {
-                    None => break,
-                    Some(Input::Shutdown) => {
-                        if !self.begin_handover() {
-                            break;
-                        }
+                input = self.inputs.recv() => {
+                    let Some(input) = input else { break };
+                    if !self.take_burst(input) {
+                        break;
                     }
-                    Some(input) => self.handle(input),
-                },
+                }
                 () = sleep => {
                     let now = self.now();
                     self.replica.handle_timeout(now);
@@ -296,6 +296,7 @@ impl Driver {
                 }
             }
             self.release_held_writes();
+            self.pump(None);
             self.maybe_start_sync();
             if let Some(deadline) = self.handover_deadline {
                 if self.replica.role() != Role::Leader {
@@ -315,6 +316,29 @@ impl Driver {
             tracing::error!(%error, "final fsync failed");
         }
         tracing::info!("driver stopped; the log is durable");
+    }
+
+    /// Handles `first` and every input already waiting behind it (up to
+    /// `INPUT_BURST_MAX`), so a burst of writes goes to the followers as one append
+    /// request and to the disk as one write and one fsync. Returns whether to keep running.
+    fn take_burst(&mut self, first: Input) -> bool {
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(input) = next.take() {
+            taken += 1;
+            match input {
+                Input::Shutdown => {
+                    if !self.begin_handover() {
+                        return false;
+                    }
+                }
+                input => self.handle(input),
+            }
+            if taken < INPUT_BURST_MAX {
+                next = self.inputs.try_recv().ok();
+            }
+        }
+        true
     }
 
     /// On shutdown: a leader starts a switchover to the best caught-up follower and keeps
@@ -372,18 +396,23 @@ impl Driver {
             Input::SnapshotWritten { position, result } => self.on_snapshot_written(position, result),
             Input::Synced { seq, result, elapsed } => {
                 self.sync_in_flight = false;
-                self.fsync_latency.record(elapsed);
-                if let Err(error) = result {
-                    // The disk may have dropped writes we cannot identify: continuing could
-                    // acknowledge data that is gone. Stop loudly; a restart recovers.
-                    tracing::error!(%error, "fsync failed: stopping the node to protect acknowledged data");
-                    eprintln!("baton-node: fatal: fsync failed: {error}");
-                    std::process::exit(70);
-                }
-                self.replica.handle_persisted(now, seq);
-                self.pump(None);
+                self.on_synced(seq, result, elapsed);
             }
         }
+    }
+
+    fn on_synced(&mut self, seq: PersistSeq, result: Result<(), String>, elapsed: Duration) {
+        self.fsync_latency.record(elapsed);
+        if let Err(error) = result {
+            // The disk may have dropped writes we cannot identify: continuing could
+            // acknowledge data that is gone. Stop loudly; a restart recovers.
+            tracing::error!(%error, "fsync failed: stopping the node to protect acknowledged data");
+            eprintln!("baton-node: fatal: fsync failed: {error}");
+            std::process::exit(70);
+        }
+        let now = self.now();
+        self.replica.handle_persisted(now, seq);
+        self.pump(None);
     }
 
     /// Drains the replica's outputs, feeding back inline durability, until quiet.
@@ -842,7 +871,8 @@ impl Driver {
                     position.index,
                     PendingWrite { term: position.term, since: write.since, reply: write.reply },
                 );
-                self.pump(None);
+                // No pump here: the run loop pumps once per burst of inputs, so the
+                // burst's writes leave in one append request per follower.
             }
             Err(error) => {
                 // A new leader counts no follower in sync until each has answered it,
@@ -984,11 +1014,23 @@ impl Driver {
         }
     }
 
+    /// Makes the log durable up to the latest persistence request. A leader fsyncs on a
+    /// blocking thread: its own copy is one of several the commit waits for, so the
+    /// fsync overlaps the round trip to the followers, and writes arriving meanwhile join
+    /// the next fsync (group commit). A follower's acknowledgement waits for nothing but
+    /// its fsync, so it fsyncs right here: handing the fsync to another thread and back
+    /// costs two thread wake-ups, which on a small machine take longer than the fsync.
     fn maybe_start_sync(&mut self) {
         if self.sync_in_flight {
             return;
         }
         let Some(seq) = self.unsynced_seq.take() else { return };
+        if self.replica.role() != Role::Leader {
+            let started = Instant::now();
+            let result = self.wal.sync().map_err(|e| e.to_string());
+            self.on_synced(seq, result, started.elapsed());
+            return;
+        }
         let handle = match self.wal.sync_handle() {
             Ok(handle) => handle,
             Err(error) => self.fatal_storage(error),

@@ -167,8 +167,7 @@ pub fn main(args: crate::config::Args) -> std::process::ExitCode {
         }
     };
     init_logging(settings.json_logs);
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(settings)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

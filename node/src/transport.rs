@@ -286,6 +286,7 @@ async fn serve_connection(
             let inputs = inputs.clone();
             tokio::spawn(async move {
                 let Ok(Some(Frame::Request { request })) = read_frame(&mut receive).await else { return };
+                crate::frame::take_end_if_arrived(&mut receive);
                 let (reply, answer) = oneshot::channel();
                 if inputs.send(Input::Client { request, operator, reply }).await.is_err() {
                     return;

@@ -12,8 +12,19 @@
 //! because those entries may have been acknowledged. Reads check the CRC again, so
 //! corrupted data is never served.
 //!
-//! Durability: `append` only writes; `sync` makes every append so far durable with one
-//! `fdatasync` (group commit). A new segment's directory entry is synced before any
+//! Pre-zeroed space: the last segment's file is extended with zeros a chunk at a time
+//! (`ZEROED_CHUNK_BYTES`), and records overwrite those zeros. An fdatasync then flushes
+//! data only; an append that grew the file would also commit the file's new size to the
+//! filesystem journal on every fsync, which costs more than the data (measured on this
+//! machine's ext4: 0.17 ms -> 0.12 ms per fsync), and on an SD card it is extra writes
+//! on every fsync instead of one chunk of zeros per MiB. Zeros are never a valid record
+//! (the CRC of a zero header does not match), so recovery treats an all-zero tail as
+//! unused space, not as a torn write. A segment that is closed is cut to its records.
+//!
+//! Durability: `append` only buffers the record in memory; `flush` writes every buffered
+//! record with one `pwrite`, and `sync` flushes and makes every append so far durable
+//! with one `fdatasync` (group commit). So a burst of appends costs one write and one
+//! fsync, and the leader can send entries to followers before its own disk write. A new segment's directory entry is synced before any
 //! record in it is reported durable.
 
 use super::{sync_dir, StorageError};
@@ -27,6 +38,11 @@ const MAGIC: &[u8; 8] = b"BATONWL1";
 const FORMAT_VERSION: u32 = 1;
 const HEADER_BYTES: u64 = 24;
 const RECORD_HEADER_BYTES: u64 = 24;
+/// Appended bytes buffered in memory before they are written out without waiting for a
+/// flush: bounds the buffer when a burst is large.
+const UNWRITTEN_BYTES_MAX: usize = 1024 * 1024;
+/// How much zeroed space the last segment's file is extended by at a time.
+const ZEROED_CHUNK_BYTES: u64 = 1024 * 1024;
 
 /// One log entry as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +109,12 @@ pub struct Wal {
     active: Option<File>,
     /// A segment was created since the last sync: its directory entry must be synced.
     dir_dirty: bool,
+    /// Records appended to the last segment but not yet written to its file; they start
+    /// at file offset `unwritten_offset`.
+    unwritten: Vec<u8>,
+    unwritten_offset: u64,
+    /// The last segment file's length: zeros between its records' end and this.
+    file_bytes: u64,
 }
 
 fn segment_path(dir: &Path, base_index: u64) -> PathBuf {
@@ -142,8 +164,16 @@ impl Wal {
             .filter(|path| path.extension().is_some_and(|e| e == "wal"))
             .collect();
         paths.sort();
-        let mut wal =
-            Wal { dir: dir.to_path_buf(), segment_bytes_max, segments: Vec::new(), active: None, dir_dirty: false };
+        let mut wal = Wal {
+            dir: dir.to_path_buf(),
+            segment_bytes_max,
+            segments: Vec::new(),
+            active: None,
+            dir_dirty: false,
+            unwritten: Vec::new(),
+            unwritten_offset: 0,
+            file_bytes: 0,
+        };
         let mut recovery = Recovery::default();
         let count = paths.len();
         for (position, path) in paths.into_iter().enumerate() {
@@ -168,7 +198,9 @@ impl Wal {
         recovery.segments = wal.segments.len();
         if let Some(segment) = wal.segments.last() {
             let path = segment.path.clone();
-            wal.active = Some(OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?);
+            let file = OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?;
+            wal.file_bytes = file.metadata().map_err(StorageError::io(&path))?.len();
+            wal.active = Some(file);
         }
         Ok((wal, recovery))
     }
@@ -218,8 +250,11 @@ impl Wal {
                     segment.terms.push(term);
                     offset += length;
                 }
+                _ if bytes[offset..].iter().all(|&b| b == 0) => break, // Pre-zeroed space.
                 _ => {
-                    let valid_later = (offset + 1..bytes.len())
+                    // Spare zeros at the end hold no record: scan up to the last non-zero byte.
+                    let scan_end = bytes.iter().rposition(|&b| b != 0).map_or(offset, |at| at + 1);
+                    let valid_later = (offset + 1..scan_end)
                         .any(|at| parse_record(&bytes, at).is_some_and(|(_, i, _)| i >= expected_index));
                     if !last || valid_later {
                         return Err(StorageError::CorruptMidLog {
@@ -237,6 +272,12 @@ impl Wal {
             }
         }
         segment.end_offset = offset.min(bytes.len()) as u64;
+        if !last && segment.end_offset < bytes.len() as u64 {
+            // Zeros left when the process died between closing this segment and cutting
+            // it: harmless, but cut them so only the last segment has spare space.
+            let file = OpenOptions::new().write(true).open(path).map_err(StorageError::io(path))?;
+            file.set_len(segment.end_offset).and_then(|()| file.sync_data()).map_err(StorageError::io(path))?;
+        }
         if segment.offsets.is_empty() && !last {
             return Err(bad("holds no entries but is not the last segment".into()));
         }
@@ -271,8 +312,8 @@ impl Wal {
         self.segments.iter().map(|s| s.end_offset).sum()
     }
 
-    /// Appends one entry after the last (or, in an empty log, anywhere). Not durable
-    /// until `sync`.
+    /// Appends one entry after the last (or, in an empty log, anywhere). Buffered in
+    /// memory until `flush` or `sync`; not durable until `sync`.
     pub fn append(&mut self, index: u64, term: u64, payload: &[u8]) -> Result<(), StorageError> {
         if payload.len() > ENTRY_BYTES_MAX {
             return Err(StorageError::EntryTooLarge { index, bytes: payload.len(), max: ENTRY_BYTES_MAX });
@@ -286,30 +327,61 @@ impl Wal {
             self.start_segment(index)?;
         }
         let segment = self.segments.last_mut().expect("a segment exists");
-        let mut record = Vec::with_capacity(record_bytes as usize);
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&record_crc(term, index, payload).to_le_bytes());
-        record.extend_from_slice(&term.to_le_bytes());
-        record.extend_from_slice(&index.to_le_bytes());
-        record.extend_from_slice(payload);
-        let file = self.active.as_mut().expect("the last segment is open");
-        file.write_all_at(&record, segment.end_offset).map_err(StorageError::io(&segment.path))?;
+        if self.unwritten.is_empty() {
+            self.unwritten_offset = segment.end_offset;
+        }
+        assert_eq!(self.unwritten_offset + self.unwritten.len() as u64, segment.end_offset, "buffer ends at the end");
+        self.unwritten.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.unwritten.extend_from_slice(&record_crc(term, index, payload).to_le_bytes());
+        self.unwritten.extend_from_slice(&term.to_le_bytes());
+        self.unwritten.extend_from_slice(&index.to_le_bytes());
+        self.unwritten.extend_from_slice(payload);
         segment.offsets.push(segment.end_offset);
         segment.terms.push(term);
         segment.end_offset += record_bytes;
+        if self.unwritten.len() >= UNWRITTEN_BYTES_MAX {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every buffered record to the last segment's file (one `pwrite`). Not
+    /// durable until `sync`.
+    pub fn flush(&mut self) -> Result<(), StorageError> {
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        let segment = self.segments.last().expect("buffered records belong to a segment");
+        let file = self.active.as_ref().expect("the last segment is open");
+        let end = self.unwritten_offset + self.unwritten.len() as u64;
+        if end > self.file_bytes {
+            // Never past the segment's bound (small segments get no more than they hold).
+            let zeroed_end =
+                (end.div_ceil(ZEROED_CHUNK_BYTES) * ZEROED_CHUNK_BYTES).min(self.segment_bytes_max.max(end));
+            let zeros = vec![0u8; (zeroed_end - self.file_bytes) as usize];
+            file.write_all_at(&zeros, self.file_bytes).map_err(StorageError::io(&segment.path))?;
+            self.file_bytes = zeroed_end;
+        }
+        file.write_all_at(&self.unwritten, self.unwritten_offset).map_err(StorageError::io(&segment.path))?;
+        self.unwritten.clear();
         Ok(())
     }
 
     fn start_segment(&mut self, base_index: u64) -> Result<(), StorageError> {
+        self.flush()?;
         if let Some(file) = self.active.take() {
-            // The old segment must be whole on disk before records follow elsewhere.
-            let path = &self.segments.last().expect("active implies a segment").path;
-            file.sync_data().map_err(StorageError::io(path))?;
+            // The old segment must be whole on disk, without its spare zeros, before
+            // records follow elsewhere.
+            let segment = self.segments.last().expect("active implies a segment");
+            file.set_len(segment.end_offset)
+                .and_then(|()| file.sync_data())
+                .map_err(StorageError::io(&segment.path))?;
         }
         let path = segment_path(&self.dir, base_index);
         let mut file =
             OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(StorageError::io(&path))?;
         file.write_all(&header_bytes(base_index)).map_err(StorageError::io(&path))?;
+        self.file_bytes = HEADER_BYTES;
         self.segments.push(Segment {
             base_index,
             path,
@@ -325,6 +397,7 @@ impl Wal {
     /// Makes every append and truncation so far durable: one fdatasync (and a directory
     /// sync if a segment was created).
     pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.flush()?;
         if let (Some(file), Some(segment)) = (&self.active, self.segments.last()) {
             file.sync_data().map_err(StorageError::io(&segment.path))?;
         }
@@ -339,6 +412,7 @@ impl Wal {
     /// can keep appending meanwhile (group commit). Writes issued after this call may or
     /// may not be covered; the caller reports only what it had written before.
     pub fn sync_handle(&mut self) -> Result<SyncHandle, StorageError> {
+        self.flush()?;
         let file = match (&self.active, self.segments.last()) {
             (Some(file), Some(segment)) => {
                 Some((file.try_clone().map_err(StorageError::io(&segment.path))?, segment.path.clone()))
@@ -351,6 +425,7 @@ impl Wal {
 
     /// Drops every entry at or after `from_index` (durable on the next `sync`).
     pub fn truncate_from(&mut self, from_index: u64) -> Result<(), StorageError> {
+        self.flush()?;
         while self.segments.last().is_some_and(|s| s.base_index >= from_index) {
             let segment = self.segments.pop().expect("checked");
             self.active = None;
@@ -366,6 +441,7 @@ impl Wal {
         }
         let file = OpenOptions::new().write(true).open(&segment.path).map_err(StorageError::io(&segment.path))?;
         file.set_len(segment.end_offset).map_err(StorageError::io(&segment.path))?;
+        self.file_bytes = segment.end_offset;
         self.active = Some(file);
         Ok(())
     }
@@ -388,6 +464,7 @@ impl Wal {
     /// Deletes every segment: an installed snapshot replaces a log that does not match
     /// it. The next append starts a new segment anywhere. Durable on return.
     pub fn reset(&mut self) -> Result<(), StorageError> {
+        self.unwritten.clear();
         self.active = None;
         for segment in self.segments.drain(..) {
             std::fs::remove_file(&segment.path).map_err(StorageError::io(&segment.path))?;
@@ -402,9 +479,17 @@ impl Wal {
         let position = (index - segment.base_index) as usize;
         let start = segment.offsets[position];
         let end = segment.offsets.get(position + 1).copied().unwrap_or(segment.end_offset);
-        let mut bytes = vec![0u8; (end - start) as usize];
-        let file = File::open(&segment.path).map_err(StorageError::io(&segment.path))?;
-        file.read_exact_at(&mut bytes, start).map_err(StorageError::io(&segment.path))?;
+        let unwritten =
+            std::ptr::eq(segment, self.segments.last().expect("found one")) && start >= self.unwritten_offset;
+        let bytes = if unwritten && !self.unwritten.is_empty() {
+            let from = (start - self.unwritten_offset) as usize;
+            self.unwritten[from..from + (end - start) as usize].to_vec()
+        } else {
+            let mut bytes = vec![0u8; (end - start) as usize];
+            let file = File::open(&segment.path).map_err(StorageError::io(&segment.path))?;
+            file.read_exact_at(&mut bytes, start).map_err(StorageError::io(&segment.path))?;
+            bytes
+        };
         match parse_record(&bytes, 0) {
             Some((term, read_index, _)) if read_index == index => {
                 Ok(Some(Entry { index, term, payload: bytes[RECORD_HEADER_BYTES as usize..].to_vec() }))
@@ -450,23 +535,80 @@ mod tests {
         assert_eq!(wal.terms().count(), 100);
     }
 
-    /// Goal: a torn tail (half a record) is cut, and appends resume at that offset.
+    /// Goal: buffered appends are readable before they reach the file, one flush writes
+    /// them all, and appends never written (a crash before the flush) are simply absent
+    /// on reopen, with the log before them intact.
     #[test]
-    fn torn_tail_is_truncated_and_appends_resume() {
+    fn buffered_appends_are_read_back_and_flushed_in_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = filled(dir.path(), 10, 1 << 20);
+        let on_file = |from: u64, to: u64| {
+            std::fs::read(segment_path(dir.path(), 1)).unwrap()[from as usize..to as usize].to_vec()
+        };
+        let synced_bytes = wal.bytes();
+        for index in 11..=20 {
+            wal.append(index, 3, &payload(index)).unwrap();
+        }
+        assert!(on_file(synced_bytes, wal.bytes()).iter().all(|&b| b == 0), "appends wait in memory");
+        assert_eq!(wal.read(15).unwrap().unwrap(), Entry { index: 15, term: 3, payload: payload(15) });
+        assert_eq!(wal.read(5).unwrap().unwrap().payload, payload(5), "older entries come from the file");
+        let in_memory = wal.unwritten.clone();
+        wal.flush().unwrap();
+        assert_eq!(on_file(synced_bytes, wal.bytes()), in_memory, "one flush wrote every buffered record");
+        assert_eq!(wal.read(20).unwrap().unwrap().payload, payload(20));
+        wal.append(21, 3, &payload(21)).unwrap();
+        drop(wal); // Lost before any write, as in a crash.
+        let (wal, recovery) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((recovery.entries, recovery.torn_bytes_truncated), (20, 0));
+        assert_eq!(wal.last_index(), Some(20));
+    }
+
+    /// Goal: a clean log's pre-zeroed tail is spare space, not a torn write: nothing is
+    /// cut, and appends resume right after the last record.
+    #[test]
+    fn zeroed_tail_is_spare_space() {
         let dir = tempfile::tempdir().unwrap();
         let wal = filled(dir.path(), 20, 1 << 20);
-        let path = wal.segments[0].path.clone();
+        let (records, path) = (wal.bytes(), wal.segments[0].path.clone());
         drop(wal);
-        let full = std::fs::metadata(&path).unwrap().len();
-        let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.set_len(full - 5).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), ZEROED_CHUNK_BYTES, "one chunk of zeros ahead");
         let (mut wal, recovery) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!((recovery.entries, recovery.torn_bytes_truncated), (20, 0));
+        assert_eq!(wal.bytes(), records);
+        wal.append(21, 9, b"next").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(wal.read(21).unwrap().unwrap().payload, b"next");
+    }
+
+    /// Goal: a torn tail (half a record, followed by the spare zeros or by the end of the
+    /// file) is cut, and appends resume at that offset.
+    #[test]
+    fn torn_tail_is_truncated_and_appends_resume() {
+        for zeros_after in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let wal = filled(dir.path(), 20, 1 << 20);
+            let (records, path) = (wal.bytes(), wal.segments[0].path.clone());
+            drop(wal);
+            let file = OpenOptions::new().write(true).open(&path).unwrap();
+            if zeros_after {
+                file.write_all_at(&[0; 5], records - 5).unwrap();
+            } else {
+                file.set_len(records - 5).unwrap();
+            }
+            torn_tail_recovers(dir.path());
+        }
+    }
+
+    fn torn_tail_recovers(dir: &Path) {
+        let (mut wal, recovery) = Wal::open(dir, 1 << 20).unwrap();
         assert_eq!(wal.last_index(), Some(19));
         assert!(recovery.torn_bytes_truncated > 0);
         wal.append(20, 9, b"again").unwrap();
         wal.sync().unwrap();
         drop(wal);
-        let (wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        let (wal, _) = Wal::open(dir, 1 << 20).unwrap();
         assert_eq!(wal.read(20).unwrap().unwrap().payload, b"again");
     }
 
