@@ -215,13 +215,21 @@ impl Replica {
     }
 
     /// Heartbeats to every follower. Each names the follower's acknowledged position, so
-    /// it always matches unless the follower lost data.
+    /// it always matches unless the follower lost data; or, while the follower is probed
+    /// and has acknowledged nothing this term, the probe's position (a new leader's
+    /// last entry before its no-op). A follower that holds it answers with that match at
+    /// once, without waiting for an fsync, so a new leader learns within one round trip
+    /// which followers are in sync, instead of after the no-op is durable on them, and
+    /// never resends a log they already hold.
     pub(super) fn broadcast_heartbeats(&mut self) {
         for index in 0..self.peers.len() {
             let peer = &self.peers[index];
-            let prev = match self.log.term_at(peer.match_index) {
-                Some(term) => Position::new(term, peer.match_index),
-                None => Position::ZERO,
+            let unknown_match = peer.state == ReplicationState::Probe && peer.match_index == 0;
+            let probe_at = (peer.next_index - 1).min(self.log.last_index());
+            let prev = match (unknown_match, self.log.term_at(probe_at), self.log.term_at(peer.match_index)) {
+                (true, Some(term), _) => Position::new(term, probe_at),
+                (_, _, Some(term)) => Position::new(term, peer.match_index),
+                (_, _, None) => Position::ZERO,
             };
             let to = peer.id;
             let request = self.append_request(prev, self.hard.term, 0);

@@ -412,3 +412,58 @@ fn local_resume_clears_the_pause() {
     follower.handle_timeout(at);
     assert_eq!(follower.role(), Role::PreCandidate, "campaigns again");
 }
+
+/// Rule: a new leader's heartbeats to followers it has not heard from this term name its
+/// last entry before the no-op, so a caught-up follower answers with that match at once
+/// (no fsync) and counts as in sync after one round trip: writes resume without waiting
+/// for the no-op to be durable on a follower, and no log the follower holds is resent.
+#[test]
+fn new_leader_learns_follower_match_from_first_heartbeat() {
+    let mut log = LogTerms::new(Position::ZERO);
+    log.append(1, 2_000).unwrap(); // More than `max_lag_entries` behind a match of 0.
+    let recovered = Recovered { hard_state: HardState { term: 1, voted_for: None, paused: false }, log };
+    let mut candidate = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
+    let now = 10_000 * MS;
+    candidate.handle_campaign(now, false).unwrap();
+    let mut heartbeats = StdVec::new();
+    for _ in 0..4 {
+        let outputs = drain(&mut candidate);
+        if let Some(seq) = last_persist_seq(&outputs) {
+            candidate.handle_persisted(now, seq);
+        }
+        for (to, message) in sends(&outputs) {
+            match message {
+                Message::VoteRequest(request) if to == N1 => {
+                    let verdict = VoteVerdict::Granted;
+                    let response = VoteResponse { term: request.term, pre_vote: request.pre_vote, verdict };
+                    candidate.handle_message(now, N1, Message::VoteResponse(response));
+                }
+                Message::AppendRequest(request) if request.entry_count == 0 => heartbeats.push((to, request)),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(candidate.role(), Role::Leader);
+    assert_eq!(candidate.log().last_index(), 2_001, "its no-op follows the old log");
+    let to_n1 = heartbeats.iter().find(|(to, _)| *to == N1).expect("a heartbeat to N1").1;
+    assert_eq!(to_n1.prev, Position::new(1, 2_000), "names the last entry before the no-op");
+    // N1 holds it: it answers at once with match 2,000, and is in sync.
+    assert!(!candidate.accepts_writes(), "no follower known in sync yet");
+    let response = AppendResponse {
+        term: candidate.term(),
+        outcome: AppendOutcome::Accepted { match_index: 2_000 },
+        last_index: 2_000,
+        echo_sent_at_us: to_n1.sent_at_us,
+    };
+    candidate.handle_message(now + MS, N1, Message::AppendResponse(response));
+    assert!(candidate.accepts_writes(), "in sync after one round trip");
+    // The next batch to N1 starts after what it holds: only the no-op.
+    let batches: StdVec<_> = sends(&drain(&mut candidate))
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            Message::AppendRequest(request) if to == N1 && request.entry_count > 0 => Some(request),
+            _ => None,
+        })
+        .collect();
+    assert!(batches.iter().all(|r| r.prev.index >= 2_000), "nothing N1 holds is resent: {batches:?}");
+}

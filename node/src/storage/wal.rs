@@ -115,6 +115,9 @@ pub struct Wal {
     unwritten_offset: u64,
     /// The last segment file's length: zeros between its records' end and this.
     file_bytes: u64,
+    /// Something was written since the last `sync` returned (a `sync_handle` does not
+    /// clear it: its fsync may still be running).
+    dirty: bool,
 }
 
 fn segment_path(dir: &Path, base_index: u64) -> PathBuf {
@@ -173,6 +176,9 @@ impl Wal {
             unwritten: Vec::new(),
             unwritten_offset: 0,
             file_bytes: 0,
+            // What recovery found may sit in the page cache of a process that crashed:
+            // the first sync covers it.
+            dirty: true,
         };
         let mut recovery = Recovery::default();
         let count = paths.len();
@@ -339,6 +345,7 @@ impl Wal {
         segment.offsets.push(segment.end_offset);
         segment.terms.push(term);
         segment.end_offset += record_bytes;
+        self.dirty = true;
         if self.unwritten.len() >= UNWRITTEN_BYTES_MAX {
             self.flush()?;
         }
@@ -382,6 +389,7 @@ impl Wal {
             OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(StorageError::io(&path))?;
         file.write_all(&header_bytes(base_index)).map_err(StorageError::io(&path))?;
         self.file_bytes = HEADER_BYTES;
+        self.dirty = true;
         self.segments.push(Segment {
             base_index,
             path,
@@ -397,6 +405,9 @@ impl Wal {
     /// Makes every append and truncation so far durable: one fdatasync (and a directory
     /// sync if a segment was created).
     pub fn sync(&mut self) -> Result<(), StorageError> {
+        if !self.dirty && !self.dir_dirty {
+            return Ok(()); // Nothing written since the last sync returned.
+        }
         self.flush()?;
         if let (Some(file), Some(segment)) = (&self.active, self.segments.last()) {
             file.sync_data().map_err(StorageError::io(&segment.path))?;
@@ -405,6 +416,7 @@ impl Wal {
             sync_dir(&self.dir)?;
             self.dir_dirty = false;
         }
+        self.dirty = false;
         Ok(())
     }
 
@@ -426,6 +438,7 @@ impl Wal {
     /// Drops every entry at or after `from_index` (durable on the next `sync`).
     pub fn truncate_from(&mut self, from_index: u64) -> Result<(), StorageError> {
         self.flush()?;
+        self.dirty = true;
         while self.segments.last().is_some_and(|s| s.base_index >= from_index) {
             let segment = self.segments.pop().expect("checked");
             self.active = None;
@@ -442,6 +455,7 @@ impl Wal {
         let file = OpenOptions::new().write(true).open(&segment.path).map_err(StorageError::io(&segment.path))?;
         file.set_len(segment.end_offset).map_err(StorageError::io(&segment.path))?;
         self.file_bytes = segment.end_offset;
+        self.dirty = true;
         self.active = Some(file);
         Ok(())
     }
@@ -546,12 +560,14 @@ mod tests {
             std::fs::read(segment_path(dir.path(), 1)).unwrap()[from as usize..to as usize].to_vec()
         };
         let synced_bytes = wal.bytes();
+        assert!(!wal.dirty, "a sync leaves nothing for the next one to do");
         for index in 11..=20 {
             wal.append(index, 3, &payload(index)).unwrap();
         }
         assert!(on_file(synced_bytes, wal.bytes()).iter().all(|&b| b == 0), "appends wait in memory");
         assert_eq!(wal.read(15).unwrap().unwrap(), Entry { index: 15, term: 3, payload: payload(15) });
         assert_eq!(wal.read(5).unwrap().unwrap().payload, payload(5), "older entries come from the file");
+        assert!(wal.dirty, "an append needs a sync");
         let in_memory = wal.unwritten.clone();
         wal.flush().unwrap();
         assert_eq!(on_file(synced_bytes, wal.bytes()), in_memory, "one flush wrote every buffered record");
