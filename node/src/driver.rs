@@ -32,6 +32,11 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 const HOLD_MAX: Duration = Duration::from_millis(200);
 /// Writes held at once; more are refused at once.
 const HELD_WRITES_MAX: usize = 4_096;
+/// A follower fsyncs inside the decision loop only while its recent fsyncs took less
+/// than this; slower, and the loop would stop answering heartbeats for that long. A
+/// fifth of the default heartbeat interval: above this machine's occasional 10-20 ms
+/// disk stalls, well under an SD card's slow erase.
+const INLINE_FSYNC_RECENT_MAX: Duration = Duration::from_millis(20);
 /// Inputs handled back to back before the log is written, synced and sent on: bounds
 /// how long one burst delays the first write in it.
 const INPUT_BURST_MAX: usize = 256;
@@ -150,6 +155,8 @@ pub struct Driver {
     /// On the leader: each follower's match index and when it last moved, so a status
     /// can tell a stalled follower (connected, behind, not moving) from a slow one.
     follower_progress: std::collections::HashMap<NodeId, (u64, Instant)>,
+    /// Recent fsync time (see `on_synced`): decides whether a follower fsyncs inline.
+    fsync_recent: Duration,
 }
 
 /// Leadership changes kept per node.
@@ -209,6 +216,7 @@ impl Driver {
             snapshots_installed: 0,
             fsync_latency: crate::status::LatencyHistogram::default(),
             follower_progress: std::collections::HashMap::new(),
+            fsync_recent: Duration::ZERO,
         }
     }
 
@@ -285,6 +293,14 @@ impl Driver {
                     }
                 }
                 () = sleep => {
+                    // Messages that queued up meanwhile go first (a heartbeat among them
+                    // pushes an election deadline back), so a node that was busy never
+                    // times out on a leader whose word is already waiting.
+                    if let Ok(input) = self.inputs.try_recv() {
+                        if !self.take_burst(input) {
+                            break;
+                        }
+                    }
                     let now = self.now();
                     self.replica.handle_timeout(now);
                     self.pump(None);
@@ -403,6 +419,7 @@ impl Driver {
 
     fn on_synced(&mut self, seq: PersistSeq, result: Result<(), String>, elapsed: Duration) {
         self.fsync_latency.record(elapsed);
+        self.fsync_recent = fsync_recent_after(self.fsync_recent, elapsed);
         if let Err(error) = result {
             // The disk may have dropped writes we cannot identify: continuing could
             // acknowledge data that is gone. Stop loudly; a restart recovers.
@@ -1020,12 +1037,15 @@ impl Driver {
     /// the next fsync (group commit). A follower's acknowledgement waits for nothing but
     /// its fsync, so it fsyncs right here: handing the fsync to another thread and back
     /// costs two thread wake-ups, which on a small machine take longer than the fsync.
+    /// Only while fsyncs are fast, though: on a disk whose recent fsyncs were slow (an SD
+    /// card busy erasing), the follower uses the blocking thread too, so it keeps
+    /// answering heartbeats and never looks dead while its disk is merely slow.
     fn maybe_start_sync(&mut self) {
         if self.sync_in_flight {
             return;
         }
         let Some(seq) = self.unsynced_seq.take() else { return };
-        if self.replica.role() != Role::Leader {
+        if self.replica.role() != Role::Leader && self.fsync_recent < INLINE_FSYNC_RECENT_MAX {
             let started = Instant::now();
             let result = self.wal.sync().map_err(|e| e.to_string());
             self.on_synced(seq, result, started.elapsed());
@@ -1172,4 +1192,37 @@ fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::D
         }
     };
     crate::status::DiscardedWrite { at_unix_ms: unix_ms(), term, index, op: op.into(), key, value }
+}
+
+/// The recent fsync time after one more fsync took `elapsed`: a moving average over
+/// about the last 8 fsyncs, except that one slow fsync counts in full at once, so the
+/// fsyncs after it leave the decision loop until the disk is fast again.
+fn fsync_recent_after(recent: Duration, elapsed: Duration) -> Duration {
+    elapsed.max((recent * 7 + elapsed) / 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_slow_fsync_moves_fsyncs_off_the_loop_until_the_disk_is_fast_again() {
+        let fast = Duration::from_micros(150);
+        let mut recent = Duration::ZERO;
+        for _ in 0..8 {
+            recent = fsync_recent_after(recent, fast);
+        }
+        assert!(recent < INLINE_FSYNC_RECENT_MAX);
+        // An SD card erasing: one fsync takes 300 ms.
+        recent = fsync_recent_after(recent, Duration::from_millis(300));
+        assert!(recent >= INLINE_FSYNC_RECENT_MAX);
+        // The next few fast fsyncs still run on the blocking thread...
+        let mut fast_fsyncs_until_inline = 0;
+        while recent >= INLINE_FSYNC_RECENT_MAX {
+            recent = fsync_recent_after(recent, fast);
+            fast_fsyncs_until_inline += 1;
+        }
+        // ...about log(300/20)/log(8/7) of them, then the loop fsyncs inline again.
+        assert!((15..=25).contains(&fast_fsyncs_until_inline), "{fast_fsyncs_until_inline}");
+    }
 }
