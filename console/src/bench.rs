@@ -1,6 +1,7 @@
 //! `baton bench`: a benchmark command, not a test. C clients write for S seconds and it
 //! prints throughput, p50/p99/p999 acknowledgement latency and errors, beside the
-//! machine's own floor (fsync of a small append, loopback UDP round trip). With
+//! machine's own floor (fsync of a small append, loopback UDP round trip, and the
+//! speed of one core, so a slower host can be told from a slower Baton). With
 //! `--scenario failover|switchover` it kills the leader (kill -9) or switches over a
 //! third of the way in and prints the write unavailability window: the longest time
 //! with no write acknowledged.
@@ -60,6 +61,8 @@ pub struct Report {
     /// The slowest fsync with three writers at once (see `fsync_floor_concurrent_max`).
     pub floor_fsync_concurrent_max_ms: f64,
     pub floor_loopback_rtt_p50_ms: f64,
+    /// One core's speed: see `cpu_floor`.
+    pub floor_cpu_sort_ms: f64,
 }
 
 fn percentile(sorted: &[u64], fraction: f64) -> f64 {
@@ -147,6 +150,40 @@ fn loopback_floor() -> f64 {
     percentile(&samples, 0.5)
 }
 
+/// Keys sorted by the CPU floor.
+const FLOOR_CPU_KEYS: usize = 1_000_000;
+/// The CPU floor is the fastest of this many sorts (the least disturbed by other work).
+const FLOOR_CPU_RUNS: usize = 3;
+
+/// Milliseconds for one core to sort a million pseudo-random integers: a fixed amount
+/// of plain CPU work. Two hosts of the same kind can differ by twice in it, and every
+/// per-write cost of the nodes (QUIC, the log, the map) scales with it; the fsync and
+/// loopback floors do not show that.
+fn cpu_floor() -> f64 {
+    let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+    let keys: Vec<u64> = (0..FLOOR_CPU_KEYS)
+        .map(|_| {
+            // xorshift64: deterministic, so every run sorts the same keys.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        })
+        .collect();
+    let fastest = (0..FLOOR_CPU_RUNS)
+        .map(|_| {
+            let mut run = keys.clone();
+            let started = Instant::now();
+            run.sort_unstable();
+            let elapsed = started.elapsed();
+            assert!(run.windows(2).all(|pair| pair[0] <= pair[1]));
+            elapsed
+        })
+        .min()
+        .expect("at least one run");
+    fastest.as_secs_f64() * 1000.0
+}
+
 async fn leader_addr(client: &mut Client) -> Option<SocketAddr> {
     let status = crate::status::gather(client).await;
     status.nodes.iter().find(|n| n.role.as_deref() == Some("leader"))?.addr.parse().ok()
@@ -189,13 +226,14 @@ pub async fn run(
     let leader = leader.ok_or("no leader within 30 s")?;
     let mode = crate::status::gather(&mut control).await.mode.unwrap_or_else(|| options.mode.clone());
     if !options.json {
-        eprintln!("measuring the floor (fsync of a small append, loopback round trip)…");
+        eprintln!("measuring the floor (fsync of a small append, loopback round trip, one core)…");
     }
     let (floor_fsync_p50_ms, floor_fsync_p99_ms) =
         tokio::task::spawn_blocking(fsync_floor).await.unwrap_or((f64::NAN, f64::NAN));
     let floor_fsync_concurrent_max_ms =
         tokio::task::spawn_blocking(fsync_floor_concurrent_max).await.unwrap_or(f64::NAN);
     let floor_loopback_rtt_p50_ms = tokio::task::spawn_blocking(loopback_floor).await.unwrap_or(f64::NAN);
+    let floor_cpu_sort_ms = tokio::task::spawn_blocking(cpu_floor).await.unwrap_or(f64::NAN);
     if !options.json {
         eprintln!(
             "{} clients writing {}-byte values for {:?} ({mode})…",
@@ -303,6 +341,7 @@ pub async fn run(
         floor_fsync_p99_ms,
         floor_fsync_concurrent_max_ms,
         floor_loopback_rtt_p50_ms,
+        floor_cpu_sort_ms,
     })
 }
 
@@ -340,4 +379,5 @@ pub fn print(report: &Report, json: bool) {
         report.floor_fsync_concurrent_max_ms,
         report.floor_loopback_rtt_p50_ms
     );
+    println!("            one core sorts 1M integers in {:.1} ms", report.floor_cpu_sort_ms);
 }
