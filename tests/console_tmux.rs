@@ -28,7 +28,25 @@ impl Tmux {
 
     /// Starts `command` in a new detached session and returns its process id.
     fn start(&self, session: &str, command: &str) -> u32 {
-        self.run(&["new-session", "-d", "-s", session, "-x", "100", "-y", "30", command]);
+        // The server stays up when its last session ends: otherwise a session started
+        // right after the previous one closed can meet the server on its way out
+        // ("no server running") and never start.
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            command,
+            ";",
+            "set-option",
+            "-s",
+            "exit-empty",
+            "off",
+        ]);
         let pid = self.run(&["display-message", "-p", "-t", session, "#{pane_pid}"]);
         let pid = pid.trim().parse().unwrap_or_else(|_| panic!("no pane pid for {session}: {pid:?}"));
         self.consoles.borrow_mut().push(pid);
