@@ -156,9 +156,9 @@ const FLOOR_CPU_KEYS: usize = 1_000_000;
 const FLOOR_CPU_RUNS: usize = 3;
 
 /// Milliseconds for one core to sort a million pseudo-random integers: a fixed amount
-/// of plain CPU work. Two hosts of the same kind can differ by twice in it, and every
-/// per-write cost of the nodes (QUIC, the log, the map) scales with it; the fsync and
-/// loopback floors do not show that.
+/// of plain CPU work, printed so a figure can be read against the host it came from:
+/// hosts of the same kind differ in CPU speed (the leader's CPU per write was 31 µs on
+/// one and 81 µs on another), which the fsync and loopback floors do not show.
 fn cpu_floor() -> f64 {
     let mut state = 0x9E37_79B9_7F4A_7C15_u64;
     let keys: Vec<u64> = (0..FLOOR_CPU_KEYS)
