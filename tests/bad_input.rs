@@ -174,3 +174,52 @@ async fn corrupt_mid_log_record_refuses_start() {
         assert!(client.get(format!("k{i}").as_bytes(), ReadMode::Leader).await.unwrap().0.is_some());
     }
 }
+
+/// Goal: one QUIC stream carries a client's requests, answered in the order sent, even
+/// when they arrive back to back; garbage on a stream ends that stream only, and the
+/// same connection and the node go on serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_stream_answers_in_order_and_garbage_ends_only_that_stream() {
+    use baton_node::frame::{Request, Response};
+    let cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let leader_addr = cluster.addrs()[leader[1..].parse::<usize>().unwrap() - 1];
+    let credentials = Credentials::load(&cluster.certs, &Identity::Operator("operator".into())).unwrap();
+    let config = baton_node::tls::any_node_client_config(&credentials).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let connection = endpoint.connect_with(config, leader_addr, "node.baton").unwrap().await.unwrap();
+    let (mut send, mut receive) = connection.open_bi().await.unwrap();
+    write_frame(&mut send, &Frame::Hello { protocol: PROTOCOL_VERSION, name: "operator".into(), incarnation: 0 })
+        .await
+        .unwrap();
+    assert!(matches!(read_frame(&mut receive).await.unwrap(), Some(Frame::HelloReply { accepted: true, .. })));
+
+    let (mut send, mut receive) = connection.open_bi().await.unwrap();
+    for i in 0..3u8 {
+        let request = Request::Put { key: vec![b'p', i], value: vec![i] };
+        write_frame(&mut send, &Frame::Request { request }).await.unwrap();
+    }
+    let mut indexes = Vec::new();
+    for _ in 0..3 {
+        match read_frame(&mut receive).await.unwrap() {
+            Some(Frame::Response { response: Response::Written { index, .. } }) => indexes.push(index),
+            other => panic!("expected a write's acknowledgement, got {other:?}"),
+        }
+    }
+    assert!(indexes.windows(2).all(|w| w[0] < w[1]), "answered in the order sent: {indexes:?}");
+
+    let (mut bad_send, mut bad_receive) = connection.open_bi().await.unwrap();
+    bad_send.write_all(&[5, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut bad_receive)).await.unwrap();
+    assert!(matches!(ended, Ok(None) | Err(_)), "the garbled stream ends: {ended:?}");
+
+    write_frame(&mut send, &Frame::Request { request: Request::Get { key: vec![b'p', 2], read: ReadMode::Leader } })
+        .await
+        .unwrap();
+    match read_frame(&mut receive).await.unwrap() {
+        Some(Frame::Response { response: Response::Value { value, .. } }) => assert_eq!(value, Some(vec![2])),
+        other => panic!("expected the value, got {other:?}"),
+    }
+    client.put(b"after", b"garbage").await.unwrap();
+}

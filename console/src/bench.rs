@@ -243,7 +243,11 @@ pub async fn run(
     let value = vec![b'v'; options.value_bytes];
     // Every client is connected before the clock starts: the handshakes are not load.
     // All share one UDP socket; client i uses connection set i mod `connections`.
-    let connections = options.connections.clamp(1, options.clients.max(1));
+    // Each client holds a stream on its connection, so no connection may carry more
+    // clients than a node lets one connection hold streams.
+    let per_connection_max = baton_node::tls::STREAMS_PER_CONNECTION_MAX as usize;
+    let connections =
+        options.connections.max(options.clients.div_ceil(per_connection_max)).clamp(1, options.clients.max(1));
     let mut clients: Vec<Client> = Vec::with_capacity(options.clients);
     for worker in 0..options.clients {
         let client = if worker < connections {

@@ -48,12 +48,24 @@ pub struct Read {
     pub lag_entries: u64,
 }
 
+/// A QUIC stream that carries one client's requests to one node, one at a time: one
+/// stream per client instead of one per request, so a request costs no stream set-up
+/// and tear-down on either side.
+struct RequestStream {
+    /// The connection it belongs to: a replaced connection means a new stream.
+    connection_id: usize,
+    send: quinn::SendStream,
+    receive: quinn::RecvStream,
+}
+
 pub struct Client {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     name: String,
     addrs: Vec<SocketAddr>,
     connections: HashMap<SocketAddr, quinn::Connection>,
+    /// This client's open request stream per node (never shared between clients).
+    streams: HashMap<SocketAddr, RequestStream>,
     /// Where the leader was last seen.
     leader: Option<SocketAddr>,
     /// Nodes that just failed to answer: a follower's stale hint must not send the
@@ -86,6 +98,7 @@ impl Client {
             name: identity.file_stem(),
             addrs,
             connections: HashMap::new(),
+            streams: HashMap::new(),
             leader: None,
             failed_at: HashMap::new(),
             deadline: Duration::from_secs(15),
@@ -102,15 +115,16 @@ impl Client {
             name: self.name.clone(),
             addrs: self.addrs.clone(),
             connections: HashMap::new(),
+            streams: HashMap::new(),
             leader: self.leader,
             failed_at: HashMap::new(),
             deadline: self.deadline,
         }
     }
 
-    /// Another client that also shares this client's connections (each request is its
-    /// own QUIC stream, so requests of several clients on one connection go out in the
-    /// same packets). A connection that breaks is replaced by each client on its own.
+    /// Another client that also shares this client's connections (each client has its
+    /// own QUIC stream on them, so requests of several clients on one connection go out
+    /// in the same packets). A connection that breaks is replaced by each client on its own.
     pub fn sharing_connections(&self) -> Client {
         Client { connections: self.connections.clone(), ..self.on_same_socket() }
     }
@@ -161,14 +175,23 @@ impl Client {
 
     pub async fn call(&mut self, addr: SocketAddr, request: &Request) -> Result<Response, ClientError> {
         let connection = self.connection(addr).await?;
+        // This client's request stream on that connection: kept between calls, and
+        // taken out while a call runs, so a call that fails or is cancelled midway never
+        // leaves a half-read answer for the next one.
+        let stream = self.streams.remove(&addr).filter(|s| s.connection_id == connection.stable_id());
         let attempt = async {
-            let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
-            write_frame(&mut send, &Frame::Request { request: request.clone() }).await.map_err(|e| e.to_string())?;
-            let _ = send.finish();
-            let frame = read_frame(&mut receive).await.map_err(|e| e.to_string())?;
-            crate::frame::take_end_if_arrived(&mut receive);
-            match frame {
-                Some(Frame::Response { response }) => Ok(response),
+            let mut stream = match stream {
+                Some(stream) => stream,
+                None => {
+                    let (send, receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+                    RequestStream { connection_id: connection.stable_id(), send, receive }
+                }
+            };
+            write_frame(&mut stream.send, &Frame::Request { request: request.clone() })
+                .await
+                .map_err(|e| e.to_string())?;
+            match read_frame(&mut stream.receive).await.map_err(|e| e.to_string())? {
+                Some(Frame::Response { response }) => Ok((response, stream)),
                 other => Err(format!("unexpected frame: {other:?}")),
             }
         };
@@ -177,10 +200,16 @@ impl Client {
             _ => CALL_TIMEOUT,
         };
         let result = tokio::time::timeout(timeout, attempt).await.map_err(|_| "timed out".to_string()).and_then(|r| r);
-        result.map_err(|reason| {
-            self.connections.remove(&addr);
-            ClientError::Unreachable { addr, reason }
-        })
+        match result {
+            Ok((response, stream)) => {
+                self.streams.insert(addr, stream);
+                Ok(response)
+            }
+            Err(reason) => {
+                self.connections.remove(&addr);
+                Err(ClientError::Unreachable { addr, reason })
+            }
+        }
     }
 
     /// A request to the cluster: to the leader if known, following hints, retrying what

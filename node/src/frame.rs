@@ -249,17 +249,6 @@ pub async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<
     Frame::decode(&body).map(Some)
 }
 
-/// Reads the end of a one-request stream if it has already arrived (it usually comes in
-/// the packet that brought the frame), without waiting. A QUIC stream dropped before its
-/// end is read makes quinn send STOP_SENDING, which the peer answers with RESET_STREAM:
-/// two frames, and often two packets, per request for nothing.
-pub fn take_end_if_arrived(stream: &mut quinn::RecvStream) {
-    use std::future::Future;
-    let mut byte = [0u8; 1];
-    let read = std::pin::pin!(stream.read(&mut byte));
-    let _ = read.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

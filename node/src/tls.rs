@@ -26,6 +26,10 @@ pub const ALPN: &[u8] = b"baton/1";
 /// own timers, never by this).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// Streams a peer may hold open on one connection at once. Each client keeps one request
+/// stream per connection, so this bounds how many clients may share one connection
+/// (quinn's default is 100).
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 1_024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -51,6 +55,7 @@ fn transport() -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("5 s fits a QUIC varint")));
     transport.keep_alive_interval(Some(KEEP_ALIVE));
+    transport.max_concurrent_bidi_streams(STREAMS_PER_CONNECTION_MAX.into());
     Arc::new(transport)
 }
 

@@ -285,16 +285,20 @@ async fn serve_connection(
             };
             let inputs = inputs.clone();
             tokio::spawn(async move {
-                let Ok(Some(Frame::Request { request })) = read_frame(&mut receive).await else { return };
-                crate::frame::take_end_if_arrived(&mut receive);
-                let (reply, answer) = oneshot::channel();
-                if inputs.send(Input::Client { request, operator, reply }).await.is_err() {
-                    return;
+                // A client keeps one stream for its requests, one at a time, each
+                // answered in turn; a stream that ends after one request (an older
+                // client) is answered the same way.
+                while let Ok(Some(Frame::Request { request })) = read_frame(&mut receive).await {
+                    let (reply, answer) = oneshot::channel();
+                    if inputs.send(Input::Client { request, operator, reply }).await.is_err() {
+                        return;
+                    }
+                    let Ok(response) = answer.await else { return };
+                    if write_frame(&mut send, &Frame::Response { response }).await.is_err() {
+                        return;
+                    }
                 }
-                if let Ok(response) = answer.await {
-                    let _ = write_frame(&mut send, &Frame::Response { response }).await;
-                    let _ = send.finish();
-                }
+                let _ = send.finish();
             });
         },
     }
