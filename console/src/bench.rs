@@ -244,8 +244,8 @@ pub async fn run(
     // Every client is connected before the clock starts: the handshakes are not load.
     // All share one UDP socket; client i uses connection set i mod `connections`.
     // Each client holds a stream on its connection, so no connection may carry more
-    // clients than a node lets one connection hold streams.
-    let per_connection_max = baton_node::tls::STREAMS_PER_CONNECTION_MAX as usize;
+    // clients than a node lets one connection hold streams (the hello's stream is one).
+    let per_connection_max = baton_node::tls::STREAMS_PER_CONNECTION_MAX as usize - 1;
     let connections =
         options.connections.max(options.clients.div_ceil(per_connection_max)).clamp(1, options.clients.max(1));
     let mut clients: Vec<Client> = Vec::with_capacity(options.clients);

@@ -86,7 +86,7 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         clients: usize,
         /// QUIC connections the clients share, as etcd's benchmark --conns (default: one
-        /// per client).
+        /// per client; raised so no connection carries more than 1,024 clients).
         #[arg(long)]
         connections: Option<usize>,
         /// Seconds of load.

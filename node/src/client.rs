@@ -125,6 +125,8 @@ impl Client {
     /// Another client that also shares this client's connections (each client has its
     /// own QUIC stream on them, so requests of several clients on one connection go out
     /// in the same packets). A connection that breaks is replaced by each client on its own.
+    /// A node lets one connection hold `tls::STREAMS_PER_CONNECTION_MAX` streams, the
+    /// hello's included: a client beyond that times out once and then connects on its own.
     pub fn sharing_connections(&self) -> Client {
         Client { connections: self.connections.clone(), ..self.on_same_socket() }
     }
