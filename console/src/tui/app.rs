@@ -133,6 +133,11 @@ pub struct App {
     pub color: bool,
     /// Terms already reported from the leadership history.
     seen_terms: std::collections::BTreeSet<u64>,
+    /// Former leaders not yet seen following a newer term, with the term each led: their
+    /// step-down (fencing) is reported once seen, even if it shows up only polls later
+    /// (a status can catch the new leader before the old one has heard of it) or after
+    /// the old leader restarts.
+    awaiting_step_down: BTreeMap<String, u64>,
     pub now_unix_ms: u64,
 }
 
@@ -150,6 +155,7 @@ impl App {
             demo,
             color,
             seen_terms: Default::default(),
+            awaiting_step_down: BTreeMap::new(),
             now_unix_ms: 0,
         }
     }
@@ -158,8 +164,11 @@ impl App {
         self.status.as_ref()?.nodes.get(self.selected)?.id.clone()
     }
 
+    /// Records an event in time order: an election read from the leader's history can
+    /// arrive after events the console saw later (the history is fetched less often).
     pub fn push_event(&mut self, at_unix_ms: u64, text: String) {
-        self.events.push_back(EventLine { at_unix_ms, text });
+        let after = self.events.iter().rposition(|e| e.at_unix_ms <= at_unix_ms).map_or(0, |i| i + 1);
+        self.events.insert(after, EventLine { at_unix_ms, text });
         while self.events.len() > EVENTS_MAX {
             self.events.pop_front();
         }
@@ -344,6 +353,12 @@ impl App {
             for text in diff(&previous, &status) {
                 self.push_event(now_unix_ms, text);
             }
+            if let Some(old) = previous.leader.as_ref().filter(|old| status.leader.as_ref() != Some(*old)) {
+                self.awaiting_step_down.insert(old.clone(), previous.term);
+            }
+        }
+        for text in step_downs(&mut self.awaiting_step_down, &status) {
+            self.push_event(now_unix_ms, text);
         }
         let second = now_unix_ms / 1000;
         if second != self.last_sample_second {
@@ -362,6 +377,29 @@ impl App {
     }
 }
 
+/// The step-down confirmations `status` shows: each former leader in `awaiting` (id ->
+/// the term it led) that now reports itself a follower in a newer term is fenced, and
+/// leaves `awaiting`. One leading again in a newer term leaves it silently.
+pub fn step_downs(awaiting: &mut BTreeMap<String, u64>, status: &ClusterStatus) -> Vec<String> {
+    let mut events = Vec::new();
+    awaiting.retain(|old, led_term| {
+        let Some(now) = status.nodes.iter().find(|n| n.id.as_ref() == Some(old)) else { return true };
+        let Some(term) = now.term.filter(|term| *term > *led_term) else { return true };
+        match now.role.as_deref() {
+            Some("leader") => false,
+            Some("follower") => {
+                let follows = status.leader.as_deref().unwrap_or("nobody yet");
+                events.push(format!(
+                    "{old} stepped down: a follower in term {term} (follows {follows}); fenced, it acknowledges nothing"
+                ));
+                false
+            }
+            _ => true,
+        }
+    });
+    events
+}
+
 /// The events one status change implies, in words.
 pub fn diff(previous: &ClusterStatus, next: &ClusterStatus) -> Vec<String> {
     let mut events = Vec::new();
@@ -371,16 +409,6 @@ pub fn diff(previous: &ClusterStatus, next: &ClusterStatus) -> Vec<String> {
             events.push(format!("{new} leads term {}", next.term));
         }
         _ => {}
-    }
-    if let Some(old) = &previous.leader {
-        let now = next.nodes.iter().find(|n| n.id.as_ref() == Some(old));
-        if let Some(now) = now.filter(|n| n.role.as_deref() == Some("follower") && n.term > Some(previous.term)) {
-            let follows = next.leader.as_deref().unwrap_or("nobody yet");
-            events.push(format!(
-                "{old} stepped down: a follower in term {} (follows {follows}); fenced, it acknowledges nothing",
-                now.term.unwrap_or(0)
-            ));
-        }
     }
     if previous.paused != next.paused {
         events.push(if next.paused { "automatic failover PAUSED" } else { "automatic failover resumed" }.into());
@@ -534,8 +562,7 @@ mod tests {
         assert_eq!(app.dialog, Dialog::None);
     }
 
-    /// Goal: a leader change, the old leader's step-down, lost contact and a pause each
-    /// become an event.
+    /// Goal: a leader change, lost contact and a pause each become an event.
     #[test]
     fn status_changes_become_events() {
         let before = cluster("n1", 2);
@@ -545,8 +572,58 @@ mod tests {
         after.paused = true;
         let events = diff(&before, &after);
         assert!(events.iter().any(|e| e == "n2 leads term 3"), "{events:?}");
-        assert!(events.iter().any(|e| e.starts_with("n1 stepped down") && e.contains("fenced")), "{events:?}");
         assert!(events.iter().any(|e| e.starts_with("n3 unreachable")), "{events:?}");
         assert!(events.iter().any(|e| e.contains("PAUSED")), "{events:?}");
+    }
+
+    /// Goal: events stay in time order (newest shown first) when the leader's history
+    /// reports an election after the console already saw later changes.
+    #[test]
+    fn a_late_history_entry_takes_its_place_in_time() {
+        let mut app = app();
+        app.on_status(cluster("n2", 3), &[], 5_000);
+        let elected = HistoryEntry {
+            term: 3,
+            at_unix_ms: 4_200,
+            from: Some("n1".into()),
+            to: Some("n2".into()),
+            cause: Some("timeout".into()),
+            discarded_entries: 0,
+        };
+        app.on_status(cluster("n2", 3), &[elected], 5_200);
+        let times: Vec<u64> = app.events.iter().map(|e| e.at_unix_ms).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        let texts: Vec<&str> = app.events.iter().map(|e| e.text.as_str()).collect();
+        let elected_at = texts.iter().position(|t| t.starts_with("term 3: n2 elected")).expect("election shown");
+        let leads_at = texts.iter().position(|t| *t == "n2 leads term 3").expect("leader change shown");
+        assert!(elected_at < leads_at, "{texts:?}");
+    }
+
+    /// Goal: the old leader's step-down is confirmed once, when a status shows it
+    /// following a newer term, even when the poll that first saw the new leader still saw
+    /// the old one leading (a switchover mid-poll), or when it restarts after a kill.
+    #[test]
+    fn the_old_leaders_step_down_is_confirmed_when_seen() {
+        let mut app = app();
+        let stepped_down = |app: &App| app.events.iter().filter(|e| e.text.starts_with("n1 stepped down")).count();
+        let mut mid_switchover = cluster("n2", 3);
+        mid_switchover.nodes[0].role = Some("leader".into());
+        mid_switchover.nodes[0].term = Some(2);
+        app.on_status(mid_switchover, &[], 2_000);
+        assert_eq!(stepped_down(&app), 0, "n1 has not heard of term 3 yet");
+        app.on_status(cluster("n2", 3), &[], 2_200);
+        assert_eq!(stepped_down(&app), 1);
+        assert!(app.events.iter().any(|e| e.text.contains("follows n2") && e.text.contains("fenced")));
+        app.on_status(cluster("n2", 3), &[], 2_400);
+        assert_eq!(stepped_down(&app), 1, "said once");
+
+        // n2 is killed; n3 takes over; n2 is heard from only after its restart.
+        let mut killed = cluster("n3", 4);
+        killed.nodes[1] = NodeRow { id: Some("n2".into()), health: "unreachable".into(), ..NodeRow::default() };
+        app.on_status(killed.clone(), &[], 3_000);
+        app.on_status(killed, &[], 4_000);
+        assert!(!app.events.iter().any(|e| e.text.starts_with("n2 stepped down")));
+        app.on_status(cluster("n3", 4), &[], 9_000);
+        assert!(app.events.iter().any(|e| e.text.starts_with("n2 stepped down: a follower in term 4")));
     }
 }

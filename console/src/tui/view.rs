@@ -15,6 +15,9 @@ use ratatui::Frame;
 /// (the details line under the table still shows them for the selected node).
 const WIDE_COLUMNS: u16 = 140;
 const SPARK_GLYPHS: [char; 9] = [' ', '▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+/// The sparklines' full height is at least this lag: a follower a few entries behind is
+/// the replication pipeline at work and draws near the floor, not as a full-height spike.
+const SPARK_FULL_HEIGHT_MIN_ENTRIES: u64 = 100;
 
 struct Theme {
     color: bool,
@@ -98,10 +101,17 @@ fn render_header(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
-fn sparkline(samples: Option<&std::collections::VecDeque<u64>>, width: usize) -> String {
+/// The largest lag any row's sparkline shows: every row is drawn to this one scale, so
+/// rows compare at a glance.
+fn spark_peak(app: &App, width: usize) -> u64 {
+    let shown = app.lag_history.values().flat_map(|samples| samples.iter().rev().take(width));
+    shown.copied().max().unwrap_or(0).max(SPARK_FULL_HEIGHT_MIN_ENTRIES)
+}
+
+fn sparkline(samples: Option<&std::collections::VecDeque<u64>>, width: usize, peak: u64) -> String {
+    debug_assert!(peak > 0);
     let Some(samples) = samples else { return String::new() };
     let shown: Vec<u64> = samples.iter().rev().take(width).rev().copied().collect();
-    let peak = shown.iter().copied().max().unwrap_or(0).max(1);
     shown
         .iter()
         .map(|&lag| if lag == 0 { SPARK_GLYPHS[1] } else { SPARK_GLYPHS[(1 + lag * 7 / peak).min(8) as usize] })
@@ -158,6 +168,7 @@ fn render_table(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
     titles.push("lag, last minutes");
     widths.push(spark_width);
     let nodes = app.status.as_ref().map(|s| s.nodes.as_slice()).unwrap_or_default();
+    let peak = spark_peak(app, spark_width as usize);
     let rows = nodes.iter().enumerate().map(|(i, node)| {
         let id = node.id.clone().unwrap_or_else(|| "?".into());
         let health_style = match node.health.as_str() {
@@ -188,7 +199,9 @@ fn render_table(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             cells.insert(8, Cell::from(bytes(node.lag_bytes)));
             cells.insert(10, Cell::from(millis(node.last_ack_age_ms)));
         }
-        cells.push(Cell::from(sparkline(app.lag_history.get(&id), spark_width as usize)).style(theme.fg(Color::Cyan)));
+        cells.push(
+            Cell::from(sparkline(app.lag_history.get(&id), spark_width as usize, peak)).style(theme.fg(Color::Cyan)),
+        );
         let row = Row::new(cells);
         if i == app.selected {
             row.style(theme.selected())
@@ -307,7 +320,12 @@ fn render_dialog(frame: &mut Frame, app: &App, theme: &Theme, dialog: &Dialog) {
     let (title, mut lines) = match dialog {
         Dialog::Switchover { target, verdict } => {
             let leader = app.status.as_ref().and_then(|s| s.leader.clone()).unwrap_or_else(|| "?".into());
-            let mut lines = vec![Line::raw(format!("Hand leadership from {leader} to {target}?")), Line::raw("")];
+            let question = if leader == *target {
+                format!("{target} already leads: pick a follower to hand leadership to.")
+            } else {
+                format!("Hand leadership from {leader} to {target}?")
+            };
+            let mut lines = vec![Line::raw(question), Line::raw("")];
             match verdict {
                 Verdict::Checking => lines.push(Line::raw("asking the leader (dry run)…")),
                 Verdict::Eligible => {
@@ -517,5 +535,19 @@ mod tests {
             refusal: Some("the leader was heard from 40 ms ago; use a switchover to move a live leader".into()),
         });
         insta::assert_snapshot!(draw(&app, 80, 24));
+    }
+
+    /// Goal: all rows share one scale with a floor, so a follower one entry behind (the
+    /// pipeline at work) draws at the bottom and a real lag stands out against it.
+    #[test]
+    fn sparklines_share_one_scale_with_a_floor() {
+        let mut app = App::new("test".into(), false, false);
+        app.lag_history.insert("n2".into(), [0, 1, 0, 1].into());
+        assert_eq!(sparkline(app.lag_history.get("n2"), 4, spark_peak(&app, 4)), "▁▁▁▁");
+        app.lag_history.insert("n3".into(), [0, 400, 800, 0].into());
+        let peak = spark_peak(&app, 4);
+        assert_eq!(peak, 800);
+        assert_eq!(sparkline(app.lag_history.get("n3"), 4, peak), "▁▄█▁");
+        assert_eq!(sparkline(app.lag_history.get("n2"), 4, peak), "▁▁▁▁");
     }
 }
