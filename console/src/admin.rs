@@ -161,12 +161,12 @@ pub async fn history(client: &mut Client, json: bool) -> Result<ExitCode, Client
     if json {
         println!("{}", serde_json::to_string_pretty(&entries).expect("history serializes"));
     } else {
-        println!("{:>6} {:>15} {:<6} {:<6} {:<11} {:>9}", "term", "unix ms", "from", "to", "cause", "discarded");
+        println!("{:>6} {:<24} {:<6} {:<6} {:<11} {:>9}", "term", "time (UTC)", "from", "to", "cause", "discarded");
         for e in &entries {
             println!(
-                "{:>6} {:>15} {:<6} {:<6} {:<11} {:>9}",
+                "{:>6} {:<24} {:<6} {:<6} {:<11} {:>9}",
                 e.term,
-                e.at_unix_ms,
+                utc_time(e.at_unix_ms),
                 e.from.as_deref().unwrap_or("-"),
                 e.to.as_deref().unwrap_or("-"),
                 e.cause.as_deref().unwrap_or("?"),
@@ -212,4 +212,27 @@ pub async fn discarded(client: &mut Client, json: bool) -> Result<ExitCode, Clie
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmmZ` (UTC) of a Unix time in milliseconds.
+fn utc_time(unix_ms: u64) -> String {
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    let format = time::format_description::parse_borrowed::<2>(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3]Z",
+    )
+    .expect("a valid format description");
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_else(|| format!("unix ms {unix_ms}"))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Goal: history times read as UTC dates, to the millisecond.
+    #[test]
+    fn history_times_are_utc_dates() {
+        assert_eq!(super::utc_time(1_796_094_669_770), "2026-12-01 03:11:09.770Z");
+        assert_eq!(super::utc_time(0), "1970-01-01 00:00:00.000Z");
+    }
 }

@@ -36,6 +36,8 @@ struct Args {
 enum Command {
     /// Generate a cluster CA, node certificates, and operator and client certificates.
     Certs {
+        /// Directory to write ca.pem/ca.key, one certificate and key per node, and the
+        /// operator and client ones (created if missing).
         #[arg(long)]
         out: PathBuf,
         /// Node ids, comma-separated (for example n1,n2,n3).
@@ -165,9 +167,19 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Certs { out, nodes }) = &args.command {
         return match baton_node::certs::generate_cluster(out, nodes) {
-            Ok(identities) => {
-                for identity in identities {
-                    println!("{}: {}/{}.pem", identity, out.display(), identity.file_stem());
+            Ok(made) => {
+                use baton_node::certs::Made;
+                let how = |made: Made| match made {
+                    Made::Issued => "new",
+                    Made::Kept => "kept: already there; delete its .pem and .key to issue a new one",
+                };
+                let ca = match made.ca {
+                    Made::Issued => "new",
+                    Made::Kept => "kept: the CA already there signs the new certificates",
+                };
+                println!("CA: {}/ca.pem ({ca})", out.display());
+                for (identity, made) in made.holders {
+                    println!("{identity}: {}/{}.pem ({})", out.display(), identity.file_stem(), how(made));
                 }
                 ExitCode::SUCCESS
             }

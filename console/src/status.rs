@@ -152,6 +152,10 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                 }
             }
             Err(error) => {
+                // Never reached by this tool: the leader may know which node listens there.
+                let known_id = known_id.or_else(|| {
+                    leader.as_ref().and_then(|l| l.followers.iter().find(|f| f.addr == addr)).map(|f| f.id.clone())
+                });
                 let view = leader.as_ref().and_then(|l| l.followers.iter().find(|f| Some(&f.id) == known_id.as_ref()));
                 NodeRow {
                     id: known_id,
@@ -263,4 +267,40 @@ pub async fn gather(client: &mut Client) -> ClusterStatus {
         answers.push((addr.to_string(), answer.as_ref().ok().map(|s| s.id.clone()), answer));
     }
     assemble(answers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use baton_node::status::FollowerStatus;
+
+    /// Goal: a node this tool never reached is still named (from the leader's list of
+    /// followers and their addresses), with the leader's view of its lag.
+    #[test]
+    fn an_unreachable_node_is_named_by_the_leaders_view() {
+        let follower = |id: &str, addr: &str, lag_entries| FollowerStatus {
+            id: id.into(),
+            addr: addr.into(),
+            lag_entries,
+            ..Default::default()
+        };
+        let leader = NodeStatus {
+            id: "n1".into(),
+            role: "leader".into(),
+            term: 4,
+            mode: "quorum".into(),
+            followers: vec![follower("n2", "127.0.0.1:7202", 0), follower("n3", "127.0.0.1:7203", 37)],
+            ..Default::default()
+        };
+        let n2 = NodeStatus { id: "n2".into(), role: "follower".into(), term: 4, ..Default::default() };
+        let status = assemble(vec![
+            ("127.0.0.1:7201".into(), None, Ok(leader)),
+            ("127.0.0.1:7202".into(), None, Ok(n2)),
+            ("127.0.0.1:7203".into(), None, Err("timed out".into())),
+        ]);
+        let n3 = &status.nodes[2];
+        assert_eq!((n3.id.as_deref(), n3.health.as_str(), n3.lag_entries), (Some("n3"), "unreachable", Some(37)));
+        let unknown = assemble(vec![("127.0.0.1:7209".into(), None, Err("timed out".into()))]);
+        assert_eq!(unknown.nodes[0].id, None, "no leader to ask: no name is made up");
+    }
 }

@@ -68,6 +68,8 @@ pub enum CertError {
     Invalid { path: PathBuf, reason: String },
     #[error("generating certificates: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("{missing}: missing, while {present} is there. Fix: {fix}")]
+    Incomplete { missing: PathBuf, present: PathBuf, fix: &'static str },
     #[error("{0:?} is not a valid node id: use letters, digits and '-' (for example n1)")]
     BadName(String),
 }
@@ -174,21 +176,72 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
     file.write_all(contents.as_bytes()).map_err(io(path))
 }
 
+/// Whether a file pair was made now or was already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Made {
+    Issued,
+    /// Already in the directory; left exactly as it was.
+    Kept,
+}
+
+/// What [`generate_cluster`] did.
+#[derive(Debug)]
+pub struct ClusterCerts {
+    pub ca: Made,
+    pub holders: Vec<(Identity, Made)>,
+}
+
 /// What `baton certs --out DIR --nodes n1,n2,n3` makes: a CA, one certificate per node,
-/// an operator certificate and a client certificate.
-pub fn generate_cluster(dir: &Path, nodes: &[String]) -> Result<Vec<Identity>, CertError> {
+/// an operator certificate and a client certificate. A directory that already holds a
+/// CA keeps it and gets only the certificates it lacks, signed by that CA: adding a
+/// node is `--nodes n4` on the same directory, and running it twice replaces nothing
+/// (a replaced CA would lock every running node out). To reissue one, delete its files.
+pub fn generate_cluster(dir: &Path, nodes: &[String]) -> Result<ClusterCerts, CertError> {
     for node in nodes {
         check_name(node)?;
     }
-    let authority = Authority::generate(&nodes.join(","))?;
-    authority.write(dir)?;
+    let (authority, ca) = match existing_pair(dir, "ca")? {
+        true => (Authority::load(dir)?, Made::Kept),
+        false => {
+            let authority = Authority::generate(&nodes.join(","))?;
+            authority.write(dir)?;
+            (authority, Made::Issued)
+        }
+    };
     let mut identities: Vec<Identity> = nodes.iter().map(|n| Identity::Node(n.clone())).collect();
     identities.push(Identity::Operator("operator".into()));
     identities.push(Identity::Client("client".into()));
-    for identity in &identities {
-        authority.issue(identity)?.write(dir)?;
+    let mut holders = Vec::new();
+    for identity in identities {
+        let made = if existing_pair(dir, &identity.file_stem())? {
+            Made::Kept
+        } else {
+            authority.issue(&identity)?.write(dir)?;
+            Made::Issued
+        };
+        holders.push((identity, made));
     }
-    Ok(identities)
+    Ok(ClusterCerts { ca, holders })
+}
+
+/// Whether `<stem>.pem` and `<stem>.key` are both in `dir`; an error names the missing
+/// one when only one is.
+fn existing_pair(dir: &Path, stem: &str) -> Result<bool, CertError> {
+    let certificate = dir.join(format!("{stem}.pem"));
+    let key = dir.join(format!("{stem}.key"));
+    match (certificate.exists(), key.exists()) {
+        (true, true) => Ok(true),
+        (false, false) => Ok(false),
+        (has_certificate, _) => {
+            let (missing, present) = if has_certificate { (key, certificate) } else { (certificate, key) };
+            let fix = if stem == "ca" {
+                "restore it from your backup (a new CA would need new certificates on every node and client)"
+            } else {
+                "restore it, or delete the other file of the pair to issue both anew"
+            };
+            Err(CertError::Incomplete { missing, present, fix })
+        }
+    }
 }
 
 /// A holder's certificate chain and key, plus the CA to check peers against.
@@ -259,7 +312,9 @@ mod tests {
     fn generate_and_load() {
         let dir = tempfile::tempdir().unwrap();
         let nodes = vec!["n1".to_string(), "n2".to_string()];
-        let identities = generate_cluster(dir.path(), &nodes).unwrap();
+        let made = generate_cluster(dir.path(), &nodes).unwrap();
+        assert_eq!(made.ca, Made::Issued);
+        let identities: Vec<Identity> = made.holders.iter().map(|(identity, _)| identity.clone()).collect();
         assert_eq!(identities.len(), 4);
         for identity in &identities {
             let credentials = Credentials::load(dir.path(), identity).unwrap();
@@ -272,5 +327,41 @@ mod tests {
         let more = authority.issue(&Identity::Node("n3".into())).unwrap();
         assert!(more.certificate_pem.contains("BEGIN CERTIFICATE"));
         assert!(matches!(generate_cluster(dir.path(), &["bad name".into()]), Err(CertError::BadName(_))));
+    }
+
+    /// Goal: running `baton certs` again on the same directory replaces nothing; it adds
+    /// a new node's certificate signed by the CA already there, and a half-present pair is
+    /// an error that names the missing file.
+    #[test]
+    fn a_second_run_keeps_the_ca_and_adds_only_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        generate_cluster(dir.path(), &["n1".into(), "n2".into()]).unwrap();
+        let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+        let (ca_before, n1_before) = (read("ca.pem"), read("n1.pem"));
+        let made = generate_cluster(dir.path(), &["n1".into(), "n3".into()]).unwrap();
+        assert_eq!(made.ca, Made::Kept);
+        assert_eq!(made.holders[0], (Identity::Node("n1".into()), Made::Kept));
+        assert_eq!(made.holders[1], (Identity::Node("n3".into()), Made::Issued));
+        assert!(made.holders[2..].iter().all(|(_, made)| *made == Made::Kept), "operator and client kept");
+        assert_eq!((read("ca.pem"), read("n1.pem")), (ca_before, n1_before));
+        let n3 = Credentials::load(dir.path(), &Identity::Node("n3".into())).unwrap();
+        let n1 = Credentials::load(dir.path(), &Identity::Node("n1".into())).unwrap();
+        assert_eq!(n3.ca, n1.ca, "n3 is signed by the same CA");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            std::sync::Arc::new({
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(n1.ca.clone()).unwrap();
+                roots
+            }),
+            std::sync::Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let now = rustls::pki_types::UnixTime::now();
+        verifier.verify_client_cert(&n3.chain[0], &n3.chain[1..], now).expect("the kept CA signed n3");
+
+        std::fs::remove_file(dir.path().join("n3.key")).unwrap();
+        let error = generate_cluster(dir.path(), &["n3".into()]).unwrap_err().to_string();
+        assert!(error.contains("n3.key: missing") && error.contains("n3.pem"), "{error}");
     }
 }

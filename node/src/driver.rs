@@ -1087,6 +1087,7 @@ impl Driver {
                 };
                 FollowerStatus {
                     id: name(peer.id),
+                    addr: self.membership.addr_of(peer.id).to_string(),
                     match_index: peer.match_index,
                     lag_entries: peer.lag_entries,
                     lag_bytes,

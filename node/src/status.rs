@@ -81,6 +81,8 @@ pub struct HistoryEntry {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FollowerStatus {
     pub id: String,
+    /// The address this node reaches it at (lets a tool name a node it cannot reach).
+    pub addr: String,
     pub match_index: u64,
     pub lag_entries: u64,
     /// The size of the entries it lacks (a lower bound when they are older than the
