@@ -66,6 +66,11 @@ pub enum CertError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: {reason}. Fix: generate certificates with `baton certs --out DIR --nodes n1,n2,n3`")]
     Invalid { path: PathBuf, reason: String },
+    #[error(
+        "{path}: this certificate names {named}, not {wanted}. Fix: use the certificate made for {wanted} \
+         ({hint}), or issue one with `baton certs`"
+    )]
+    WrongHolder { path: PathBuf, named: String, wanted: String, hint: &'static str },
     #[error("generating certificates: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("{missing}: missing, while {present} is there. Fix: {fix}")]
@@ -270,8 +275,17 @@ impl Credentials {
             .ok_or_else(|| CertError::Invalid { path: key_path.clone(), reason: "no private key in PEM".into() })?;
         let named = identities_in(&chain[0]);
         if !named.contains(identity) {
-            let reason = format!("the certificate names {named:?}, not {identity}");
-            return Err(CertError::Invalid { path: certificate_path, reason });
+            let named = if named.is_empty() {
+                "no Baton holder".to_string()
+            } else {
+                named.iter().map(Identity::dns_name).collect::<Vec<_>>().join(", ")
+            };
+            let hint = match identity {
+                Identity::Node(_) => "a node needs the one `baton certs` made for its --id",
+                Identity::Operator(_) => "admin commands need an operator's: `--as-operator NAME` picks NAME.pem",
+                Identity::Client(_) => "an application needs a client certificate, such as client.pem",
+            };
+            return Err(CertError::WrongHolder { path: certificate_path, named, wanted: identity.dns_name(), hint });
         }
         Ok(Credentials { identity: identity.clone(), chain, key, ca })
     }
@@ -322,7 +336,7 @@ mod tests {
         }
         std::fs::copy(dir.path().join("n1.pem"), dir.path().join("n2.pem")).unwrap();
         let error = Credentials::load(dir.path(), &Identity::Node("n2".into())).unwrap_err().to_string();
-        assert!(error.contains("n2.pem") && error.contains("not node n2"), "{error}");
+        assert!(error.contains("n2.pem") && error.contains("not n2.node.baton"), "{error}");
         let authority = Authority::load(dir.path()).unwrap();
         let more = authority.issue(&Identity::Node("n3".into())).unwrap();
         assert!(more.certificate_pem.contains("BEGIN CERTIFICATE"));
