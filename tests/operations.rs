@@ -4,7 +4,9 @@
 
 mod support;
 
-use baton_node::frame::{ReadMode, Request, Response};
+use baton_node::certs::Identity;
+use baton_node::client::Client;
+use baton_node::frame::{ErrorCode, ReadMode, Request, Response};
 use std::time::{Duration, Instant};
 use support::Cluster;
 
@@ -122,6 +124,40 @@ async fn pause_prevents_failover_until_resume() {
     }
     let resumed = wait_until!(ELECTION, leader_of(&cluster, &mut client).await);
     assert!(resumed.is_some(), "no leader after resume\n{}", cluster.logs());
+}
+
+/// Goal: a resume sent to a follower while a leader is up is sent on to the leader
+/// (a follower that resumed alone was paused again by the leader's next heartbeat, so
+/// `baton resume` said "resumed" and nothing changed); through the leader it reaches all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_at_a_follower_goes_to_the_leader() {
+    let cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    assert_eq!(client.request(Request::SetPaused { paused: true }).await.unwrap(), Response::Done);
+    let all_paused = |paused: bool| {
+        let cluster = &cluster;
+        async move {
+            let mut client = cluster.client();
+            wait_until!(Duration::from_secs(5), {
+                let statuses = cluster.statuses(&mut client).await;
+                (statuses.len() == 3 && statuses.iter().all(|s| s.paused == paused)).then_some(())
+            })
+        }
+    };
+    assert!(all_paused(true).await.is_some(), "the pause did not reach every node");
+    let leader_addr = cluster.nodes.iter().find(|n| n.id == leader).unwrap().addr;
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().addr;
+    match client.call(follower, &Request::SetPaused { paused: false }).await.unwrap() {
+        Response::Error { code: ErrorCode::NotLeader, leader_hint, .. } => {
+            assert_eq!(leader_hint, Some(leader_addr.to_string()))
+        }
+        other => panic!("a follower with a leader took the resume itself: {other:?}"),
+    }
+    let mut at_the_follower =
+        Client::new(vec![follower], &cluster.certs, &Identity::Operator("operator".into())).unwrap();
+    assert_eq!(at_the_follower.request(Request::SetPaused { paused: false }).await.unwrap(), Response::Done);
+    assert!(all_paused(false).await.is_some(), "the resume did not reach every node\n{}", cluster.logs());
 }
 
 /// Goal: after the leader is killed (automatic failover paused, so nothing else

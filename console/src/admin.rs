@@ -134,7 +134,16 @@ pub async fn set_paused(client: &mut Client, paused: bool) -> Result<ExitCode, C
     } else {
         for node in status.nodes.iter().filter(|n| n.reachable) {
             let addr = node.addr.parse().expect("addresses come from --cluster");
-            client.call(addr, &Request::SetPaused { paused: false }).await?;
+            match client.call(addr, &Request::SetPaused { paused: false }).await? {
+                Response::Done => {}
+                Response::Error { code, message, .. } => {
+                    // A node that still honours its dead leader's lease (for an election
+                    // timeout): nothing changed there yet.
+                    let name = node.id.as_deref().unwrap_or(&node.addr);
+                    return Err(ClientError::Refused { code, message: format!("{name}: {message}; try again") });
+                }
+                other => return Err(ClientError::Unexpected(Box::new(other))),
+            }
         }
     }
     println!("automatic failover {}", if paused { "paused" } else { "resumed" });

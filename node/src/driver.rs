@@ -849,11 +849,20 @@ impl Driver {
             Request::SetPaused { paused } => {
                 let response = match self.replica.handle_set_paused(now, paused) {
                     Ok(()) => Response::Done,
-                    Err(_) if !paused => {
-                        // No leader to replicate it: resume this node alone.
-                        self.replica.handle_local_resume(now);
-                        Response::Done
-                    }
+                    // No live leader to replicate a resume: resume this node alone.
+                    Err(_) if !paused => match self.replica.handle_local_resume(now) {
+                        Ok(()) => Response::Done,
+                        Err(refusal) => {
+                            let age_ms = match refusal {
+                                baton_common::Refusal::LeaderReachable { last_contact_age_us } => {
+                                    last_contact_age_us / 1000
+                                }
+                                _ => 0,
+                            };
+                            let message = format!("the leader was heard from {age_ms} ms ago: resume goes through it");
+                            self.error(ErrorCode::NotLeader, message)
+                        }
+                    },
                     Err(_) => self.error(ErrorCode::NotLeader, "pausing goes through the leader"),
                 };
                 let _ = reply.send(response);

@@ -134,7 +134,7 @@ impl Replica {
     /// Whether a leader may still count on this node's promise not to vote for anyone
     /// else, itself included: it heard from a leader, granted a vote, or started, within
     /// the minimum election timeout.
-    fn within_leader_lease(&self) -> bool {
+    pub(super) fn within_leader_lease(&self) -> bool {
         self.now_us < self.last_leader_contact_us.saturating_add(self.config.election_timeout_min_us())
     }
 

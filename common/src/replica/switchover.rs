@@ -141,9 +141,15 @@ impl Replica {
 
     /// An operator resumes automatic failover on this node alone, for when no leader is
     /// there to replicate a resume (it died while paused). Pausing is not local: it only
-    /// holds if the leader replicates it, so this only clears the flag.
-    pub fn handle_local_resume(&mut self, now: Micros) {
+    /// holds if the leader replicates it, so this only clears the flag. Refused on a
+    /// follower that heard from its leader within the minimum election timeout: that
+    /// leader's next heartbeat would pause it again, so the resume must go through it.
+    pub fn handle_local_resume(&mut self, now: Micros) -> Result<(), Refusal> {
         self.observe_now(now);
+        if self.role != Role::Leader && self.leader.is_some() && self.within_leader_lease() {
+            let last_contact_age_us = self.now_us - self.last_leader_contact_us;
+            return Err(Refusal::LeaderReachable { last_contact_age_us });
+        }
         if self.hard.paused {
             self.hard.paused = false;
             self.persist_hard_state();
@@ -153,6 +159,7 @@ impl Replica {
             }
         }
         self.assert_invariants();
+        Ok(())
     }
 
     /// Pauses or resumes automatic failover (leader only). The flag travels on every

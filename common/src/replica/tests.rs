@@ -405,12 +405,31 @@ fn local_resume_clears_the_pause() {
     let mut follower = Replica::new(config(N3, WriteMode::Quorum), recovered, 0);
     follower.handle_timeout(10_000 * MS);
     assert_eq!(follower.role(), Role::Follower);
-    follower.handle_local_resume(10_000 * MS);
+    assert_eq!(follower.handle_local_resume(10_000 * MS), Ok(()));
     let outputs = drain(&mut follower);
     assert!(outputs.iter().any(|o| matches!(o, Output::PersistHardState { hard_state, .. } if !hard_state.paused)));
     let at = follower.poll_timeout().unwrap();
     follower.handle_timeout(at);
     assert_eq!(follower.role(), Role::PreCandidate, "campaigns again");
+}
+
+/// Rule: a follower that hears from a live leader refuses to resume alone (the leader's
+/// next heartbeat would pause it again); once that leader is silent past the minimum
+/// election timeout, it resumes alone.
+#[test]
+fn local_resume_refused_while_the_leader_is_alive() {
+    let mut follower = Replica::new(config(N2, WriteMode::Quorum), Recovered::empty(), 0);
+    let now = 5_000 * MS;
+    let mut paused_heartbeat = heartbeat(1, Position::ZERO, 0, now);
+    paused_heartbeat.paused = true;
+    follower.handle_message(now, N1, Message::AppendRequest(paused_heartbeat));
+    drain(&mut follower);
+    assert!(follower.hard_state().paused);
+    let refusal = follower.handle_local_resume(now + 100 * MS).unwrap_err();
+    assert_eq!(refusal, Refusal::LeaderReachable { last_contact_age_us: 100 * MS });
+    assert!(follower.hard_state().paused, "still paused");
+    assert_eq!(follower.handle_local_resume(now + 2_000 * MS), Ok(()), "leader silent long enough");
+    assert!(!follower.hard_state().paused);
 }
 
 /// Rule: a new leader's heartbeats to followers it has not heard from this term name its
