@@ -121,10 +121,17 @@ pub async fn failover(client: &mut Client, to: &str, yes: bool) -> Result<ExitCo
     Ok(ExitCode::from(1))
 }
 
+/// `baton pause` and `baton resume`.
+pub async fn set_paused(client: &mut Client, paused: bool) -> Result<ExitCode, ClientError> {
+    pause_or_resume(client, paused).await?;
+    println!("automatic failover {}", if paused { "paused" } else { "resumed" });
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Pause goes through the leader. Resume too when there is one; otherwise every node is
 /// resumed on its own, since a paused cluster whose leader died has nobody to replicate
-/// the resume.
-pub async fn set_paused(client: &mut Client, paused: bool) -> Result<ExitCode, ClientError> {
+/// the resume (and one node resumed alone wins no election: the paused ones refuse it).
+pub async fn pause_or_resume(client: &mut Client, paused: bool) -> Result<(), ClientError> {
     let status = gather(client).await;
     if status.leader.is_some() || paused {
         match client.request(Request::SetPaused { paused }).await? {
@@ -146,8 +153,7 @@ pub async fn set_paused(client: &mut Client, paused: bool) -> Result<ExitCode, C
             }
         }
     }
-    println!("automatic failover {}", if paused { "paused" } else { "resumed" });
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Every node's record, merged by term.

@@ -110,7 +110,9 @@ impl Poller {
     }
 }
 
-/// Joins each node's answer with the leader's view of it.
+/// Joins each node's answer with the leader's view of it. A follower's lag is shown only
+/// once this leader has heard from it: before that, the leader only knows the follower
+/// holds at least nothing, and "behind by the whole log" would be made up.
 pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>)>) -> ClusterStatus {
     let leader = answers
         .iter()
@@ -125,12 +127,13 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                 let view = leader.as_ref().and_then(|l| l.followers.iter().find(|f| f.id == status.id));
                 let is_leader = leader.as_ref().is_some_and(|l| l.id == status.id);
                 let stalled = view.is_some_and(|v| v.lag_entries > 0 && v.stuck_ms > STALL_BOUND_MS);
+                let lag = view.filter(|v| v.last_ack_age_ms.is_some());
                 NodeRow {
                     reachable: true,
                     health: if stalled { "stalled" } else { "up" }.into(),
-                    lag_entries: if is_leader { Some(0) } else { view.map(|v| v.lag_entries) },
-                    lag_bytes: if is_leader { Some(0) } else { view.map(|v| v.lag_bytes) },
-                    lag_ms: if is_leader { Some(0) } else { view.map(|v| v.lag_ms) },
+                    lag_entries: if is_leader { Some(0) } else { lag.map(|v| v.lag_entries) },
+                    lag_bytes: if is_leader { Some(0) } else { lag.map(|v| v.lag_bytes) },
+                    lag_ms: if is_leader { Some(0) } else { lag.map(|v| v.lag_ms) },
                     last_ack_age_ms: view.and_then(|v| v.last_ack_age_ms),
                     in_sync: if is_leader { Some(true) } else { view.map(|v| v.in_sync) },
                     state: if is_leader { Some("leader".into()) } else { view.map(|v| v.state.clone()) },
@@ -157,13 +160,14 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     leader.as_ref().and_then(|l| l.followers.iter().find(|f| f.addr == addr)).map(|f| f.id.clone())
                 });
                 let view = leader.as_ref().and_then(|l| l.followers.iter().find(|f| Some(&f.id) == known_id.as_ref()));
+                let lag = view.filter(|v| v.last_ack_age_ms.is_some());
                 NodeRow {
                     id: known_id,
                     addr,
                     health: "unreachable".into(),
-                    lag_entries: view.map(|v| v.lag_entries),
-                    lag_bytes: view.map(|v| v.lag_bytes),
-                    lag_ms: view.map(|v| v.lag_ms),
+                    lag_entries: lag.map(|v| v.lag_entries),
+                    lag_bytes: lag.map(|v| v.lag_bytes),
+                    lag_ms: lag.map(|v| v.lag_ms),
                     last_ack_age_ms: view.and_then(|v| v.last_ack_age_ms),
                     in_sync: view.map(|v| v.in_sync),
                     state: view.map(|v| v.state.clone()),
@@ -282,6 +286,7 @@ mod tests {
             id: id.into(),
             addr: addr.into(),
             lag_entries,
+            last_ack_age_ms: Some(1_500),
             ..Default::default()
         };
         let leader = NodeStatus {
@@ -302,5 +307,23 @@ mod tests {
         assert_eq!((n3.id.as_deref(), n3.health.as_str(), n3.lag_entries), (Some("n3"), "unreachable", Some(37)));
         let unknown = assemble(vec![("127.0.0.1:7209".into(), None, Err("timed out".into()))]);
         assert_eq!(unknown.nodes[0].id, None, "no leader to ask: no name is made up");
+    }
+
+    /// Goal: a follower the leader has not heard from this term shows no lag (unknown),
+    /// not the leader's placeholder of the whole log.
+    #[test]
+    fn lag_is_unknown_until_the_leader_hears_from_the_follower() {
+        let leader = NodeStatus {
+            id: "n2".into(),
+            role: "leader".into(),
+            term: 2,
+            mode: "quorum".into(),
+            followers: vec![FollowerStatus { id: "n1".into(), lag_entries: 180, lag_ms: 12_000, ..Default::default() }],
+            ..Default::default()
+        };
+        let n1 = NodeStatus { id: "n1".into(), role: "follower".into(), term: 2, ..Default::default() };
+        let status =
+            assemble(vec![("127.0.0.1:7201".into(), None, Ok(n1)), ("127.0.0.1:7202".into(), None, Ok(leader))]);
+        assert_eq!((status.nodes[0].lag_entries, status.nodes[0].lag_ms), (None, None));
     }
 }

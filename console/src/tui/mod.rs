@@ -268,13 +268,12 @@ async fn perform(
             }
             failed(format!("failover to {target} failed: {}", last_refusal.unwrap_or_else(|| "no win".into())))
         }
-        Action::SetPaused(paused) => match client.request(Request::SetPaused { paused }).await {
-            Ok(Response::Done) => Outcome::Finished {
+        Action::SetPaused(paused) => match crate::admin::pause_or_resume(client, paused).await {
+            Ok(()) => Outcome::Finished {
                 ok: true,
                 text: if paused { "automatic failover paused" } else { "automatic failover resumed" }.into(),
             },
-            Ok(other) => failed(format!("pause: unexpected answer {other:?}")),
-            Err(error) => failed(format!("pause/resume failed: {error}")),
+            Err(error) => failed(format!("{} failed: {error}", if paused { "pause" } else { "resume" })),
         },
         Action::KillAndRestart(target) => match demo.map(|d| d.kill_and_restart(&target)) {
             Some(Ok(())) => {
