@@ -118,6 +118,10 @@ async fn torn_wal_tail_is_repaired() {
         client.put(format!("k{i}").as_bytes(), b"v").await.unwrap();
     }
     let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id.clone();
+    let addr = cluster.node(&follower).addr;
+    // The quorum may have been the other follower: wait until this one holds the log.
+    wait_until!(Duration::from_secs(10), { client.status_of(addr).await.ok().filter(|s| s.durable_index >= 51) })
+        .expect("the follower stored everything");
     cluster.node(&follower).kill();
     let segment = last_segment(&cluster.node(&follower).data_dir);
     let length = std::fs::metadata(&segment).unwrap().len();
@@ -131,7 +135,6 @@ async fn torn_wal_tail_is_repaired() {
     for i in 50..60 {
         client.put(format!("k{i}").as_bytes(), b"v").await.unwrap();
     }
-    let addr = cluster.node(&follower).addr;
     let caught_up =
         wait_until!(Duration::from_secs(20), { client.status_of(addr).await.ok().filter(|s| s.applied_index >= 61) });
     if caught_up.is_none() {
