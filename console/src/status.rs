@@ -120,6 +120,8 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
         .filter(|s| s.role == "leader")
         .max_by_key(|s| s.term)
         .cloned();
+    let answered_modes: Vec<String> =
+        answers.iter().filter_map(|(_, _, a)| a.as_ref().ok()).map(|s| s.mode.clone()).collect();
     let nodes: Vec<NodeRow> = answers
         .into_iter()
         .map(|(addr, known_id, answer)| match answer {
@@ -178,12 +180,17 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
         })
         .collect();
     let voters = nodes.len() as u8;
-    let mode = leader.as_ref().map(|l| l.mode.clone());
+    // With no leader, the mode any node reports (every node runs the cluster's mode).
+    let mode = leader.as_ref().map(|l| l.mode.clone()).or_else(|| answered_modes.into_iter().next());
     let failover_loss_entries = leader.as_ref().map_or(0, |l| l.failover_loss_entries);
+    let durability = match leader {
+        Some(_) => durability_words(mode.as_deref(), voters, failover_loss_entries),
+        None => NO_LEADER_WORDS.to_string(),
+    };
     ClusterStatus {
         leader: leader.as_ref().map(|l| l.id.clone()),
         term: leader.as_ref().map_or_else(|| nodes.iter().filter_map(|n| n.term).max().unwrap_or(0), |l| l.term),
-        durability: durability_words(mode.as_deref(), voters, failover_loss_entries),
+        durability,
         mode,
         paused: leader.as_ref().map_or_else(|| nodes.iter().any(|n| n.paused == Some(true)), |l| l.paused),
         failover_safe: leader.as_ref().and_then(|l| l.failover_safe),
@@ -192,10 +199,12 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
     }
 }
 
+const NO_LEADER_WORDS: &str = "no leader: writes wait for an election";
+
 /// The write mode's promise in words, e.g. "acknowledged writes survive 1 node loss".
 pub fn durability_words(mode: Option<&str>, voters: u8, async_loss_entries: u64) -> String {
     let Some(mode) = mode.and_then(baton_common::WriteMode::parse) else {
-        return "no leader: writes wait for an election".into();
+        return NO_LEADER_WORDS.into();
     };
     if mode == baton_common::WriteMode::Async {
         return format!("async: a failover now would lose up to {async_loss_entries} acknowledged entries");
@@ -307,6 +316,12 @@ mod tests {
         assert_eq!((n3.id.as_deref(), n3.health.as_str(), n3.lag_entries), (Some("n3"), "unreachable", Some(37)));
         let unknown = assemble(vec![("127.0.0.1:7209".into(), None, Err("timed out".into()))]);
         assert_eq!(unknown.nodes[0].id, None, "no leader to ask: no name is made up");
+        assert_eq!(unknown.mode, None);
+        let follower =
+            NodeStatus { id: "n2".into(), role: "follower".into(), mode: "all".into(), ..Default::default() };
+        let leaderless = assemble(vec![("127.0.0.1:7202".into(), None, Ok(follower))]);
+        assert_eq!(leaderless.mode.as_deref(), Some("all"), "the mode is known without a leader");
+        assert_eq!(leaderless.durability, "no leader: writes wait for an election");
     }
 
     /// Goal: a follower the leader has not heard from this term shows no lag (unknown),
