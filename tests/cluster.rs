@@ -260,3 +260,33 @@ async fn sigterm_on_the_leader_hands_over_first() {
         assert!(client.get(format!("h{i}").as_bytes(), ReadMode::Leader).await.unwrap().0.is_some(), "lost h{i}");
     }
 }
+
+/// Goal: nodes that know each other by host name (`--peer n2=HOST:PORT`, `--advertise`)
+/// elect a leader and replicate; status shows the names; `baton` given only a
+/// follower's name follows that follower's leader hint, itself a name, to the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_known_by_host_name() {
+    let cluster = Cluster::start_by_name(3, &[], "localhost");
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    for status in cluster.statuses(&mut client).await {
+        let port = cluster.nodes.iter().find(|n| n.id == status.id).unwrap().addr.port();
+        assert_eq!(status.addr, format!("localhost:{port}"), "{status:?}");
+    }
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let output = std::process::Command::new(support::binaries().join("baton"))
+        .args(["--cluster", &format!("localhost:{}", follower.addr.port())])
+        .args(["--certs", &cluster.certs.display().to_string(), "put", "named", "yes"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "put through a follower's name: {stderr}\n{}", cluster.logs());
+    let (value, _) = client.get(b"named", ReadMode::Leader).await.unwrap();
+    assert_eq!(value.as_deref(), Some(&b"yes"[..]));
+    let output = std::process::Command::new(support::binaries().join("baton"))
+        .args(["--cluster", "nowhere.invalid:7101", "--certs", &cluster.certs.display().to_string(), "status"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("--cluster: cannot resolve nowhere.invalid"), "{stderr}");
+}

@@ -8,6 +8,7 @@ mod local;
 mod status;
 mod tui;
 
+use baton_node::addr::NodeAddr;
 use baton_node::certs::Identity;
 use baton_node::client::{Client, ClientError};
 use baton_node::frame::ReadMode;
@@ -16,12 +17,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// Where a client's UDP socket is bound (see `Client::new`): names resolve to IPv4.
+const CLIENT_SOCKET: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
+
 #[derive(Parser, Debug)]
 #[command(name = "baton", version, about = "Operate a Baton cluster")]
 struct Args {
-    /// The cluster's node addresses, comma-separated.
+    /// The cluster's node addresses, comma-separated (IP addresses or host names, as
+    /// HOST:PORT).
     #[arg(long, env = "BATON_CLUSTER", value_delimiter = ',', global = true)]
-    cluster: Vec<SocketAddr>,
+    cluster: Vec<NodeAddr>,
     /// Directory with ca.pem and your certificate (operator.pem / operator.key).
     #[arg(long, env = "BATON_CERTS", global = true)]
     certs: Option<PathBuf>,
@@ -201,6 +206,12 @@ fn main() -> ExitCode {
     runtime.block_on(run(args))
 }
 
+/// Each node as the operator wrote it, with the address it resolved to.
+fn targets(written: &[NodeAddr], resolved: &[SocketAddr]) -> Vec<status::Target> {
+    let targets = written.iter().zip(resolved);
+    targets.map(|(written, addr)| status::Target { label: written.to_string(), addr: *addr }).collect()
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("baton: {message}");
     ExitCode::from(2)
@@ -208,6 +219,10 @@ fn fail(message: &str) -> ExitCode {
 
 async fn run(args: Args) -> ExitCode {
     let identity = Identity::Operator(args.as_operator.clone());
+    let cluster: Vec<SocketAddr> = match baton_node::addr::resolve_all(&args.cluster, CLIENT_SOCKET).await {
+        Ok(cluster) => cluster,
+        Err(error) => return fail(&format!("--cluster: {error}")),
+    };
     match &args.command {
         Some(Command::Demo { mode }) => return demo(mode).await,
         Some(Command::Bench {
@@ -232,7 +247,7 @@ async fn run(args: Args) -> ExitCode {
                 election_timeout_ms: *election_timeout_ms,
                 json: *json,
             };
-            return match bench::run(options, args.cluster.clone(), args.certs.clone(), identity).await {
+            return match bench::run(options, cluster.clone(), args.certs.clone(), identity).await {
                 Ok(report) => {
                     bench::print(&report, *json);
                     ExitCode::SUCCESS
@@ -245,16 +260,16 @@ async fn run(args: Args) -> ExitCode {
     let Some(certs) = args.certs.clone() else {
         return fail("missing --certs (or BATON_CERTS): the directory with ca.pem and your certificate");
     };
-    if args.cluster.is_empty() {
+    if cluster.is_empty() {
         return fail("missing --cluster (or BATON_CLUSTER): the nodes' addresses, comma-separated");
     }
     match &args.command {
         None | Some(Command::Console) => {
-            let options = tui::Options { addrs: args.cluster.clone(), certs, identity };
+            let options = tui::Options { targets: targets(&args.cluster, &cluster), certs, identity };
             return tui::run(options, None).await;
         }
         Some(Command::Status { json, watch }) => {
-            let mut poller = match status::Poller::new(&args.cluster, &certs, &identity) {
+            let mut poller = match status::Poller::new(&targets(&args.cluster, &cluster), &certs, &identity) {
                 Ok(poller) => poller,
                 Err(error) => return fail(&error.to_string()),
             };
@@ -263,7 +278,7 @@ async fn run(args: Args) -> ExitCode {
         }
         _ => {}
     }
-    let mut client = match Client::new(args.cluster.clone(), &certs, &identity) {
+    let mut client = match Client::new(cluster.clone(), &certs, &identity) {
         Ok(client) => client,
         Err(error) => return fail(&error.to_string()),
     };
@@ -344,7 +359,7 @@ async fn demo(mode: &str) -> ExitCode {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     });
-    let options = tui::Options { addrs: cluster.addrs.clone(), certs: cluster.certs.clone(), identity };
+    let options = tui::Options { targets: status::Target::of(&cluster.addrs), certs: cluster.certs.clone(), identity };
     let code = tui::run(options, Some(std::sync::Arc::new(local::DemoHandle(cluster.clone())))).await;
     load.abort();
     let _ = load.await;

@@ -62,16 +62,31 @@ pub struct NodeRow {
     pub error: Option<String>,
 }
 
+/// A node as the operator named it (`--cluster`), which its row shows, and the address
+/// that name resolved to when the command started.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub label: String,
+    pub addr: SocketAddr,
+}
+
+impl Target {
+    /// Targets named by their IP addresses.
+    pub fn of(addrs: &[SocketAddr]) -> Vec<Target> {
+        addrs.iter().map(|addr| Target { label: addr.to_string(), addr: *addr }).collect()
+    }
+}
+
 /// Asks each node on its own client, concurrently.
 pub struct Poller {
-    nodes: Vec<(SocketAddr, Option<Client>, Option<String>)>,
+    nodes: Vec<(Target, Option<Client>, Option<String>)>,
 }
 
 impl Poller {
-    pub fn new(addrs: &[SocketAddr], certs: &Path, identity: &Identity) -> Result<Poller, ClientError> {
+    pub fn new(targets: &[Target], certs: &Path, identity: &Identity) -> Result<Poller, ClientError> {
         let mut nodes = Vec::new();
-        for addr in addrs {
-            nodes.push((*addr, Some(Client::new(vec![*addr], certs, identity)?), None));
+        for target in targets {
+            nodes.push((target.clone(), Some(Client::new(vec![target.addr], certs, identity)?), None));
         }
         Ok(Poller { nodes })
     }
@@ -79,8 +94,8 @@ impl Poller {
     /// Every node's status, or why it did not answer within `timeout`.
     pub async fn gather(&mut self, timeout: Duration) -> ClusterStatus {
         let mut tasks = tokio::task::JoinSet::new();
-        for (position, (addr, client, _)) in self.nodes.iter_mut().enumerate() {
-            let (addr, mut client) = (*addr, client.take().expect("returned after each round"));
+        for (position, (target, client, _)) in self.nodes.iter_mut().enumerate() {
+            let (addr, mut client) = (target.addr, client.take().expect("returned after each round"));
             tasks.spawn(async move {
                 let answer = match tokio::time::timeout(timeout, client.status_of(addr)).await {
                     Ok(answer) => answer.map_err(|e| e.to_string()),
@@ -102,8 +117,8 @@ impl Poller {
             .nodes
             .iter()
             .zip(answers)
-            .map(|((addr, _, known_id), answer)| {
-                (addr.to_string(), known_id.clone(), answer.expect("every task answered"))
+            .map(|((target, _, known_id), answer)| {
+                (target.label.clone(), known_id.clone(), answer.expect("every task answered"))
             })
             .collect();
         assemble(answers)

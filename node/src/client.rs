@@ -1,6 +1,7 @@
 //! The Rust client: connect to any node of a cluster, follow "not leader" hints, and
 //! retry retryable errors with backoff until a deadline.
 
+use crate::addr::NodeAddr;
 use crate::certs::{Credentials, Identity};
 use crate::frame::{read_frame, write_frame, ErrorCode, Frame, ReadMode, Request, Response, PROTOCOL_VERSION};
 use crate::status::NodeStatus;
@@ -241,7 +242,13 @@ impl Client {
             };
             match self.call(addr, &request).await {
                 Ok(Response::Error { code, message, leader_hint }) if code.retryable() => {
-                    self.leader = leader_hint.and_then(|hint| hint.parse().ok()).filter(|hint| *hint != addr);
+                    self.leader = match leader_hint.and_then(|hint| hint.parse::<NodeAddr>().ok()) {
+                        Some(hint) => {
+                            let local = self.endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+                            hint.resolve(local).await.ok().filter(|hint| *hint != addr)
+                        }
+                        None => None,
+                    };
                     last_problem = format!("{addr}: {message}");
                     if self.leader.is_some() && redirects < REDIRECTS_AT_ONCE_MAX {
                         redirects += 1;

@@ -1,5 +1,6 @@
 //! The node's settings: command-line flags over an optional TOML file over defaults.
 
+use crate::addr::NodeAddr;
 use baton_common::WriteMode;
 use clap::Parser;
 use serde::Deserialize;
@@ -12,12 +13,17 @@ pub struct Args {
     /// This node's id, as its certificate names it (for example n1).
     #[arg(long)]
     pub id: Option<String>,
-    /// Address to listen on, for example 127.0.0.1:7101.
+    /// Address to listen on, for example 127.0.0.1:7101 or 0.0.0.0:7101.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Another member, as ID=ADDR; repeat for each.
+    /// The address other nodes and clients reach this node at, as the other nodes'
+    /// --peer lists it (an IP or a host name, for example pi1.local:7101). Needed when
+    /// --listen is a wildcard such as 0.0.0.0; otherwise it defaults to --listen.
+    #[arg(long)]
+    pub advertise: Option<NodeAddr>,
+    /// Another member, as ID=HOST:PORT (an IP address or a host name); repeat for each.
     #[arg(long = "peer", value_parser = parse_peer)]
-    pub peers: Vec<(String, SocketAddr)>,
+    pub peers: Vec<(String, NodeAddr)>,
     /// Where the log and state live (one node per directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -56,8 +62,9 @@ pub struct Args {
 pub struct FileConfig {
     pub id: Option<String>,
     pub listen: Option<SocketAddr>,
+    pub advertise: Option<NodeAddr>,
     #[serde(default)]
-    pub peers: std::collections::BTreeMap<String, SocketAddr>,
+    pub peers: std::collections::BTreeMap<String, NodeAddr>,
     pub data_dir: Option<PathBuf>,
     pub certs: Option<PathBuf>,
     pub mode: Option<String>,
@@ -74,7 +81,9 @@ pub struct FileConfig {
 pub struct Settings {
     pub id: String,
     pub listen: SocketAddr,
-    pub peers: Vec<(String, SocketAddr)>,
+    /// Where the others reach this node: in leader hints and status answers.
+    pub advertise: NodeAddr,
+    pub peers: Vec<(String, NodeAddr)>,
     pub data_dir: PathBuf,
     pub certs: PathBuf,
     pub mode: WriteMode,
@@ -91,11 +100,10 @@ pub const MAX_LOG_BYTES_DEFAULT: u64 = 64 * 1024 * 1024;
 /// Below this, snapshots would be taken almost continuously.
 pub const MAX_LOG_BYTES_MIN: u64 = 64 * 1024;
 
-fn parse_peer(text: &str) -> Result<(String, SocketAddr), String> {
+fn parse_peer(text: &str) -> Result<(String, NodeAddr), String> {
     let (id, addr) =
-        text.split_once('=').ok_or_else(|| format!("{text:?}: expected ID=ADDR, like n2=127.0.0.1:7102"))?;
-    let addr = addr.parse().map_err(|e| format!("{text:?}: bad address: {e}"))?;
-    Ok((id.to_string(), addr))
+        text.split_once('=').ok_or_else(|| format!("{text:?}: expected ID=HOST:PORT, like n2=127.0.0.1:7102"))?;
+    Ok((id.to_string(), addr.parse()?))
 }
 
 fn parse_mode(text: &str) -> Result<WriteMode, String> {
@@ -122,9 +130,28 @@ impl Settings {
         if log_format != "text" && log_format != "json" {
             return Err(format!("unknown log format {log_format:?}: use text or json"));
         }
+        let listen = args.listen.or(file.listen).ok_or_else(|| missing("listen"))?;
+        let advertise = match args.advertise.or(file.advertise) {
+            Some(advertise) => advertise,
+            None if listen.ip().is_unspecified() => {
+                return Err(format!(
+                    "listen address {listen} is a wildcard, which the other nodes and clients cannot \
+                     reach: set --advertise (or `advertise` in the config file) to the address they \
+                     use for this node, for example 192.168.1.11:{port} or pi1.local:{port}",
+                    port = listen.port()
+                ))
+            }
+            None => NodeAddr::Ip(listen),
+        };
+        if advertise.ip().is_some_and(|addr| addr.ip().is_unspecified()) {
+            return Err(format!(
+                "advertise address {advertise} is a wildcard: give the address others reach this node at"
+            ));
+        }
         let settings = Settings {
             id: args.id.or(file.id).ok_or_else(|| missing("id"))?,
-            listen: args.listen.or(file.listen).ok_or_else(|| missing("listen"))?,
+            listen,
+            advertise,
             peers,
             data_dir: args.data_dir.or(file.data_dir).ok_or_else(|| missing("data-dir"))?,
             certs: args.certs.or(file.certs).ok_or_else(|| missing("certs"))?,
@@ -183,6 +210,28 @@ mod tests {
         assert!(error.contains("--listen"), "{error}");
     }
 
+    /// Goal: a node listening on a wildcard must say where it is reached (its leader
+    /// hints and status would otherwise send clients to 0.0.0.0); peers may be host names.
+    #[test]
+    fn a_wildcard_listen_needs_an_advertised_address() {
+        let base =
+            ["baton-node", "--id", "n1", "--data-dir", "/tmp/d", "--certs", "/tmp/c", "--listen", "0.0.0.0:7101"];
+        let error = Settings::resolve(Args::parse_from(base)).unwrap_err();
+        assert!(error.contains("0.0.0.0:7101") && error.contains("--advertise"), "{error}");
+        let error =
+            Settings::resolve(Args::parse_from(base.iter().chain(&["--advertise", "0.0.0.0:7101"]))).unwrap_err();
+        assert!(error.contains("wildcard"), "{error}");
+        let args = base.iter().chain(&["--advertise", "gw-1.plant.example:7101", "--peer", "n2=pi2.local:7101"]);
+        let settings = Settings::resolve(Args::parse_from(args)).unwrap();
+        assert_eq!(settings.advertise.to_string(), "gw-1.plant.example:7101");
+        assert_eq!(settings.peers, vec![("n2".to_string(), "pi2.local:7101".parse().unwrap())]);
+        let listen =
+            ["baton-node", "--id", "n1", "--data-dir", "/tmp/d", "--certs", "/tmp/c", "--listen", "127.0.0.1:7101"];
+        assert_eq!(Settings::resolve(Args::parse_from(listen)).unwrap().advertise.to_string(), "127.0.0.1:7101");
+        let error = Args::try_parse_from(listen.iter().chain(&["--peer", "n2=pi 2:7101"])).unwrap_err().to_string();
+        assert!(error.contains("neither an IP address nor a host name"), "{error}");
+    }
+
     /// Goal: the Raspberry Pi example config in examples/ is valid as shipped.
     #[test]
     fn raspberry_pi_example_parses() {
@@ -192,6 +241,7 @@ mod tests {
         let settings = Settings::resolve(Args::parse_from(["baton-node", "--config", path.to_str().unwrap()])).unwrap();
         assert_eq!(settings.id, "pi1");
         assert_eq!(settings.peers.len(), 2);
+        assert_eq!(settings.advertise.to_string(), "192.168.1.11:7101");
         assert_eq!(settings.max_log_bytes, 32 * 1024 * 1024);
         assert_eq!(settings.metrics, Some("127.0.0.1:9101".parse().unwrap()));
         let error = Settings::resolve(Args::parse_from([

@@ -4,6 +4,7 @@
 //! clock, and carries out what the core decides. This crate also holds the Rust client
 //! library.
 
+pub mod addr;
 pub mod certs;
 pub mod client;
 pub mod config;

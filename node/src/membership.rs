@@ -1,14 +1,15 @@
 //! The cluster's members by name and address, and the small numeric ids the core uses.
 //! Every node sorts the same names the same way, so ids agree across the cluster.
 
+use crate::addr::NodeAddr;
 use baton_common::NodeId;
-use std::net::SocketAddr;
 
 #[derive(Clone, Debug)]
 pub struct Membership {
     /// Sorted names; a name's id is its position plus one.
     names: Vec<String>,
-    addrs: Vec<SocketAddr>,
+    /// Where each node is reached, as configured (each node's own is what it advertises).
+    addrs: Vec<NodeAddr>,
     me: String,
 }
 
@@ -21,8 +22,8 @@ pub enum MembershipError {
 }
 
 impl Membership {
-    pub fn new(me: &str, my_addr: SocketAddr, peers: &[(String, SocketAddr)]) -> Result<Membership, MembershipError> {
-        let mut all: Vec<(String, SocketAddr)> = peers.to_vec();
+    pub fn new(me: &str, my_addr: NodeAddr, peers: &[(String, NodeAddr)]) -> Result<Membership, MembershipError> {
+        let mut all: Vec<(String, NodeAddr)> = peers.to_vec();
         all.push((me.to_string(), my_addr));
         all.sort();
         for pair in all.windows(2) {
@@ -35,7 +36,7 @@ impl Membership {
         }
         Ok(Membership {
             names: all.iter().map(|(n, _)| n.clone()).collect(),
-            addrs: all.iter().map(|(_, a)| *a).collect(),
+            addrs: all.iter().map(|(_, a)| a.clone()).collect(),
             me: me.to_string(),
         })
     }
@@ -56,8 +57,8 @@ impl Membership {
         &self.names[usize::from(id.0) - 1]
     }
 
-    pub fn addr_of(&self, id: NodeId) -> SocketAddr {
-        self.addrs[usize::from(id.0) - 1]
+    pub fn addr_of(&self, id: NodeId) -> &NodeAddr {
+        &self.addrs[usize::from(id.0) - 1]
     }
 
     pub fn ids(&self) -> impl Iterator<Item = NodeId> + '_ {

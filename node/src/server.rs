@@ -50,7 +50,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         "recovered storage"
     );
 
-    let membership = Membership::new(&settings.id, settings.listen, &settings.peers).map_err(|e| e.to_string())?;
+    let membership =
+        Membership::new(&settings.id, settings.advertise.clone(), &settings.peers).map_err(|e| e.to_string())?;
     let credentials =
         Credentials::load(&settings.certs, &Identity::Node(settings.id.clone())).map_err(|e| e.to_string())?;
     let server_config = crate::tls::server_config(&credentials).map_err(|e| e.to_string())?;
@@ -101,7 +102,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
             .with_discarded_dir(settings.data_dir.join("discarded"))
             .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes);
     let driver = tokio::spawn(driver.run());
-    tracing::info!(id = %settings.id, listen = %settings.listen, mode = %settings.mode, "baton-node started");
+    tracing::info!(id = %settings.id, listen = %settings.listen, advertise = %settings.advertise, mode = %settings.mode, "baton-node started");
 
     shutdown_signal().await;
     tracing::info!("shutting down");

@@ -104,10 +104,16 @@ pub async fn run_link(
 ) {
     let restarted = restarts.link(peer);
     let name = membership.name_of(peer).to_string();
-    let addr = membership.addr_of(peer);
+    // Resolved again at each attempt: a peer known by name may have moved.
+    let addr = membership.addr_of(peer).clone();
     let mut backoff = BACKOFF_MIN;
     loop {
-        match connect(&endpoint, &client_config, addr, &name, membership.my_name()).await {
+        let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let attempt = match addr.resolve(local).await {
+            Ok(resolved) => connect(&endpoint, &client_config, resolved, &name, membership.my_name()).await,
+            Err(error) => Err(error),
+        };
+        match attempt {
             Ok((connection, mut send, peer_incarnation)) => {
                 tracing::info!(peer = %name, %addr, "replication link up");
                 restarts.attached(peer, peer_incarnation);

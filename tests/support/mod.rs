@@ -118,6 +118,16 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` nodes with `extra` flags (e.g. `--mode all`).
     pub fn start(count: usize, extra: &[&str]) -> Cluster {
+        Cluster::start_at(count, extra, None)
+    }
+
+    /// The same, but the nodes know each other by host name (`HOST:PORT` in `--peer`
+    /// and `--advertise`), as on a LAN with DNS or mDNS; they still listen on 127.0.0.1.
+    pub fn start_by_name(count: usize, extra: &[&str], host: &str) -> Cluster {
+        Cluster::start_at(count, extra, Some(host))
+    }
+
+    fn start_at(count: usize, extra: &[&str], host: Option<&str>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let certs = dir.path().join("certs");
         let ids: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
@@ -136,10 +146,18 @@ impl Cluster {
                 "--certs".into(),
                 certs.display().to_string(),
             ];
+            let named = |addr: SocketAddr| match host {
+                Some(host) => format!("{host}:{}", addr.port()),
+                None => addr.to_string(),
+            };
+            if host.is_some() {
+                args.push("--advertise".into());
+                args.push(named(addrs[i]));
+            }
             for (j, other) in ids.iter().enumerate() {
                 if i != j {
                     args.push("--peer".into());
-                    args.push(format!("{other}={}", addrs[j]));
+                    args.push(format!("{other}={}", named(addrs[j])));
                 }
             }
             args.extend(extra.iter().map(|s| s.to_string()));

@@ -3,7 +3,7 @@
 //! the latest answers at the same rate. A dead or slow node makes only its own row stale
 //! (then unreachable); it never delays the others or the screen.
 
-use crate::status::{assemble, ClusterStatus};
+use crate::status::{assemble, ClusterStatus, Target};
 use baton_node::certs::Identity;
 use baton_node::client::Client;
 use baton_node::frame::{Request, Response};
@@ -36,9 +36,10 @@ pub struct Update {
     pub history: Vec<HistoryEntry>,
 }
 
-pub fn spawn(addrs: Vec<SocketAddr>, certs: PathBuf, identity: Identity, every: Duration) -> mpsc::Receiver<Update> {
+pub fn spawn(targets: Vec<Target>, certs: PathBuf, identity: Identity, every: Duration) -> mpsc::Receiver<Update> {
     let (updates, receiver) = mpsc::channel(4);
-    let slots: Arc<Vec<Mutex<Slot>>> = Arc::new(addrs.iter().map(|_| Mutex::new(Slot::default())).collect());
+    let slots: Arc<Vec<Mutex<Slot>>> = Arc::new(targets.iter().map(|_| Mutex::new(Slot::default())).collect());
+    let addrs: Vec<SocketAddr> = targets.iter().map(|target| target.addr).collect();
     for (position, addr) in addrs.iter().copied().enumerate() {
         let (slots, certs, identity) = (slots.clone(), certs.clone(), identity.clone());
         tokio::spawn(async move {
@@ -74,10 +75,10 @@ pub fn spawn(addrs: Vec<SocketAddr>, certs: PathBuf, identity: Identity, every: 
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            let answers = addrs
+            let answers = targets
                 .iter()
                 .zip(slots.iter())
-                .map(|(addr, slot)| {
+                .map(|(target, slot)| {
                     let slot = slot.lock().expect("never poisoned");
                     let stale = slot.answered_at.is_none_or(|at| at.elapsed() > STALE_AFTER);
                     let answer = match &slot.answer {
@@ -88,16 +89,19 @@ pub fn spawn(addrs: Vec<SocketAddr>, certs: PathBuf, identity: Identity, every: 
                             None => "no answer yet".into(),
                         }),
                     };
-                    (addr.to_string(), slot.id.clone(), answer)
+                    (target.label.clone(), slot.id.clone(), answer)
                 })
                 .collect();
             let status = assemble(answers);
             if history_fetched.is_none_or(|at| at.elapsed() >= HISTORY_EVERY) {
                 history_fetched = Some(Instant::now());
-                let leader_addr =
-                    status.nodes.iter().find(|n| n.role.as_deref() == Some("leader")).map(|n| n.addr.clone());
-                if let (Some(client), Some(addr)) = (history_client.as_mut(), leader_addr.and_then(|a| a.parse().ok()))
-                {
+                // Rows come in the targets' order.
+                let leader_addr = status
+                    .nodes
+                    .iter()
+                    .position(|n| n.role.as_deref() == Some("leader"))
+                    .and_then(|position| addrs.get(position).copied());
+                if let (Some(client), Some(addr)) = (history_client.as_mut(), leader_addr) {
                     let call = tokio::time::timeout(STATUS_TIMEOUT, client.call(addr, &Request::History));
                     if let Ok(Ok(Response::History(entries))) = call.await {
                         history = entries;

@@ -36,7 +36,7 @@ pub trait DemoControl: Send + Sync {
 
 #[derive(Clone)]
 pub struct Options {
-    pub addrs: Vec<SocketAddr>,
+    pub targets: Vec<crate::status::Target>,
     pub certs: PathBuf,
     pub identity: Identity,
 }
@@ -59,13 +59,13 @@ pub fn color_enabled() -> bool {
 const READER_STOP_WAIT: Duration = Duration::from_millis(300);
 
 pub async fn run(options: Options, demo: Option<Arc<dyn DemoControl>>) -> ExitCode {
-    let name = match (demo.is_some(), options.addrs.as_slice()) {
-        (true, addrs) => format!("demo, {} local nodes", addrs.len()),
-        (false, [first, rest @ ..]) if !rest.is_empty() => format!("{first} +{}", rest.len()),
-        (false, addrs) => addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+    let name = match (demo.is_some(), options.targets.as_slice()) {
+        (true, targets) => format!("demo, {} local nodes", targets.len()),
+        (false, [first, rest @ ..]) if !rest.is_empty() => format!("{} +{}", first.label, rest.len()),
+        (false, targets) => targets.iter().map(|t| t.label.clone()).collect::<Vec<_>>().join(","),
     };
     let mut app = App::new(name, demo.is_some(), color_enabled());
-    let mut updates = fetch::spawn(options.addrs.clone(), options.certs.clone(), options.identity.clone(), REFRESH);
+    let mut updates = fetch::spawn(options.targets.clone(), options.certs.clone(), options.identity.clone(), REFRESH);
     let (inputs, mut input_receiver) = mpsc::channel(64);
     let (outcomes, mut outcome_receiver) = mpsc::channel(64);
     let stop = Arc::new(AtomicBool::new(false));
@@ -180,10 +180,11 @@ fn spawn_action(
     };
     let options = options.clone();
     tokio::spawn(async move {
-        let outcome = match Client::new(options.addrs.clone(), &options.certs, &options.identity) {
-            Ok(mut client) => perform(action, &mut client, target_addr, demo, &outcomes).await,
-            Err(error) => Outcome::Finished { ok: false, text: format!("cannot connect: {error}") },
-        };
+        let outcome =
+            match Client::new(options.targets.iter().map(|t| t.addr).collect(), &options.certs, &options.identity) {
+                Ok(mut client) => perform(action, &mut client, target_addr, demo, &outcomes).await,
+                Err(error) => Outcome::Finished { ok: false, text: format!("cannot connect: {error}") },
+            };
         let _ = outcomes.send(outcome).await;
     });
 }
