@@ -91,7 +91,10 @@ impl Client {
         }
         let credentials = Credentials::load(certs, identity).map_err(|e| ClientError::Setup(e.to_string()))?;
         let config = crate::tls::any_node_client_config(&credentials).map_err(|e| ClientError::Setup(e.to_string()))?;
-        let endpoint = quinn::Endpoint::client("0.0.0.0:0".parse().expect("valid"))
+        // An IPv4 socket cannot reach an IPv6 node: a cluster given only by IPv6 addresses
+        // gets an IPv6 socket.
+        let any = if addrs.iter().all(SocketAddr::is_ipv6) { "[::]:0" } else { "0.0.0.0:0" };
+        let endpoint = quinn::Endpoint::client(any.parse().expect("valid"))
             .map_err(|e| ClientError::Setup(format!("cannot open a UDP socket: {e}")))?;
         Ok(Client {
             endpoint,
