@@ -29,6 +29,10 @@ pub struct ClusterStatus {
     pub failover_safe: Option<bool>,
     pub failover_loss_entries: u64,
     pub nodes: Vec<NodeRow>,
+    /// Why the cluster is not healthy, in words (empty when it is): no leader, a node
+    /// unreachable or stalled, or a failover that would lose acknowledged writes now.
+    /// `baton status` exits 3 when there is any.
+    pub problems: Vec<String>,
 }
 
 #[derive(Serialize, Debug, Clone, Default, PartialEq)]
@@ -202,7 +206,7 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
         Some(_) => durability_words(mode.as_deref(), voters, failover_loss_entries),
         None => NO_LEADER_WORDS.to_string(),
     };
-    ClusterStatus {
+    let mut status = ClusterStatus {
         leader: leader.as_ref().map(|l| l.id.clone()),
         term: leader.as_ref().map_or_else(|| nodes.iter().filter_map(|n| n.term).max().unwrap_or(0), |l| l.term),
         durability,
@@ -211,7 +215,33 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
         failover_safe: leader.as_ref().and_then(|l| l.failover_safe),
         failover_loss_entries,
         nodes,
+        problems: Vec::new(),
+    };
+    status.problems = problems(&status);
+    status
+}
+
+/// What is wrong with `status`, one line per problem.
+fn problems(status: &ClusterStatus) -> Vec<String> {
+    let mut problems = Vec::new();
+    if status.leader.is_none() {
+        problems.push(NO_LEADER_WORDS.to_string());
     }
+    for node in &status.nodes {
+        let name = node.id.as_deref().map_or_else(|| node.addr.clone(), |id| format!("{id} ({})", node.addr));
+        match node.health.as_str() {
+            "unreachable" => problems.push(format!("{name} is unreachable")),
+            "stalled" => problems.push(format!(
+                "{name} is stalled: connected, {} entries behind, and not progressing",
+                node.lag_entries.map_or_else(|| "some".to_string(), |lag| lag.to_string())
+            )),
+            _ => {}
+        }
+    }
+    if status.failover_safe == Some(false) && status.mode.as_deref() != Some("async") {
+        problems.push("a failover now could lose acknowledged writes: no in-sync follower holds them all".into());
+    }
+    problems
 }
 
 const NO_LEADER_WORDS: &str = "no leader: writes wait for an election";
@@ -240,11 +270,21 @@ pub async fn run(poller: &mut Poller, json: bool, watch: Option<Duration>) -> Ex
                 print!("\x1b[2J\x1b[H");
             }
             print_table(&status);
+            if watch.is_some() {
+                // Refreshing: the problems stay on screen (one-shot, they go to stderr).
+                for problem in &status.problems {
+                    println!("degraded: {problem}");
+                }
+            }
         }
         match watch {
             Some(every) => tokio::time::sleep(every).await,
+            None if status.problems.is_empty() => return ExitCode::SUCCESS,
             None => {
-                return if status.nodes.iter().all(|n| n.reachable) { ExitCode::SUCCESS } else { ExitCode::from(3) };
+                for problem in &status.problems {
+                    eprintln!("baton: degraded: {problem}");
+                }
+                return ExitCode::from(3);
             }
         }
     }
@@ -260,7 +300,7 @@ fn print_table(status: &ClusterStatus) {
         status.durability
     );
     println!(
-        "{:<6} {:<21} {:<10} {:>5} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:<11} {:<11}",
+        "{:<6} {:<21} {:<13} {:>5} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:<11} {:<11}",
         "id", "addr", "role", "term", "last", "commit", "applied", "lag", "lag-ms", "in-sync", "state", "health"
     );
     for node in &status.nodes {
@@ -270,7 +310,7 @@ fn print_table(status: &ClusterStatus) {
             (state, _) => state.unwrap_or("-").to_string(),
         };
         println!(
-            "{:<6} {:<21} {:<10} {:>5} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:<11} {:<11}",
+            "{:<6} {:<21} {:<13} {:>5} {:>8} {:>8} {:>8} {:>6} {:>8} {:>7} {:<11} {:<11}",
             node.id.as_deref().unwrap_or("?"),
             node.addr,
             node.role.as_deref().unwrap_or("-"),
@@ -337,6 +377,50 @@ mod tests {
         let leaderless = assemble(vec![("127.0.0.1:7202".into(), None, Ok(follower))]);
         assert_eq!(leaderless.mode.as_deref(), Some("all"), "the mode is known without a leader");
         assert_eq!(leaderless.durability, "no leader: writes wait for an election");
+    }
+
+    /// Goal: `status` names every problem (and exits 3 on any): no leader, an unreachable
+    /// node, a stalled one; a healthy cluster has none.
+    #[test]
+    fn problems_are_named() {
+        let follower_view = |id: &str, lag_entries, stuck_ms| FollowerStatus {
+            id: id.into(),
+            lag_entries,
+            stuck_ms,
+            last_ack_age_ms: Some(100),
+            in_sync: true,
+            ..Default::default()
+        };
+        let leader = |followers| NodeStatus {
+            id: "n1".into(),
+            role: "leader".into(),
+            term: 2,
+            mode: "quorum".into(),
+            failover_safe: Some(true),
+            followers,
+            ..Default::default()
+        };
+        let follower = |id: &str| NodeStatus { id: id.into(), role: "follower".into(), term: 2, ..Default::default() };
+        let healthy = assemble(vec![
+            ("a:1".into(), None, Ok(leader(vec![follower_view("n2", 0, 0), follower_view("n3", 0, 0)]))),
+            ("a:2".into(), None, Ok(follower("n2"))),
+            ("a:3".into(), None, Ok(follower("n3"))),
+        ]);
+        assert_eq!(healthy.problems, Vec::<String>::new());
+        let degraded = assemble(vec![
+            ("a:1".into(), None, Ok(leader(vec![follower_view("n2", 40, 5_000), follower_view("n3", 0, 0)]))),
+            ("a:2".into(), None, Ok(follower("n2"))),
+            ("a:3".into(), Some("n3".into()), Err("timed out".into())),
+        ]);
+        assert_eq!(
+            degraded.problems,
+            vec![
+                "n2 (a:2) is stalled: connected, 40 entries behind, and not progressing".to_string(),
+                "n3 (a:3) is unreachable".to_string(),
+            ]
+        );
+        let leaderless = assemble(vec![("a:2".into(), None, Ok(follower("n2")))]);
+        assert_eq!(leaderless.problems, vec!["no leader: writes wait for an election".to_string()]);
     }
 
     /// Goal: a follower the leader has not heard from this term shows no lag (unknown),
