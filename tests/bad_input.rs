@@ -226,3 +226,98 @@ async fn request_stream_answers_in_order_and_garbage_ends_only_that_stream() {
     }
     client.put(b"after", b"garbage").await.unwrap();
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped (after the nodes using it:
+/// declare it before the cluster).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    /// None where this process may not mount (not root, or a container that forbids it).
+    fn mount(dir: &std::path::Path, bytes: u64) -> Option<SmallDisk> {
+        std::fs::create_dir_all(dir).unwrap();
+        let size = format!("size={bytes}");
+        let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(dir).output();
+        mounted.is_ok_and(|o| o.status.success()).then(|| SmallDisk(dir.to_path_buf()))
+    }
+
+    fn resize(&self, bytes: u64) {
+        let options = format!("remount,size={bytes}");
+        let status = Command::new("mount").args(["-o", &options]).arg(&self.0).status().unwrap();
+        assert!(status.success(), "remount {}", self.0.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Goal: a follower whose data disk fills up is reported before it is full, then stops
+/// naming the disk and the fix, while the other two keep acknowledging writes; it refuses
+/// to start again until there is room, and once there is, catches up from its own log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_data_disk_stops_the_node_with_the_fix() {
+    let scratch = tempfile::tempdir().unwrap();
+    let Some(disk) = SmallDisk::mount(&scratch.path().join("small"), 6 << 20) else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let victim = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id.clone();
+    let node = cluster.node(&victim);
+    node.kill();
+    let small_dir = disk.0.join("data");
+    let at = node.args.iter().position(|a| a == "--data-dir").unwrap() + 1;
+    node.args[at] = small_dir.display().to_string();
+    node.start();
+    let addr = node.addr;
+    let started = wait_until!(Duration::from_secs(10), client.status_of(addr).await.ok());
+    assert!(started.is_some_and(|s| s.disk_free_bytes.is_some_and(|free| free < 6 << 20)));
+    let baton = |args: &[&str]| {
+        let cluster_arg = cluster.addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+        Command::new(support::binaries().join("baton"))
+            .args(["--cluster", &cluster_arg, "--certs", &cluster.certs.display().to_string()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = baton(&["status"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains(&format!("{victim} (")) && stderr.contains("data disk has"), "{stderr}");
+
+    // 2 KiB values until the small disk is full and the node stops.
+    let value = vec![b'x'; 2048];
+    let mut written = 0u64;
+    let stopped = wait_until!(Duration::from_secs(60), {
+        for _ in 0..50 {
+            client.put(format!("fill{written}").as_bytes(), &value).await.expect("the other two still acknowledge");
+            written += 1;
+        }
+        cluster.node(&victim).child.as_mut().unwrap().try_wait().unwrap()
+    });
+    let status = stopped.expect("the node stops once its disk is full");
+    assert!(!status.success());
+    let log = std::fs::read_to_string(&cluster.node(&victim).log).unwrap();
+    assert!(log.contains("the disk is full") && log.contains("Fix: free space"), "{log}");
+    cluster.node(&victim).child = None;
+
+    // Still full: it refuses to start, naming the directory, the figures and the fix.
+    let output =
+        Command::new(support::binaries().join("baton-node")).args(&cluster.node(&victim).args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "started on a full disk");
+    assert!(stderr.contains(&small_dir.display().to_string()) && stderr.contains("bytes free"), "{stderr}");
+
+    // Room again: it starts and catches up with every write.
+    disk.resize(96 << 20);
+    let leader_addr = cluster.nodes.iter().find(|n| n.id == leader).unwrap().addr;
+    let commit = client.status_of(leader_addr).await.unwrap().commit_index;
+    cluster.node(&victim).start();
+    let caught_up =
+        wait_until!(Duration::from_secs(30), client.status_of(addr).await.ok().filter(|s| s.applied_index >= commit));
+    assert!(caught_up.is_some(), "{victim} did not catch up after {written} writes\n{}", cluster.logs());
+}

@@ -63,7 +63,17 @@ pub struct NodeRow {
     pub snapshot_percent: Option<u8>,
     pub entries_received: Option<u64>,
     pub discarded_entries: Option<u64>,
+    /// Free space on its data disk, and how much its log and next snapshot may still need.
+    pub disk_free_bytes: Option<u64>,
+    pub disk_headroom_bytes: Option<u64>,
     pub error: Option<String>,
+}
+
+impl NodeRow {
+    /// Its data disk has less free space than the node may still need.
+    pub fn disk_low(&self) -> bool {
+        matches!((self.disk_free_bytes, self.disk_headroom_bytes), (Some(free), Some(needed)) if free < needed)
+    }
 }
 
 /// A node as the operator named it (`--cluster`), which its row shows, and the address
@@ -149,6 +159,7 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                 let is_leader = leader.as_ref().is_some_and(|l| l.id == status.id);
                 let stalled = view.is_some_and(|v| v.lag_entries > 0 && v.stuck_ms > STALL_BOUND_MS);
                 let lag = view.filter(|v| v.last_ack_age_ms.is_some());
+                let headroom = status.disk_headroom_bytes();
                 NodeRow {
                     reachable: true,
                     health: if stalled { "stalled" } else { "up" }.into(),
@@ -172,6 +183,8 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     paused: Some(status.paused),
                     entries_received: Some(status.entries_received),
                     discarded_entries: Some(status.discarded_entries),
+                    disk_free_bytes: status.disk_free_bytes,
+                    disk_headroom_bytes: Some(headroom),
                     error: None,
                 }
             }
@@ -221,6 +234,10 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
     status
 }
 
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 /// What is wrong with `status`, one line per problem.
 fn problems(status: &ClusterStatus) -> Vec<String> {
     let mut problems = Vec::new();
@@ -236,6 +253,14 @@ fn problems(status: &ClusterStatus) -> Vec<String> {
                 node.lag_entries.map_or_else(|| "some".to_string(), |lag| lag.to_string())
             )),
             _ => {}
+        }
+        if let (true, Some(free), Some(needed)) = (node.disk_low(), node.disk_free_bytes, node.disk_headroom_bytes) {
+            problems.push(format!(
+                "{name}: its data disk has {} free, but its log and its next snapshot may need {}: \
+                 free space on that disk, or lower the node's --max-log-bytes",
+                mib(free),
+                mib(needed)
+            ));
         }
     }
     if status.failover_safe == Some(false) && status.mode.as_deref() != Some("async") {
@@ -418,6 +443,17 @@ mod tests {
                 "n2 (a:2) is stalled: connected, 40 entries behind, and not progressing".to_string(),
                 "n3 (a:3) is unreachable".to_string(),
             ]
+        );
+        let cramped = NodeStatus { max_log_bytes: 64 << 20, disk_free_bytes: Some(3 << 20), ..follower("n2") };
+        let cramped = assemble(vec![
+            ("a:1".into(), None, Ok(leader(vec![follower_view("n2", 0, 0)]))),
+            ("a:2".into(), None, Ok(cramped)),
+        ]);
+        assert_eq!(
+            cramped.problems,
+            vec!["n2 (a:2): its data disk has 3.0 MiB free, but its log and its next snapshot may need 64.0 MiB: \
+                  free space on that disk, or lower the node's --max-log-bytes"
+                .to_string()]
         );
         let leaderless = assemble(vec![("a:2".into(), None, Ok(follower("n2")))]);
         assert_eq!(leaderless.problems, vec!["no leader: writes wait for an election".to_string()]);

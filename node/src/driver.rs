@@ -423,8 +423,8 @@ impl Driver {
         if let Err(error) = result {
             // The disk may have dropped writes we cannot identify: continuing could
             // acknowledge data that is gone. Stop loudly; a restart recovers.
-            tracing::error!(%error, "fsync failed: stopping the node to protect acknowledged data");
-            eprintln!("baton-node: fatal: fsync failed: {error}");
+            tracing::error!(%error, "making the log durable failed: stopping the node to protect acknowledged data");
+            eprintln!("baton-node: fatal: making the log durable failed: {error}");
             std::process::exit(70);
         }
         let now = self.now();
@@ -1163,6 +1163,7 @@ impl Driver {
             malformed_frames: self.counters.malformed_frames.load(std::sync::atomic::Ordering::Relaxed),
             frames_dropped: self.dropped_frames,
             discarded_entries: self.discarded_entries,
+            disk_free_bytes: crate::storage::free_bytes(self.wal.dir()).ok(),
         }
     }
 }

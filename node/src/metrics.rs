@@ -92,6 +92,9 @@ pub fn render(status: &NodeStatus) -> String {
     gauge("durable_index", "Highest index fsynced to the log.", status.durable_index as f64);
     gauge("snapshot_index", "Index the latest snapshot covers.", status.snapshot_index as f64);
     gauge("wal_bytes", "Bytes in the log on disk.", status.wal_bytes as f64);
+    if let Some(free) = status.disk_free_bytes {
+        gauge("disk_free_bytes", "Free space on the disk holding the data directory.", free as f64);
+    }
     gauge("paused", "1 when automatic failover is paused.", f64::from(u8::from(status.paused)));
     gauge(
         "discarded_entries",

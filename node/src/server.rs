@@ -21,11 +21,15 @@ use tokio::sync::mpsc;
 /// whole segments, keeps it under the bound), within these sizes.
 const SEGMENT_BYTES_MAX: u64 = 16 * 1024 * 1024;
 const SEGMENT_BYTES_MIN: u64 = 16 * 1024;
+/// A node does not start with less free space on its data disk than this: room for a few
+/// zeroed chunks of log (1 MiB each) and a hard-state rewrite.
+const FREE_BYTES_TO_START_MIN: u64 = 4 * 1024 * 1024;
 /// Inputs queued for the driver.
 const INPUT_QUEUE: usize = 8_192;
 
 pub async fn run(settings: Settings) -> Result<(), String> {
     let _lock = DirLock::acquire(&settings.data_dir).map_err(|e| e.to_string())?;
+    crate::storage::check_room_to_start(&settings.data_dir, FREE_BYTES_TO_START_MIN).map_err(|e| e.to_string())?;
     let mut hard_state = HardStateFile::new(&settings.data_dir);
     let recovered_hard_state = hard_state.load().map_err(|e| e.to_string())?;
     let segment_bytes = (settings.max_log_bytes / 4).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);

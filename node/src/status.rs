@@ -50,6 +50,16 @@ pub struct NodeStatus {
     pub frames_dropped: u64,
     /// Writes this node discarded since it started (async mode; see `baton discarded`).
     pub discarded_entries: u64,
+    /// Free space on the disk holding the data directory (None if it could not be read).
+    pub disk_free_bytes: Option<u64>,
+}
+
+impl NodeStatus {
+    /// Space the node may still need on its data disk: the log growing to its bound, and
+    /// one more snapshot written beside the current one before it is replaced.
+    pub fn disk_headroom_bytes(&self) -> u64 {
+        self.max_log_bytes.saturating_sub(self.wal_bytes).saturating_add(self.snapshot_bytes)
+    }
 }
 
 /// A write this node discarded (async mode): it may have been acknowledged.

@@ -127,7 +127,8 @@ fn bytes(value: Option<u64>) -> String {
         None => "-".into(),
         Some(b) if b < 1024 => format!("{b}B"),
         Some(b) if b < 1024 * 1024 => format!("{:.1}K", b as f64 / 1024.0),
-        Some(b) => format!("{:.1}M", b as f64 / (1024.0 * 1024.0)),
+        Some(b) if b < 1024 * 1024 * 1024 => format!("{:.1}M", b as f64 / (1024.0 * 1024.0)),
+        Some(b) => format!("{:.1}G", b as f64 / (1024.0 * 1024.0 * 1024.0)),
     }
 }
 
@@ -239,12 +240,25 @@ fn render_details(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 bytes(node.lag_bytes),
                 millis(node.lag_ms),
             )),
-            Line::raw(format!(
-                "last contact {}  received {} entries  discarded {}",
-                millis(node.last_ack_age_ms),
-                show(node.entries_received),
-                show(node.discarded_entries),
-            )),
+            Line::from(vec![
+                Span::raw(format!(
+                    "last contact {}  received {} entries  discarded {}  ",
+                    millis(node.last_ack_age_ms),
+                    show(node.entries_received),
+                    show(node.discarded_entries),
+                )),
+                match node.disk_low() {
+                    true => Span::styled(
+                        format!(
+                            "disk free {} (needs {})",
+                            bytes(node.disk_free_bytes),
+                            bytes(node.disk_headroom_bytes)
+                        ),
+                        theme.fg(Color::Red),
+                    ),
+                    false => Span::raw(format!("disk free {}", bytes(node.disk_free_bytes))),
+                },
+            ]),
         ],
     };
     frame.render_widget(Paragraph::new(lines), area);
@@ -416,6 +430,8 @@ mod tests {
             state: Some(if role == "leader" { "leader" } else { "replicate" }.into()),
             entries_received: Some(1_200),
             discarded_entries: Some(0),
+            disk_free_bytes: Some(7_500_000_000),
+            disk_headroom_bytes: Some(64 << 20),
             ..NodeRow::default()
         }
     }
@@ -474,6 +490,17 @@ mod tests {
         (n3.lag_entries, n3.lag_bytes, n3.lag_ms, n3.last_index) = (Some(450), Some(46_000), Some(2_300), Some(750));
         n3.in_sync = Some(false);
         insta::assert_snapshot!(draw(&app_with(status), 120, 24));
+    }
+
+    /// Goal: the selected node's data disk, nearly full, shows in red with what it needs.
+    #[test]
+    fn data_disk_nearly_full() {
+        let mut status = healthy();
+        status.nodes[0].disk_free_bytes = Some(3 << 20);
+        let screen = draw(&app_with(status), 120, 24);
+        assert!(screen.contains("disk free 3.0M (needs 64.0M)"), "{screen}");
+        let screen = draw(&app_with(healthy()), 120, 24);
+        assert!(screen.contains("disk free 7.0G") && !screen.contains("needs"), "{screen}");
     }
 
     #[test]

@@ -295,6 +295,11 @@ impl Wal {
         Ok(Some(segment))
     }
 
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     pub fn first_index(&self) -> Option<u64> {
         self.segments.first().map(|s| s.base_index)
     }
