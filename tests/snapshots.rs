@@ -115,3 +115,110 @@ async fn empty_node_bootstraps_from_snapshot_then_log() {
     let response = client.call(newcomer_addr, &read(format!("k{}", keys / 2).into_bytes())).await.unwrap();
     assert!(matches!(&response, Response::Value { value: Some(v), .. } if *v == value_of(keys / 2)), "{response:?}");
 }
+
+/// Goal: `baton backup` downloads the leader's map as one checked file; `baton restore`
+/// installs it into empty data directories (refusing a used one or a damaged file); a new
+/// cluster started from them holds exactly the backed-up data, at the backed-up position,
+/// and takes new writes. A client (not operator) certificate cannot take a backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_then_restore_into_a_new_cluster() {
+    let source = Cluster::start(3, &["--max-log-bytes", "262144"]);
+    let mut client = source.client();
+    let first_leader = source.wait_for_leader(&mut client, ELECTION).await;
+    // Enough to compact the log at least once: the backup is not just the log.
+    for i in 0..120 {
+        client.put(format!("k{i}").as_bytes(), &value_of(i)).await.unwrap();
+    }
+    // A later term than a new cluster's first: the restored cluster must elect above it.
+    let other = source.nodes.iter().find(|n| n.id != first_leader).unwrap().id.clone();
+    let response = client.request(Request::Switchover { to: Some(other.clone()), dry_run: false }).await.unwrap();
+    assert!(matches!(response, Response::Switchover { started: true, .. }), "{response:?}");
+    let moved = wait_until!(ELECTION, {
+        let statuses = source.statuses(&mut client).await;
+        statuses.iter().any(|s| s.role == "leader" && s.id == other).then_some(())
+    });
+    assert!(moved.is_some(), "switchover to {other} did not happen");
+    client.delete(b"k7").await.unwrap();
+    client.put(b"k8", b"overwritten").await.unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("cluster.backup");
+    let baton =
+        |args: &[&str]| std::process::Command::new(support::binaries().join("baton")).args(args).output().unwrap();
+    let cluster_arg = source.addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let certs = source.certs.display().to_string();
+    let output = baton(&[
+        "--cluster",
+        &cluster_arg,
+        "--certs",
+        &certs,
+        "backup",
+        "--out",
+        &file.display().to_string(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["keys"], 119, "{summary}");
+    let backed_up_index = summary["index"].as_u64().unwrap();
+    let backed_up_term = summary["term"].as_u64().unwrap();
+    assert!(backed_up_term >= 2, "{summary}");
+    client.put(b"after-the-backup", b"x").await.unwrap();
+
+    let mut not_operator = baton_node::client::Client::new(
+        source.addrs(),
+        &source.certs,
+        &baton_node::certs::Identity::Client("client".into()),
+    )
+    .unwrap();
+    let refused = not_operator.backup(&scratch.path().join("refused")).await.unwrap_err().to_string();
+    assert!(refused.contains("operators only"), "{refused}");
+
+    // A damaged copy is refused by restore.
+    let mut damaged = std::fs::read(&file).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 0x40;
+    let damaged_file = scratch.path().join("damaged.backup");
+    std::fs::write(&damaged_file, damaged).unwrap();
+    let output = baton(&["restore", "--from", &damaged_file.display().to_string(), "--data-dir", "/nonexistent/x"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && stderr.contains("damaged snapshot"), "{stderr}");
+
+    // A new cluster, once running (its data directories hold state): stop it, see
+    // restore refuse a used directory, empty them, restore, start.
+    let mut target = Cluster::start(3, &[]);
+    let mut restored = target.client();
+    target.wait_for_leader(&mut restored, ELECTION).await;
+    let file_arg = file.display().to_string();
+    for node in &mut target.nodes {
+        node.kill();
+        let restore = ["restore", "--from", &file_arg, "--data-dir", &node.data_dir.display().to_string()];
+        let output = baton(&restore);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && stderr.contains("already holds a node's state"), "{stderr}");
+        std::fs::remove_dir_all(&node.data_dir).unwrap();
+        let output = baton(&restore);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("as of index {backed_up_index}")));
+    }
+    for node in &mut target.nodes {
+        node.start();
+    }
+    target.wait_for_leader(&mut restored, ELECTION).await;
+    for i in 0..120 {
+        let (value, _) = restored.get(format!("k{i}").as_bytes(), ReadMode::Leader).await.unwrap();
+        let expected = match i {
+            7 => None,
+            8 => Some(b"overwritten".to_vec()),
+            _ => Some(value_of(i)),
+        };
+        assert_eq!(value, expected, "k{i}");
+    }
+    assert_eq!(restored.get(b"after-the-backup", ReadMode::Leader).await.unwrap().0, None);
+    let (term, index) = restored.put(b"new", b"write").await.unwrap();
+    assert!(index > backed_up_index, "new writes continue after the backup's position");
+    assert!(term > backed_up_term, "the restored cluster leads in term {term}, above the backup's {backed_up_term}");
+    for addr in target.addrs() {
+        let applied = wait_until!(ELECTION, status_of(&mut restored, addr).await.filter(|s| s.applied_index >= index));
+        assert!(applied.is_some(), "{addr} did not apply the new write");
+    }
+}

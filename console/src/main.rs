@@ -135,6 +135,25 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Download a backup of the cluster's data (the key-value map as of the leader's
+    /// applied index) into a file, checked before it is kept.
+    Backup {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a backup into an empty data directory for a node to start from. Restore
+    /// every node of a cluster from the same file before starting any of them.
+    Restore {
+        /// The backup file (from `baton backup`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The node's (empty or new) data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Pause automatic failover (maintenance mode).
     Pause,
     /// Resume automatic failover.
@@ -189,6 +208,25 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(error) => fail(&error.to_string()),
+        };
+    }
+    if let Some(Command::Restore { from, data_dir }) = &args.command {
+        return match baton_node::storage::snapshot::restore(from, data_dir) {
+            Ok((position, keys)) => {
+                println!(
+                    "restored {keys} keys as of index {} (term {}) into {}",
+                    position.index,
+                    position.term,
+                    data_dir.display()
+                );
+                eprintln!(
+                    "start the node with --data-dir {}; restore every node of the cluster from this same file \
+                     before starting any of them",
+                    data_dir.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
         };
     }
     // The benchmark's load generator runs on one thread: its clients wait on the network
@@ -286,6 +324,7 @@ async fn run(args: Args) -> ExitCode {
         let Some(command) = args.command else { unreachable!("the console is handled above") };
         match command {
             Command::Certs { .. }
+            | Command::Restore { .. }
             | Command::Console
             | Command::Demo { .. }
             | Command::Bench { .. }
@@ -329,6 +368,29 @@ async fn run(args: Args) -> ExitCode {
             }
             Command::Switchover { to, dry_run, wait } => admin::switchover(&mut client, to, dry_run, wait).await,
             Command::Failover { to, yes } => admin::failover(&mut client, &to, yes).await,
+            Command::Backup { out, json } => {
+                let backup = client.backup(&out).await?;
+                if json {
+                    let summary = serde_json::json!({
+                        "file": out.display().to_string(),
+                        "index": backup.index,
+                        "term": backup.term,
+                        "keys": backup.keys,
+                        "bytes": backup.bytes,
+                    });
+                    println!("{summary}");
+                } else {
+                    println!(
+                        "backup of {} keys as of index {} (term {}): {} ({} bytes)",
+                        backup.keys,
+                        backup.index,
+                        backup.term,
+                        out.display(),
+                        backup.bytes
+                    );
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Pause => admin::set_paused(&mut client, true).await,
             Command::Resume => admin::set_paused(&mut client, false).await,
             Command::History { json } => admin::history(&mut client, json).await,

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 const CALL_TIMEOUT: Duration = Duration::from_millis(400);
 /// A read that waits for this node to apply an index may legitimately take longer.
 const WAITING_READ_TIMEOUT: Duration = Duration::from_secs(11);
+/// Writing a large map to disk, or one chunk of it over a slow edge link (256 KiB at
+/// 1 Mbit/s takes 2 s), takes longer than a request.
+const BACKUP_STEP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a node that failed to answer is skipped.
 const FAILED_NODE_SKIP: Duration = Duration::from_secs(2);
 const RETRY_PAUSE_MIN: Duration = Duration::from_millis(2);
@@ -37,6 +40,16 @@ pub enum ClientError {
     Deadline(Duration, String),
     #[error("unexpected answer: {0:?}")]
     Unexpected(Box<Response>),
+}
+
+/// What a downloaded backup holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupSummary {
+    /// The log position the map is as of.
+    pub index: u64,
+    pub term: u64,
+    pub keys: usize,
+    pub bytes: u64,
 }
 
 /// A read's answer.
@@ -203,6 +216,7 @@ impl Client {
         };
         let timeout = match request {
             Request::Get { read: ReadMode::After(_), .. } => WAITING_READ_TIMEOUT,
+            Request::Backup | Request::BackupChunk { .. } => BACKUP_STEP_TIMEOUT,
             _ => CALL_TIMEOUT,
         };
         let result = tokio::time::timeout(timeout, attempt).await.map_err(|_| "timed out".to_string()).and_then(|r| r);
@@ -344,6 +358,52 @@ impl Client {
             Response::CasMismatch { current, .. } => Ok(Err(current)),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
+    }
+
+    /// Downloads a backup of the cluster's data, as of the leader's applied index, into
+    /// `out`: a snapshot file (`baton restore` installs it). It is written to a temporary
+    /// file beside `out`, fsynced, read back whole (CRC, lengths, position), and only then
+    /// renamed to `out`. Returns its position, how many keys it holds, and its size.
+    pub async fn backup(&mut self, out: &Path) -> Result<BackupSummary, ClientError> {
+        use std::io::Write;
+        let (index, term, bytes) = match self.request(Request::Backup).await? {
+            Response::BackupReady { index, term, bytes } => (index, term, bytes),
+            other => return Err(ClientError::Unexpected(Box::new(other))),
+        };
+        let leader =
+            self.leader.ok_or_else(|| ClientError::Setup("the leader that wrote the backup is gone".into()))?;
+        let local = |e: std::io::Error, path: &Path| ClientError::Setup(format!("{}: {e}", path.display()));
+        let tmp = out.with_extension("partial");
+        let mut file = std::fs::File::create(&tmp).map_err(|e| local(e, &tmp))?;
+        let mut offset = 0u64;
+        loop {
+            let data = match self.call(leader, &Request::BackupChunk { index, offset }).await? {
+                Response::BackupChunk { data } => data,
+                Response::Error { message, code, .. } => return Err(ClientError::Refused { code, message }),
+                other => return Err(ClientError::Unexpected(Box::new(other))),
+            };
+            if data.is_empty() {
+                break;
+            }
+            offset += data.len() as u64;
+            if offset > bytes {
+                return Err(ClientError::Setup(format!("the backup grew past its announced {bytes} bytes")));
+            }
+            file.write_all(&data).map_err(|e| local(e, &tmp))?;
+        }
+        file.sync_all().map_err(|e| local(e, &tmp))?;
+        drop(file);
+        let (position, map) = crate::storage::snapshot::read(&tmp).map_err(|e| ClientError::Setup(e.to_string()))?;
+        if offset != bytes || (position.index, position.term) != (index, term) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(ClientError::Setup(format!(
+                "the backup arrived incomplete: {offset} of {bytes} bytes, position {position:?}"
+            )));
+        }
+        std::fs::rename(&tmp, out).map_err(|e| local(e, out))?;
+        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| local(e, dir))?;
+        Ok(BackupSummary { index, term, keys: map.len(), bytes })
     }
 
     /// One node's status.

@@ -545,6 +545,65 @@ impl Driver {
         });
     }
 
+    /// Writes a backup of the map as of the applied index, on a blocking thread, and
+    /// answers from there once it is on disk. Only the leader backs up, so a backup is as
+    /// recent as the cluster's acknowledged writes allow.
+    fn backup(&mut self, reply: oneshot::Sender<Response>) {
+        if self.replica.role() != Role::Leader {
+            let _ = reply.send(self.error(ErrorCode::NotLeader, "backups are taken at the leader"));
+            return;
+        }
+        let Some(snapshots) = self.snapshots.clone() else {
+            let _ = reply.send(self.error(ErrorCode::Internal, "this node keeps no snapshots"));
+            return;
+        };
+        let applied = self.kv.applied_index();
+        let term = match applied {
+            index if index == self.snapshot.index => Some(self.snapshot.term),
+            index => self.entry(index).map(|(term, _)| term),
+        };
+        let Some(term) = term else {
+            let _ = reply.send(self.error(ErrorCode::Internal, format!("entry {applied} is unreadable")));
+            return;
+        };
+        let position = Position { index: applied, term };
+        let map = self.kv.map().clone();
+        tokio::task::spawn_blocking(move || {
+            let response = match snapshots.write_backup(position, &map) {
+                Ok(bytes) => Response::BackupReady { index: position.index, term: position.term, bytes },
+                Err(error) => {
+                    tracing::error!(%error, "cannot write a backup");
+                    let message = format!("cannot write the backup: {error}");
+                    Response::Error { code: ErrorCode::Internal, message, leader_hint: None }
+                }
+            };
+            let _ = reply.send(response);
+        });
+    }
+
+    fn backup_chunk(&mut self, index: u64, offset: u64, reply: oneshot::Sender<Response>) {
+        let Some(snapshots) = self.snapshots.clone() else {
+            let _ = reply.send(self.error(ErrorCode::Internal, "this node keeps no snapshots"));
+            return;
+        };
+        tokio::task::spawn_blocking(move || {
+            let response = match snapshots.read_backup_chunk(index, offset, crate::frame::SNAPSHOT_CHUNK_BYTES) {
+                Ok(Some(data)) => Response::BackupChunk { data },
+                Ok(None) => Response::Error {
+                    code: ErrorCode::Internal,
+                    message: format!("the backup at index {index} was replaced by a newer one: start over"),
+                    leader_hint: None,
+                },
+                Err(error) => Response::Error {
+                    code: ErrorCode::Internal,
+                    message: format!("cannot read the backup: {error}"),
+                    leader_hint: None,
+                },
+            };
+            let _ = reply.send(response);
+        });
+    }
+
     fn track_follower_progress(&mut self) {
         if self.replica.role() != Role::Leader {
             self.follower_progress.clear();
@@ -815,8 +874,14 @@ impl Driver {
     }
 
     fn handle_request(&mut self, request: Request, operator: bool, reply: oneshot::Sender<Response>) {
-        let admin =
-            matches!(request, Request::Switchover { .. } | Request::Campaign { .. } | Request::SetPaused { .. });
+        let admin = matches!(
+            request,
+            Request::Switchover { .. }
+                | Request::Campaign { .. }
+                | Request::SetPaused { .. }
+                | Request::Backup
+                | Request::BackupChunk { .. }
+        );
         if admin && !operator {
             let _ = reply.send(self.error(ErrorCode::Forbidden, "operators only: use an operator certificate"));
             return;
@@ -873,6 +938,8 @@ impl Driver {
                 let _ = reply.send(Response::Status(Box::new(self.status())));
                 return;
             }
+            Request::Backup => return self.backup(reply),
+            Request::BackupChunk { index, offset } => return self.backup_chunk(index, offset, reply),
             Request::Get { key, read } => return self.read(key, read, reply),
             Request::Put { key, value } => Command::Put { key, value },
             Request::Delete { key } => Command::Delete { key },

@@ -117,6 +117,14 @@ pub enum Request {
     History = 8,
     /// The writes this node discarded (async mode), from its `discarded/` file.
     Discarded = 9,
+    /// Operators only, at the leader: write a backup of the key-value map as of the
+    /// leader's applied index (a snapshot file), answered with its position and size.
+    Backup = 10,
+    /// Operators only: a piece of the backup at `index`, from `offset`.
+    BackupChunk {
+        index: u64,
+        offset: u64,
+    } = 11,
 }
 
 /// Why a request failed, in a form scripts can test.
@@ -187,6 +195,16 @@ pub enum Response {
     Done = 7,
     History(Vec<crate::status::HistoryEntry>) = 8,
     Discarded(Vec<crate::status::DiscardedWrite>) = 9,
+    /// A backup is written and kept for download: its position and size in bytes.
+    BackupReady {
+        index: u64,
+        term: u64,
+        bytes: u64,
+    } = 10,
+    /// Up to [`SNAPSHOT_CHUNK_BYTES`] of a backup; empty past its end.
+    BackupChunk {
+        data: Vec<u8>,
+    } = 11,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -38,10 +38,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         tracing::warn!(bytes = recovery.torn_bytes_truncated, "cut a torn write at the end of the log");
     }
     let snapshots = SnapshotDir::new(&settings.data_dir);
-    for leftover in [snapshots.tmp_path(), snapshots.incoming_path()] {
-        // A snapshot half written or half received when the node stopped.
-        let _ = std::fs::remove_file(leftover);
-    }
+    // A snapshot half written or half received when the node stopped, or a backup no
+    // one finished downloading.
+    snapshots.remove_leftovers();
     let (snapshot, kv) = match snapshots.load().map_err(|e| e.to_string())? {
         Some((position, map)) => (position, Kv::from_snapshot(position.index, map)),
         None => (Position::ZERO, Kv::default()),

@@ -192,9 +192,18 @@ impl Replica {
     pub fn new(config: Config, recovered: Recovered, now: Micros) -> Self {
         config.validate().expect("the host validates the config first");
         let log = recovered.log;
+        let mut hard = recovered.hard_state;
+        // The current term is never below the last log term. A data directory restored
+        // from a backup holds a snapshot from another cluster's term and no hard state:
+        // catch up as if a message of that term had arrived (a vote cast in an older
+        // term does not carry over). Otherwise the first election here would run in a
+        // lower term than the log's end.
+        if hard.term < log.last_position().term {
+            hard = HardState { term: log.last_position().term, voted_for: None, paused: hard.paused };
+        }
         let mut replica = Replica {
             rng: Rng::new(config.seed),
-            hard: recovered.hard_state,
+            hard,
             durable_index: log.last_index(),
             commit_index: log.snapshot().index,
             safe_index: log.snapshot().index,

@@ -486,3 +486,24 @@ fn new_leader_learns_follower_match_from_first_heartbeat() {
         .collect();
     assert!(batches.iter().all(|r| r.prev.index >= 2_000), "nothing N1 holds is resent: {batches:?}");
 }
+
+/// Rule: a replica recovered with a log whose last term is above its hard state's term
+/// (a data directory restored from a backup: a snapshot from another cluster's term, no
+/// hard state) starts in that term with no vote, so its first election runs in a term
+/// above every entry it holds.
+#[test]
+fn restored_snapshot_term_raises_the_current_term() {
+    let log = LogTerms::new(Position { index: 500, term: 7 });
+    let recovered = Recovered { hard_state: HardState { term: 0, voted_for: Some(N3), paused: true }, log };
+    let mut candidate = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
+    assert_eq!(candidate.hard_state(), HardState { term: 7, voted_for: None, paused: true });
+    candidate.handle_campaign(10_000 * MS, false).unwrap();
+    let terms: StdVec<Term> = drain(&mut candidate)
+        .into_iter()
+        .filter_map(|output| match output {
+            Output::Send { message: Message::VoteRequest(request), .. } => Some(request.term),
+            _ => None,
+        })
+        .collect();
+    assert!(!terms.is_empty() && terms.iter().all(|term| *term == 8), "asks for votes in term 8: {terms:?}");
+}

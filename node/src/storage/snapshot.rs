@@ -98,28 +98,74 @@ impl SnapshotDir {
     pub fn write_tmp(&self, position: Position, map: &Map) -> Result<PathBuf, StorageError> {
         self.create()?;
         let tmp = self.tmp_path();
-        let file = File::create(&tmp).map_err(StorageError::io(&tmp))?;
-        let mut writer =
-            CrcWriter { inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
-        let written = (|| -> std::io::Result<()> {
-            writer.write_all(MAGIC)?;
-            writer.write_all(&FORMAT_VERSION.to_le_bytes())?;
-            writer.write_all(&position.index.to_le_bytes())?;
-            writer.write_all(&position.term.to_le_bytes())?;
-            writer.write_all(&(map.len() as u64).to_le_bytes())?;
-            for (key, value) in map {
-                writer.write_all(&(key.len() as u32).to_le_bytes())?;
-                writer.write_all(&(value.len() as u32).to_le_bytes())?;
-                writer.write_all(key)?;
-                writer.write_all(value)?;
-            }
-            let crc = writer.hasher.clone().finalize();
-            writer.inner.write_all(&crc.to_le_bytes())?;
-            let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()
-        })();
-        written.map_err(StorageError::io(&tmp))?;
+        write_file(&tmp, position, map)?;
         Ok(tmp)
+    }
+
+    /// Removes what a stopped node may have left half done: a snapshot being written or
+    /// received, and backups (downloaded or not).
+    pub fn remove_leftovers(&self) {
+        let _ = std::fs::remove_file(self.tmp_path());
+        let _ = std::fs::remove_file(self.incoming_path());
+        let _ = std::fs::remove_file(self.backup_path());
+        for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("backup-") && name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Where the latest backup an operator asked for is kept while it is downloaded.
+    pub fn backup_path(&self) -> PathBuf {
+        self.dir.join("backup")
+    }
+
+    /// Writes `map` as a backup at `position` (slow: off the decision loop): a snapshot
+    /// file of its own, beside the installed snapshot, that later compactions leave
+    /// alone. Returns its size. Two backups at once each write their own temporary file;
+    /// the later rename wins, and a download of the other is told to start over.
+    pub fn write_backup(&self, position: Position, map: &Map) -> Result<u64, StorageError> {
+        self.create()?;
+        let tmp = self.dir.join(format!("backup-{}.tmp", position.index));
+        write_file(&tmp, position, map)?;
+        let path = self.backup_path();
+        std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
+        sync_dir(&self.dir)?;
+        Ok(std::fs::metadata(&path).map_err(StorageError::io(&path))?.len())
+    }
+
+    /// Up to `max_bytes` of the backup at `index`, from `offset`, or None if the backup
+    /// kept now is another one. Asking at or past its end answers nothing and deletes it.
+    pub fn read_backup_chunk(
+        &self,
+        index: u64,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Option<Vec<u8>>, StorageError> {
+        use std::os::unix::fs::FileExt;
+        let path = self.backup_path();
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StorageError::Io { path, source }),
+        };
+        let mut header = [0u8; HEADER_BYTES];
+        file.read_exact_at(&mut header, 0).map_err(StorageError::io(&path))?;
+        if parse_header(&path, &header)?.0.index != index {
+            return Ok(None);
+        }
+        let length = file.metadata().map_err(StorageError::io(&path))?.len();
+        if offset >= length {
+            // Asked past the end: the download is complete, and the copy is not kept.
+            let _ = std::fs::remove_file(&path);
+            return Ok(Some(Vec::new()));
+        }
+        let wanted = length.saturating_sub(offset).min(max_bytes as u64) as usize;
+        let mut chunk = vec![0u8; wanted];
+        file.read_exact_at(&mut chunk, offset).map_err(StorageError::io(&path))?;
+        Ok(Some(chunk))
     }
 
     /// Renames a whole, fsynced snapshot file over the installed one and makes the
@@ -152,6 +198,57 @@ impl SnapshotDir {
             Some(_) => read(&self.path()).map(Some),
         }
     }
+}
+
+/// Writes and fsyncs `map` as a snapshot at `position` to `path`.
+fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageError> {
+    let file = File::create(tmp).map_err(StorageError::io(tmp))?;
+    let mut writer = CrcWriter { inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
+    let written = (|| -> std::io::Result<()> {
+        writer.write_all(MAGIC)?;
+        writer.write_all(&FORMAT_VERSION.to_le_bytes())?;
+        writer.write_all(&position.index.to_le_bytes())?;
+        writer.write_all(&position.term.to_le_bytes())?;
+        writer.write_all(&(map.len() as u64).to_le_bytes())?;
+        for (key, value) in map {
+            writer.write_all(&(key.len() as u32).to_le_bytes())?;
+            writer.write_all(&(value.len() as u32).to_le_bytes())?;
+            writer.write_all(key)?;
+            writer.write_all(value)?;
+        }
+        let crc = writer.hasher.clone().finalize();
+        writer.inner.write_all(&crc.to_le_bytes())?;
+        let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()
+    })();
+    written.map_err(StorageError::io(tmp))?;
+    Ok(())
+}
+
+/// Restores a backup into `data_dir` for a node to start from: checks the whole file
+/// (CRC, lengths), refuses a data directory that already holds a node's state, and
+/// installs the file as the directory's snapshot (temporary file, fsync, rename,
+/// directory fsync). Returns the backup's position and how many keys it holds.
+pub fn restore(from: &Path, data_dir: &Path) -> Result<(Position, usize), String> {
+    let (position, map) = read(from).map_err(|e| e.to_string())?;
+    if let Ok(entries) = std::fs::read_dir(data_dir) {
+        let held: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        if !held.is_empty() {
+            return Err(format!(
+                "{} already holds a node's state ({}). Fix: stop that node and move the directory aside, \
+                 then restore into an empty or new directory",
+                data_dir.display(),
+                held.join(", ")
+            ));
+        }
+    }
+    let snapshots = SnapshotDir::new(data_dir);
+    let tmp = snapshots.write_tmp(position, &map).map_err(|e| e.to_string())?;
+    snapshots.install(&tmp).map_err(|e| e.to_string())?;
+    if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent).map_err(|e| e.to_string())?;
+    }
+    Ok((position, map.len()))
 }
 
 fn parse_header(path: &Path, header: &[u8; HEADER_BYTES]) -> Result<(Position, u64), StorageError> {
