@@ -249,7 +249,7 @@ async fn async_writes_lost_in_failover_are_reported() {
     cluster.node(&old).start();
     let reported = wait_until!(Duration::from_secs(15), {
         match client.call(old_addr, &Request::Discarded).await {
-            Ok(Response::Discarded(writes)) if !writes.is_empty() => Some(writes),
+            Ok(Response::Discarded(baton_node::frame::Json(writes))) if !writes.is_empty() => Some(writes),
             _ => None,
         }
     })

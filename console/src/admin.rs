@@ -4,7 +4,7 @@
 use crate::status::gather;
 use baton_common::{estimate_failover_loss, NodeId, Position};
 use baton_node::client::{Client, ClientError};
-use baton_node::frame::{Request, Response};
+use baton_node::frame::{Json, Request, Response};
 use baton_node::status::HistoryEntry;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -160,7 +160,7 @@ pub async fn pause_or_resume(client: &mut Client, paused: bool) -> Result<(), Cl
 pub async fn history(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> {
     let mut merged: std::collections::BTreeMap<u64, HistoryEntry> = std::collections::BTreeMap::new();
     for addr in client.addrs().to_vec() {
-        if let Ok(Response::History(entries)) = client.call(addr, &Request::History).await {
+        if let Ok(Response::History(Json(entries))) = client.call(addr, &Request::History).await {
             for entry in entries {
                 let slot = merged.entry(entry.term).or_insert_with(|| entry.clone());
                 if slot.cause.is_none() {
@@ -203,7 +203,7 @@ pub async fn discarded(client: &mut Client, json: bool) -> Result<ExitCode, Clie
     let mut rows = Vec::new();
     for addr in client.addrs().to_vec() {
         let node = client.status_of(addr).await.map(|s| s.id).unwrap_or_else(|_| addr.to_string());
-        if let Ok(Response::Discarded(writes)) = client.call(addr, &Request::Discarded).await {
+        if let Ok(Response::Discarded(Json(writes))) = client.call(addr, &Request::Discarded).await {
             rows.extend(writes.into_iter().map(|write| Row { node: node.clone(), write }));
         }
     }

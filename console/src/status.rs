@@ -66,6 +66,8 @@ pub struct NodeRow {
     /// Free space on its data disk, and how much its log and next snapshot may still need.
     pub disk_free_bytes: Option<u64>,
     pub disk_headroom_bytes: Option<u64>,
+    /// Its build, as it reports it (empty from a node older than the field).
+    pub version: Option<String>,
     pub error: Option<String>,
 }
 
@@ -185,6 +187,7 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     discarded_entries: Some(status.discarded_entries),
                     disk_free_bytes: status.disk_free_bytes,
                     disk_headroom_bytes: Some(headroom),
+                    version: Some(status.version).filter(|v| !v.is_empty()),
                     error: None,
                 }
             }

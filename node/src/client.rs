@@ -3,7 +3,7 @@
 
 use crate::addr::NodeAddr;
 use crate::certs::{Credentials, Identity};
-use crate::frame::{read_frame, write_frame, ErrorCode, Frame, ReadMode, Request, Response, PROTOCOL_VERSION};
+use crate::frame::{read_frame, write_frame, ErrorCode, Frame, Json, ReadMode, Request, Response, PROTOCOL_VERSION};
 use crate::status::NodeStatus;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -409,7 +409,7 @@ impl Client {
     /// One node's status.
     pub async fn status_of(&mut self, addr: SocketAddr) -> Result<NodeStatus, ClientError> {
         match self.call(addr, &Request::Status).await? {
-            Response::Status(status) => Ok(*status),
+            Response::Status(Json(status)) => Ok(*status),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }

@@ -3,7 +3,7 @@
 //! outputs in order. Only the fsync runs elsewhere (a blocking thread), so one fsync
 //! covers every write made while the previous one ran (group commit).
 
-use crate::frame::{ErrorCode, Frame, ReadMode, Request, Response, KEY_BYTES_MAX, VALUE_BYTES_MAX};
+use crate::frame::{ErrorCode, Frame, Json, ReadMode, Request, Response, KEY_BYTES_MAX, VALUE_BYTES_MAX};
 use crate::kv::{Applied, Command, Kv};
 use crate::membership::Membership;
 use crate::status::{FollowerStatus, NodeStatus};
@@ -889,11 +889,11 @@ impl Driver {
         let now = self.now();
         let command = match request {
             Request::History => {
-                let _ = reply.send(Response::History(self.history.iter().cloned().collect()));
+                let _ = reply.send(Response::History(Json(self.history.iter().cloned().collect())));
                 return;
             }
             Request::Discarded => {
-                let _ = reply.send(Response::Discarded(self.read_discarded()));
+                let _ = reply.send(Response::Discarded(Json(self.read_discarded())));
                 return;
             }
             Request::Switchover { to, dry_run } => {
@@ -935,7 +935,7 @@ impl Driver {
                 return;
             }
             Request::Status => {
-                let _ = reply.send(Response::Status(Box::new(self.status())));
+                let _ = reply.send(Response::Status(Json(Box::new(self.status()))));
                 return;
             }
             Request::Backup => return self.backup(reply),
@@ -1204,6 +1204,7 @@ impl Driver {
             failover_loss_entries,
             fsync_latency: self.fsync_latency.clone(),
             id: self.membership.my_name().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
             addr: self.membership.addr_of(self.membership.me()).to_string(),
             role: match status.role {
                 Role::Follower => "follower",

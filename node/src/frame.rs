@@ -8,6 +8,42 @@ use baton_common::Message;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// A value carried as JSON inside a frame, for answers that gain fields as Baton grows
+/// (status, history, discarded writes). Postcard is not self-describing: a field added
+/// to a postcard struct breaks every older reader. As JSON, with `#[serde(default)]` on
+/// the types, an older `baton` reads a newer node and the other way round (unknown
+/// fields are ignored, missing ones take their default), as a rolling upgrade needs.
+/// Node-to-node frames stay postcard: they are the hot path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> Serialize for Json<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = serde_json::to_vec(&self.0).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Json<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes;
+        impl<'de> serde::de::Visitor<'de> for Bytes {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("JSON bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(bytes.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(bytes)
+            }
+        }
+        let bytes = deserializer.deserialize_bytes(Bytes)?;
+        serde_json::from_slice(&bytes).map(Json).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The protocol version, also carried in ALPN; the hello checks it again.
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -179,7 +215,7 @@ pub enum Response {
         message: String,
         leader_hint: Option<String>,
     } = 3,
-    Status(Box<crate::status::NodeStatus>) = 4,
+    Status(Json<Box<crate::status::NodeStatus>>) = 4,
     /// A switchover's verdict: the target, and every reason it is refused (none: it
     /// started, or would start).
     Switchover {
@@ -193,8 +229,8 @@ pub enum Response {
         reason: Option<String>,
     } = 6,
     Done = 7,
-    History(Vec<crate::status::HistoryEntry>) = 8,
-    Discarded(Vec<crate::status::DiscardedWrite>) = 9,
+    History(Json<Vec<crate::status::HistoryEntry>>) = 8,
+    Discarded(Json<Vec<crate::status::DiscardedWrite>>) = 9,
     /// A backup is written and kept for download: its position and size in bytes.
     BackupReady {
         index: u64,
@@ -270,6 +306,26 @@ pub async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: a status answer survives a version skew either way: fields the sender does
+    /// not know take their defaults, fields the reader does not know are ignored.
+    #[test]
+    fn status_reads_across_versions() {
+        use crate::status::NodeStatus;
+        let status = NodeStatus { id: "n2".into(), term: 4, disk_free_bytes: Some(9), ..Default::default() };
+        let response = Response::Status(Json(Box::new(status.clone())));
+        let bytes = postcard::to_allocvec(&response).unwrap();
+        assert_eq!(postcard::from_bytes::<Response>(&bytes).unwrap(), response);
+        // An older node: no `disk_free_bytes`, no `version`. A newer one: a field unknown here.
+        let mut older = serde_json::to_value(&status).unwrap();
+        older.as_object_mut().unwrap().retain(|field, _| field != "disk_free_bytes" && field != "version");
+        let mut newer = serde_json::to_value(&status).unwrap();
+        newer.as_object_mut().unwrap().insert("cpu_temperature_c".into(), 61.into());
+        for (sent, expected) in [(older, NodeStatus { disk_free_bytes: None, ..status.clone() }), (newer, status)] {
+            let bytes = postcard::to_allocvec(&Json(sent)).unwrap();
+            assert_eq!(postcard::from_bytes::<Json<NodeStatus>>(&bytes).unwrap().0, expected);
+        }
+    }
 
     /// Goal: frames round-trip through a byte stream, and the wire tags are the
     /// declared discriminants.

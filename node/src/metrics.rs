@@ -64,7 +64,7 @@ async fn fetch_status(inputs: &mpsc::Sender<Input>) -> Option<NodeStatus> {
     let (reply, answer) = oneshot::channel();
     inputs.send(Input::Client { request: Request::Status, operator: false, reply }).await.ok()?;
     match answer.await.ok()? {
-        Response::Status(status) => Some(*status),
+        Response::Status(crate::frame::Json(status)) => Some(*status),
         _ => None,
     }
 }

@@ -3,9 +3,14 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every answer type here reads with `#[serde(default)]`: a field a newer or older node
+/// does not send takes its default (see `frame::Json`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NodeStatus {
     pub id: String,
+    /// The node's build (`baton-node --version`), for rolling upgrades.
+    pub version: String,
     pub addr: String,
     /// follower, pre-candidate, candidate or leader.
     pub role: String,
@@ -64,6 +69,7 @@ impl NodeStatus {
 
 /// A write this node discarded (async mode): it may have been acknowledged.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DiscardedWrite {
     pub at_unix_ms: u64,
     pub term: u64,
@@ -76,6 +82,7 @@ pub struct DiscardedWrite {
 
 /// One leadership change as a node saw it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HistoryEntry {
     pub term: u64,
     /// Wall-clock time the node saw it, in Unix milliseconds.
@@ -89,6 +96,7 @@ pub struct HistoryEntry {
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct FollowerStatus {
     pub id: String,
     /// The address this node reaches it at (lets a tool name a node it cannot reach).
@@ -119,6 +127,7 @@ pub const LATENCY_BUCKETS_US: [u64; 12] =
 /// A latency histogram with fixed buckets: `buckets[i]` counts samples at or under
 /// `LATENCY_BUCKETS_US[i]`; larger ones count only in `count`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LatencyHistogram {
     pub count: u64,
     pub sum_us: u64,

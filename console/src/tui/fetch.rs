@@ -6,7 +6,7 @@
 use crate::status::{assemble, ClusterStatus, Target};
 use baton_node::certs::Identity;
 use baton_node::client::Client;
-use baton_node::frame::{Request, Response};
+use baton_node::frame::{Json, Request, Response};
 use baton_node::status::{HistoryEntry, NodeStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -103,7 +103,7 @@ pub fn spawn(targets: Vec<Target>, certs: PathBuf, identity: Identity, every: Du
                     .and_then(|position| addrs.get(position).copied());
                 if let (Some(client), Some(addr)) = (history_client.as_mut(), leader_addr) {
                     let call = tokio::time::timeout(STATUS_TIMEOUT, client.call(addr, &Request::History));
-                    if let Ok(Ok(Response::History(entries))) = call.await {
+                    if let Ok(Ok(Response::History(Json(entries)))) = call.await {
                         history = entries;
                     }
                 }

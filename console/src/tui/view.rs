@@ -258,6 +258,7 @@ fn render_details(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                     ),
                     false => Span::raw(format!("disk free {}", bytes(node.disk_free_bytes))),
                 },
+                Span::raw(node.version.as_ref().map_or_else(String::new, |version| format!("  v{version}"))),
             ]),
         ],
     };
@@ -492,13 +493,15 @@ mod tests {
         insta::assert_snapshot!(draw(&app_with(status), 120, 24));
     }
 
-    /// Goal: the selected node's data disk, nearly full, shows in red with what it needs.
+    /// Goal: the selected node's data disk, nearly full, shows in red with what it needs,
+    /// and its version beside it.
     #[test]
     fn data_disk_nearly_full() {
         let mut status = healthy();
         status.nodes[0].disk_free_bytes = Some(3 << 20);
+        status.nodes[0].version = Some("0.1.0".into());
         let screen = draw(&app_with(status), 120, 24);
-        assert!(screen.contains("disk free 3.0M (needs 64.0M)"), "{screen}");
+        assert!(screen.contains("disk free 3.0M (needs 64.0M)  v0.1.0"), "{screen}");
         let screen = draw(&app_with(healthy()), 120, 24);
         assert!(screen.contains("disk free 7.0G") && !screen.contains("needs"), "{screen}");
     }
