@@ -117,7 +117,8 @@ async fn empty_node_bootstraps_from_snapshot_then_log() {
 }
 
 /// Goal: `baton backup` downloads the leader's map as one checked file; `baton restore`
-/// installs it into empty data directories (refusing a used one or a damaged file); a new
+/// (or `baton-node --restore`) installs it into empty data directories (refusing a used
+/// one or a damaged file); a new
 /// cluster started from them holds exactly the backed-up data, at the backed-up position,
 /// and takes new writes. A client (not operator) certificate cannot take a backup.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,14 +190,22 @@ async fn backup_then_restore_into_a_new_cluster() {
     let mut restored = target.client();
     target.wait_for_leader(&mut restored, ELECTION).await;
     let file_arg = file.display().to_string();
-    for node in &mut target.nodes {
+    for (position, node) in target.nodes.iter_mut().enumerate() {
         node.kill();
-        let restore = ["restore", "--from", &file_arg, "--data-dir", &node.data_dir.display().to_string()];
-        let output = baton(&restore);
+        let data_dir = node.data_dir.display().to_string();
+        // The first node through the daemon itself (on a device without `baton`).
+        let restore = || match position {
+            0 => std::process::Command::new(support::binaries().join("baton-node"))
+                .args(["--restore", &file_arg, "--data-dir", &data_dir])
+                .output()
+                .unwrap(),
+            _ => baton(&["restore", "--from", &file_arg, "--data-dir", &data_dir]),
+        };
+        let output = restore();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success() && stderr.contains("already holds a node's state"), "{stderr}");
         std::fs::remove_dir_all(&node.data_dir).unwrap();
-        let output = baton(&restore);
+        let output = restore();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert!(String::from_utf8_lossy(&output.stdout).contains(&format!("as of index {backed_up_index}")));
     }

@@ -212,13 +212,8 @@ fn main() -> ExitCode {
     }
     if let Some(Command::Restore { from, data_dir }) = &args.command {
         return match baton_node::storage::snapshot::restore(from, data_dir) {
-            Ok((position, keys)) => {
-                println!(
-                    "restored {keys} keys as of index {} (term {}) into {}",
-                    position.index,
-                    position.term,
-                    data_dir.display()
-                );
+            Ok(restored) => {
+                println!("{restored}");
                 eprintln!(
                     "start the node with --data-dir {}; restore every node of the cluster from this same file \
                      before starting any of them",

@@ -365,19 +365,45 @@ impl Client {
     /// file beside `out`, fsynced, read back whole (CRC, lengths, position), and only then
     /// renamed to `out`. Returns its position, how many keys it holds, and its size.
     pub async fn backup(&mut self, out: &Path) -> Result<BackupSummary, ClientError> {
-        use std::io::Write;
         let (index, term, bytes) = match self.request(Request::Backup).await? {
             Response::BackupReady { index, term, bytes } => (index, term, bytes),
             other => return Err(ClientError::Unexpected(Box::new(other))),
         };
         let leader =
             self.leader.ok_or_else(|| ClientError::Setup("the leader that wrote the backup is gone".into()))?;
+        let mut tmp = out.as_os_str().to_owned();
+        tmp.push(".partial");
+        let tmp = std::path::PathBuf::from(tmp);
+        let downloaded = self.download_backup(leader, (index, term), bytes, &tmp).await;
+        let keys = match downloaded {
+            Ok(keys) => keys,
+            Err(error) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(error);
+            }
+        };
         let local = |e: std::io::Error, path: &Path| ClientError::Setup(format!("{}: {e}", path.display()));
-        let tmp = out.with_extension("partial");
-        let mut file = std::fs::File::create(&tmp).map_err(|e| local(e, &tmp))?;
+        std::fs::rename(&tmp, out).map_err(|e| local(e, out))?;
+        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| local(e, dir))?;
+        Ok(BackupSummary { index, term, keys, bytes })
+    }
+
+    /// Fetches the backup at `(index, term)` from `node` into `tmp`, fsyncs it and checks
+    /// it whole against the announced size and position; returns how many keys it holds.
+    async fn download_backup(
+        &mut self,
+        node: SocketAddr,
+        (index, term): (u64, u64),
+        bytes: u64,
+        tmp: &Path,
+    ) -> Result<usize, ClientError> {
+        use std::io::Write;
+        let local = |e: std::io::Error| ClientError::Setup(format!("{}: {e}", tmp.display()));
+        let mut file = std::fs::File::create(tmp).map_err(local)?;
         let mut offset = 0u64;
         loop {
-            let data = match self.call(leader, &Request::BackupChunk { index, offset }).await? {
+            let data = match self.call(node, &Request::BackupChunk { index, offset }).await? {
                 Response::BackupChunk { data } => data,
                 Response::Error { message, code, .. } => return Err(ClientError::Refused { code, message }),
                 other => return Err(ClientError::Unexpected(Box::new(other))),
@@ -389,21 +415,17 @@ impl Client {
             if offset > bytes {
                 return Err(ClientError::Setup(format!("the backup grew past its announced {bytes} bytes")));
             }
-            file.write_all(&data).map_err(|e| local(e, &tmp))?;
+            file.write_all(&data).map_err(local)?;
         }
-        file.sync_all().map_err(|e| local(e, &tmp))?;
+        file.sync_all().map_err(local)?;
         drop(file);
-        let (position, map) = crate::storage::snapshot::read(&tmp).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let (position, map) = crate::storage::snapshot::read(tmp).map_err(|e| ClientError::Setup(e.to_string()))?;
         if offset != bytes || (position.index, position.term) != (index, term) {
-            let _ = std::fs::remove_file(&tmp);
             return Err(ClientError::Setup(format!(
                 "the backup arrived incomplete: {offset} of {bytes} bytes, position {position:?}"
             )));
         }
-        std::fs::rename(&tmp, out).map_err(|e| local(e, out))?;
-        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| local(e, dir))?;
-        Ok(BackupSummary { index, term, keys: map.len(), bytes })
+        Ok(map.len())
     }
 
     /// One node's status.

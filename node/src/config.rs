@@ -51,6 +51,11 @@ pub struct Args {
     /// A TOML file with the same settings; flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Install this backup (from `baton backup`) into --data-dir, which must be empty or
+    /// new, and exit; then start the node as usual. Restore every node of the cluster
+    /// from the same file before starting any of them.
+    #[arg(long, value_name = "BACKUP_FILE")]
+    pub restore: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,

@@ -163,6 +163,9 @@ async fn shutdown_signal() {
 /// The daemon's whole life from parsed flags: settings, logging, run. `baton-node` is
 /// this; `baton demo` starts its nodes through it too.
 pub fn main(args: crate::config::Args) -> std::process::ExitCode {
+    if let Some(backup) = &args.restore {
+        return restore(backup, args.data_dir.as_deref());
+    }
     let settings = match Settings::resolve(args) {
         Ok(settings) => settings,
         Err(error) => {
@@ -176,6 +179,25 @@ pub fn main(args: crate::config::Args) -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "refusing to start");
+            eprintln!("baton-node: {error}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// `baton-node --restore FILE --data-dir DIR`: a backup installed where the node will
+/// find it (on the device itself, where `baton` may not be installed).
+fn restore(backup: &std::path::Path, data_dir: Option<&std::path::Path>) -> std::process::ExitCode {
+    let Some(data_dir) = data_dir else {
+        eprintln!("baton-node: --restore needs --data-dir: the node's empty or new data directory");
+        return std::process::ExitCode::from(2);
+    };
+    match crate::storage::snapshot::restore(backup, data_dir) {
+        Ok(restored) => {
+            println!("{restored}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
             eprintln!("baton-node: {error}");
             std::process::ExitCode::from(2)
         }

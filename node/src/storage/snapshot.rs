@@ -129,7 +129,11 @@ impl SnapshotDir {
     pub fn write_backup(&self, position: Position, map: &Map) -> Result<u64, StorageError> {
         self.create()?;
         let tmp = self.dir.join(format!("backup-{}.tmp", position.index));
-        write_file(&tmp, position, map)?;
+        if let Err(error) = write_file(&tmp, position, map) {
+            // A failed backup (a full disk, say) must not keep the space it took.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(error);
+        }
         let path = self.backup_path();
         std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
         sync_dir(&self.dir)?;
@@ -229,7 +233,7 @@ fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageEr
 /// (CRC, lengths), refuses a data directory that already holds a node's state, and
 /// installs the file as the directory's snapshot (temporary file, fsync, rename,
 /// directory fsync). Returns the backup's position and how many keys it holds.
-pub fn restore(from: &Path, data_dir: &Path) -> Result<(Position, usize), String> {
+pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
     let (position, map) = read(from).map_err(|e| e.to_string())?;
     if let Ok(entries) = std::fs::read_dir(data_dir) {
         let held: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
@@ -248,7 +252,28 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<(Position, usize), String
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(|e| e.to_string())?;
     }
-    Ok((position, map.len()))
+    Ok(Restored { position, keys: map.len(), data_dir: data_dir.to_path_buf() })
+}
+
+/// What [`restore`] installed; displays as the line to show the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Restored {
+    pub position: Position,
+    pub keys: usize,
+    pub data_dir: PathBuf,
+}
+
+impl std::fmt::Display for Restored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "restored {} keys as of index {} (term {}) into {}",
+            self.keys,
+            self.position.index,
+            self.position.term,
+            self.data_dir.display()
+        )
+    }
 }
 
 fn parse_header(path: &Path, header: &[u8; HEADER_BYTES]) -> Result<(Position, u64), StorageError> {
