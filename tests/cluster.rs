@@ -263,7 +263,8 @@ async fn sigterm_on_the_leader_hands_over_first() {
 
 /// Goal: nodes that know each other by host name (`--peer n2=HOST:PORT`, `--advertise`)
 /// elect a leader and replicate; status shows the names; `baton` given only a
-/// follower's name follows that follower's leader hint, itself a name, to the leader.
+/// follower's name follows that follower's leader hint, itself a name, to the leader,
+/// and its `status` finds the other nodes from that one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_known_by_host_name() {
     let cluster = Cluster::start_by_name(3, &[], "localhost");
@@ -283,6 +284,21 @@ async fn nodes_known_by_host_name() {
     assert!(output.status.success(), "put through a follower's name: {stderr}\n{}", cluster.logs());
     let (value, _) = client.get(b"named", ReadMode::Leader).await.unwrap();
     assert_eq!(value.as_deref(), Some(&b"yes"[..]));
+    // Given one node, `status` finds the others from that node's member list.
+    let output = std::process::Command::new(support::binaries().join("baton"))
+        .args(["--cluster", &format!("localhost:{}", follower.addr.port())])
+        .args(["--certs", &cluster.certs.display().to_string(), "status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut rows: Vec<String> =
+        status["nodes"].as_array().unwrap().iter().map(|n| format!("{} {}", n["id"], n["addr"])).collect();
+    rows.sort();
+    let mut expected: Vec<String> =
+        cluster.nodes.iter().map(|n| format!("\"{}\" \"localhost:{}\"", n.id, n.addr.port())).collect();
+    expected.sort();
+    assert_eq!(rows, expected, "{status}");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let output = std::process::Command::new(support::binaries().join("baton"))
         .args(["--cluster", "nowhere.invalid:7101", "--certs", &cluster.certs.display().to_string(), "status"])
         .output()

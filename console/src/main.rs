@@ -298,11 +298,13 @@ async fn run(args: Args) -> ExitCode {
     }
     match &args.command {
         None | Some(Command::Console) => {
-            let options = tui::Options { targets: targets(&args.cluster, &cluster), certs, identity };
+            let targets = status::discover(targets(&args.cluster, &cluster), &certs, &identity).await;
+            let options = tui::Options { targets, certs, identity };
             return tui::run(options, None).await;
         }
         Some(Command::Status { json, watch }) => {
-            let mut poller = match status::Poller::new(&targets(&args.cluster, &cluster), &certs, &identity) {
+            let targets = status::discover(targets(&args.cluster, &cluster), &certs, &identity).await;
+            let mut poller = match status::Poller::new(&targets, &certs, &identity) {
                 Ok(poller) => poller,
                 Err(error) => return fail(&error.to_string()),
             };

@@ -93,6 +93,39 @@ impl Target {
     }
 }
 
+/// Every node of the cluster: the ones the operator named, then the members those nodes
+/// know of that were not named (asked once, at start: `--cluster` may name just one node).
+/// A member whose address does not resolve is left out; the nodes named are always kept.
+pub async fn discover(named: Vec<Target>, certs: &Path, identity: &Identity) -> Vec<Target> {
+    let Ok(client) = Client::new(named.iter().map(|t| t.addr).collect(), certs, identity) else { return named };
+    let mut asks = tokio::task::JoinSet::new();
+    for target in &named {
+        let (addr, mut client) = (target.addr, client.on_same_socket());
+        asks.spawn(async move { tokio::time::timeout(DISCOVERY_TIMEOUT, client.status_of(addr)).await });
+    }
+    let mut members: Vec<baton_node::status::MemberAddr> = Vec::new();
+    while let Some(answer) = asks.join_next().await {
+        if let Ok(Ok(Ok(status))) = answer {
+            members.extend(status.members);
+        }
+    }
+    members.sort_by(|a, b| a.id.cmp(&b.id));
+    members.dedup_by(|a, b| a.id == b.id);
+    let local = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut targets = named;
+    for member in members {
+        let Ok(written) = member.addr.parse::<baton_node::addr::NodeAddr>() else { continue };
+        let Ok(addr) = written.resolve(local).await else { continue };
+        if !targets.iter().any(|t| t.addr == addr || t.label == member.addr) {
+            targets.push(Target { label: member.addr, addr });
+        }
+    }
+    targets
+}
+
+/// How long discovery waits for a named node's status.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// Asks each node on its own client, concurrently.
 pub struct Poller {
     nodes: Vec<(Target, Option<Client>, Option<String>)>,

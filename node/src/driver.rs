@@ -1232,6 +1232,14 @@ impl Driver {
             frames_dropped: self.dropped_frames,
             discarded_entries: self.discarded_entries,
             disk_free_bytes: crate::storage::free_bytes(self.wal.dir()).ok(),
+            members: self
+                .membership
+                .ids()
+                .map(|id| crate::status::MemberAddr {
+                    id: self.membership.name_of(id).to_string(),
+                    addr: self.membership.addr_of(id).to_string(),
+                })
+                .collect(),
         }
     }
 }

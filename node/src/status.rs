@@ -57,6 +57,17 @@ pub struct NodeStatus {
     pub discarded_entries: u64,
     /// Free space on the disk holding the data directory (None if it could not be read).
     pub disk_free_bytes: Option<u64>,
+    /// Every member of the cluster as this node knows it (itself included): a tool
+    /// given one address finds the others.
+    pub members: Vec<MemberAddr>,
+}
+
+/// A cluster member's id and the address the node reaching it uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MemberAddr {
+    pub id: String,
+    pub addr: String,
 }
 
 impl NodeStatus {
