@@ -113,14 +113,23 @@ pub async fn discover(named: Vec<Target>, certs: &Path, identity: &Identity) -> 
     members.dedup_by(|a, b| a.id == b.id);
     let local = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut targets = named;
+    // Each target's member id where known, to list them in id order as the nodes do.
+    let mut ids: Vec<Option<String>> = vec![None; targets.len()];
     for member in members {
         let Ok(written) = member.addr.parse::<baton_node::addr::NodeAddr>() else { continue };
         let Ok(addr) = written.resolve(local).await else { continue };
-        if !targets.iter().any(|t| t.addr == addr || t.label == member.addr) {
-            targets.push(Target { label: member.addr, addr });
+        match targets.iter().position(|t| t.addr == addr || t.label == member.addr) {
+            Some(known) => ids[known] = Some(member.id),
+            None => {
+                targets.push(Target { label: member.addr, addr });
+                ids.push(Some(member.id));
+            }
         }
     }
-    targets
+    let mut ordered: Vec<(Option<String>, Target)> = ids.into_iter().zip(targets).collect();
+    // Named nodes no member list mentions (unreachable, or another cluster's) go last.
+    ordered.sort_by(|a, b| (a.0.is_none(), &a.0).cmp(&(b.0.is_none(), &b.0)));
+    ordered.into_iter().map(|(_, target)| target).collect()
 }
 
 /// How long discovery waits for a named node's status.
