@@ -1,7 +1,8 @@
 //! The node's decision loop: one task that owns the replica, the log, the hard state and
 //! the key-value map, feeds the replica every input with the time, and carries out its
-//! outputs in order. Only the fsync runs elsewhere (a blocking thread), so one fsync
-//! covers every write made while the previous one ran (group commit).
+//! outputs in order. Slow disk work runs on blocking threads: the leader's fsync (so one
+//! fsync covers every write made while the previous one ran: group commit), snapshot
+//! writes, and backups written and read for an operator.
 
 use crate::frame::{ErrorCode, Frame, Json, ReadMode, Request, Response, KEY_BYTES_MAX, VALUE_BYTES_MAX};
 use crate::kv::{Applied, Command, Kv};

@@ -1,5 +1,6 @@
-//! Durable storage for SD cards: the write-ahead log, the hard state and the lock that
-//! keeps two processes off one data directory.
+//! Durable storage for SD cards: the write-ahead log, the hard state, snapshots and
+//! backups, the lock that keeps two processes off one data directory, and the data
+//! disk's free space (a full disk is named as such).
 //!
 //! Every record carries a CRC; every segment starts with a header; files that must
 //! change atomically are written to a temporary file, fsynced and renamed, and the
