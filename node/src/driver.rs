@@ -11,10 +11,12 @@ use crate::status::{FollowerStatus, NodeStatus};
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::snapshot::{Map as SnapshotMap, SnapshotDir};
 use crate::storage::wal::Wal;
+use crate::transport::LinkState;
 use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -69,7 +71,8 @@ pub enum Input {
     /// A local snapshot at `position` is written and fsynced to its temporary file.
     SnapshotWritten {
         position: Position,
-        result: Result<std::path::PathBuf, String>,
+        /// Its size once installed; `None` if a newer snapshot was installed meanwhile.
+        result: Result<Option<u64>, String>,
     },
     /// Stop: a leader first hands leadership to the best caught-up follower (controlled
     /// shutdown), then the log is made durable and the driver returns.
@@ -147,6 +150,7 @@ pub struct Driver {
     /// A local snapshot is being written.
     compacting: bool,
     sends: crate::transfer::Sends,
+    link_states: std::collections::HashMap<NodeId, Arc<LinkState>>,
     receiver: Option<crate::transfer::Receiver>,
     /// A received, checked snapshot waiting for the core's decision.
     received: Option<(Position, SnapshotMap)>,
@@ -211,6 +215,7 @@ impl Driver {
             max_log_bytes: u64::MAX,
             compacting: false,
             sends: crate::transfer::Sends::default(),
+            link_states: std::collections::HashMap::new(),
             receiver: None,
             received: None,
             snapshots_taken: 0,
@@ -230,6 +235,13 @@ impl Driver {
         self.snapshot = snapshot;
         self.kv = kv;
         self.max_log_bytes = max_log_bytes;
+        self
+    }
+
+    /// The outgoing links' states, so a snapshot send starts only on a link that is up
+    /// and starts again when the link it went out on failed.
+    pub fn with_link_states(mut self, states: std::collections::HashMap<NodeId, Arc<LinkState>>) -> Driver {
+        self.link_states = states;
         self
     }
 
@@ -508,7 +520,8 @@ impl Driver {
             Output::SendSnapshot { to, term } => {
                 let (Some(snapshots), Some(link)) = (&self.snapshots, self.outbound.get(&to)) else { return };
                 let resend_after = Duration::from_micros(self.replica.config().snapshot_timeout_us);
-                if self.sends.start(to, term, self.snapshot, &snapshots.path(), link.clone(), resend_after) {
+                let link_state = self.link_states.get(&to).map(|state| state.generation());
+                if self.sends.start(to, term, self.snapshot, snapshots, (link.clone(), link_state), resend_after) {
                     tracing::info!(
                         to = self.membership.name_of(to),
                         index = self.snapshot.index,
@@ -541,7 +554,10 @@ impl Driver {
         let loopback = self.loopback.clone();
         self.compacting = true;
         tokio::task::spawn_blocking(move || {
-            let result = snapshots.write_tmp(position, &map).map_err(|e| e.to_string());
+            let result = snapshots
+                .write_tmp(position, &map)
+                .and_then(|tmp| snapshots.install_if_newer(&tmp, position))
+                .map_err(|e| e.to_string());
             let _ = loopback.blocking_send(Input::SnapshotWritten { position, result });
         });
     }
@@ -619,42 +635,44 @@ impl Driver {
         }
     }
 
-    fn on_snapshot_written(&mut self, position: Position, result: Result<std::path::PathBuf, String>) {
+    fn on_snapshot_written(&mut self, position: Position, result: Result<Option<u64>, String>) {
         self.compacting = false;
-        let tmp = match result {
-            Ok(tmp) => tmp,
+        let bytes = match result {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return,
             Err(error) => {
                 tracing::error!(%error, "cannot write a snapshot; the log keeps growing until one succeeds");
                 return;
             }
         };
-        // Installed from the leader meanwhile, or no longer allowed: drop this one.
-        if position.index <= self.snapshot.index
-            || position.index > self.replica.compactable_index()
-            || self.wal.term_at(position.index) != Some(position.term)
-        {
-            let _ = std::fs::remove_file(&tmp);
+        let snapshots = self.snapshots.as_ref().expect("only written with a snapshot directory");
+        // Installed from the leader since: that one is the node's snapshot.
+        if position.index <= self.snapshot.index || snapshots.installed() != Some(position) {
             return;
         }
-        let snapshots = self.snapshots.as_ref().expect("only written with a snapshot directory");
-        match snapshots.install(&tmp) {
-            Ok(bytes) => self.snapshot_bytes = bytes,
-            Err(error) => self.fatal_storage(error),
-        }
+        self.snapshot_bytes = bytes;
         self.snapshot = position;
         self.snapshots_taken += 1;
-        let removed = match self.wal.compact_through(position.index) {
-            Ok(removed) => removed,
-            Err(error) => self.fatal_storage(error),
-        };
+        // The compactable index never falls (the core truncates only above its safe
+        // index) and a committed entry stays: what was compactable when the snapshot
+        // was taken still is, unless the leader's snapshot replaced the log (above).
+        assert!(position.index <= self.replica.compactable_index(), "compactable when taken, compactable now");
+        assert_eq!(self.wal.term_at(position.index), Some(position.term), "a committed entry stays");
+        let detached = self.wal.detach_through(position.index);
         let now = self.now();
         self.replica.handle_compacted(now, position);
         tracing::info!(
             index = position.index,
-            bytes = self.snapshot_bytes,
-            removed,
+            bytes,
+            removed = detached.entries,
             "took a snapshot and compacted the log"
         );
+        // Deleting segments takes milliseconds on a busy disk; writes go on meanwhile.
+        tokio::task::spawn_blocking(move || {
+            if let Err(error) = detached.remove() {
+                tracing::warn!(%error, "cannot delete compacted log segments; the first compaction after a restart does");
+            }
+        });
         self.pump(None);
     }
 
@@ -690,7 +708,7 @@ impl Driver {
         };
         assert_eq!(position, snapshot, "the core installs what it was given");
         let snapshots = self.snapshots.as_ref().expect("snapshots arrive only with a snapshot directory");
-        match snapshots.install(&snapshots.incoming_path()) {
+        match snapshots.install(&snapshots.incoming_path(), snapshot) {
             Ok(bytes) => self.snapshot_bytes = bytes,
             Err(error) => self.fatal_storage(error),
         }

@@ -26,21 +26,23 @@ impl<T: Serialize> Serialize for Json<T> {
 
 impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Json<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Bytes;
-        impl<'de> serde::de::Visitor<'de> for Bytes {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("JSON bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(bytes.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(bytes)
-            }
-        }
-        let bytes = deserializer.deserialize_bytes(Bytes)?;
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
         serde_json::from_slice(&bytes).map(Json).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `Vec<Vec<u8>>` as a sequence of byte strings (see `serde_bytes`): postcard decodes each
+/// in one copy instead of byte by byte. The encoding is the same either way.
+mod byte_strings {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(items: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(items.iter().map(|item| serde_bytes::Bytes::new(item)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        let items = Vec::<serde_bytes::ByteBuf>::deserialize(deserializer)?;
+        Ok(items.into_iter().map(serde_bytes::ByteBuf::into_vec).collect())
     }
 }
 
@@ -77,6 +79,7 @@ pub enum Frame {
     /// A replication message and, for an append, its entries' payloads in order.
     Replication {
         message: Message,
+        #[serde(with = "byte_strings")]
         entries: Vec<Vec<u8>>,
     } = 2,
     Request {
@@ -94,6 +97,7 @@ pub enum Frame {
         snapshot_term: u64,
         offset: u64,
         total_bytes: u64,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     } = 5,
 }
@@ -118,20 +122,27 @@ pub enum ReadMode {
 #[repr(u8)]
 pub enum Request {
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     } = 0,
     Get {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
         read: ReadMode,
     } = 1,
     Delete {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     } = 2,
     /// Writes `new` (or deletes, if `None`) only if the current value is `expected`.
     Cas {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
         new: Option<Vec<u8>>,
     } = 3,
     Status = 4,
@@ -200,12 +211,14 @@ pub enum Response {
     /// A read: the value, the index this node had applied, and how far that is behind
     /// the commit index it knows of.
     Value {
+        #[serde(with = "serde_bytes")]
         value: Option<Vec<u8>>,
         applied_index: u64,
         lag_entries: u64,
     } = 1,
     /// The compare-and-set did not match; nothing was written. `current` is the value.
     CasMismatch {
+        #[serde(with = "serde_bytes")]
         current: Option<Vec<u8>>,
         term: u64,
         index: u64,
@@ -239,6 +252,7 @@ pub enum Response {
     } = 10,
     /// Up to [`SNAPSHOT_CHUNK_BYTES`] of a backup; empty past its end.
     BackupChunk {
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     } = 11,
 }
@@ -306,6 +320,37 @@ pub async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: byte fields marked as byte strings encode exactly as the plain `Vec<u8>`
+    /// fields of earlier builds did, both ways: older nodes, and logs they wrote, read
+    /// unchanged.
+    #[test]
+    fn byte_strings_keep_the_earlier_encoding() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        enum Earlier {
+            Hello,
+            HelloReply,
+            Replication { message: Message, entries: Vec<Vec<u8>> },
+        }
+        let entries = vec![vec![], vec![7u8; 300], b"key".to_vec()];
+        let message = Message::TimeoutNow(baton_common::message::TimeoutNow { term: 3 });
+        let now = Frame::Replication { message, entries: entries.clone() };
+        let earlier = Earlier::Replication { message, entries };
+        let now_bytes = now.encode();
+        let earlier_bytes = postcard::to_allocvec(&earlier).unwrap();
+        assert_eq!(now_bytes[4..], earlier_bytes[..]);
+        assert_eq!(postcard::from_bytes::<Earlier>(&now_bytes[4..]).unwrap(), earlier);
+
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        enum EarlierRequest {
+            Put { key: Vec<u8>, value: Vec<u8> },
+        }
+        let put = Request::Put { key: b"k".to_vec(), value: vec![1u8; 200] };
+        let earlier = EarlierRequest::Put { key: b"k".to_vec(), value: vec![1u8; 200] };
+        let bytes = postcard::to_allocvec(&earlier).unwrap();
+        assert_eq!(postcard::to_allocvec(&put).unwrap(), bytes);
+        assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), put);
+    }
 
     /// Goal: a status answer survives a version skew either way: fields the sender does
     /// not know take their defaults, fields the reader does not know are ignored.

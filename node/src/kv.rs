@@ -2,15 +2,32 @@
 //! [`Command`]s; an empty payload is a leader's no-op. Applying is deterministic, so
 //! every replica that applies the same log holds the same map.
 
+use crate::storage::snapshot::Map;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
+/// A log entry's command. It looks like the client's `frame::Request` writes but is a
+/// contract of its own (the log on disk, not the wire), so each changes on its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[repr(u8)]
 pub enum Command {
-    Put { key: Vec<u8>, value: Vec<u8> } = 0,
-    Delete { key: Vec<u8> } = 1,
-    Cas { key: Vec<u8>, expected: Option<Vec<u8>>, new: Option<Vec<u8>> } = 2,
+    Put {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    } = 0,
+    Delete {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+    } = 1,
+    Cas {
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        expected: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
+        new: Option<Vec<u8>>,
+    } = 2,
 }
 
 impl Command {
@@ -33,7 +50,7 @@ pub enum Applied {
 
 #[derive(Debug, Default)]
 pub struct Kv {
-    map: BTreeMap<Vec<u8>, Vec<u8>>,
+    map: Map,
     applied_index: u64,
 }
 
@@ -86,12 +103,13 @@ impl Kv {
     }
 
     /// The map as of `applied_index`, from a snapshot.
-    pub fn from_snapshot(applied_index: u64, map: BTreeMap<Vec<u8>, Vec<u8>>) -> Kv {
+    pub fn from_snapshot(applied_index: u64, map: Map) -> Kv {
         Kv { map, applied_index }
     }
 
-    /// The whole map, for writing a snapshot.
-    pub fn map(&self) -> &BTreeMap<Vec<u8>, Vec<u8>> {
+    /// The whole map, for writing a snapshot: clone it (O(1), see [`Map`]) and write
+    /// the clone off the node loop.
+    pub fn map(&self) -> &Map {
         &self.map
     }
 

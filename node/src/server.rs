@@ -11,8 +11,9 @@ use crate::storage::hard_state::HardStateFile;
 use crate::storage::lock::DirLock;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::Wal;
-use crate::transport::{accept_loop, run_link, Restarts, TransportCounters, LINK_QUEUE_FRAMES};
+use crate::transport::{accept_loop, run_link, LinkState, Restarts, TransportCounters, LINK_QUEUE_FRAMES};
 use baton_common::{Config, LogTerms, Member, Position, Recovered, Replica};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -90,20 +91,23 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         tokio::spawn(crate::metrics::serve(listener, input_sender.clone()));
     }
     let mut outbound = Outbound::new();
+    let mut link_states = HashMap::new();
     let restarts = Arc::new(Restarts::new(membership.peers()));
     for peer in membership.peers() {
         let (sender, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
         outbound.insert(peer, sender);
-        let link =
-            run_link(endpoint.clone(), client_config.clone(), membership.clone(), peer, frames, restarts.clone());
-        tokio::spawn(link);
+        let state = Arc::new(LinkState::default());
+        link_states.insert(peer, state.clone());
+        let (endpoint, config, membership) = (endpoint.clone(), client_config.clone(), membership.clone());
+        tokio::spawn(run_link(endpoint, config, membership, peer, frames, restarts.clone(), state));
     }
     let counters = Arc::new(TransportCounters::default());
     tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters.clone(), restarts));
     let driver =
         Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started, counters)
             .with_discarded_dir(settings.data_dir.join("discarded"))
-            .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes);
+            .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes)
+            .with_link_states(link_states);
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, advertise = %settings.advertise, mode = %settings.mode, "baton-node started");
 

@@ -8,6 +8,7 @@
 //! in a link's queue, so memory stays small whatever the snapshot's size.
 
 use crate::frame::{Frame, SNAPSHOT_CHUNK_BYTES};
+use crate::storage::snapshot::SnapshotDir;
 use baton_common::{NodeId, Position};
 use std::collections::HashMap;
 use std::io::Write;
@@ -37,6 +38,7 @@ pub struct SnapshotChunk {
 struct Send {
     term: u64,
     snapshot: Position,
+    link_generation: Option<u64>,
     started: std::time::Instant,
     sent_bytes: Arc<AtomicU64>,
     total_bytes: u64,
@@ -50,37 +52,58 @@ pub struct Sends {
 }
 
 impl Sends {
-    /// Starts streaming the snapshot at `path` (at `snapshot`) to `to`, replacing any
-    /// send already going there, unless the same snapshot went or is going there in the
-    /// same term less than `resend_after` ago: the core asks again whenever a heartbeat
-    /// answer shows the follower still without it, which is expected while it arrives
-    /// and is installed. Returns whether a send started.
+    /// Starts streaming the installed snapshot (the driver knows it as `snapshot`) to
+    /// `to`, replacing any send already going there, unless the same snapshot went or is
+    /// going there in the same term less than `resend_after` ago: the core asks again
+    /// whenever a heartbeat answer shows the follower still without it, which is expected
+    /// while it arrives and is installed. The chunks name the position the opened file's
+    /// header holds, so a snapshot installed meanwhile is sent as what it is.
+    ///
+    /// `link` is the link's queue and its [`LinkState`](crate::transport::LinkState) generation, where it has one: a
+    /// send waits for a link that is up (chunks queued on a down link are dropped) and
+    /// starts again, however recent, once the connection it went out on has failed.
+    /// Returns whether a send started.
     pub fn start(
         &mut self,
         to: NodeId,
         term: u64,
         snapshot: Position,
-        path: &Path,
-        link: mpsc::Sender<Frame>,
+        snapshots: &SnapshotDir,
+        link: (mpsc::Sender<Frame>, Option<u64>),
         resend_after: Duration,
     ) -> bool {
+        let (link, link_generation) = link;
+        if link_generation.is_some_and(|generation| generation % 2 == 0) {
+            return false;
+        }
         if let Some(send) = self.sends.get(&to) {
-            if send.term == term && send.snapshot == snapshot && send.started.elapsed() < resend_after {
+            if send.term == term
+                && send.snapshot == snapshot
+                && send.link_generation == link_generation
+                && send.started.elapsed() < resend_after
+            {
                 return false;
             }
         }
         self.stop(to);
-        let total_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        let (file, position, total_bytes) = match snapshots.open_installed() {
+            Ok(opened) => opened,
+            Err(error) => {
+                tracing::warn!(%to, %error, "cannot open the snapshot to send; the leader retries after its timeout");
+                return false;
+            }
+        };
         let sent_bytes = Arc::new(AtomicU64::new(0));
         let progress = sent_bytes.clone();
-        let path = path.to_path_buf();
+        let path = snapshots.path();
         let task = tokio::spawn(async move {
-            if let Err(error) = stream(&path, term, snapshot, total_bytes, link, &progress).await {
+            let file = tokio::fs::File::from_std(file);
+            if let Err(error) = stream(file, &path, term, position, total_bytes, link, &progress).await {
                 tracing::warn!(%to, %error, "snapshot send stopped; the leader retries after its timeout");
             }
         });
-        self.sends
-            .insert(to, Send { term, snapshot, started: std::time::Instant::now(), sent_bytes, total_bytes, task });
+        let started = std::time::Instant::now();
+        self.sends.insert(to, Send { term, snapshot, link_generation, started, sent_bytes, total_bytes, task });
         true
     }
 
@@ -109,6 +132,7 @@ fn percent(done: u64, total: u64) -> u8 {
 }
 
 async fn stream(
+    mut file: tokio::fs::File,
     path: &Path,
     term: u64,
     snapshot: Position,
@@ -116,7 +140,6 @@ async fn stream(
     link: mpsc::Sender<Frame>,
     sent_bytes: &AtomicU64,
 ) -> Result<(), String> {
-    let mut file = tokio::fs::File::open(path).await.map_err(|e| format!("{}: {e}", path.display()))?;
     let mut offset = 0u64;
     tracing::info!(bytes = total_bytes, index = snapshot.index, "sending a snapshot");
     while offset < total_bytes {

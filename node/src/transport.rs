@@ -93,6 +93,30 @@ impl Restarts {
     }
 }
 
+/// Which connection an outgoing link is on, for work that spans many frames (a snapshot
+/// send): frames queued or written on a connection that then failed are lost, so such
+/// work must start again on the next one. Even: the link is down; odd: it is up. It
+/// counts up at every change.
+#[derive(Debug, Default)]
+pub struct LinkState(AtomicU64);
+
+impl LinkState {
+    /// The count of changes so far: equal counts mean the same connection.
+    pub fn generation(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.generation() % 2 == 1
+    }
+
+    fn set_up(&self, up: bool) {
+        if self.is_up() != up {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
 /// Keeps one outgoing replication stream to `peer` alive and feeds it frames.
 pub async fn run_link(
     endpoint: quinn::Endpoint,
@@ -101,6 +125,7 @@ pub async fn run_link(
     peer: NodeId,
     mut frames: mpsc::Receiver<Frame>,
     restarts: Arc<Restarts>,
+    state: Arc<LinkState>,
 ) {
     let restarted = restarts.link(peer);
     let name = membership.name_of(peer).to_string();
@@ -117,6 +142,7 @@ pub async fn run_link(
             Ok((connection, mut send, peer_incarnation)) => {
                 tracing::info!(peer = %name, %addr, "replication link up");
                 restarts.attached(peer, peer_incarnation);
+                state.set_up(true);
                 backoff = BACKOFF_MIN;
                 loop {
                     tokio::select! {
@@ -130,6 +156,7 @@ pub async fn run_link(
                         () = restarted.notified() => break,
                     }
                 }
+                state.set_up(false);
                 connection.close(0u32.into(), b"link closed");
                 if frames.is_closed() {
                     return;

@@ -10,10 +10,10 @@
 
 use super::{sync_dir, StorageError};
 use baton_common::Position;
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"BATONSN1";
 const FORMAT_VERSION: u32 = 1;
@@ -22,13 +22,24 @@ const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 8;
 const FIELD_BYTES_MAX: u32 = baton_common::limits::ENTRY_BYTES_MAX as u32;
 /// Bytes buffered per read or write; snapshots stream, they are never held whole.
 const IO_BUFFER_BYTES: usize = 256 * 1024;
+/// A snapshot being written is flushed to the disk every this many bytes. One flush of
+/// tens of megabytes at the end would hold up the log's own flushes, and so every write,
+/// for as long as it takes.
+const SYNC_EVERY_BYTES: usize = 4 * 1024 * 1024;
 
-pub type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+/// The key-value map, ordered by key. A persistent B-tree: cloning it is O(1) (the
+/// clone shares every node until either side changes one, and then only that node's
+/// path is copied), so the node loop hands a snapshot writer the map as of one index
+/// without copying hundreds of thousands of keys first.
+pub type Map = imbl::OrdMap<Vec<u8>, Vec<u8>>;
 
-/// The snapshot files of one data directory (`<data dir>/snapshot/`).
+/// The snapshot files of one data directory (`<data dir>/snapshot/`). Clones share
+/// which snapshot they last installed, so a snapshot written on a blocking thread is
+/// never renamed over a newer one installed meanwhile.
 #[derive(Clone, Debug)]
 pub struct SnapshotDir {
     dir: PathBuf,
+    installed: Arc<Mutex<Option<Position>>>,
 }
 
 /// A hasher that counts what it writes, so the CRC trails the data without a second pass.
@@ -64,7 +75,7 @@ impl<R: Read> Read for CrcReader<R> {
 
 impl SnapshotDir {
     pub fn new(data_dir: &Path) -> SnapshotDir {
-        SnapshotDir { dir: data_dir.join("snapshot") }
+        SnapshotDir { dir: data_dir.join("snapshot"), installed: Arc::default() }
     }
 
     /// The installed snapshot.
@@ -90,7 +101,7 @@ impl SnapshotDir {
     /// size in bytes.
     pub fn write(&self, position: Position, map: &Map) -> Result<u64, StorageError> {
         let tmp = self.write_tmp(position, map)?;
-        self.install(&tmp)
+        self.install(&tmp, position)
     }
 
     /// Writes and fsyncs `map` to `snapshot.tmp` (slow: run it off the decision loop),
@@ -172,13 +183,55 @@ impl SnapshotDir {
         Ok(Some(chunk))
     }
 
-    /// Renames a whole, fsynced snapshot file over the installed one and makes the
-    /// rename durable. Returns its size.
-    pub fn install(&self, from: &Path) -> Result<u64, StorageError> {
+    /// Renames a whole, fsynced snapshot file of `position` over the installed one and
+    /// makes the rename durable. Returns its size.
+    pub fn install(&self, from: &Path, position: Position) -> Result<u64, StorageError> {
+        let mut installed = self.installed.lock().expect("no panics while installing");
+        self.install_locked(from, position, &mut installed)
+    }
+
+    /// Like [`SnapshotDir::install`], for a snapshot this node took itself (on a blocking
+    /// thread): unless one at least as recent was installed meanwhile, which wins, and
+    /// `from` is removed. Returns the size, or `None` when it was not installed.
+    pub fn install_if_newer(&self, from: &Path, position: Position) -> Result<Option<u64>, StorageError> {
+        let mut installed = self.installed.lock().expect("no panics while installing");
+        if installed.is_some_and(|newer| newer.index >= position.index) {
+            let _ = std::fs::remove_file(from);
+            return Ok(None);
+        }
+        self.install_locked(from, position, &mut installed).map(Some)
+    }
+
+    fn install_locked(
+        &self,
+        from: &Path,
+        position: Position,
+        installed: &mut Option<Position>,
+    ) -> Result<u64, StorageError> {
         let path = self.path();
         std::fs::rename(from, &path).map_err(StorageError::io(&path))?;
+        *installed = Some(position);
         sync_dir(&self.dir)?;
         Ok(std::fs::metadata(&path).map_err(StorageError::io(&path))?.len())
+    }
+
+    /// The snapshot last installed through this directory (or a clone of it) since the
+    /// node started.
+    pub fn installed(&self) -> Option<Position> {
+        *self.installed.lock().expect("no panics while installing")
+    }
+
+    /// Opens the installed snapshot to send it: the open file, the position its header
+    /// names (which a rename after this call does not change), and its size.
+    pub fn open_installed(&self) -> Result<(File, Position, u64), StorageError> {
+        let path = self.path();
+        let file = File::open(&path).map_err(StorageError::io(&path))?;
+        let mut header = [0u8; HEADER_BYTES];
+        // At an offset: the file's own position stays at its start, for the sender.
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0).map_err(StorageError::io(&path))?;
+        let (position, _) = parse_header(&path, &header)?;
+        let bytes = file.metadata().map_err(StorageError::io(&path))?.len();
+        Ok((file, position, bytes))
     }
 
     /// The installed snapshot's position, if there is one (checks only the header).
@@ -214,11 +267,18 @@ fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageEr
         writer.write_all(&position.index.to_le_bytes())?;
         writer.write_all(&position.term.to_le_bytes())?;
         writer.write_all(&(map.len() as u64).to_le_bytes())?;
+        let mut unsynced_bytes = 0;
         for (key, value) in map {
             writer.write_all(&(key.len() as u32).to_le_bytes())?;
             writer.write_all(&(value.len() as u32).to_le_bytes())?;
             writer.write_all(key)?;
             writer.write_all(value)?;
+            unsynced_bytes += 8 + key.len() + value.len();
+            if unsynced_bytes >= SYNC_EVERY_BYTES {
+                writer.inner.flush()?;
+                writer.inner.get_ref().sync_data()?;
+                unsynced_bytes = 0;
+            }
         }
         let crc = writer.hasher.clone().finalize();
         writer.inner.write_all(&crc.to_le_bytes())?;
@@ -248,7 +308,7 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
     }
     let snapshots = SnapshotDir::new(data_dir);
     let tmp = snapshots.write_tmp(position, &map).map_err(|e| e.to_string())?;
-    snapshots.install(&tmp).map_err(|e| e.to_string())?;
+    snapshots.install(&tmp, position).map_err(|e| e.to_string())?;
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(|e| e.to_string())?;
     }
@@ -348,6 +408,29 @@ mod tests {
         assert_eq!(snapshots.position().unwrap(), Some(Position { index: 1234, term: 7 }));
         assert_eq!(snapshots.load().unwrap(), Some((Position { index: 1234, term: 7 }, map)));
         assert!(!snapshots.tmp_path().exists());
+    }
+
+    /// Goal: a snapshot taken locally is not installed over a newer one installed
+    /// meanwhile (its file is removed), and a sender reads the position the installed
+    /// file holds.
+    #[test]
+    fn an_older_snapshot_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotDir::new(dir.path());
+        let taker = snapshots.clone();
+        let older = Position { index: 100, term: 2 };
+        let tmp = taker.write_tmp(older, &sample()).unwrap();
+        let newer = Position { index: 200, term: 3 };
+        snapshots.write(newer, &Map::new()).unwrap();
+        assert_eq!(taker.install_if_newer(&tmp, older).unwrap(), None);
+        assert!(!tmp.exists());
+        assert_eq!(snapshots.installed(), Some(newer));
+        let (_, position, bytes) = snapshots.open_installed().unwrap();
+        assert_eq!((position, bytes), (newer, std::fs::metadata(snapshots.path()).unwrap().len()));
+        let newest = Position { index: 300, term: 3 };
+        let tmp = taker.write_tmp(newest, &sample()).unwrap();
+        assert!(taker.install_if_newer(&tmp, newest).unwrap().is_some());
+        assert_eq!(snapshots.load().unwrap(), Some((newest, sample())));
     }
 
     /// Goal: any flipped byte or cut tail is refused with the file's name, never loaded.

@@ -157,6 +157,29 @@ fn parse_record(bytes: &[u8], offset: usize) -> Option<(u64, u64, usize)> {
     (record_crc(term, index, payload) == crc).then_some((term, index, RECORD_HEADER_BYTES as usize + length))
 }
 
+/// Segments the log let go of (see [`Wal::detach_through`]), still on disk.
+#[derive(Debug)]
+pub struct Detached {
+    dir: PathBuf,
+    paths: Vec<PathBuf>,
+    /// How many entries they hold.
+    pub entries: u64,
+}
+
+impl Detached {
+    /// Deletes the segments and makes the deletion durable (slow on an SD card: off
+    /// the decision loop where it can be).
+    pub fn remove(&self) -> Result<(), StorageError> {
+        for path in &self.paths {
+            std::fs::remove_file(path).map_err(StorageError::io(path))?;
+        }
+        if !self.paths.is_empty() {
+            sync_dir(&self.dir)?;
+        }
+        Ok(())
+    }
+}
+
 impl Wal {
     /// Opens (creating if needed) the log in `dir` and recovers it.
     pub fn open(dir: &Path, segment_bytes_max: u64) -> Result<(Wal, Recovery), StorageError> {
@@ -468,16 +491,23 @@ impl Wal {
     /// Deletes whole segments that end at or before `index` (a snapshot covers them),
     /// always keeping the last one. Returns how many entries went.
     pub fn compact_through(&mut self, index: u64) -> Result<u64, StorageError> {
-        let mut removed = 0;
+        let detached = self.detach_through(index);
+        detached.remove()?;
+        Ok(detached.entries)
+    }
+
+    /// Forgets whole segments that end at or before `index` (a snapshot covers them),
+    /// always keeping the last one, and returns them for [`Detached::remove`], which may
+    /// run on another thread: the log no longer reads them, and a crash before they are
+    /// gone leaves segments that the next start keeps and the next compaction removes.
+    pub fn detach_through(&mut self, index: u64) -> Detached {
+        let mut detached = Detached { dir: self.dir.clone(), paths: Vec::new(), entries: 0 };
         while self.segments.len() > 1 && self.segments[0].last_index() <= index {
             let segment = self.segments.remove(0);
-            std::fs::remove_file(&segment.path).map_err(StorageError::io(&segment.path))?;
-            removed += segment.offsets.len() as u64;
+            detached.entries += segment.offsets.len() as u64;
+            detached.paths.push(segment.path);
         }
-        if removed > 0 {
-            sync_dir(&self.dir)?;
-        }
-        Ok(removed)
+        detached
     }
 
     /// Deletes every segment: an installed snapshot replaces a log that does not match
@@ -682,6 +712,29 @@ mod tests {
         let (wal, _) = Wal::open(dir.path(), 512).unwrap();
         assert_eq!(wal.first_index(), Some(first));
         assert_eq!(wal.last_index(), Some(60));
+    }
+
+    /// Goal: detached segments are gone from the log at once; until they are deleted
+    /// (a crash in between) the log reopens with them and still reads every entry.
+    #[test]
+    fn detached_segments_survive_a_crash_before_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = filled(dir.path(), 60, 512);
+        let detached = wal.detach_through(30);
+        assert!(detached.entries > 0 && detached.entries <= 30);
+        let first = wal.first_index().unwrap();
+        assert_eq!(first, detached.entries + 1);
+        assert_eq!(wal.read(first - 1).unwrap(), None);
+        wal.append(61, 1, &payload(61)).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let (wal, _) = Wal::open(dir.path(), 512).unwrap();
+        assert_eq!((wal.first_index(), wal.last_index()), (Some(1), Some(61)));
+        assert_eq!(wal.read(1).unwrap().unwrap().payload, payload(1));
+        drop(wal);
+        detached.remove().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 512).unwrap();
+        assert_eq!((wal.first_index(), wal.last_index()), (Some(first), Some(61)));
     }
 
     /// Goal: an oversized entry is a clear error and writes nothing.
