@@ -535,8 +535,8 @@ impl Driver {
     }
 
     /// Takes a snapshot when the log has grown to half its bound and the core allows it:
-    /// the map is copied here, written and fsynced on a blocking thread, and installed
-    /// (renamed) when that is done.
+    /// the map is cloned here (O(1)), then written, fsynced and installed (renamed) on a
+    /// blocking thread; [`Driver::on_snapshot_written`] compacts the log after it.
     fn maybe_compact(&mut self) {
         let Some(snapshots) = &self.snapshots else { return };
         let applied = self.kv.applied_index();
