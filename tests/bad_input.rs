@@ -180,10 +180,11 @@ async fn corrupt_mid_log_record_refuses_start() {
 
 /// Goal: one QUIC stream carries a client's requests, answered in the order sent, even
 /// when they arrive back to back; garbage on a stream ends that stream only, and the
-/// same connection and the node go on serving.
+/// same connection and the node go on serving; a request the node does not know gets
+/// an error naming the fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_stream_answers_in_order_and_garbage_ends_only_that_stream() {
-    use baton_node::frame::{Request, Response};
+    use baton_node::frame::{ErrorCode, Request, Response};
     let cluster = Cluster::start(3, &[]);
     let mut client = cluster.client();
     let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
@@ -217,6 +218,15 @@ async fn request_stream_answers_in_order_and_garbage_ends_only_that_stream() {
     let ended = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut bad_receive)).await.unwrap();
     assert!(matches!(ended, Ok(None) | Err(_)), "the garbled stream ends: {ended:?}");
 
+    // A request this node does not know (a newer `baton`'s) is answered, not dropped,
+    // and the stream goes on.
+    send.write_all(&[2, 0, 0, 0, 3, 200]).await.unwrap();
+    match read_frame(&mut receive).await.unwrap() {
+        Some(Frame::Response { response: Response::Error { code: ErrorCode::Unsupported, message, .. } }) => {
+            assert!(message.contains("does not know that request") && message.contains("Fix:"), "{message}")
+        }
+        other => panic!("expected an unsupported-request error, got {other:?}"),
+    }
     write_frame(&mut send, &Frame::Request { request: Request::Get { key: vec![b'p', 2], read: ReadMode::Leader } })
         .await
         .unwrap();

@@ -46,6 +46,9 @@ mod byte_strings {
     }
 }
 
+/// The first byte of an encoded [`Frame::Request`] (its variant's index).
+const FRAME_REQUEST_TAG: u8 = 3;
+
 /// The protocol version, also carried in ALPN; the hello checks it again.
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -188,6 +191,8 @@ pub enum ErrorCode {
     NotReady = 6,
     Forbidden = 7,
     Internal = 8,
+    /// The node does not know the request: it runs an older build than the caller.
+    Unsupported = 9,
 }
 
 impl ErrorCode {
@@ -263,6 +268,10 @@ pub enum FrameError {
     TooLarge(usize),
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// A whole request frame whose request this build does not know (from a newer
+    /// `baton`, say): the stream's framing is intact, so it can be answered.
+    #[error("unknown request: {0}")]
+    UnknownRequest(String),
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -278,7 +287,10 @@ impl Frame {
 
     /// Decodes a frame body (without its length prefix) and checks its fields.
     pub fn decode(body: &[u8]) -> Result<Frame, FrameError> {
-        let frame: Frame = postcard::from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let frame: Frame = postcard::from_bytes(body).map_err(|e| match body.first() {
+            Some(&FRAME_REQUEST_TAG) => FrameError::UnknownRequest(e.to_string()),
+            _ => FrameError::Malformed(e.to_string()),
+        })?;
         if let Frame::Replication { message: Message::AppendRequest(request), entries } = &frame {
             if entries.len() != usize::from(request.entry_count) || entries.len() > BATCH_ENTRIES_MAX {
                 return Err(FrameError::Malformed(format!(
@@ -350,6 +362,16 @@ mod tests {
         let bytes = postcard::to_allocvec(&earlier).unwrap();
         assert_eq!(postcard::to_allocvec(&put).unwrap(), bytes);
         assert_eq!(postcard::from_bytes::<Request>(&bytes).unwrap(), put);
+    }
+
+    /// Goal: a request this build does not know is told apart from garbage, so a node
+    /// can answer it.
+    #[test]
+    fn an_unknown_request_is_not_garbage() {
+        let status = Frame::Request { request: Request::Status }.encode();
+        assert_eq!(status[4], FRAME_REQUEST_TAG);
+        assert!(matches!(Frame::decode(&[FRAME_REQUEST_TAG, 200]), Err(FrameError::UnknownRequest(_))));
+        assert!(matches!(Frame::decode(&[0xff, 0xff]), Err(FrameError::Malformed(_))));
     }
 
     /// Goal: a status answer survives a version skew either way: fields the sender does

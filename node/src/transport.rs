@@ -8,7 +8,7 @@
 
 use crate::certs::Identity;
 use crate::driver::Input;
-use crate::frame::{read_frame, write_frame, Frame, PROTOCOL_VERSION};
+use crate::frame::{read_frame, write_frame, ErrorCode, Frame, FrameError, Response, PROTOCOL_VERSION};
 use crate::membership::Membership;
 use crate::tls::{node_server_name, peer_identity};
 use crate::transfer::SnapshotChunk;
@@ -231,7 +231,7 @@ async fn serve_connection(
     connection: &quinn::Connection,
     membership: &Membership,
     inputs: &mpsc::Sender<Input>,
-    counters: &TransportCounters,
+    counters: &Arc<TransportCounters>,
     restarts: &Restarts,
 ) -> Result<(), String> {
     let identity = peer_identity(connection).ok_or("the certificate names no Baton identity")?;
@@ -316,12 +316,30 @@ async fn serve_connection(
                 Ok(streams) => streams,
                 Err(_) => return Ok(()), // The client went away.
             };
-            let inputs = inputs.clone();
+            let (inputs, counters) = (inputs.clone(), counters.clone());
             tokio::spawn(async move {
                 // A client keeps one stream for its requests, one at a time, each
                 // answered in turn; a stream that ends after one request (an older
-                // client) is answered the same way.
-                while let Ok(Some(Frame::Request { request })) = read_frame(&mut receive).await {
+                // client) is answered the same way. A request this build does not know
+                // is answered with an error; anything else unreadable ends the stream.
+                loop {
+                    let request = match read_frame(&mut receive).await {
+                        Ok(Some(Frame::Request { request })) => request,
+                        Err(FrameError::UnknownRequest(reason)) => {
+                            counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                            let message = format!(
+                                "this node (baton-node {}) does not know that request ({reason}). Fix: upgrade \
+                                 the node, or use the `baton` of its version",
+                                env!("CARGO_PKG_VERSION")
+                            );
+                            let response = Response::Error { code: ErrorCode::Unsupported, message, leader_hint: None };
+                            if write_frame(&mut send, &Frame::Response { response }).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        _ => break,
+                    };
                     let (reply, answer) = oneshot::channel();
                     if inputs.send(Input::Client { request, operator, reply }).await.is_err() {
                         return;
