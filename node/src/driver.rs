@@ -520,7 +520,7 @@ impl Driver {
             Output::SendSnapshot { to, term } => {
                 let (Some(snapshots), Some(link)) = (&self.snapshots, self.outbound.get(&to)) else { return };
                 let resend_after = Duration::from_micros(self.replica.config().snapshot_timeout_us);
-                let link_state = self.link_states.get(&to).map(|state| state.generation());
+                let link_state = self.link_states.get(&to).map(|state| &**state);
                 if self.sends.start(to, term, self.snapshot, snapshots, (link.clone(), link_state), resend_after) {
                     tracing::info!(
                         to = self.membership.name_of(to),

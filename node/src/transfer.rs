@@ -9,6 +9,7 @@
 
 use crate::frame::{Frame, SNAPSHOT_CHUNK_BYTES};
 use crate::storage::snapshot::SnapshotDir;
+use crate::transport::LinkState;
 use baton_common::{NodeId, Position};
 use std::collections::HashMap;
 use std::io::Write;
@@ -59,23 +60,24 @@ impl Sends {
     /// while it arrives and is installed. The chunks name the position the opened file's
     /// header holds, so a snapshot installed meanwhile is sent as what it is.
     ///
-    /// `link` is the link's queue and its [`LinkState`](crate::transport::LinkState) generation, where it has one: a
-    /// send waits for a link that is up (chunks queued on a down link are dropped) and
-    /// starts again, however recent, once the connection it went out on has failed.
-    /// Returns whether a send started.
+    /// `link` is the link's queue and its state where it has one: a send waits for a
+    /// link that is up (chunks queued on a down link are dropped) and starts again,
+    /// however recent, once the connection it went out on has failed. Returns whether a
+    /// send started.
     pub fn start(
         &mut self,
         to: NodeId,
         term: u64,
         snapshot: Position,
         snapshots: &SnapshotDir,
-        link: (mpsc::Sender<Frame>, Option<u64>),
+        link: (mpsc::Sender<Frame>, Option<&LinkState>),
         resend_after: Duration,
     ) -> bool {
-        let (link, link_generation) = link;
-        if link_generation.is_some_and(|generation| generation % 2 == 0) {
+        let (link, link_state) = link;
+        if link_state.is_some_and(|state| !state.is_up()) {
             return false;
         }
+        let link_generation = link_state.map(LinkState::generation);
         if let Some(send) = self.sends.get(&to) {
             if send.term == term
                 && send.snapshot == snapshot
