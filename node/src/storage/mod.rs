@@ -6,6 +6,7 @@
 //! change atomically are written to a temporary file, fsynced and renamed, and the
 //! directory is fsynced. Nothing here decides anything: it stores what the core asks.
 
+pub mod blocks;
 pub mod hard_state;
 pub mod lock;
 pub mod snapshot;
