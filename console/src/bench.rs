@@ -63,6 +63,100 @@ pub struct Report {
     pub floor_loopback_rtt_p50_ms: f64,
     /// One core's speed: see `cpu_floor`.
     pub floor_cpu_sort_ms: f64,
+    /// What the acknowledged writes cost the nodes, as their processes counted it.
+    pub cost: Option<Cost>,
+}
+
+/// The nodes' costs over the run, per acknowledged write, summed over the nodes, with
+/// each node's share. From the counters each node reports in its status (storage bytes
+/// written, fsyncs, CPU time) before the clock starts and after the last write; a node
+/// that was not reached both times (killed, restarted) is left out of the sums.
+#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+pub struct Cost {
+    pub write_bytes_per_write: f64,
+    pub fsyncs_per_write: f64,
+    pub cpu_us_per_write: f64,
+    /// Largest resident memory of a node after the run.
+    pub rss_bytes_max: u64,
+    /// Resident memory a node gained over the run per key it gained (the largest of the
+    /// nodes'); `None` when no node gained keys.
+    pub rss_growth_bytes_per_key: Option<f64>,
+    /// Bytes of key and value per key in the map (what the memory holds).
+    pub data_bytes_per_key: Option<f64>,
+    pub nodes: Vec<NodeCost>,
+}
+
+#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+pub struct NodeCost {
+    pub id: String,
+    pub write_bytes_per_write: f64,
+    pub fsyncs_per_write: f64,
+    pub cpu_us_per_write: f64,
+    pub rss_bytes: u64,
+    pub keys: u64,
+    pub data_bytes: u64,
+    pub rss_growth_bytes_per_key: Option<f64>,
+}
+
+/// Each node's status, by address, that answered.
+async fn node_statuses(
+    control: &mut Client,
+    addrs: &[SocketAddr],
+) -> Vec<(SocketAddr, baton_node::status::NodeStatus)> {
+    let mut statuses = Vec::new();
+    for addr in addrs {
+        if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(2), control.status_of(*addr)).await {
+            statuses.push((*addr, status));
+        }
+    }
+    statuses
+}
+
+/// The cost per write of `writes` acknowledged writes between two sets of statuses.
+pub fn cost_between(
+    before: &[(SocketAddr, baton_node::status::NodeStatus)],
+    after: &[(SocketAddr, baton_node::status::NodeStatus)],
+    writes: u64,
+) -> Option<Cost> {
+    let per_write = |value: u64| value as f64 / writes.max(1) as f64;
+    let nodes: Vec<NodeCost> = after
+        .iter()
+        .filter_map(|(addr, later)| {
+            let (_, earlier) = before.iter().find(|(a, earlier)| a == addr && earlier.id == later.id)?;
+            let (early, late) = (&earlier.cost, &later.cost);
+            let write_bytes = late.write_bytes?.checked_sub(early.write_bytes?)?;
+            let cpu_us = late.cpu_us?.checked_sub(early.cpu_us?)?;
+            let fsyncs = late.fsyncs.checked_sub(early.fsyncs)?;
+            let keys_gained = later.keys.saturating_sub(earlier.keys);
+            let rss = late.rss_bytes.unwrap_or(0);
+            Some(NodeCost {
+                id: later.id.clone(),
+                write_bytes_per_write: per_write(write_bytes),
+                fsyncs_per_write: per_write(fsyncs),
+                cpu_us_per_write: per_write(cpu_us),
+                rss_bytes: rss,
+                keys: later.keys,
+                data_bytes: later.data_bytes,
+                rss_growth_bytes_per_key: (keys_gained > 0)
+                    .then(|| rss.saturating_sub(early.rss_bytes.unwrap_or(0)) as f64 / keys_gained as f64),
+            })
+        })
+        .collect();
+    if nodes.is_empty() {
+        return None;
+    }
+    let largest = |values: Vec<f64>| values.into_iter().reduce(f64::max);
+    Some(Cost {
+        write_bytes_per_write: nodes.iter().map(|n| n.write_bytes_per_write).sum(),
+        fsyncs_per_write: nodes.iter().map(|n| n.fsyncs_per_write).sum(),
+        cpu_us_per_write: nodes.iter().map(|n| n.cpu_us_per_write).sum(),
+        rss_bytes_max: nodes.iter().map(|n| n.rss_bytes).max().unwrap_or(0),
+        rss_growth_bytes_per_key: largest(nodes.iter().filter_map(|n| n.rss_growth_bytes_per_key).collect()),
+        data_bytes_per_key: largest(
+            nodes.iter().filter(|n| n.keys > 0).map(|n| n.data_bytes as f64 / n.keys as f64).collect(),
+        ),
+        nodes,
+    })
 }
 
 fn percentile(sorted: &[u64], fraction: f64) -> f64 {
@@ -259,6 +353,7 @@ pub async fn run(
         };
         clients.push(client);
     }
+    let costs_before = node_statuses(&mut control, &addrs).await;
     let started = Instant::now();
     let mut workers = Vec::new();
     for (worker, mut client) in clients.into_iter().enumerate() {
@@ -313,6 +408,7 @@ pub async fn run(
         errors += e;
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cost = cost_between(&costs_before, &node_statuses(&mut control, &addrs).await, latencies.len() as u64);
     latencies.sort_unstable();
     acked.sort_unstable();
     let longest_gap = acked.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default();
@@ -346,6 +442,7 @@ pub async fn run(
         floor_fsync_concurrent_max_ms,
         floor_loopback_rtt_p50_ms,
         floor_cpu_sort_ms,
+        cost,
     })
 }
 
@@ -384,4 +481,25 @@ pub fn print(report: &Report, json: bool) {
         report.floor_loopback_rtt_p50_ms
     );
     println!("            one core sorts 1M integers in {:.1} ms", report.floor_cpu_sort_ms);
+    if let Some(cost) = &report.cost {
+        println!(
+            "cost        per acknowledged write, all nodes: {:.0} bytes written to storage, {:.3} fsyncs, {:.1} µs CPU",
+            cost.write_bytes_per_write, cost.fsyncs_per_write, cost.cpu_us_per_write
+        );
+        for node in &cost.nodes {
+            println!(
+                "            {:<6} {:>8.0} B  {:.3} fsyncs  {:>6.1} µs  rss {:.1} MiB  {} keys{}",
+                node.id,
+                node.write_bytes_per_write,
+                node.fsyncs_per_write,
+                node.cpu_us_per_write,
+                node.rss_bytes as f64 / (1024.0 * 1024.0),
+                node.keys,
+                node.rss_growth_bytes_per_key.map_or_else(String::new, |b| format!(" (+{b:.0} B of rss per key)")),
+            );
+        }
+        if let (Some(growth), Some(data)) = (cost.rss_growth_bytes_per_key, cost.data_bytes_per_key) {
+            println!("memory      {growth:.0} bytes of rss per key gained, for {data:.0} bytes of key and value");
+        }
+    }
 }

@@ -68,6 +68,11 @@ pub struct NodeRow {
     pub disk_headroom_bytes: Option<u64>,
     /// Its build, as it reports it (empty from a node older than the field).
     pub version: Option<String>,
+    /// What its process has cost so far: storage bytes written, fsyncs, CPU, memory.
+    pub cost: Option<baton_node::cost::ProcessCost>,
+    /// Keys in its key-value map, and their keys' and values' bytes.
+    pub keys: Option<u64>,
+    pub data_bytes: Option<u64>,
     pub error: Option<String>,
 }
 
@@ -230,6 +235,9 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     disk_free_bytes: status.disk_free_bytes,
                     disk_headroom_bytes: Some(headroom),
                     version: Some(status.version).filter(|v| !v.is_empty()),
+                    cost: Some(status.cost),
+                    keys: Some(status.keys),
+                    data_bytes: Some(status.data_bytes),
                     error: None,
                 }
             }

@@ -267,7 +267,7 @@ impl Driver {
         let written = std::fs::create_dir_all(&dir).and_then(|()| {
             let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.discarded_file)?;
             file.write_all(lines.as_bytes())?;
-            file.sync_data()
+            crate::storage::sync_data(&file)
         });
         if let Err(error) = written {
             tracing::error!(%error, path = %self.discarded_file.display(), "cannot record discarded writes");
@@ -684,7 +684,7 @@ impl Driver {
                 let loopback = self.loopback.clone();
                 tokio::task::spawn_blocking(move || {
                     let result = std::fs::File::open(&received.path)
-                        .and_then(|file| file.sync_all())
+                        .and_then(|file| crate::storage::sync_all(&file))
                         .map_err(|e| format!("{}: {e}", received.path.display()))
                         .and_then(|()| crate::storage::snapshot::read(&received.path).map_err(|e| e.to_string()))
                         .and_then(|(position, map)| {
@@ -817,7 +817,7 @@ impl Driver {
             std::mem::take(&mut self.pending_reads).into_iter().partition(|r| r.index <= applied);
         self.pending_reads = waiting;
         for read in ready {
-            let value = self.kv.get(&read.key).cloned();
+            let value = self.kv.get(&read.key).map(<[u8]>::to_vec);
             let lag_entries = self.replica.known_commit_index().saturating_sub(applied);
             let _ = read.reply.send(Response::Value { value, applied_index: applied, lag_entries });
         }
@@ -1251,6 +1251,9 @@ impl Driver {
             frames_dropped: self.dropped_frames,
             discarded_entries: self.discarded_entries,
             disk_free_bytes: crate::storage::free_bytes(self.wal.dir()).ok(),
+            cost: crate::cost::ProcessCost::now(),
+            keys: self.kv.len() as u64,
+            data_bytes: self.kv.data_bytes(),
             members: self
                 .membership
                 .ids()

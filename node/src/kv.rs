@@ -59,8 +59,13 @@ impl Kv {
         self.applied_index
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.map.get(key)
+    }
+
+    /// Key and value bytes held (see [`Map::data_bytes`]).
+    pub fn data_bytes(&self) -> u64 {
+        self.map.data_bytes()
     }
 
     pub fn len(&self) -> usize {
@@ -81,7 +86,7 @@ impl Kv {
         let Ok(command) = postcard::from_bytes::<Command>(payload) else { return Applied::Undecodable };
         match command {
             Command::Put { key, value } => {
-                self.map.insert(key, value);
+                self.map.insert(&key, &value);
                 Applied::Done
             }
             Command::Delete { key } => {
@@ -89,14 +94,16 @@ impl Kv {
                 Applied::Done
             }
             Command::Cas { key, expected, new } => {
-                let current = self.map.get(&key).cloned();
+                let current = self.map.get(&key).map(<[u8]>::to_vec);
                 if current != expected {
                     return Applied::CasMismatch { current };
                 }
                 match new {
-                    Some(value) => self.map.insert(key, value),
-                    None => self.map.remove(&key),
-                };
+                    Some(value) => self.map.insert(&key, &value),
+                    None => {
+                        self.map.remove(&key);
+                    }
+                }
                 Applied::Done
             }
         }
@@ -133,7 +140,7 @@ mod tests {
         assert_eq!(kv.apply(3, &cas.encode()), Applied::CasMismatch { current: Some(b"1".to_vec()) });
         let cas = Command::Cas { key: b"a".to_vec(), expected: Some(b"1".to_vec()), new: Some(b"2".to_vec()) };
         assert_eq!(kv.apply(4, &cas.encode()), Applied::Done);
-        assert_eq!(kv.get(b"a"), Some(&b"2".to_vec()));
+        assert_eq!(kv.get(b"a"), Some(&b"2"[..]));
         assert_eq!(kv.apply(5, &Command::Delete { key: b"a".to_vec() }.encode()), Applied::Done);
         assert_eq!(kv.get(b"a"), None);
         assert_eq!(kv.apply(6, &[0xff, 0xff]), Applied::Undecodable);

@@ -73,12 +73,31 @@ async fn fetch_status(inputs: &mpsc::Sender<Input>) -> Option<NodeStatus> {
 pub fn render(status: &NodeStatus) -> String {
     let mut out = String::new();
     let node = &status.id;
+    let mut counter = |name: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP baton_{name} {help}\n# TYPE baton_{name} counter\nbaton_{name}{{node=\"{node}\"}} {value}"
+        );
+    };
+    let cost = &status.cost;
+    if let Some(bytes) = cost.write_bytes {
+        counter("process_write_bytes_total", "Bytes the node process caused to be written to storage.", bytes as f64);
+    }
+    counter("fsyncs_total", "Fsyncs made by the node's storage.", cost.fsyncs as f64);
+    if let Some(us) = cost.cpu_us {
+        counter("process_cpu_seconds_total", "User and system CPU time of the node process.", us as f64 / 1e6);
+    }
     let mut gauge = |name: &str, help: &str, value: f64| {
         let _ = writeln!(
             out,
             "# HELP baton_{name} {help}\n# TYPE baton_{name} gauge\nbaton_{name}{{node=\"{node}\"}} {value}"
         );
     };
+    if let Some(bytes) = cost.rss_bytes {
+        gauge("process_resident_memory_bytes", "Resident memory of the node process.", bytes as f64);
+    }
+    gauge("keys", "Keys in the key-value map.", status.keys as f64);
+    gauge("data_bytes", "Bytes of the keys and values in the key-value map.", status.data_bytes as f64);
     let role_code = match status.role.as_str() {
         "leader" => 2.0,
         "candidate" | "pre-candidate" => 1.0,
@@ -173,6 +192,13 @@ mod tests {
         status.fsync_latency.record(Duration::from_micros(150));
         status.fsync_latency.record(Duration::from_millis(3));
         status.failover_safe = Some(true);
+        status.cost = crate::cost::ProcessCost {
+            write_bytes: Some(4096),
+            fsyncs: 9,
+            cpu_us: Some(2_500_000),
+            rss_bytes: Some(8 << 20),
+        };
+        status.keys = 12;
         let text = render(&status);
         for line in [
             "baton_role{node=\"n1\"} 2",
@@ -184,6 +210,12 @@ mod tests {
             "baton_fsync_seconds_bucket{node=\"n1\",le=\"0.005\"} 2",
             "baton_fsync_seconds_count{node=\"n1\"} 2",
             "baton_failover_safe{node=\"n1\"} 1",
+            "baton_process_write_bytes_total{node=\"n1\"} 4096",
+            "# TYPE baton_fsyncs_total counter",
+            "baton_fsyncs_total{node=\"n1\"} 9",
+            "baton_process_cpu_seconds_total{node=\"n1\"} 2.5",
+            "baton_process_resident_memory_bytes{node=\"n1\"} 8388608",
+            "baton_keys{node=\"n1\"} 12",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }

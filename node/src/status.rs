@@ -60,6 +60,12 @@ pub struct NodeStatus {
     /// Every member of the cluster as this node knows it (itself included): a tool
     /// given one address finds the others.
     pub members: Vec<MemberAddr>,
+    /// What the node's process has cost its machine so far: bytes written to storage,
+    /// fsyncs, CPU time, and resident memory now.
+    pub cost: crate::cost::ProcessCost,
+    /// Keys in the key-value map, and their keys' and values' bytes summed.
+    pub keys: u64,
+    pub data_bytes: u64,
 }
 
 /// A cluster member's id and the address the node reaching it uses.

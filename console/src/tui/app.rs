@@ -139,6 +139,39 @@ pub struct App {
     /// the old leader restarts.
     awaiting_step_down: BTreeMap<String, u64>,
     pub now_unix_ms: u64,
+    /// Per node id: its costs at the last once-a-second sample, and when.
+    cost_samples: BTreeMap<String, (u64, baton_node::cost::ProcessCost)>,
+    /// Per node id: what it costs per second, between the last two samples.
+    pub cost_rates: BTreeMap<String, CostRate>,
+}
+
+/// What a node costs per second, from two samples of its process's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct CostRate {
+    /// Of one core.
+    pub cpu_percent: f64,
+    pub write_bytes_per_second: f64,
+    pub fsyncs_per_second: f64,
+}
+
+impl CostRate {
+    /// The rate from `earlier` to `later`, `elapsed_ms` apart; `None` when a counter went
+    /// back (the node restarted) or a figure is missing.
+    pub fn between(
+        earlier: &baton_node::cost::ProcessCost,
+        later: &baton_node::cost::ProcessCost,
+        elapsed_ms: u64,
+    ) -> Option<CostRate> {
+        let seconds = elapsed_ms as f64 / 1000.0;
+        let cpu_us = later.cpu_us?.checked_sub(earlier.cpu_us?)?;
+        let write_bytes = later.write_bytes?.checked_sub(earlier.write_bytes?)?;
+        let fsyncs = later.fsyncs.checked_sub(earlier.fsyncs)?;
+        (seconds > 0.0).then(|| CostRate {
+            cpu_percent: cpu_us as f64 / 1e4 / seconds,
+            write_bytes_per_second: write_bytes as f64 / seconds,
+            fsyncs_per_second: fsyncs as f64 / seconds,
+        })
+    }
 }
 
 impl App {
@@ -157,6 +190,8 @@ impl App {
             seen_terms: Default::default(),
             awaiting_step_down: BTreeMap::new(),
             now_unix_ms: 0,
+            cost_samples: BTreeMap::new(),
+            cost_rates: BTreeMap::new(),
         }
     }
 
@@ -369,6 +404,15 @@ impl App {
                 samples.push_back(node.lag_entries.unwrap_or(0));
                 while samples.len() > LAG_SAMPLES_MAX {
                     samples.pop_front();
+                }
+                if let Some(cost) = &node.cost {
+                    let previous = self.cost_samples.insert(id.clone(), (now_unix_ms, cost.clone()));
+                    match previous
+                        .and_then(|(at, earlier)| CostRate::between(&earlier, cost, now_unix_ms.saturating_sub(at)))
+                    {
+                        Some(rate) => self.cost_rates.insert(id.clone(), rate),
+                        None => self.cost_rates.remove(id),
+                    };
                 }
             }
         }

@@ -55,7 +55,7 @@ pub fn render(frame: &mut Frame, app: &App) {
     let [header, table, details, events, footer] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Length(rows + 3),
-        Constraint::Length(2),
+        Constraint::Length(3),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
@@ -260,9 +260,25 @@ fn render_details(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
                 },
                 Span::raw(node.version.as_ref().map_or_else(String::new, |version| format!("  v{version}"))),
             ]),
+            Line::raw(cost_line(node, node.id.as_ref().and_then(|id| app.cost_rates.get(id)))),
         ],
     };
     frame.render_widget(Paragraph::new(lines), area);
+}
+
+/// What the node costs: per second once two samples are in, and what its map holds.
+fn cost_line(node: &crate::status::NodeRow, rate: Option<&crate::tui::app::CostRate>) -> String {
+    let per_second = match rate {
+        Some(rate) => format!(
+            "cpu {:.1}%  disk {}/s, {:.0} fsyncs/s",
+            rate.cpu_percent,
+            bytes(Some(rate.write_bytes_per_second as u64)),
+            rate.fsyncs_per_second
+        ),
+        None => "cpu ?  disk ?".to_string(),
+    };
+    let resident = node.cost.as_ref().and_then(|cost| cost.rss_bytes);
+    format!("{per_second}  rss {}  {} keys, {} data", bytes(resident), show(node.keys), bytes(node.data_bytes))
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
@@ -449,6 +465,25 @@ mod tests {
         }
     }
 
+    /// A node's costs `second` seconds into the fixture: 2.5 % of a core, 40 KiB and 100
+    /// fsyncs a second, 12 MiB resident.
+    fn cost_at(second: u64) -> baton_node::cost::ProcessCost {
+        baton_node::cost::ProcessCost {
+            write_bytes: Some(second * 40_960),
+            fsyncs: second * 100,
+            cpu_us: Some(second * 25_000),
+            rss_bytes: Some(12 << 20),
+        }
+    }
+
+    fn with_costs(mut status: ClusterStatus, second: u64) -> ClusterStatus {
+        for node in status.nodes.iter_mut().filter(|node| node.reachable) {
+            node.cost = Some(cost_at(second));
+            (node.keys, node.data_bytes) = (Some(1_150), Some(126_500));
+        }
+        status
+    }
+
     fn app_with(status: ClusterStatus) -> App {
         let mut app = App::new("127.0.0.1:7101 +2".into(), false, false);
         app.on_status(healthy(), &[], NOON_MS - 60_000);
@@ -467,9 +502,9 @@ mod tests {
                     node.lag_entries = Some(node.lag_entries.unwrap() * (second + 1) / 30 + i as u64);
                 }
             }
-            app.on_status(sample, &history, NOON_MS - 30_000 + second * 1000);
+            app.on_status(with_costs(sample, second), &history, NOON_MS - 30_000 + second * 1000);
         }
-        app.on_status(status, &history, NOON_MS);
+        app.on_status(with_costs(status, 30), &history, NOON_MS);
         app
     }
 

@@ -134,7 +134,9 @@ impl HardStateFile {
         match &self.file {
             Some(file) => {
                 let offset = (seq as usize % SLOTS * SLOT_BYTES) as u64;
-                file.write_all_at(&slot, offset).and_then(|()| file.sync_data()).map_err(StorageError::io(&path))?;
+                file.write_all_at(&slot, offset)
+                    .and_then(|()| crate::storage::sync_data(file))
+                    .map_err(StorageError::io(&path))?;
             }
             None => {
                 // First store (or an upgrade): a whole new file, replaced atomically.
@@ -143,7 +145,9 @@ impl HardStateFile {
                 bytes[offset..offset + SLOT_BYTES].copy_from_slice(&slot);
                 let temporary = self.dir.join("hardstate.tmp");
                 let mut file = File::create(&temporary).map_err(StorageError::io(&temporary))?;
-                file.write_all(&bytes).and_then(|()| file.sync_data()).map_err(StorageError::io(&temporary))?;
+                file.write_all(&bytes)
+                    .and_then(|()| crate::storage::sync_data(&file))
+                    .map_err(StorageError::io(&temporary))?;
                 std::fs::rename(&temporary, &path).map_err(StorageError::io(&path))?;
                 sync_dir(&self.dir)?;
                 self.file = Some(OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?);

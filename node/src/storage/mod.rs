@@ -88,9 +88,21 @@ pub fn check_room_to_start(dir: &std::path::Path, needed_bytes: u64) -> Result<(
     Ok(())
 }
 
+/// `fdatasync`, counted in the process's costs (see [`crate::cost`]).
+pub(crate) fn sync_data(file: &std::fs::File) -> std::io::Result<()> {
+    crate::cost::count_fsync();
+    file.sync_data()
+}
+
+/// `fsync`, counted in the process's costs.
+pub(crate) fn sync_all(file: &std::fs::File) -> std::io::Result<()> {
+    crate::cost::count_fsync();
+    file.sync_all()
+}
+
 /// Fsyncs a directory, so a rename or a new file in it is durable.
 pub(crate) fn sync_dir(dir: &std::path::Path) -> Result<(), StorageError> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io(dir))
+    std::fs::File::open(dir).and_then(|d| sync_all(&d)).map_err(StorageError::io(dir))
 }
 
 #[cfg(test)]

@@ -27,11 +27,7 @@ const IO_BUFFER_BYTES: usize = 256 * 1024;
 /// for as long as it takes.
 const SYNC_EVERY_BYTES: usize = 4 * 1024 * 1024;
 
-/// The key-value map, ordered by key. A persistent B-tree: cloning it is O(1) (the
-/// clone shares every node until either side changes one, and then only that node's
-/// path is copied), so the node loop hands a snapshot writer the map as of one index
-/// without copying hundreds of thousands of keys first.
-pub type Map = imbl::OrdMap<Vec<u8>, Vec<u8>>;
+pub use crate::map::Map;
 
 /// The snapshot files of one data directory (`<data dir>/snapshot/`). Clones share
 /// which snapshot they last installed, so a snapshot written on a blocking thread is
@@ -268,7 +264,7 @@ fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageEr
         writer.write_all(&position.term.to_le_bytes())?;
         writer.write_all(&(map.len() as u64).to_le_bytes())?;
         let mut unsynced_bytes = 0;
-        for (key, value) in map {
+        for (key, value) in map.iter() {
             writer.write_all(&(key.len() as u32).to_le_bytes())?;
             writer.write_all(&(value.len() as u32).to_le_bytes())?;
             writer.write_all(key)?;
@@ -276,14 +272,14 @@ fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageEr
             unsynced_bytes += 8 + key.len() + value.len();
             if unsynced_bytes >= SYNC_EVERY_BYTES {
                 writer.inner.flush()?;
-                writer.inner.get_ref().sync_data()?;
+                crate::storage::sync_data(writer.inner.get_ref())?;
                 unsynced_bytes = 0;
             }
         }
         let crc = writer.hasher.clone().finalize();
         writer.inner.write_all(&crc.to_le_bytes())?;
         let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()
+        crate::storage::sync_all(&file)
     })();
     written.map_err(StorageError::io(tmp))?;
     Ok(())
@@ -374,7 +370,7 @@ pub fn read(path: &Path) -> Result<(Position, Map), StorageError> {
         let mut value = vec![0u8; value_bytes as usize];
         reader.read_exact(&mut key).map_err(truncated)?;
         reader.read_exact(&mut value).map_err(truncated)?;
-        map.insert(key, value);
+        map.insert(&key, &value);
     }
     let expected = reader.hasher.clone().finalize();
     let mut trailer = [0u8; 4];

@@ -144,7 +144,9 @@ fn run_slot(slot: &Mutex<WriteSlot>) -> Result<(), StorageError> {
     let Some(job) = slot.job.take() else { return Ok(()) };
     job.run().inspect_err(|error| {
         let (kind, message) = match error {
-            StorageError::Io { source, .. } | StorageError::DiskFull { source, .. } => (source.kind(), source.to_string()),
+            StorageError::Io { source, .. } | StorageError::DiskFull { source, .. } => {
+                (source.kind(), source.to_string())
+            }
             other => (std::io::ErrorKind::Other, other.to_string()),
         };
         slot.failure = Some(WriteFailure { path: job.active.path.clone(), kind, message });
@@ -163,7 +165,7 @@ impl SyncHandle {
     pub fn sync(self) -> Result<(), StorageError> {
         run_slot(&self.slot)?;
         if let Some(active) = self.file {
-            active.file.sync_data().map_err(StorageError::io(&active.path))?;
+            crate::storage::sync_data(&active.file).map_err(StorageError::io(&active.path))?;
         }
         if let Some(dir) = self.dir {
             sync_dir(&dir)?;
@@ -403,7 +405,9 @@ impl Wal {
                     }
                     // A torn tail: cut it, durably, and append from here.
                     let file = OpenOptions::new().write(true).open(path).map_err(StorageError::io(path))?;
-                    file.set_len(offset as u64).and_then(|()| file.sync_data()).map_err(StorageError::io(path))?;
+                    file.set_len(offset as u64)
+                        .and_then(|()| crate::storage::sync_data(&file))
+                        .map_err(StorageError::io(path))?;
                     recovery.torn_bytes_truncated += (bytes.len() - offset) as u64;
                     break;
                 }
@@ -414,7 +418,9 @@ impl Wal {
             // Zeros left when the process died between closing this segment and cutting
             // it: harmless, but cut them so only the last segment has spare space.
             let file = OpenOptions::new().write(true).open(path).map_err(StorageError::io(path))?;
-            file.set_len(segment.end_offset).and_then(|()| file.sync_data()).map_err(StorageError::io(path))?;
+            file.set_len(segment.end_offset)
+                .and_then(|()| crate::storage::sync_data(&file))
+                .map_err(StorageError::io(path))?;
         }
         if segment.offsets.is_empty() && !last {
             return Err(bad("holds no entries but is not the last segment".into()));
@@ -553,7 +559,7 @@ impl Wal {
             active
                 .file
                 .set_len(segment.end_offset)
-                .and_then(|()| active.file.sync_data())
+                .and_then(|()| crate::storage::sync_data(&active.file))
                 .map_err(StorageError::io(&segment.path))?;
         }
         let path = segment_path(&self.dir, base_index);
@@ -586,7 +592,7 @@ impl Wal {
         }
         self.flush()?;
         if let Some(active) = &self.active {
-            active.file.sync_data().map_err(StorageError::io(&active.path))?;
+            crate::storage::sync_data(&active.file).map_err(StorageError::io(&active.path))?;
         }
         if self.dir_dirty {
             sync_dir(&self.dir)?;
@@ -824,7 +830,7 @@ mod tests {
         const APPENDS: u64 = 300;
         const PAYLOAD_BYTES: usize = 4_000;
         const RECORD_BYTES: u64 = PAYLOAD_BYTES as u64 + RECORD_HEADER_BYTES;
-        assert!(APPENDS * RECORD_BYTES > ZEROED_CHUNK_BYTES, "the appends reach the second chunk");
+        const { assert!(APPENDS * RECORD_BYTES > ZEROED_CHUNK_BYTES, "the appends reach the second chunk") };
         let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
         std::fs::create_dir_all(target).unwrap();
         for choice in [IoChoice::Auto, IoChoice::Buffered] {
