@@ -4,7 +4,10 @@
 //! speed of one core, so a slower host can be told from a slower Baton). With
 //! `--scenario failover|switchover` it kills the leader (kill -9) or switches over a
 //! third of the way in and prints the write unavailability window: the longest time
-//! with no write acknowledged.
+//! with no write acknowledged. With `--scenario bootstrap` it then fills the map until
+//! the leader's snapshot holds `--data-mb`, empties a follower and times its bootstrap
+//! from that snapshot. Every run prints what the writes cost the nodes (bytes written
+//! to storage, fsyncs and CPU per acknowledged write, memory per key).
 //!
 //! Without `--cluster` it starts its own local 3-node cluster (so it can kill nodes).
 
@@ -32,6 +35,8 @@ pub struct Options {
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
     pub json: bool,
+    /// `--scenario bootstrap`: how much data the snapshot a new node receives holds.
+    pub data_mb: u64,
 }
 
 #[derive(Serialize, Debug)]
@@ -65,6 +70,124 @@ pub struct Report {
     pub floor_cpu_sort_ms: f64,
     /// What the acknowledged writes cost the nodes, as their processes counted it.
     pub cost: Option<Cost>,
+    /// `--scenario bootstrap`: a follower emptied and restarted, until it has installed
+    /// the leader's snapshot and applied through it.
+    pub bootstrap: Option<Bootstrap>,
+}
+
+#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+pub struct Bootstrap {
+    pub node: String,
+    pub snapshot_bytes: u64,
+    pub snapshot_keys: u64,
+    /// From the emptied node's restart to its having applied the snapshot's last entry.
+    pub seconds: f64,
+    pub megabytes_per_second: f64,
+    /// The leader once filled: its keys, their key and value bytes, its resident memory.
+    pub leader_keys: u64,
+    pub leader_data_bytes: u64,
+    pub leader_rss_bytes: u64,
+}
+
+/// Writers filling the map before a bootstrap (with `--value-bytes` values: many small
+/// keys cost a snapshot's receiver more than a few large ones).
+const BOOTSTRAP_WRITERS: usize = 64;
+/// How long filling the map and the bootstrap itself may each take.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Fills the map until the leader's snapshot holds `data_mb` MiB, then empties a
+/// follower's data directory and restarts it: it receives the snapshot from the leader,
+/// installs it and applies through it. Returns what that took.
+async fn bootstrap(
+    local: &LocalCluster,
+    control: &mut Client,
+    addrs: &[SocketAddr],
+    leader: SocketAddr,
+    data_mb: u64,
+    value_bytes: usize,
+    json: bool,
+) -> Result<Bootstrap, String> {
+    let target_bytes = data_mb << 20;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..BOOTSTRAP_WRITERS {
+        let (mut client, stop) = (control.on_same_socket(), stop.clone());
+        writers.push(tokio::spawn(async move {
+            let value = vec![b'b'; value_bytes];
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.put(format!("fill-{writer}-{i}").as_bytes(), &value).await;
+                i += 1;
+            }
+        }));
+    }
+    if !json {
+        eprintln!("filling the map until the leader's snapshot holds {data_mb} MiB…");
+    }
+    let started = Instant::now();
+    let mut reported = Instant::now();
+    let snapshot = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(status) = control.status_of(leader).await {
+            if status.snapshot_bytes >= target_bytes {
+                break status;
+            }
+            if !json && reported.elapsed() > Duration::from_secs(5) {
+                reported = Instant::now();
+                eprintln!(
+                    "  {} keys, {:.1} MiB of data, snapshot {:.1} MiB, log {:.1} MiB",
+                    status.keys,
+                    status.data_bytes as f64 / (1024.0 * 1024.0),
+                    status.snapshot_bytes as f64 / (1024.0 * 1024.0),
+                    status.wal_bytes as f64 / (1024.0 * 1024.0)
+                );
+            }
+        }
+        if started.elapsed() > BOOTSTRAP_TIMEOUT {
+            return Err(format!("the leader's snapshot did not reach {data_mb} MiB within {BOOTSTRAP_TIMEOUT:?}"));
+        }
+    };
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for writer in writers {
+        let _ = writer.await;
+    }
+    let follower = *addrs.iter().find(|addr| **addr != leader).ok_or("no follower")?;
+    let id = local.id_at(follower).ok_or("the follower is not a local node")?;
+    let filled = control.status_of(leader).await.unwrap_or_else(|_| snapshot.clone());
+    let keys = filled.keys;
+    local.kill(&id)?;
+    local.wipe(&id)?;
+    if !json {
+        eprintln!(
+            "{id} emptied and restarted: it receives a snapshot of {:.1} MiB ({keys} keys) at index {}…",
+            snapshot.snapshot_bytes as f64 / (1024.0 * 1024.0),
+            snapshot.snapshot_index
+        );
+    }
+    let restarted = Instant::now();
+    local.restart(&id)?;
+    loop {
+        if let Ok(Ok(status)) = tokio::time::timeout(Duration::from_secs(1), control.status_of(follower)).await {
+            if status.snapshots_installed >= 1 && status.applied_index >= snapshot.snapshot_index {
+                break;
+            }
+        }
+        if restarted.elapsed() > BOOTSTRAP_TIMEOUT {
+            return Err(format!("{id} did not bootstrap within {BOOTSTRAP_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let seconds = restarted.elapsed().as_secs_f64();
+    Ok(Bootstrap {
+        node: id,
+        snapshot_bytes: snapshot.snapshot_bytes,
+        snapshot_keys: keys,
+        seconds,
+        megabytes_per_second: snapshot.snapshot_bytes as f64 / 1e6 / seconds,
+        leader_keys: filled.keys,
+        leader_data_bytes: filled.data_bytes,
+        leader_rss_bytes: filled.cost.rss_bytes.unwrap_or(0),
+    })
 }
 
 /// The nodes' costs over the run, per acknowledged write, summed over the nodes, with
@@ -299,8 +422,10 @@ pub async fn run(
             options.election_timeout_ms.to_string(),
         ];
         Some(LocalCluster::start(3, &node_args)?)
-    } else if options.scenario.as_deref() == Some("failover") {
-        return Err("--scenario failover kills the leader: run it without --cluster (on a local cluster)".into());
+    } else if matches!(options.scenario.as_deref(), Some("failover" | "bootstrap")) {
+        return Err(
+            "--scenario failover and bootstrap stop a node: run them without --cluster (on a local cluster)".into()
+        );
     } else {
         None
     };
@@ -376,10 +501,11 @@ pub async fn run(
         }));
     }
     let mut event_at = None;
-    if let Some(scenario) = &options.scenario {
+    let scenario_in_load = options.scenario.as_deref().filter(|s| *s != "bootstrap");
+    if let Some(scenario) = scenario_in_load {
         tokio::time::sleep(options.duration / 3).await;
         event_at = Some(started.elapsed());
-        match scenario.as_str() {
+        match scenario {
             "failover" => {
                 let local: &Arc<LocalCluster> = local.as_ref().expect("checked above");
                 let id = local.id_at(leader).ok_or("the leader is not a local node")?;
@@ -397,7 +523,7 @@ pub async fn run(
                     eprintln!("switchover started at {:.2} s", started.elapsed().as_secs_f64());
                 }
             }
-            other => return Err(format!("unknown scenario {other:?}: use failover or switchover")),
+            other => return Err(format!("unknown scenario {other:?}: use failover, switchover or bootstrap")),
         }
     }
     let (mut latencies, mut acked, mut errors) = (Vec::new(), Vec::new(), 0);
@@ -409,6 +535,12 @@ pub async fn run(
     }
     let seconds = started.elapsed().as_secs_f64();
     let cost = cost_between(&costs_before, &node_statuses(&mut control, &addrs).await, latencies.len() as u64);
+    let bootstrap = match (options.scenario.as_deref(), &local) {
+        (Some("bootstrap"), Some(local)) => Some(
+            bootstrap(local, &mut control, &addrs, leader, options.data_mb, options.value_bytes, options.json).await?,
+        ),
+        _ => None,
+    };
     latencies.sort_unstable();
     acked.sort_unstable();
     let longest_gap = acked.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default();
@@ -443,6 +575,7 @@ pub async fn run(
         floor_loopback_rtt_p50_ms,
         floor_cpu_sort_ms,
         cost,
+        bootstrap,
     })
 }
 
@@ -469,6 +602,25 @@ pub fn print(report: &Report, json: bool) {
         report.writes_per_second, report.writes, report.errors
     );
     println!("latency     p50 {:.3} ms  p99 {:.3} ms  p999 {:.3} ms", report.p50_ms, report.p99_ms, report.p999_ms);
+    if let Some(bootstrap) = &report.bootstrap {
+        println!(
+            "bootstrap: {} received, installed and applied a snapshot of {:.1} MiB ({} keys) in {:.2} s ({:.1} MB/s)",
+            bootstrap.node,
+            bootstrap.snapshot_bytes as f64 / (1024.0 * 1024.0),
+            bootstrap.snapshot_keys,
+            bootstrap.seconds,
+            bootstrap.megabytes_per_second
+        );
+        let keys = bootstrap.leader_keys.max(1) as f64;
+        println!(
+            "memory     the leader holds {} keys ({:.1} MiB of keys and values) in {:.1} MiB: {:.0} bytes of rss per key for {:.0} of data",
+            bootstrap.leader_keys,
+            bootstrap.leader_data_bytes as f64 / (1024.0 * 1024.0),
+            bootstrap.leader_rss_bytes as f64 / (1024.0 * 1024.0),
+            bootstrap.leader_rss_bytes as f64 / keys,
+            bootstrap.leader_data_bytes as f64 / keys
+        );
+    }
     if let (Some(scenario), Some(gap)) = (&report.scenario, report.scenario_gap_ms) {
         println!("{scenario}: write unavailability window {gap:.1} ms");
     }

@@ -81,6 +81,17 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Deletes a stopped node's data directory: it starts again empty, as a new device.
+    pub fn wipe(&self, id: &str) -> Result<(), String> {
+        let nodes = self.nodes.lock().expect("never poisoned");
+        let node = nodes.iter().find(|n| n.id == id).ok_or_else(|| format!("no node {id}"))?;
+        if node.child.is_some() {
+            return Err(format!("{id} is running: stop it before deleting its data"));
+        }
+        let data_dir = self._dir.path().join(id);
+        std::fs::remove_dir_all(&data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))
+    }
+
     pub fn restart(&self, id: &str) -> Result<(), String> {
         let mut nodes = self.nodes.lock().expect("never poisoned");
         let node = nodes.iter_mut().find(|n| n.id == id).ok_or_else(|| format!("no node {id}"))?;

@@ -101,9 +101,14 @@ enum Command {
         duration: u64,
         #[arg(long, default_value_t = 100)]
         value_bytes: usize,
-        /// failover (kill -9 the leader) or switchover, a third of the way in.
+        /// failover (kill -9 the leader) or switchover, a third of the way in; or
+        /// bootstrap: after the load, fill the map to --data-mb, empty a follower and
+        /// time its bootstrap from the leader's snapshot.
         #[arg(long)]
         scenario: Option<String>,
+        /// With --scenario bootstrap: MiB of data in the snapshot the follower receives.
+        #[arg(long, default_value_t = 100)]
+        data_mb: u64,
         /// Write mode of the local cluster.
         #[arg(long, default_value = "quorum")]
         mode: String,
@@ -268,6 +273,7 @@ async fn run(args: Args) -> ExitCode {
             heartbeat_ms,
             election_timeout_ms,
             json,
+            data_mb,
         }) => {
             let options = bench::Options {
                 clients: *clients,
@@ -279,6 +285,7 @@ async fn run(args: Args) -> ExitCode {
                 heartbeat_ms: *heartbeat_ms,
                 election_timeout_ms: *election_timeout_ms,
                 json: *json,
+                data_mb: *data_mb,
             };
             return match bench::run(options, cluster.clone(), args.certs.clone(), identity).await {
                 Ok(report) => {

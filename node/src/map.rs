@@ -1,14 +1,15 @@
 //! The key-value map in memory: ordered by key, persistent (cloning it is O(1)), and
 //! small per key.
 //!
-//! Persistent: a B+tree (imbl) whose clone shares every node until either side changes
-//! one, and then only that node's path is copied, so the node loop hands a snapshot
-//! writer the map as of one index without copying hundreds of thousands of keys first.
+//! Persistent: sorted chunks shared between clones until one side changes a chunk, so
+//! the node loop hands a snapshot writer the map as of one index without copying
+//! hundreds of thousands of keys first.
 //!
 //! Small: each key and its value live in one allocation (key length, key, value), and
-//! the tree holds only a 16-byte pointer to it. A map of two `Vec<u8>`s held 48 bytes in
-//! the tree and two allocations per key (about 310 bytes of resident memory per
-//! 110-byte key and value, measured with `baton bench`); a Pi has 512 MiB to 4 GiB.
+//! a chunk holds only a 16-byte pointer to it. A persistent B-tree of two `Vec<u8>`s
+//! held 48 bytes per key in its nodes and two allocations per key (about 310 bytes of
+//! resident memory per 110-byte key and value, measured with `baton bench`); a Pi has
+//! 512 MiB to 4 GiB.
 
 use std::borrow::Borrow;
 
@@ -74,10 +75,25 @@ impl Borrow<[u8]> for Pair {
     }
 }
 
-/// The replicated key-value map.
+/// Pairs per chunk at most; a fuller chunk splits in two halves.
+const CHUNK_PAIRS_MAX: usize = 256;
+/// A chunk emptier than this after a removal merges with its neighbour where they fit.
+const CHUNK_PAIRS_MIN: usize = CHUNK_PAIRS_MAX / 4;
+
+/// The replicated key-value map: sorted chunks of pairs, each shared until changed.
+///
+/// Cloning copies one pointer per chunk (about 4,000 for a million keys) and shares
+/// every chunk; a change then copies only the chunk it touches (4 KiB), once per clone.
+/// A persistent B-tree (imbl 7, used before) cost about 55 bytes of tree per key, its
+/// branch keys being full copies of pairs; this layout costs about 30. Measured for a
+/// million 113-byte pairs in a program of their own: 183 bytes of resident memory per
+/// pair with the tree, 158 with chunks; a clone took 0.15 ms, an insert or a lookup
+/// about 0.9 µs.
 #[derive(Clone, Default)]
 pub struct Map {
-    pairs: imbl::OrdSet<Pair>,
+    /// Non-empty chunks, each sorted, all in key order.
+    chunks: Vec<std::sync::Arc<Vec<Pair>>>,
+    len: usize,
     /// Key and value bytes held, summed.
     data_bytes: u64,
 }
@@ -88,11 +104,11 @@ impl Map {
     }
 
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.len == 0
     }
 
     /// Key and value bytes held, summed (what the map stores, not what it costs).
@@ -100,32 +116,87 @@ impl Map {
         self.data_bytes
     }
 
+    /// The chunk that holds `key` if any does: the last whose first key is not after it.
+    fn chunk_for(&self, key: &[u8]) -> usize {
+        self.chunks.partition_point(|chunk| chunk[0].key() <= key).saturating_sub(1)
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        self.pairs.get(key).map(Pair::value)
+        let chunk = self.chunks.get(self.chunk_for(key))?;
+        let at = chunk.binary_search_by(|pair| pair.key().cmp(key)).ok()?;
+        Some(chunk[at].value())
     }
 
     /// Sets `key` to `value`, replacing any value it had.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
         let pair = Pair::new(key, value);
         self.data_bytes += pair.data_bytes();
-        if let Some(replaced) = self.pairs.insert(pair) {
-            self.data_bytes -= replaced.data_bytes();
+        if self.chunks.is_empty() {
+            self.chunks.push(std::sync::Arc::new(new_chunk(vec![pair])));
+            self.len = 1;
+            return;
+        }
+        let index = self.chunk_for(key);
+        let chunk = std::sync::Arc::make_mut(&mut self.chunks[index]);
+        match chunk.binary_search_by(|held| held.key().cmp(key)) {
+            Ok(at) => {
+                let replaced = std::mem::replace(&mut chunk[at], pair);
+                self.data_bytes -= replaced.data_bytes();
+                return;
+            }
+            Err(at) => chunk.insert(at, pair),
+        }
+        self.len += 1;
+        if chunk.len() > CHUNK_PAIRS_MAX {
+            let upper = new_chunk(chunk.drain(CHUNK_PAIRS_MAX / 2..).collect());
+            self.chunks.insert(index + 1, std::sync::Arc::new(upper));
         }
     }
 
     /// Removes `key`; whether it was there.
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        let removed = self.pairs.remove(key);
-        if let Some(pair) = &removed {
-            self.data_bytes -= pair.data_bytes();
+        let index = self.chunk_for(key);
+        let Some(shared) = self.chunks.get_mut(index) else { return false };
+        let Ok(at) = shared.binary_search_by(|held| held.key().cmp(key)) else { return false };
+        let chunk = std::sync::Arc::make_mut(shared);
+        self.data_bytes -= chunk.remove(at).data_bytes();
+        self.len -= 1;
+        if chunk.is_empty() {
+            self.chunks.remove(index);
+        } else if chunk.len() < CHUNK_PAIRS_MIN {
+            // Merge with the next chunk (or the one before) when both fit in one.
+            let (first, second) =
+                if index + 1 < self.chunks.len() { (index, index + 1) } else { (index.saturating_sub(1), index) };
+            if first != second && self.chunks[first].len() + self.chunks[second].len() <= CHUNK_PAIRS_MAX {
+                let taken = std::sync::Arc::unwrap_or_clone(self.chunks.remove(second));
+                std::sync::Arc::make_mut(&mut self.chunks[first]).extend(taken);
+            }
         }
-        removed.is_some()
+        true
     }
 
     /// Every key and its value, in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.pairs.iter().map(|pair| (pair.key(), pair.value()))
+        self.chunks.iter().flat_map(|chunk| chunk.iter()).map(|pair| (pair.key(), pair.value()))
     }
+
+    /// Every invariant the map keeps.
+    #[cfg(test)]
+    fn check(&self) {
+        assert!(self.chunks.iter().all(|chunk| !chunk.is_empty() && chunk.len() <= CHUNK_PAIRS_MAX));
+        assert_eq!(self.chunks.iter().map(|chunk| chunk.len()).sum::<usize>(), self.len);
+        let keys: Vec<&[u8]> = self.iter().map(|(key, _)| key).collect();
+        assert!(keys.windows(2).all(|pair| pair[0] < pair[1]), "keys in strict order");
+        assert_eq!(self.iter().map(|(key, value)| (key.len() + value.len()) as u64).sum::<u64>(), self.data_bytes);
+    }
+}
+
+/// A chunk's vector, with room for a whole chunk from the start: it never reallocates,
+/// and its slack is bounded by the split rule, not by a doubling capacity.
+fn new_chunk(pairs: Vec<Pair>) -> Vec<Pair> {
+    let mut chunk = Vec::with_capacity(CHUNK_PAIRS_MAX + 1);
+    chunk.extend(pairs);
+    chunk
 }
 
 impl<K: AsRef<[u8]>, V: AsRef<[u8]>> FromIterator<(K, V)> for Map {
@@ -181,5 +252,43 @@ mod tests {
         let rebuilt: Map = snapshot.iter().collect();
         assert_eq!(rebuilt, snapshot);
         assert_ne!(rebuilt, map);
+        map.check();
+        snapshot.check();
+    }
+
+    /// Goal: under thousands of random inserts, replacements and removals (enough to
+    /// split and merge chunks many times), the map equals a `BTreeMap` doing the same,
+    /// keeps its invariants, and a clone taken midway is untouched by what follows.
+    #[test]
+    fn matches_a_btreemap_under_random_changes() {
+        let mut state = 0x2545_F491_4F6C_DD1D_u64;
+        let mut random = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let (mut map, mut model) = (Map::new(), std::collections::BTreeMap::<Vec<u8>, Vec<u8>>::new());
+        let mut frozen = None;
+        for step in 0..40_000u64 {
+            let key = format!("k{}", random(3_000)).into_bytes();
+            if random(3) == 0 {
+                assert_eq!(map.remove(&key), model.remove(&key).is_some());
+            } else {
+                let value = vec![step as u8; random(40) as usize];
+                map.insert(&key, &value);
+                model.insert(key.clone(), value);
+            }
+            assert_eq!(map.get(&key), model.get(&key).map(Vec::as_slice));
+            if step == 20_000 {
+                frozen = Some((map.clone(), model.clone()));
+            }
+        }
+        map.check();
+        assert!(map.chunks.len() > 3, "the test splits chunks");
+        assert!(map.iter().eq(model.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))));
+        let (frozen_map, frozen_model) = frozen.unwrap();
+        frozen_map.check();
+        assert!(frozen_map.iter().eq(frozen_model.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))));
     }
 }
