@@ -37,6 +37,8 @@ pub struct Options {
     pub json: bool,
     /// `--scenario bootstrap`: how much data the snapshot a new node receives holds.
     pub data_mb: u64,
+    /// `--profile`: the local nodes held to a small device's size.
+    pub profile: Option<crate::confine::DeviceProfile>,
 }
 
 #[derive(Serialize, Debug)]
@@ -73,6 +75,9 @@ pub struct Report {
     /// `--scenario bootstrap`: a follower emptied and restarted, until it has installed
     /// the leader's snapshot and applied through it.
     pub bootstrap: Option<Bootstrap>,
+    /// `--profile`: its name and the limits as applied.
+    pub profile: Option<String>,
+    pub confinement: Option<String>,
 }
 
 #[derive(Serialize, Debug, Default, Clone, PartialEq)]
@@ -421,7 +426,9 @@ pub async fn run(
             "--election-timeout-ms".to_string(),
             options.election_timeout_ms.to_string(),
         ];
-        Some(LocalCluster::start(3, &node_args)?)
+        Some(LocalCluster::start_confined(3, &node_args, options.profile.map(crate::confine::Confinement::new))?)
+    } else if options.profile.is_some() {
+        return Err("--profile confines the local cluster's nodes: run it without --cluster".into());
     } else if matches!(options.scenario.as_deref(), Some("failover" | "bootstrap")) {
         return Err(
             "--scenario failover and bootstrap stop a node: run them without --cluster (on a local cluster)".into()
@@ -576,6 +583,8 @@ pub async fn run(
         floor_cpu_sort_ms,
         cost,
         bootstrap,
+        profile: options.profile.map(|profile| profile.name.to_string()),
+        confinement: local.as_ref().and_then(|local| local.confinement.as_ref()).map(|c| c.applied.clone()),
     })
 }
 
@@ -597,6 +606,9 @@ pub fn print(report: &Report, json: bool) {
         "mode {}  clients {}{shared}  value {} B  {:.1} s{timers}",
         report.mode, report.clients, report.value_bytes, report.seconds
     );
+    if let (Some(profile), Some(confinement)) = (&report.profile, &report.confinement) {
+        println!("profile     {profile}: {confinement}");
+    }
     println!(
         "throughput  {:.0} writes/s ({} writes, {} errors)",
         report.writes_per_second, report.writes, report.errors

@@ -15,9 +15,12 @@ const RESTART_AFTER: Duration = Duration::from_secs(5);
 
 struct LocalNode {
     id: String,
+    /// Its position in the cluster (which core a confined node is pinned to).
+    index: usize,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+    groups: crate::confine::Groups,
 }
 
 pub struct LocalCluster {
@@ -26,6 +29,8 @@ pub struct LocalCluster {
     pub certs: PathBuf,
     pub addrs: Vec<SocketAddr>,
     nodes: Mutex<Vec<LocalNode>>,
+    /// Where the nodes are held to a small device's size (`baton bench --profile`).
+    pub confinement: Option<crate::confine::Confinement>,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -36,6 +41,15 @@ fn free_port() -> Result<u16, String> {
 impl LocalCluster {
     /// Starts `count` nodes with `extra` node flags (e.g. `--mode async`).
     pub fn start(count: usize, extra: &[String]) -> Result<Arc<LocalCluster>, String> {
+        LocalCluster::start_confined(count, extra, None)
+    }
+
+    /// [`LocalCluster::start`], each node confined as `confinement` says.
+    pub fn start_confined(
+        count: usize,
+        extra: &[String],
+        confinement: Option<crate::confine::Confinement>,
+    ) -> Result<Arc<LocalCluster>, String> {
         let dir = tempfile::Builder::new().prefix("baton-demo-").tempdir().map_err(|e| e.to_string())?;
         let certs = dir.path().join("certs");
         let ids: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
@@ -63,12 +77,12 @@ impl LocalCluster {
             }
             args.extend(extra.iter().cloned());
             let log = dir.path().join(format!("{id}.log"));
-            nodes.push(LocalNode { id: id.clone(), args, log, child: None });
+            nodes.push(LocalNode { id: id.clone(), index: i, args, log, child: None, groups: Default::default() });
         }
         for node in &mut nodes {
-            spawn(node)?;
+            spawn(node, confinement.as_ref())?;
         }
-        Ok(Arc::new(LocalCluster { _dir: dir, certs, addrs, nodes: Mutex::new(nodes) }))
+        Ok(Arc::new(LocalCluster { _dir: dir, certs, addrs, nodes: Mutex::new(nodes), confinement }))
     }
 
     /// Kills one node with SIGKILL (no handover, no flush: a crash).
@@ -98,7 +112,7 @@ impl LocalCluster {
         if node.child.is_some() {
             return Ok(());
         }
-        spawn(node)
+        spawn(node, self.confinement.as_ref())
     }
 
     /// The node id at `addr`.
@@ -108,11 +122,23 @@ impl LocalCluster {
     }
 }
 
-fn spawn(node: &mut LocalNode) -> Result<(), String> {
+fn spawn(node: &mut LocalNode, confinement: Option<&crate::confine::Confinement>) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).map_err(|e| e.to_string())?;
-    let child = Command::new(exe)
-        .args(&node.args)
+    let mut command = match confinement {
+        Some(confinement) => {
+            node.groups.remove();
+            let (command, groups) = confinement.command(node.index, &node.id, &exe, &node.args)?;
+            node.groups = groups;
+            command
+        }
+        None => {
+            let mut command = Command::new(exe);
+            command.args(&node.args);
+            command
+        }
+    };
+    let child = command
         .env("BATON_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -131,6 +157,7 @@ impl LocalCluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            node.groups.remove();
         }
         let _ = std::fs::remove_dir_all(self._dir.path());
     }

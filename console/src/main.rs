@@ -4,6 +4,7 @@
 
 mod admin;
 mod bench;
+mod confine;
 mod local;
 mod status;
 mod tui;
@@ -109,6 +110,10 @@ enum Command {
         /// With --scenario bootstrap: MiB of data in the snapshot the follower receives.
         #[arg(long, default_value_t = 100)]
         data_mb: u64,
+        /// Hold the local nodes to a small device's size: "pi" pins each node to one
+        /// core, and as root also limits it to 256 MiB and half that core (cgroups).
+        #[arg(long)]
+        profile: Option<String>,
         /// Write mode of the local cluster.
         #[arg(long, default_value = "quorum")]
         mode: String,
@@ -274,7 +279,12 @@ async fn run(args: Args) -> ExitCode {
             election_timeout_ms,
             json,
             data_mb,
+            profile,
         }) => {
+            let profile = match profile.as_deref().map(confine::profile_named).transpose() {
+                Ok(profile) => profile,
+                Err(error) => return fail(&format!("--profile: {error}")),
+            };
             let options = bench::Options {
                 clients: *clients,
                 connections: connections.unwrap_or(*clients),
@@ -286,6 +296,7 @@ async fn run(args: Args) -> ExitCode {
                 election_timeout_ms: *election_timeout_ms,
                 json: *json,
                 data_mb: *data_mb,
+                profile,
             };
             return match bench::run(options, cluster.clone(), args.certs.clone(), identity).await {
                 Ok(report) => {
