@@ -541,7 +541,7 @@ impl Driver {
         let Some(snapshots) = &self.snapshots else { return };
         let applied = self.kv.applied_index();
         if self.compacting
-            || self.wal.bytes() < self.max_log_bytes / 2
+            || !snapshot_due(self.wal.bytes(), self.max_log_bytes, self.snapshot_bytes)
             || applied <= self.snapshot.index
             || applied > self.replica.compactable_index()
         {
@@ -1266,6 +1266,15 @@ impl Driver {
     }
 }
 
+/// Whether a log of `wal_bytes` should be compacted into a new snapshot: once it holds
+/// half of `max_log_bytes`, but not before it is as large as the last snapshot, so the
+/// disk writes a snapshot costs stay within what the log itself wrote (a full map
+/// rewritten every 32 MiB of log grows without bound as the map grows; an SD card pays
+/// for every byte). At `max_log_bytes` it is due whatever the snapshot's size.
+fn snapshot_due(wal_bytes: u64, max_log_bytes: u64, snapshot_bytes: u64) -> bool {
+    wal_bytes >= max_log_bytes || (wal_bytes >= max_log_bytes / 2 && wal_bytes >= snapshot_bytes)
+}
+
 /// Why a command is too large to write, if it is.
 fn oversized(command: &Command) -> Option<String> {
     let (key, value) = match command {
@@ -1313,6 +1322,18 @@ fn fsync_recent_after(recent: Duration, elapsed: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: a snapshot is due at half the log bound, but not before the log has written
+    /// as much as the snapshot will, and always at the bound.
+    #[test]
+    fn a_snapshot_is_due_at_half_the_bound_once_the_log_outgrows_the_last_snapshot() {
+        const MIB: u64 = 1 << 20;
+        assert!(!snapshot_due(31 * MIB, 64 * MIB, 0));
+        assert!(snapshot_due(32 * MIB, 64 * MIB, 20 * MIB));
+        assert!(!snapshot_due(40 * MIB, 64 * MIB, 50 * MIB), "the log has not written as much as the snapshot would");
+        assert!(snapshot_due(50 * MIB, 64 * MIB, 50 * MIB));
+        assert!(snapshot_due(64 * MIB, 64 * MIB, 500 * MIB), "the bound holds whatever the snapshot's size");
+    }
 
     #[test]
     fn one_slow_fsync_moves_fsyncs_off_the_loop_until_the_disk_is_fast_again() {
