@@ -36,7 +36,10 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let segment_bytes = (settings.max_log_bytes / 4).clamp(SEGMENT_BYTES_MIN, SEGMENT_BYTES_MAX);
     let (mut wal, recovery) = Wal::open(&settings.data_dir.join("wal"), segment_bytes).map_err(|e| e.to_string())?;
     if recovery.torn_bytes_truncated > 0 {
-        tracing::warn!(bytes = recovery.torn_bytes_truncated, "cut a torn write at the end of the log");
+        tracing::info!(
+            bytes = recovery.torn_bytes_truncated,
+            "cut the bytes after the log's last whole record (a write torn by a crash, or a recycled segment's old records)"
+        );
     }
     let snapshots = SnapshotDir::new(&settings.data_dir);
     // A snapshot half written or half received when the node stopped, or a backup no

@@ -119,11 +119,31 @@ impl WriteUnit {
         }
     }
 
-    /// Writes `bytes` at `offset`, both in this unit.
+    /// Whether a write returns only once it is durable (`RWF_DSYNC`), so no fdatasync
+    /// is needed after it: direct writes are.
+    pub fn writes_durably(self) -> bool {
+        matches!(self, WriteUnit::Direct { .. })
+    }
+
+    /// Writes `bytes` at `offset`, both in this unit. A direct write is durable when it
+    /// returns (one request to the device, written through its cache, where a write and
+    /// then an fdatasync cost two and two waits); a cached one is not until an fdatasync.
     pub fn write_at(self, file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
         debug_assert!(offset.is_multiple_of(self.bytes()) && (bytes.len() as u64).is_multiple_of(self.bytes()));
         match self {
-            WriteUnit::Direct { .. } => file.write_all_at(bytes, offset),
+            WriteUnit::Direct { .. } => {
+                let flags = rustix::io::ReadWriteFlags::DSYNC;
+                crate::cost::count_fsync(); // A durable write is the fsync it replaces.
+                let written = rustix::io::pwritev2(file, &[std::io::IoSlice::new(bytes)], offset, flags)?;
+                if written != bytes.len() {
+                    // A direct write cannot go on from an unaligned point: say so.
+                    return Err(std::io::Error::other(format!(
+                        "a direct write of {} bytes at {offset} wrote {written}",
+                        bytes.len()
+                    )));
+                }
+                Ok(())
+            }
             WriteUnit::Buffered => {
                 // One page per write: the page cache makes no folio larger than a page.
                 for (at, piece) in bytes.chunks(PAGE_BYTES as usize).enumerate() {

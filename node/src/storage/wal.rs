@@ -29,9 +29,12 @@
 //! its fsync cost one sector, not a page, and never a large page-cache folio.
 //!
 //! Durability: `append` only buffers the record in memory; `flush` writes every buffered
-//! record at once, and `sync` flushes and makes every append so far durable with one
-//! `fdatasync` (group commit). So a burst of appends costs one write and one fsync, and
-//! the leader can send entries to followers before its own disk write. `sync_handle`
+//! record at once, and `sync` flushes and makes every append so far durable (group
+//! commit): a direct write is durable as it returns (`RWF_DSYNC`: one request to the
+//! device instead of a write and an fdatasync), a cached one gets one `fdatasync`, and
+//! so does a file changed otherwise (a truncation, recovery). So a burst of appends costs
+//! one write and at most one fsync, and the leader can send entries to followers before
+//! its own disk write. `sync_handle`
 //! hands both the write and the fsync to another thread; the log keeps the written
 //! bytes in memory (reads are served from there) and carries out a write still waiting
 //! itself before anything changes the file, so the two never race. A new segment's
@@ -88,7 +91,8 @@ impl Segment {
 pub struct Recovery {
     pub entries: u64,
     pub segments: usize,
-    /// Bytes cut from a torn tail (0 if the log ended cleanly).
+    /// Bytes cut after the last whole record: a write torn by a crash, or the old
+    /// records after the new ones in a recycled segment (0 if the log ended in zeros).
     pub torn_bytes_truncated: u64,
 }
 
@@ -157,6 +161,8 @@ fn run_slot(slot: &Mutex<WriteSlot>) -> Result<(), StorageError> {
 #[derive(Debug)]
 pub struct SyncHandle {
     slot: Arc<Mutex<WriteSlot>>,
+    /// The file to fdatasync, where its writes are not durable by themselves (or the
+    /// file changed otherwise since its last fdatasync).
     file: Option<ActiveFile>,
     dir: Option<PathBuf>,
 }
@@ -193,9 +199,14 @@ pub struct Wal {
     /// A write of the bytes up to here is waiting in `slot` or running.
     submitted_end: u64,
     slot: Arc<Mutex<WriteSlot>>,
-    /// The last segment file's length once the writes submitted are done: zeros between
-    /// its records' end and this.
+    /// The last segment file's length once the writes submitted are done: zeros (or, in
+    /// a recycled file, old records) between its records' end and this.
     file_bytes: u64,
+    /// Compacted segment files kept for reuse, with the highest index each holds.
+    spares: Vec<(PathBuf, u64)>,
+    /// The last segment changed since its last fdatasync other than by durable writes
+    /// (a truncation, or what recovery found): the next sync must fdatasync.
+    needs_fdatasync: bool,
     /// Something was written since the last `sync` returned (a `sync_handle` does not
     /// clear it: its fsync may still be running).
     dirty: bool,
@@ -224,14 +235,24 @@ fn record_crc(term: u64, index: u64, payload: &[u8]) -> u32 {
 
 /// A record parsed from `bytes` at `offset`, if it is whole and its CRC matches.
 fn parse_record(bytes: &[u8], offset: usize) -> Option<(u64, u64, usize)> {
+    parse_record_from(bytes, offset, 0)
+}
+
+/// [`parse_record`] of a record whose index is at least `index_min`, checked before the
+/// CRC: scanning megabytes of a recycled segment's old records for a later valid one
+/// costs a comparison per byte, not a checksum.
+fn parse_record_from(bytes: &[u8], offset: usize, index_min: u64) -> Option<(u64, u64, usize)> {
     let header = bytes.get(offset..offset + RECORD_HEADER_BYTES as usize)?;
     let length = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
     if length > ENTRY_BYTES_MAX {
         return None;
     }
+    let index = u64::from_le_bytes(header[16..24].try_into().ok()?);
+    if index < index_min {
+        return None;
+    }
     let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
     let term = u64::from_le_bytes(header[8..16].try_into().ok()?);
-    let index = u64::from_le_bytes(header[16..24].try_into().ok()?);
     let payload_start = offset + RECORD_HEADER_BYTES as usize;
     let payload = bytes.get(payload_start..payload_start + length)?;
     (record_crc(term, index, payload) == crc).then_some((term, index, RECORD_HEADER_BYTES as usize + length))
@@ -242,22 +263,38 @@ fn parse_record(bytes: &[u8], offset: usize) -> Option<(u64, u64, usize)> {
 pub struct Detached {
     dir: PathBuf,
     paths: Vec<PathBuf>,
+    /// Those kept as spares instead (each one's path now, and as a spare).
+    recycled: Vec<(PathBuf, PathBuf)>,
     /// How many entries they hold.
     pub entries: u64,
 }
 
 impl Detached {
-    /// Deletes the segments and makes the deletion durable (slow on an SD card: off
-    /// the decision loop where it can be).
+    /// Deletes the segments (renames the one kept as a spare) and makes that durable
+    /// (slow on an SD card: off the decision loop where it can be).
     pub fn remove(&self) -> Result<(), StorageError> {
         for path in &self.paths {
             std::fs::remove_file(path).map_err(StorageError::io(path))?;
         }
-        if !self.paths.is_empty() {
+        for (from, to) in &self.recycled {
+            std::fs::rename(from, to).map_err(StorageError::io(from))?;
+        }
+        if !self.paths.is_empty() || !self.recycled.is_empty() {
             sync_dir(&self.dir)?;
         }
         Ok(())
     }
+}
+
+/// Spare segment files kept for reuse at most: enough for the segments one compaction
+/// frees (a snapshot at half the log bound frees about two), so the segments that
+/// follow need no zeros written ahead either.
+const SPARES_MAX: usize = 4;
+
+/// A spare's name: the highest index its old records hold, so it is reused only for a
+/// segment whose entries all come after every record left in it.
+fn spare_path(dir: &Path, last_index: u64) -> PathBuf {
+    dir.join(format!("{last_index:020}.spare"))
 }
 
 impl Wal {
@@ -275,6 +312,19 @@ impl Wal {
             .filter(|path| path.extension().is_some_and(|e| e == "wal"))
             .collect();
         paths.sort();
+        let mut spares: Vec<(PathBuf, u64)> = std::fs::read_dir(dir)
+            .map_err(StorageError::io(dir))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|path| path.extension().is_some_and(|e| e == "spare"))
+            .filter_map(|path| {
+                let last_index = path.file_stem()?.to_str()?.parse().ok()?;
+                Some((path, last_index))
+            })
+            .collect();
+        spares.sort_by_key(|(_, last_index)| *last_index);
+        for (extra, _) in spares.drain(..spares.len().saturating_sub(SPARES_MAX)) {
+            std::fs::remove_file(&extra).map_err(StorageError::io(&extra))?;
+        }
         let mut wal = Wal {
             dir: dir.to_path_buf(),
             segment_bytes_max,
@@ -288,6 +338,8 @@ impl Wal {
             submitted_end: 0,
             slot: Arc::default(),
             file_bytes: 0,
+            spares: Vec::new(),
+            needs_fdatasync: true,
             // What recovery found may sit in the page cache of a process that crashed:
             // the first sync covers it.
             dirty: true,
@@ -314,6 +366,7 @@ impl Wal {
             }
         }
         recovery.segments = wal.segments.len();
+        wal.spares = spares;
         wal.reopen_last()?;
         Ok((wal, recovery))
     }
@@ -394,8 +447,8 @@ impl Wal {
                 _ => {
                     // Spare zeros at the end hold no record: scan up to the last non-zero byte.
                     let scan_end = bytes.iter().rposition(|&b| b != 0).map_or(offset, |at| at + 1);
-                    let valid_later = (offset + 1..scan_end)
-                        .any(|at| parse_record(&bytes, at).is_some_and(|(_, i, _)| i >= expected_index));
+                    let valid_later =
+                        (offset + 1..scan_end).any(|at| parse_record_from(&bytes, at, expected_index).is_some());
                     if !last || valid_later {
                         return Err(StorageError::CorruptMidLog {
                             path: path.to_path_buf(),
@@ -563,14 +616,30 @@ impl Wal {
                 .map_err(StorageError::io(&segment.path))?;
         }
         let path = segment_path(&self.dir, base_index);
-        let (file, unit) = open_for_writes(&path, true, self.io_choice).map_err(StorageError::io(&path))?;
+        // A spare whose old records all come before this segment's entries is renamed
+        // into place: its space is already allocated and written, so no zeros are
+        // written ahead (they cost the disk as much again as the records), and what
+        // follows the records is old records no index check accepts (their indexes are
+        // below this segment's base). It is cut to its records when it closes.
+        let reused = match self.spares.iter().position(|(_, last_index)| *last_index < base_index) {
+            Some(at) => {
+                let renamed = std::fs::rename(&self.spares[at].0, &path).is_ok();
+                if renamed {
+                    self.spares.remove(at);
+                } // Else it is not renamed into a spare yet (that runs off the loop): later.
+                renamed
+            }
+            None => false,
+        };
+        let (file, unit) = open_for_writes(&path, !reused, self.io_choice).map_err(StorageError::io(&path))?;
+        let file_bytes = if reused { file.metadata().map_err(StorageError::io(&path))?.len() } else { 0 };
         // The header is written with the first records, in the same unit.
         self.tail = AlignedBuf::default();
         self.tail.extend_from_slice(&header_bytes(base_index));
         self.tail_offset = 0;
         self.written_end = 0;
         self.submitted_end = 0;
-        self.file_bytes = 0;
+        self.file_bytes = file_bytes;
         self.dirty = true;
         self.segments.push(Segment {
             base_index,
@@ -591,9 +660,10 @@ impl Wal {
             return Ok(()); // Nothing written since the last sync returned.
         }
         self.flush()?;
-        if let Some(active) = &self.active {
+        if let Some(active) = self.active.as_ref().filter(|a| self.needs_fdatasync || !a.unit.writes_durably()) {
             crate::storage::sync_data(&active.file).map_err(StorageError::io(&active.path))?;
         }
+        self.needs_fdatasync = false;
         if self.dir_dirty {
             sync_dir(&self.dir)?;
             self.dir_dirty = false;
@@ -612,13 +682,16 @@ impl Wal {
         let job = self.next_write();
         self.slot.lock().expect("not poisoned").job = job;
         let dir = std::mem::take(&mut self.dir_dirty).then(|| self.dir.clone());
-        Ok(SyncHandle { slot: self.slot.clone(), file: self.active.clone(), dir })
+        let needs_fdatasync = std::mem::take(&mut self.needs_fdatasync);
+        let file = self.active.clone().filter(|active| needs_fdatasync || !active.unit.writes_durably());
+        Ok(SyncHandle { slot: self.slot.clone(), file, dir })
     }
 
     /// Drops every entry at or after `from_index` (durable on the next `sync`).
     pub fn truncate_from(&mut self, from_index: u64) -> Result<(), StorageError> {
         self.flush()?;
         self.dirty = true;
+        self.needs_fdatasync = true; // The cut is metadata: only an fdatasync keeps it.
         let mut reopen = false;
         while self.segments.last().is_some_and(|s| s.base_index >= from_index) {
             let segment = self.segments.pop().expect("checked");
@@ -668,11 +741,22 @@ impl Wal {
     /// run on another thread: the log no longer reads them, and a crash before they are
     /// gone leaves segments that the next start keeps and the next compaction removes.
     pub fn detach_through(&mut self, index: u64) -> Detached {
-        let mut detached = Detached { dir: self.dir.clone(), paths: Vec::new(), entries: 0 };
+        let mut detached = Detached { dir: self.dir.clone(), paths: Vec::new(), recycled: Vec::new(), entries: 0 };
+        let mut freed = Vec::new();
         while self.segments.len() > 1 && self.segments[0].last_index() <= index {
             let segment = self.segments.remove(0);
             detached.entries += segment.offsets.len() as u64;
-            detached.paths.push(segment.path);
+            freed.push((segment.path.clone(), segment.last_index()));
+        }
+        // Keep the newest as spares (the last written, full-sized), delete the rest.
+        while let Some((from, last_index)) = freed.pop() {
+            if self.spares.len() < SPARES_MAX {
+                let to = spare_path(&self.dir, last_index);
+                self.spares.push((to.clone(), last_index));
+                detached.recycled.push((from, to));
+            } else {
+                detached.paths.push(from);
+            }
         }
         detached
     }
@@ -979,6 +1063,87 @@ mod tests {
         detached.remove().unwrap();
         let (wal, _) = Wal::open(dir.path(), 512).unwrap();
         assert_eq!((wal.first_index(), wal.last_index()), (Some(first), Some(61)));
+    }
+
+    /// Goal: a compacted segment is kept as a spare and reused for the next segment (no
+    /// zeros written ahead: the file does not grow), its old records are never taken
+    /// for new ones (on reads, on a reopen mid-segment, after the segment closes), and
+    /// with several spares on disk only one is kept.
+    #[test]
+    fn a_compacted_segment_is_reused_and_its_old_records_never_come_back() {
+        for choice in [IoChoice::Auto, IoChoice::Buffered] {
+            let dir = tempfile::tempdir().unwrap();
+            let segment_bytes = 16 * 1024;
+            for last_index in 1..=SPARES_MAX as u64 + 2 {
+                std::fs::write(dir.path().join(format!("{last_index:020}.spare")), b"an old spare").unwrap();
+            }
+            let (mut wal, _) = Wal::open_with(dir.path(), segment_bytes, choice).unwrap();
+            let spares = |dir: &Path| {
+                std::fs::read_dir(dir)
+                    .unwrap()
+                    .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "spare"))
+                    .count()
+            };
+            assert_eq!(spares(dir.path()), SPARES_MAX, "at most SPARES_MAX spares kept at start");
+            for (spare, _) in wal.spares.drain(..) {
+                std::fs::remove_file(spare).unwrap();
+            }
+            for index in 1..=1500 {
+                wal.append(index, 1, &payload(index)).unwrap();
+            }
+            wal.sync().unwrap();
+            let detached = wal.detach_through(1000);
+            let (_, spare_last) = wal.spares[0].clone();
+            let kept = wal.spares.len();
+            assert_eq!(kept, 2, "both freed segments kept, under SPARES_MAX");
+            detached.remove().unwrap();
+            assert_eq!(spares(dir.path()), kept);
+            let spare_bytes = std::fs::metadata(&wal.spares[0].0).unwrap().len();
+            // Fill the last segment until a new one starts: it is the spare, renamed.
+            let first_new = (1501..)
+                .find(|&index| {
+                    wal.append(index, 2, b"new").unwrap();
+                    wal.segments.last().unwrap().base_index == index
+                })
+                .unwrap();
+            assert!(spare_last < first_new);
+            wal.sync().unwrap();
+            assert_eq!(spares(dir.path()), kept - 1, "a spare became the new segment");
+            let path = wal.segments.last().unwrap().path.clone();
+            let length = std::fs::metadata(&path).unwrap().len();
+            assert!(length <= align_up(spare_bytes, 4096), "no zeros written ahead: {length} from {spare_bytes}");
+            assert_eq!(wal.read(first_new).unwrap().unwrap().payload, b"new");
+            // A reopen now (as after a crash) cuts the old records after the new ones.
+            drop(wal);
+            let (mut wal, recovery) = Wal::open_with(dir.path(), segment_bytes, choice).unwrap();
+            assert_eq!(wal.last_index(), Some(first_new));
+            assert!(recovery.torn_bytes_truncated > 0);
+            for index in first_new + 1..first_new + 400 {
+                wal.append(index, 3, &payload(index)).unwrap();
+            }
+            wal.sync().unwrap();
+            drop(wal);
+            let (wal, _) = Wal::open_with(dir.path(), segment_bytes, choice).unwrap();
+            assert_eq!(wal.last_index(), Some(first_new + 399));
+            assert_eq!(wal.read(first_new).unwrap().unwrap().payload, b"new");
+            assert_eq!(wal.read(first_new + 7).unwrap().unwrap().payload, payload(first_new + 7));
+            assert_eq!(wal.terms().filter(|(index, _)| *index > 1500).count() as u64, first_new + 399 - 1500);
+        }
+    }
+
+    /// Goal: a spare whose old records reach this segment's entries is never reused for
+    /// it (an old record could otherwise pass for the entry at its index).
+    #[test]
+    fn a_spare_is_reused_only_below_the_new_segments_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        let spare = spare_path(dir.path(), 50);
+        std::fs::write(&spare, vec![7u8; 4096]).unwrap();
+        wal.spares.push((spare.clone(), 50));
+        wal.append(40, 1, b"first").unwrap();
+        wal.sync().unwrap();
+        assert!(spare.exists(), "entries from 40 on: a spare holding up to 50 is not theirs");
+        assert_eq!(wal.read(40).unwrap().unwrap().payload, b"first");
     }
 
     /// Goal: an oversized entry is a clear error and writes nothing.
