@@ -21,6 +21,12 @@
 //! (the CRC of a zero header does not match), so recovery treats an all-zero tail as
 //! unused space, not as a torn write. A segment that is closed is cut to its records.
 //!
+//! Recycled segments: segments freed by compaction are renamed `<last index>.spare` (up
+//! to `SPARES_MAX`) and renamed back into place as new segments, so their space needs no
+//! zeros written first. What follows the new records in such a file is old records,
+//! whose indexes are all below the new segment's base (a spare is reused only then), so
+//! none passes the index check; recovery cuts them as it cuts a torn tail.
+//!
 //! Writes in units (see [`super::blocks`]): the last segment is written with direct I/O
 //! in its file's unit (a 512-byte sector on most disks), or through the page cache a
 //! page at a time where direct I/O is refused. Each write covers the unit that holds the
