@@ -298,12 +298,25 @@ async fn run(args: Args) -> ExitCode {
                 data_mb: *data_mb,
                 profile,
             };
-            return match bench::run(options, cluster.clone(), args.certs.clone(), identity).await {
-                Ok(report) => {
-                    bench::print(&report, *json);
-                    ExitCode::SUCCESS
+            // Ctrl-C or SIGTERM drops the run, and with it the local cluster: its nodes
+            // are killed and its directory deleted (an interrupted bench left both).
+            let run = bench::run(options, cluster.clone(), args.certs.clone(), identity);
+            let interrupted = async {
+                let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    Some(()) = async { terminate.as_mut()?.recv().await } => {}
                 }
-                Err(error) => fail(&error),
+            };
+            return tokio::select! {
+                result = run => match result {
+                    Ok(report) => {
+                        bench::print(&report, *json);
+                        ExitCode::SUCCESS
+                    }
+                    Err(error) => fail(&error),
+                },
+                () = interrupted => fail("interrupted: the local cluster's nodes were stopped and its directory deleted"),
             };
         }
         _ => {}
