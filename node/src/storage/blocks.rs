@@ -182,7 +182,7 @@ pub fn open_for_writes(path: &Path, create: bool, choice: IoChoice) -> std::io::
             }
         }
     }
-    // The first attempt may have created the file: do not empty it twice, harmlessly.
+    // Through the page cache (a file the direct attempt created is simply opened again).
     Ok((open(0)?, WriteUnit::Buffered))
 }
 
