@@ -306,3 +306,71 @@ async fn nodes_known_by_host_name() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("--cluster: cannot resolve nowhere.invalid"), "{stderr}");
 }
+
+/// Goal (issue 17): a put whose answers are lost is resent by the client and still takes
+/// effect once. Client A's put(k, A) reaches the leader through a relay that drops every
+/// answer; once it is applied another client's put(k, B) is acknowledged; then the relay
+/// heals, A's resend arrives, and it must not undo B: A is answered with the index its
+/// first copy took effect at, the key still holds B, and the leader counts a duplicate.
+/// (Before sessions the resend was applied again and the key went back to A.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_put_takes_effect_once_and_never_undoes_a_later_write() {
+    let cluster = Cluster::start(3, &["--mode", "quorum"]);
+    let mut b = cluster.client();
+    let leader = cluster.wait_for_leader(&mut b, ELECTION).await;
+    let leader_addr = cluster.nodes.iter().find(|n| n.id == leader).unwrap().addr;
+    let relay = support::ReplyDropper::start(leader_addr).await;
+    let identity = baton_node::certs::Identity::Operator("operator".into());
+    let mut a = baton_node::client::Client::new(vec![relay.addr], &cluster.certs, &identity).unwrap();
+    a.deadline = Duration::from_secs(30);
+    a.put(b"warm-up", b"1").await.expect("the relay passes answers until told otherwise");
+
+    relay.drop_replies(true);
+    let a_put = tokio::spawn(async move {
+        let result = a.put(b"k", b"A").await;
+        (result, a)
+    });
+    let applied = wait_until!(Duration::from_secs(10), {
+        match b.get(b"k", ReadMode::Leader).await {
+            Ok((Some(value), _)) if value == b"A" => Some(()),
+            _ => None,
+        }
+    });
+    assert!(applied.is_some(), "A's put never reached the leader\n{}", cluster.logs());
+    let (_, b_index) = b.put(b"k", b"B").await.unwrap();
+    // A has timed out at least once by now and is resending into the relay.
+    let resent = wait_until!(Duration::from_secs(10), (relay.dropped() > 20).then_some(()));
+    assert!(resent.is_some(), "A did not resend");
+    relay.drop_replies(false);
+
+    let (result, _a) = tokio::time::timeout(Duration::from_secs(40), a_put).await.expect("A's put ends").unwrap();
+    let (_, a_index) = result.expect("A's resent put is answered");
+    assert!(a_index < b_index, "A is answered with its first position ({a_index}), before B's ({b_index})");
+    let (value, _) = b.get(b"k", ReadMode::Leader).await.unwrap();
+    assert_eq!(value.as_deref(), Some(&b"B"[..]), "the resend undid a later write\n{}", cluster.logs());
+    let status = b.status_of(leader_addr).await.unwrap();
+    assert!(status.duplicate_writes >= 1, "the leader saw no duplicate: {status:?}");
+    assert!(status.sessions >= 2, "sessions held: {}", status.sessions);
+}
+
+/// Goal (issue 17): a compare-and-set with a stopped node listed first is not reported
+/// as possibly applied (no connection could be made, so nothing was sent): it goes on to
+/// the next node and succeeds. Before, it answered "may or may not have applied".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compare_and_set_skips_a_stopped_node_listed_first() {
+    let mut cluster = Cluster::start(3, &["--mode", "quorum"]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let stopped = cluster.nodes.iter().find(|n| n.id != leader).unwrap().id.clone();
+    cluster.node(&stopped).kill();
+    let first = cluster.nodes.iter().find(|n| n.id == stopped).unwrap().addr;
+    let mut addrs = vec![first];
+    addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
+    let identity = baton_node::certs::Identity::Operator("operator".into());
+    for i in 0..5 {
+        let mut fresh = baton_node::client::Client::new(addrs.clone(), &cluster.certs, &identity).unwrap();
+        let expected = (i > 0).then(|| format!("{}", i - 1).into_bytes());
+        let outcome = fresh.cas(b"c", expected.as_deref(), Some(format!("{i}").as_bytes())).await;
+        assert!(matches!(outcome, Ok(Ok(_))), "cas {i}: {outcome:?}");
+    }
+}

@@ -1,9 +1,13 @@
 //! The Rust client: connect to any node of a cluster, follow "not leader" hints, and
-//! retry retryable errors with backoff until a deadline.
+//! retry retryable errors with backoff until a deadline. Writes go in the client's
+//! session (see `crate::session`), so they are resent after any failure and still take
+//! effect once; "outcome unknown" is left for a deadline reached after a request may have
+//! arrived.
 
 use crate::addr::NodeAddr;
 use crate::certs::{Credentials, Identity};
 use crate::frame::{read_frame, write_frame, ErrorCode, Frame, Json, ReadMode, Request, Response, PROTOCOL_VERSION};
+use crate::session::SessionId;
 use crate::status::NodeStatus;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,13 +31,22 @@ const RETRY_PAUSE_MAX: Duration = Duration::from_millis(20);
 /// Redirects to a named leader followed at once, without a pause, in one request: more
 /// means the nodes disagree about who leads, and the client backs off.
 const REDIRECTS_AT_ONCE_MAX: u32 = 3;
+/// A client stops resending one write after this long, whatever its deadline: well inside
+/// the time a session must be idle before a full cluster may expire it, so a resend never
+/// meets an expired session that had applied it.
+pub const SESSION_RESEND_WINDOW: Duration = Duration::from_secs(120);
+const _: () = assert!(SESSION_RESEND_WINDOW.as_millis() * 2 <= crate::session::SESSION_EVICT_IDLE_MIN_MS as u128);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{0}")]
     Setup(String),
+    /// No connection could be made: the request never left the client.
     #[error("cannot reach {addr}: {reason}")]
     Unreachable { addr: SocketAddr, reason: String },
+    /// The request was sent, or may have been, and no answer came.
+    #[error("no answer from {addr}: {reason}")]
+    NoAnswer { addr: SocketAddr, reason: String },
     #[error("{message}")]
     Refused { code: ErrorCode, message: String },
     #[error("gave up after {0:?}: {1}")]
@@ -62,6 +75,25 @@ pub struct Read {
     pub lag_entries: u64,
 }
 
+/// This client's session: its id, the number its next write gets, and the highest
+/// number the cluster's state machine has answered.
+#[derive(Clone, Debug)]
+struct ClientSession {
+    id: SessionId,
+    next_seq: u64,
+    acked_seq: u64,
+}
+
+impl ClientSession {
+    fn new() -> ClientSession {
+        let mut id = [0u8; 16];
+        // The operating system's generator does not fail on Linux once booted; a
+        // fixed id would make two clients share a session, so there is no fallback.
+        getrandom::fill(&mut id).expect("the operating system provides random bytes");
+        ClientSession { id, next_seq: 1, acked_seq: 0 }
+    }
+}
+
 /// A QUIC stream that carries one client's requests to one node, one at a time: one
 /// stream per client instead of one per request, so a request costs no stream set-up
 /// and tear-down on either side.
@@ -85,7 +117,8 @@ pub struct Client {
     /// Nodes that just failed to answer: a follower's stale hint must not send the
     /// client straight back to a dead leader.
     failed_at: HashMap<SocketAddr, Instant>,
-    /// How long a call may keep retrying.
+    session: ClientSession,
+    /// How long a call may keep retrying (a write at most `SESSION_RESEND_WINDOW`).
     pub deadline: Duration,
 }
 
@@ -118,12 +151,13 @@ impl Client {
             streams: HashMap::new(),
             leader: None,
             failed_at: HashMap::new(),
+            session: ClientSession::new(),
             deadline: Duration::from_secs(15),
         })
     }
 
-    /// Another client for the same cluster and identity on this client's UDP socket,
-    /// with connections of its own: many clients in one process (a load generator, a
+    /// Another client (with a session of its own) for the same cluster and identity on
+    /// this client's UDP socket, with connections of its own: many clients in one process (a load generator, a
     /// server with many callers) then wait on one socket instead of one each.
     pub fn on_same_socket(&self) -> Client {
         Client {
@@ -135,6 +169,7 @@ impl Client {
             streams: HashMap::new(),
             leader: self.leader,
             failed_at: HashMap::new(),
+            session: ClientSession::new(),
             deadline: self.deadline,
         }
     }
@@ -198,6 +233,8 @@ impl Client {
         // taken out while a call runs, so a call that fails or is cancelled midway never
         // leaves a half-read answer for the next one.
         let stream = self.streams.remove(&addr).filter(|s| s.connection_id == connection.stable_id());
+        // Whether any of the request may have left this client.
+        let mut sent = false;
         let attempt = async {
             let mut stream = match stream {
                 Some(stream) => stream,
@@ -206,6 +243,7 @@ impl Client {
                     RequestStream { connection_id: connection.stable_id(), send, receive }
                 }
             };
+            sent = true;
             write_frame(&mut stream.send, &Frame::Request { request: request.clone() })
                 .await
                 .map_err(|e| e.to_string())?;
@@ -227,20 +265,34 @@ impl Client {
             }
             Err(reason) => {
                 self.connections.remove(&addr);
-                Err(ClientError::Unreachable { addr, reason })
+                match sent {
+                    true => Err(ClientError::NoAnswer { addr, reason }),
+                    false => Err(ClientError::Unreachable { addr, reason }),
+                }
             }
         }
     }
 
     /// A request to the cluster: to the leader if known, following hints, retrying what
-    /// is retryable until the deadline.
+    /// is retryable until the deadline. A session write is resent after any failure; a
+    /// write outside a session is never resent once it may have arrived.
     pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
         let started = Instant::now();
+        let in_session = matches!(request, Request::Session { .. });
+        let write = in_session || matches!(request, Request::Put { .. } | Request::Delete { .. } | Request::Cas { .. });
+        let deadline = if in_session { self.deadline.min(SESSION_RESEND_WINDOW) } else { self.deadline };
         let mut pause = RETRY_PAUSE_MIN;
         let mut next = 0usize;
         let mut last_problem = String::from("no attempt");
         let mut redirects = 0;
-        while started.elapsed() < self.deadline {
+        // Whether the write may have reached a node: then giving up leaves its outcome
+        // unknown, and otherwise it provably was not applied.
+        let mut maybe_delivered = false;
+        let unknown = |problem: String| ClientError::Refused {
+            code: ErrorCode::OutcomeUnknown,
+            message: format!("{problem}; the write may or may not have applied"),
+        };
+        while started.elapsed() < deadline {
             let recently_failed = |addr: &SocketAddr, failed_at: &HashMap<SocketAddr, Instant>| {
                 failed_at.get(addr).is_some_and(|at| at.elapsed() < FAILED_NODE_SKIP)
             };
@@ -272,19 +324,32 @@ impl Client {
                         continue; // Named the leader: go there at once.
                     }
                 }
+                // Leadership moved before it was acknowledged: the session makes a resend
+                // safe, and the next leader answers with what became of it.
+                Ok(Response::Error { code: ErrorCode::OutcomeUnknown, message, .. }) if in_session => {
+                    maybe_delivered = true;
+                    self.leader = None;
+                    last_problem = format!("{addr}: {message}");
+                }
+                Ok(Response::Error { code: ErrorCode::SessionExpired, message, .. }) => {
+                    // Later writes go in a new session.
+                    self.session = ClientSession::new();
+                    return Err(match maybe_delivered {
+                        true => unknown(format!("{addr}: {message}, but an earlier attempt may have been")),
+                        false => ClientError::Refused { code: ErrorCode::SessionExpired, message },
+                    });
+                }
                 Ok(Response::Error { code, message, .. }) => return Err(ClientError::Refused { code, message }),
                 Ok(response) => {
                     self.leader = Some(addr);
                     self.failed_at.remove(&addr);
                     return Ok(response);
                 }
-                Err(error) if !idempotent(&request) && error_may_have_applied(&error) => {
-                    return Err(ClientError::Refused {
-                        code: ErrorCode::OutcomeUnknown,
-                        message: format!("{error}; the compare-and-set may or may not have applied"),
-                    });
+                Err(error @ ClientError::NoAnswer { .. }) if write && !in_session => {
+                    return Err(unknown(error.to_string()));
                 }
                 Err(error) => {
+                    maybe_delivered |= matches!(error, ClientError::NoAnswer { .. });
                     self.leader = None;
                     self.failed_at.insert(addr, Instant::now());
                     last_problem = error.to_string();
@@ -294,20 +359,43 @@ impl Client {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RETRY_PAUSE_MAX);
         }
-        Err(ClientError::Deadline(self.deadline, last_problem))
+        match write && maybe_delivered {
+            true => Err(unknown(format!("gave up after {deadline:?}: {last_problem}"))),
+            false => Err(ClientError::Deadline(deadline, last_problem)),
+        }
     }
 
-    /// Writes `value` at `key`; returns the (term, index) it was acknowledged at. A put
-    /// is idempotent, so it is retried after a timeout.
+    /// A put, delete or compare-and-set in this client's session, numbered after the
+    /// last one that may have been sent: resent as often as needed, it takes effect once.
+    async fn write(&mut self, write: Request) -> Result<Response, ClientError> {
+        let (id, seq) = (self.session.id, self.session.next_seq);
+        let request = Request::Session { id, seq, acked_seq: self.session.acked_seq, write: Box::new(write) };
+        let result = self.request(request).await;
+        if self.session.id != id {
+            return result; // The session expired: the next write starts a new one.
+        }
+        match &result {
+            Ok(Response::Written { .. } | Response::CasMismatch { .. }) => self.session.acked_seq = seq,
+            // Provably never sent: the number is free for the next write.
+            Err(ClientError::Deadline(..) | ClientError::Unreachable { .. } | ClientError::Setup(_)) => return result,
+            _ => {}
+        }
+        // The number may be in the log: never reuse it.
+        self.session.next_seq = seq + 1;
+        result
+    }
+
+    /// Writes `value` at `key`; returns the (term, index) it was acknowledged at (for a
+    /// resent write, where it first took effect).
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(u64, u64), ClientError> {
-        match self.request(Request::Put { key: key.to_vec(), value: value.to_vec() }).await? {
+        match self.write(Request::Put { key: key.to_vec(), value: value.to_vec() }).await? {
             Response::Written { term, index } => Ok((term, index)),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }
 
     pub async fn delete(&mut self, key: &[u8]) -> Result<(u64, u64), ClientError> {
-        match self.request(Request::Delete { key: key.to_vec() }).await? {
+        match self.write(Request::Delete { key: key.to_vec() }).await? {
             Response::Written { term, index } => Ok((term, index)),
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
@@ -353,7 +441,7 @@ impl Client {
     ) -> Result<Result<(u64, u64), Option<Vec<u8>>>, ClientError> {
         let request =
             Request::Cas { key: key.to_vec(), expected: expected.map(<[u8]>::to_vec), new: new.map(<[u8]>::to_vec) };
-        match self.request(request).await? {
+        match self.write(request).await? {
             Response::Written { term, index } => Ok(Ok((term, index))),
             Response::CasMismatch { current, .. } => Ok(Err(current)),
             other => Err(ClientError::Unexpected(Box::new(other))),
@@ -419,7 +507,8 @@ impl Client {
         }
         file.sync_all().map_err(local)?;
         drop(file);
-        let (position, map) = crate::storage::snapshot::read(tmp).map_err(|e| ClientError::Setup(e.to_string()))?;
+        let crate::storage::snapshot::Snapshot { position, map, .. } =
+            crate::storage::snapshot::read(tmp).map_err(|e| ClientError::Setup(e.to_string()))?;
         if offset != bytes || (position.index, position.term) != (index, term) {
             return Err(ClientError::Setup(format!(
                 "the backup arrived incomplete: {offset} of {bytes} bytes, position {position:?}"
@@ -435,14 +524,4 @@ impl Client {
             other => Err(ClientError::Unexpected(Box::new(other))),
         }
     }
-}
-
-/// Whether repeating `request` after an unknown outcome is harmless.
-fn idempotent(request: &Request) -> bool {
-    !matches!(request, Request::Cas { .. })
-}
-
-/// Whether the request may have reached the node before the failure.
-fn error_may_have_applied(error: &ClientError) -> bool {
-    matches!(error, ClientError::Unreachable { reason, .. } if reason.contains("timed out"))
 }

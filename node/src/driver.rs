@@ -9,7 +9,7 @@ use crate::kv::{Applied, Command, Kv};
 use crate::membership::Membership;
 use crate::status::{FollowerStatus, NodeStatus};
 use crate::storage::hard_state::HardStateFile;
-use crate::storage::snapshot::{Map as SnapshotMap, SnapshotDir};
+use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::Wal;
 use crate::transport::LinkState;
 use baton_common::{
@@ -66,7 +66,7 @@ pub enum Input {
     /// A whole received snapshot, fsynced and checked (or why it is unusable).
     SnapshotReceived {
         received: crate::transfer::Received,
-        result: Result<SnapshotMap, String>,
+        result: Result<Snapshot, String>,
     },
     /// A local snapshot at `position` is written and fsynced to its temporary file.
     SnapshotWritten {
@@ -153,9 +153,11 @@ pub struct Driver {
     link_states: std::collections::HashMap<NodeId, Arc<LinkState>>,
     receiver: Option<crate::transfer::Receiver>,
     /// A received, checked snapshot waiting for the core's decision.
-    received: Option<(Position, SnapshotMap)>,
+    received: Option<Snapshot>,
     snapshots_taken: u64,
     snapshots_installed: u64,
+    /// Resent session writes answered with their first outcome instead of applied again.
+    duplicate_writes: u64,
     fsync_latency: crate::status::LatencyHistogram,
     /// On the leader: each follower's match index and when it last moved, so a status
     /// can tell a stalled follower (connected, behind, not moving) from a slow one.
@@ -218,6 +220,7 @@ impl Driver {
             link_states: std::collections::HashMap::new(),
             receiver: None,
             received: None,
+            duplicate_writes: 0,
             snapshots_taken: 0,
             snapshots_installed: 0,
             fsync_latency: crate::status::LatencyHistogram::default(),
@@ -411,8 +414,8 @@ impl Driver {
             Input::Shutdown => {}
             Input::SnapshotChunk(chunk) => self.on_snapshot_chunk(chunk),
             Input::SnapshotReceived { received, result } => match result {
-                Ok(map) => {
-                    self.received = Some((received.snapshot, map));
+                Ok(snapshot) => {
+                    self.received = Some(snapshot);
                     self.replica.handle_snapshot_received(now, received.from, received.term, received.snapshot);
                     self.pump(None);
                     if self.received.take().is_some() {
@@ -550,12 +553,13 @@ impl Driver {
         let Some((term, _)) = self.entry(applied) else { return };
         let position = Position { index: applied, term };
         let map = self.kv.map().clone();
+        let sessions = self.kv.sessions().clone();
         let snapshots = snapshots.clone();
         let loopback = self.loopback.clone();
         self.compacting = true;
         tokio::task::spawn_blocking(move || {
             let result = snapshots
-                .write_tmp(position, &map)
+                .write_tmp(position, &map, &sessions)
                 .and_then(|tmp| snapshots.install_if_newer(&tmp, position))
                 .map_err(|e| e.to_string());
             let _ = loopback.blocking_send(Input::SnapshotWritten { position, result });
@@ -585,8 +589,9 @@ impl Driver {
         };
         let position = Position { index: applied, term };
         let map = self.kv.map().clone();
+        let sessions = self.kv.sessions().clone();
         tokio::task::spawn_blocking(move || {
-            let response = match snapshots.write_backup(position, &map) {
+            let response = match snapshots.write_backup(position, &map, &sessions) {
                 Ok(bytes) => Response::BackupReady { index: position.index, term: position.term, bytes },
                 Err(error) => {
                     tracing::error!(%error, "cannot write a backup");
@@ -687,11 +692,11 @@ impl Driver {
                         .and_then(|file| crate::storage::sync_all(&file))
                         .map_err(|e| format!("{}: {e}", received.path.display()))
                         .and_then(|()| crate::storage::snapshot::read(&received.path).map_err(|e| e.to_string()))
-                        .and_then(|(position, map)| {
-                            if position == received.snapshot {
-                                Ok(map)
+                        .and_then(|snapshot| {
+                            if snapshot.position == received.snapshot {
+                                Ok(snapshot)
                             } else {
-                                Err(format!("the file holds {position:?}, not {:?}", received.snapshot))
+                                Err(format!("the file holds {:?}, not {:?}", snapshot.position, received.snapshot))
                             }
                         });
                     let _ = loopback.blocking_send(Input::SnapshotReceived { received, result });
@@ -703,10 +708,10 @@ impl Driver {
 
     /// The core decided to install the received snapshot: make it the node's state.
     fn install_snapshot(&mut self, seq: PersistSeq, snapshot: Position) {
-        let Some((position, map)) = self.received.take() else {
+        let Some(received) = self.received.take() else {
             panic!("the core installs only a snapshot the host reported whole");
         };
-        assert_eq!(position, snapshot, "the core installs what it was given");
+        assert_eq!(received.position, snapshot, "the core installs what it was given");
         let snapshots = self.snapshots.as_ref().expect("snapshots arrive only with a snapshot directory");
         match snapshots.install(&snapshots.incoming_path(), snapshot) {
             Ok(bytes) => self.snapshot_bytes = bytes,
@@ -726,7 +731,7 @@ impl Driver {
         self.cache.retain(|e| e.index > snapshot.index);
         self.snapshot = snapshot;
         self.snapshots_installed += 1;
-        self.kv = Kv::from_snapshot(snapshot.index, map);
+        self.kv = Kv::from_snapshot(snapshot.index, received.map, received.sessions);
         tracing::info!(
             index = snapshot.index,
             bytes = self.snapshot_bytes,
@@ -740,7 +745,7 @@ impl Driver {
     /// Rebuilds the map from the snapshot alone (the log is applied again on top).
     fn rebuild_kv(&mut self) {
         self.kv = match self.snapshots.as_ref().map(SnapshotDir::load) {
-            Some(Ok(Some((position, map)))) => Kv::from_snapshot(position.index, map),
+            Some(Ok(Some(loaded))) => Kv::from_snapshot(loaded.position.index, loaded.map, loaded.sessions),
             Some(Err(error)) => self.fatal_storage(error),
             _ => Kv::default(),
         };
@@ -791,18 +796,34 @@ impl Driver {
                 tracing::error!(index, "a committed entry is missing from the log");
                 return;
             };
-            let applied = self.kv.apply(index, &payload);
+            let applied = self.kv.apply(index, term, &payload);
+            if let Applied::Duplicate { .. } = applied {
+                self.duplicate_writes += 1;
+            }
             if let Some(pending) = self.pending_writes.remove(&index) {
+                let refused =
+                    |code, message: &str| Response::Error { code, message: message.into(), leader_hint: None };
                 let response = if pending.term != term || !is_leader {
-                    Response::Error {
-                        code: ErrorCode::OutcomeUnknown,
-                        message: "leadership changed before the write was acknowledged".into(),
-                        leader_hint: None,
-                    }
+                    refused(ErrorCode::OutcomeUnknown, "leadership changed before the write was acknowledged")
                 } else {
                     match applied {
                         Applied::CasMismatch { current } => Response::CasMismatch { current, term, index },
-                        _ => Response::Written { term, index },
+                        // A resend: answered with where the write first took effect.
+                        Applied::Duplicate { term, index } => Response::Written { term, index },
+                        Applied::SessionExpired => refused(
+                            ErrorCode::SessionExpired,
+                            "the client's session expired (unused for too long); this request was not applied",
+                        ),
+                        Applied::SessionsFull => refused(
+                            ErrorCode::SessionsFull,
+                            "the cluster holds as many client sessions as it may, all in recent use; \
+                             this request was not applied: retry later",
+                        ),
+                        Applied::Stale => refused(
+                            ErrorCode::Internal,
+                            "a later write of this session was applied first; this one was not applied",
+                        ),
+                        Applied::Noop | Applied::Done | Applied::Undecodable => Response::Written { term, index },
                     }
                 };
                 let _ = pending.reply.send(response);
@@ -893,15 +914,7 @@ impl Driver {
     }
 
     fn handle_request(&mut self, request: Request, operator: bool, reply: oneshot::Sender<Response>) {
-        let admin = matches!(
-            request,
-            Request::Switchover { .. }
-                | Request::Campaign { .. }
-                | Request::SetPaused { .. }
-                | Request::Backup
-                | Request::BackupChunk { .. }
-        );
-        if admin && !operator {
+        if operator_only(&request) && !operator {
             let _ = reply.send(self.error(ErrorCode::Forbidden, "operators only: use an operator certificate"));
             return;
         }
@@ -963,6 +976,21 @@ impl Driver {
             Request::Put { key, value } => Command::Put { key, value },
             Request::Delete { key } => Command::Delete { key },
             Request::Cas { key, expected, new } => Command::Cas { key, expected, new },
+            Request::Session { id, seq, acked_seq, write } => {
+                let write = match *write {
+                    Request::Put { key, value } => Command::Put { key, value },
+                    Request::Delete { key } => Command::Delete { key },
+                    Request::Cas { key, expected, new } => Command::Cas { key, expected, new },
+                    other => {
+                        let message = format!("only a put, delete or compare-and-set goes in a session, not {other:?}");
+                        let _ = reply.send(self.error(ErrorCode::Unsupported, message));
+                        return;
+                    }
+                };
+                // The leader's clock goes into the log, so every replica expires
+                // sessions at the same entry.
+                Command::Session { id, seq, acked_seq, at_ms: unix_ms(), write: Box::new(write) }
+            }
         };
         if let Some(problem) = oversized(&command) {
             let _ = reply.send(self.error(ErrorCode::TooLarge, problem));
@@ -1217,6 +1245,8 @@ impl Driver {
             snapshot_bytes: self.snapshot_bytes,
             snapshots_taken: self.snapshots_taken,
             snapshots_installed: self.snapshots_installed,
+            sessions: self.kv.sessions().len() as u64,
+            duplicate_writes: self.duplicate_writes,
             snapshot_receiving_percent: self.receiver.as_ref().and_then(crate::transfer::Receiver::progress_percent),
             max_log_bytes: self.max_log_bytes,
             failover_safe: is_leader.then_some(failover_loss_entries == 0),
@@ -1275,15 +1305,37 @@ fn snapshot_due(wal_bytes: u64, max_log_bytes: u64, snapshot_bytes: u64) -> bool
     wal_bytes >= max_log_bytes || (wal_bytes >= max_log_bytes / 2 && wal_bytes >= snapshot_bytes)
 }
 
+/// Whether only an operator's certificate may make `request`. Exhaustive, so a new
+/// request is classified when it is added, never let through by default.
+fn operator_only(request: &Request) -> bool {
+    match request {
+        Request::Switchover { .. }
+        | Request::Campaign { .. }
+        | Request::SetPaused { .. }
+        | Request::Backup
+        | Request::BackupChunk { .. } => true,
+        Request::Put { .. }
+        | Request::Get { .. }
+        | Request::Delete { .. }
+        | Request::Cas { .. }
+        | Request::Status
+        | Request::History
+        | Request::Discarded => false,
+        // Only writes go in a session (checked when it is proposed).
+        Request::Session { write, .. } => operator_only(write),
+    }
+}
+
 /// Why a command is too large to write, if it is.
 fn oversized(command: &Command) -> Option<String> {
-    let (key, value) = match command {
+    let (key, value) = match command.write() {
         Command::Put { key, value } => (key, Some(value)),
         Command::Delete { key } => (key, None),
         Command::Cas { key, expected, new } => {
             let larger = [expected, new].into_iter().flatten().max_by_key(|v| v.len());
             (key, larger)
         }
+        Command::Session { .. } => return Some("a session write inside another".into()),
     };
     if key.len() > KEY_BYTES_MAX {
         return Some(format!("key of {} bytes is over the {KEY_BYTES_MAX}-byte limit", key.len()));
@@ -1302,11 +1354,11 @@ fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::D
     let (op, key, value) = if payload.is_empty() {
         ("noop", String::new(), None)
     } else {
-        match postcard::from_bytes::<Command>(payload) {
-            Ok(Command::Put { key, value }) => ("put", text(&key), Some(text(&value))),
-            Ok(Command::Delete { key }) => ("delete", text(&key), None),
-            Ok(Command::Cas { key, new, .. }) => ("cas", text(&key), new.as_deref().map(text)),
-            Err(_) => ("undecodable", String::new(), None),
+        match postcard::from_bytes::<Command>(payload).as_ref().map(Command::write) {
+            Ok(Command::Put { key, value }) => ("put", text(key), Some(text(value))),
+            Ok(Command::Delete { key }) => ("delete", text(key), None),
+            Ok(Command::Cas { key, new, .. }) => ("cas", text(key), new.as_deref().map(text)),
+            Ok(Command::Session { .. }) | Err(_) => ("undecodable", String::new(), None),
         }
     };
     crate::status::DiscardedWrite { at_unix_ms: unix_ms(), term, index, op: op.into(), key, value }

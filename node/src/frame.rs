@@ -175,6 +175,16 @@ pub enum Request {
         index: u64,
         offset: u64,
     } = 11,
+    /// A put, delete or compare-and-set numbered `seq` in the client's session `id`
+    /// (see `crate::session`): resent after any failure, it still takes effect once.
+    /// `acked_seq` is the highest of the session's writes the client has had an answer
+    /// to (0 for none yet).
+    Session {
+        id: crate::session::SessionId,
+        seq: u64,
+        acked_seq: u64,
+        write: Box<Request>,
+    } = 12,
 }
 
 /// Why a request failed, in a form scripts can test.
@@ -193,6 +203,12 @@ pub enum ErrorCode {
     Internal = 8,
     /// The node does not know the request: it runs an older build than the caller.
     Unsupported = 9,
+    /// The client's session expired (unused for too long): the write was not applied
+    /// by this request. A client starts a new session.
+    SessionExpired = 10,
+    /// The cluster holds as many client sessions as it may, all in recent use: the write
+    /// was not applied. Retry later.
+    SessionsFull = 11,
 }
 
 impl ErrorCode {

@@ -1,7 +1,9 @@
-//! The replicated state machine: a key-value map. Log payloads are postcard-encoded
-//! [`Command`]s; an empty payload is a leader's no-op. Applying is deterministic, so
-//! every replica that applies the same log holds the same map.
+//! The replicated state machine: a key-value map and the client sessions that make
+//! resent writes take effect once (see [`crate::session`]). Log payloads are
+//! postcard-encoded [`Command`]s; an empty payload is a leader's no-op. Applying is
+//! deterministic, so every replica that applies the same log holds the same state.
 
+use crate::session::{Admission, Outcome, SessionId, Sessions};
 use crate::storage::snapshot::Map;
 use serde::{Deserialize, Serialize};
 
@@ -28,11 +30,23 @@ pub enum Command {
         #[serde(with = "serde_bytes")]
         new: Option<Vec<u8>>,
     } = 2,
+    /// A client's write numbered `seq` in its session, whose client had answers up to
+    /// `acked_seq`, proposed when the leader's clock read `at_ms` (unix milliseconds).
+    /// `write` is a put, delete or compare-and-set, never another session write.
+    Session { id: SessionId, seq: u64, acked_seq: u64, at_ms: u64, write: Box<Command> } = 3,
 }
 
 impl Command {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("commands always serialize")
+    }
+
+    /// The put, delete or compare-and-set itself, inside its session if it has one.
+    pub fn write(&self) -> &Command {
+        match self {
+            Command::Session { write, .. } => write,
+            plain => plain,
+        }
     }
 }
 
@@ -46,11 +60,24 @@ pub enum Applied {
     },
     /// The payload did not decode: it is skipped on every replica alike.
     Undecodable,
+    /// A resent session write that had already taken effect at this position: not
+    /// applied again.
+    Duplicate {
+        term: u64,
+        index: u64,
+    },
+    /// A session write its client has moved past: not applied.
+    Stale,
+    /// The write's session expired: not applied.
+    SessionExpired,
+    /// No room for the write's new session: not applied.
+    SessionsFull,
 }
 
 #[derive(Debug, Default)]
 pub struct Kv {
     map: Map,
+    sessions: Sessions,
     applied_index: u64,
 }
 
@@ -76,14 +103,40 @@ impl Kv {
         self.map.is_empty()
     }
 
-    /// Applies the entry at `index`, which must be the next one.
-    pub fn apply(&mut self, index: u64, payload: &[u8]) -> Applied {
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// Applies the entry at `index` (of `term`), which must be the next one.
+    pub fn apply(&mut self, index: u64, term: u64, payload: &[u8]) -> Applied {
         assert_eq!(index, self.applied_index + 1, "entries apply in order");
         self.applied_index = index;
         if payload.is_empty() {
             return Applied::Noop;
         }
         let Ok(command) = postcard::from_bytes::<Command>(payload) else { return Applied::Undecodable };
+        let Command::Session { id, seq, acked_seq, at_ms, write } = command else { return self.run(command) };
+        if matches!(*write, Command::Session { .. }) {
+            return Applied::Undecodable;
+        }
+        match self.sessions.admit(&id, seq, acked_seq, at_ms) {
+            Admission::Run => {}
+            Admission::Duplicate { term, index } => return Applied::Duplicate { term, index },
+            Admission::Stale => return Applied::Stale,
+            Admission::Expired => return Applied::SessionExpired,
+            Admission::Full => return Applied::SessionsFull,
+        }
+        let applied = self.run(*write);
+        let outcome = match applied {
+            Applied::Done => Outcome::Written { term, index },
+            _ => Outcome::NotApplied,
+        };
+        self.sessions.record(&id, seq, outcome);
+        applied
+    }
+
+    /// Runs a put, delete or compare-and-set.
+    fn run(&mut self, command: Command) -> Applied {
         match command {
             Command::Put { key, value } => {
                 self.map.insert(&key, &value);
@@ -106,12 +159,13 @@ impl Kv {
                 }
                 Applied::Done
             }
+            Command::Session { .. } => Applied::Undecodable,
         }
     }
 
-    /// The map as of `applied_index`, from a snapshot.
-    pub fn from_snapshot(applied_index: u64, map: Map) -> Kv {
-        Kv { map, applied_index }
+    /// The state as of `applied_index`, from a snapshot.
+    pub fn from_snapshot(applied_index: u64, map: Map, sessions: Sessions) -> Kv {
+        Kv { map, sessions, applied_index }
     }
 
     /// The whole map, for writing a snapshot: clone it (O(1), see [`Map`]) and write
@@ -134,16 +188,117 @@ mod tests {
     #[test]
     fn commands_apply_in_order() {
         let mut kv = Kv::default();
-        assert_eq!(kv.apply(1, &[]), Applied::Noop);
-        assert_eq!(kv.apply(2, &Command::Put { key: b"a".to_vec(), value: b"1".to_vec() }.encode()), Applied::Done);
+        assert_eq!(kv.apply(1, 1, &[]), Applied::Noop);
+        assert_eq!(kv.apply(2, 1, &Command::Put { key: b"a".to_vec(), value: b"1".to_vec() }.encode()), Applied::Done);
         let cas = Command::Cas { key: b"a".to_vec(), expected: Some(b"0".to_vec()), new: Some(b"2".to_vec()) };
-        assert_eq!(kv.apply(3, &cas.encode()), Applied::CasMismatch { current: Some(b"1".to_vec()) });
+        assert_eq!(kv.apply(3, 1, &cas.encode()), Applied::CasMismatch { current: Some(b"1".to_vec()) });
         let cas = Command::Cas { key: b"a".to_vec(), expected: Some(b"1".to_vec()), new: Some(b"2".to_vec()) };
-        assert_eq!(kv.apply(4, &cas.encode()), Applied::Done);
+        assert_eq!(kv.apply(4, 1, &cas.encode()), Applied::Done);
         assert_eq!(kv.get(b"a"), Some(&b"2"[..]));
-        assert_eq!(kv.apply(5, &Command::Delete { key: b"a".to_vec() }.encode()), Applied::Done);
+        assert_eq!(kv.apply(5, 1, &Command::Delete { key: b"a".to_vec() }.encode()), Applied::Done);
         assert_eq!(kv.get(b"a"), None);
-        assert_eq!(kv.apply(6, &[0xff, 0xff]), Applied::Undecodable);
+        assert_eq!(kv.apply(6, 1, &[0xff, 0xff]), Applied::Undecodable);
         assert_eq!(kv.applied_index(), 6);
+    }
+
+    fn in_session(id: SessionId, seq: u64, acked_seq: u64, at_ms: u64, write: Command) -> Vec<u8> {
+        Command::Session { id, seq, acked_seq, at_ms, write: Box::new(write) }.encode()
+    }
+
+    fn put(key: &str, value: &str) -> Command {
+        Command::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() }
+    }
+
+    /// Goal: the lost-update history of a resent put (put A, another client's put B,
+    /// put A resent) ends with B: the resend is answered with A's first position and
+    /// changes nothing. Also for deletes, and across a snapshot written to disk and read
+    /// back (sessions travel in snapshots).
+    #[test]
+    fn a_resent_write_takes_effect_once_even_after_a_snapshot() {
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        let mut kv = Kv::default();
+        assert_eq!(kv.apply(1, 3, &in_session(a, 1, 0, 10, put("k", "A"))), Applied::Done);
+        assert_eq!(kv.apply(2, 3, &in_session(b, 1, 0, 11, put("k", "B"))), Applied::Done);
+        assert_eq!(kv.apply(3, 4, &in_session(a, 1, 0, 12, put("k", "A"))), Applied::Duplicate { term: 3, index: 1 });
+        assert_eq!(kv.get(b"k"), Some(&b"B"[..]));
+
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = crate::storage::snapshot::SnapshotDir::new(dir.path());
+        let position = baton_common::Position { index: kv.applied_index(), term: 4 };
+        snapshots.write(position, kv.map(), kv.sessions()).unwrap();
+        let loaded = snapshots.load().unwrap().unwrap();
+        assert_eq!(loaded.sessions, *kv.sessions());
+        let mut restored = Kv::from_snapshot(loaded.position.index, loaded.map, loaded.sessions);
+        let delete = Command::Delete { key: b"k".to_vec() };
+        assert_eq!(restored.apply(4, 4, &in_session(b, 2, 1, 13, delete.clone())), Applied::Done);
+        assert_eq!(
+            restored.apply(5, 4, &in_session(a, 1, 0, 14, put("k", "A"))),
+            Applied::Duplicate { term: 3, index: 1 }
+        );
+        assert_eq!(restored.apply(6, 4, &in_session(b, 2, 1, 15, delete)), Applied::Duplicate { term: 4, index: 4 });
+        assert_eq!(restored.get(b"k"), None);
+    }
+
+    /// Goal: a resent compare-and-set that matched is not run again (it would now fail,
+    /// or apply twice), and one that did not match runs again: it changed nothing.
+    #[test]
+    fn a_resent_compare_and_set_keeps_its_first_outcome_once_it_took_effect() {
+        let id = [7u8; 16];
+        let cas = |expected: &str, new: &str| Command::Cas {
+            key: b"c".to_vec(),
+            expected: Some(expected.as_bytes().to_vec()),
+            new: Some(new.as_bytes().to_vec()),
+        };
+        let mut kv = Kv::default();
+        kv.apply(1, 1, &put("c", "0").encode());
+        assert_eq!(kv.apply(2, 1, &in_session(id, 1, 0, 1, cas("0", "1"))), Applied::Done);
+        assert_eq!(kv.apply(3, 1, &in_session(id, 1, 0, 2, cas("0", "1"))), Applied::Duplicate { term: 1, index: 2 });
+        assert_eq!(
+            kv.apply(4, 1, &in_session(id, 2, 1, 3, cas("5", "6"))),
+            Applied::CasMismatch { current: Some(b"1".to_vec()) }
+        );
+        kv.apply(5, 1, &put("c", "5").encode());
+        assert_eq!(kv.apply(6, 1, &in_session(id, 2, 1, 4, cas("5", "6"))), Applied::Done);
+        assert_eq!(kv.apply(7, 1, &in_session(id, 2, 1, 5, cas("5", "6"))), Applied::Duplicate { term: 1, index: 6 });
+        assert_eq!(kv.get(b"c"), Some(&b"6"[..]));
+    }
+
+    /// Goal: after its session expired, a client's resend is refused and changes
+    /// nothing; a session write nested in another is refused alike on every replica.
+    #[test]
+    fn an_expired_session_is_refused_and_nothing_applies() {
+        let (a, b) = ([1u8; 16], [2u8; 16]);
+        let mut kv = Kv::default();
+        assert_eq!(kv.apply(1, 1, &in_session(a, 1, 0, 0, put("k", "A"))), Applied::Done);
+        let later = crate::session::SESSION_IDLE_MAX_MS;
+        assert_eq!(kv.apply(2, 1, &in_session(b, 1, 0, later, put("k", "B"))), Applied::Done);
+        assert_eq!(kv.apply(3, 1, &in_session(a, 2, 1, later, put("k", "A2"))), Applied::SessionExpired);
+        assert_eq!(kv.get(b"k"), Some(&b"B"[..]));
+        let nested = in_session(
+            a,
+            1,
+            0,
+            later,
+            Command::Session { id: a, seq: 1, acked_seq: 0, at_ms: later, write: Box::new(put("k", "N")) },
+        );
+        assert_eq!(kv.apply(4, 1, &nested), Applied::Undecodable);
+        assert_eq!(kv.get(b"k"), Some(&b"B"[..]));
+    }
+
+    /// Goal: a session write of the largest key and value fits one log entry.
+    #[test]
+    fn the_largest_session_write_fits_an_entry() {
+        let write = Command::Put {
+            key: vec![0xff; crate::frame::KEY_BYTES_MAX],
+            value: vec![0xff; crate::frame::VALUE_BYTES_MAX],
+        };
+        let command = Command::Session {
+            id: [0xff; 16],
+            seq: u64::MAX,
+            acked_seq: u64::MAX,
+            at_ms: u64::MAX,
+            write: Box::new(write),
+        };
+        assert!(command.encode().len() <= baton_common::limits::ENTRY_BYTES_MAX);
     }
 }

@@ -16,6 +16,7 @@ pub mod map;
 pub mod membership;
 pub mod metrics;
 pub mod server;
+pub mod session;
 pub mod status;
 pub mod storage;
 pub mod tls;

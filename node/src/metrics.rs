@@ -84,6 +84,11 @@ pub fn render(status: &NodeStatus) -> String {
         counter("process_write_bytes_total", "Bytes the node process caused to be written to storage.", bytes as f64);
     }
     counter("fsyncs_total", "Fsyncs made by the node's storage.", cost.fsyncs as f64);
+    counter(
+        "duplicate_writes_total",
+        "Resent client writes answered with their first outcome, not applied again.",
+        status.duplicate_writes as f64,
+    );
     if let Some(us) = cost.cpu_us {
         counter("process_cpu_seconds_total", "User and system CPU time of the node process.", us as f64 / 1e6);
     }
@@ -98,6 +103,7 @@ pub fn render(status: &NodeStatus) -> String {
     }
     gauge("keys", "Keys in the key-value map.", status.keys as f64);
     gauge("data_bytes", "Bytes of the keys and values in the key-value map.", status.data_bytes as f64);
+    gauge("client_sessions", "Client sessions held by the state machine.", status.sessions as f64);
     let role_code = match status.role.as_str() {
         "leader" => 2.0,
         "candidate" | "pre-candidate" => 1.0,

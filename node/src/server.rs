@@ -46,7 +46,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     // one finished downloading.
     snapshots.remove_leftovers();
     let (snapshot, kv) = match snapshots.load().map_err(|e| e.to_string())? {
-        Some((position, map)) => (position, Kv::from_snapshot(position.index, map)),
+        Some(loaded) => (loaded.position, Kv::from_snapshot(loaded.position.index, loaded.map, loaded.sessions)),
         None => (Position::ZERO, Kv::default()),
     };
     let log = recover_log(&settings, &mut wal, snapshot)?;

@@ -66,6 +66,11 @@ pub struct NodeStatus {
     /// Keys in the key-value map, and their keys' and values' bytes summed.
     pub keys: u64,
     pub data_bytes: u64,
+    /// Client sessions the state machine holds (see `baton_node::session`).
+    pub sessions: u64,
+    /// Resent writes this node answered with their first outcome instead of applying
+    /// them again, since it started.
+    pub duplicate_writes: u64,
 }
 
 /// A cluster member's id and the address the node reaching it uses.

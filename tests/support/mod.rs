@@ -251,3 +251,62 @@ macro_rules! wait_until {
         }
     }};
 }
+
+/// A UDP relay between one client and one node, on 127.0.0.1, that can drop everything
+/// the node sends back: the node gets every request and its answers are lost, as when a
+/// reply path fails. QUIC is encrypted end to end, so the relay sees only datagrams.
+pub struct ReplyDropper {
+    /// Where the client sends: the relay's front socket.
+    pub addr: SocketAddr,
+    dropping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Datagrams from the node dropped so far.
+    dropped: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyDropper {
+    pub async fn start(node: SocketAddr) -> ReplyDropper {
+        use std::sync::atomic::Ordering;
+        let front = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let back = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        back.connect(node).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let dropping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let dropped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (dropping_in_task, dropped_in_task) = (dropping.clone(), dropped.clone());
+        let task = tokio::spawn(async move {
+            let mut client = None;
+            let (mut up, mut down) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+            loop {
+                tokio::select! {
+                    Ok((bytes, from)) = front.recv_from(&mut up) => {
+                        client = Some(from);
+                        let _ = back.send(&up[..bytes]).await;
+                    }
+                    Ok(bytes) = back.recv(&mut down) => {
+                        if dropping_in_task.load(Ordering::SeqCst) {
+                            dropped_in_task.fetch_add(1, Ordering::SeqCst);
+                        } else if let Some(client) = client {
+                            let _ = front.send_to(&down[..bytes], client).await;
+                        }
+                    }
+                }
+            }
+        });
+        ReplyDropper { addr, dropping, dropped, task }
+    }
+
+    pub fn drop_replies(&self, on: bool) {
+        self.dropping.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ReplyDropper {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -2,8 +2,11 @@
 //! before it can be dropped and a new follower can start from it.
 //!
 //! Layout (little endian): magic `BATONSN1`, format version u32, index u64, term u64,
-//! entry count u64, then per entry key length u32, value length u32, key, value, and at
-//! the end a CRC-32 of everything before it. Written to `snapshot.tmp`, fsynced,
+//! entry count u64, then per entry key length u32, value length u32, key, value; from
+//! version 2 the client sessions (see `crate::session`): session count u64, the log's
+//! clock u64, and per session its id (16 bytes), last sequence number u64, last used
+//! u64, outcome u8 (0 not applied, 1 written) with term u64 and index u64; and at the
+//! end a CRC-32 of everything before it. Version 1 files (no sessions) still load. Written to `snapshot.tmp`, fsynced,
 //! renamed over `snapshot`, and the directory fsynced: a crash leaves the old snapshot or
 //! the new one, never a mix. A received snapshot is checked the same way before it is
 //! installed.
@@ -16,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"BATONSN1";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
+/// The first version, without sessions: still read.
+const FORMAT_VERSION_WITHOUT_SESSIONS: u32 = 1;
 const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 8;
 /// A key or value longer than this in a snapshot means the file is damaged.
 const FIELD_BYTES_MAX: u32 = baton_common::limits::ENTRY_BYTES_MAX as u32;
@@ -28,6 +33,15 @@ const IO_BUFFER_BYTES: usize = 256 * 1024;
 const SYNC_EVERY_BYTES: usize = 4 * 1024 * 1024;
 
 pub use crate::map::Map;
+use crate::session::{Outcome, Session, Sessions};
+
+/// What a snapshot file holds: the state machine as of one log position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub position: Position,
+    pub map: Map,
+    pub sessions: Sessions,
+}
 
 /// The snapshot files of one data directory (`<data dir>/snapshot/`). Clones share
 /// which snapshot they last installed, so a snapshot written on a blocking thread is
@@ -93,19 +107,19 @@ impl SnapshotDir {
         std::fs::create_dir_all(&self.dir).map_err(StorageError::io(&self.dir))
     }
 
-    /// Writes `map` as the snapshot at `position`, atomically and durably. Returns its
-    /// size in bytes.
-    pub fn write(&self, position: Position, map: &Map) -> Result<u64, StorageError> {
-        let tmp = self.write_tmp(position, map)?;
+    /// Writes `map` and `sessions` as the snapshot at `position`, atomically and
+    /// durably. Returns its size in bytes.
+    pub fn write(&self, position: Position, map: &Map, sessions: &Sessions) -> Result<u64, StorageError> {
+        let tmp = self.write_tmp(position, map, sessions)?;
         self.install(&tmp, position)
     }
 
-    /// Writes and fsyncs `map` to `snapshot.tmp` (slow: run it off the decision loop),
-    /// ready for [`SnapshotDir::install`].
-    pub fn write_tmp(&self, position: Position, map: &Map) -> Result<PathBuf, StorageError> {
+    /// Writes and fsyncs `map` and `sessions` to `snapshot.tmp` (slow: run it off the
+    /// decision loop), ready for [`SnapshotDir::install`].
+    pub fn write_tmp(&self, position: Position, map: &Map, sessions: &Sessions) -> Result<PathBuf, StorageError> {
         self.create()?;
         let tmp = self.tmp_path();
-        write_file(&tmp, position, map)?;
+        write_file(&tmp, position, map, sessions)?;
         Ok(tmp)
     }
 
@@ -133,10 +147,10 @@ impl SnapshotDir {
     /// file of its own, beside the installed snapshot, that later compactions leave
     /// alone. Returns its size. Two backups at once each write their own temporary file;
     /// the later rename wins, and a download of the other is told to start over.
-    pub fn write_backup(&self, position: Position, map: &Map) -> Result<u64, StorageError> {
+    pub fn write_backup(&self, position: Position, map: &Map, sessions: &Sessions) -> Result<u64, StorageError> {
         self.create()?;
         let tmp = self.dir.join(format!("backup-{}.tmp", position.index));
-        if let Err(error) = write_file(&tmp, position, map) {
+        if let Err(error) = write_file(&tmp, position, map, sessions) {
             // A failed backup (a full disk, say) must not keep the space it took.
             let _ = std::fs::remove_file(&tmp);
             return Err(error);
@@ -225,7 +239,7 @@ impl SnapshotDir {
         let mut header = [0u8; HEADER_BYTES];
         // At an offset: the file's own position stays at its start, for the sender.
         std::os::unix::fs::FileExt::read_exact_at(&file, &mut header, 0).map_err(StorageError::io(&path))?;
-        let (position, _) = parse_header(&path, &header)?;
+        let (position, _, _) = parse_header(&path, &header)?;
         let bytes = file.metadata().map_err(StorageError::io(&path))?.len();
         Ok((file, position, bytes))
     }
@@ -237,7 +251,7 @@ impl SnapshotDir {
         match File::open(&path) {
             Ok(mut file) => {
                 file.read_exact(&mut header).map_err(StorageError::io(&path))?;
-                parse_header(&path, &header).map(|(position, _)| Some(position))
+                parse_header(&path, &header).map(|(position, _, _)| Some(position))
             }
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(source) => Err(StorageError::Io { path, source }),
@@ -245,7 +259,7 @@ impl SnapshotDir {
     }
 
     /// Loads the installed snapshot, if there is one.
-    pub fn load(&self) -> Result<Option<(Position, Map)>, StorageError> {
+    pub fn load(&self) -> Result<Option<Snapshot>, StorageError> {
         match self.position()? {
             None => Ok(None),
             Some(_) => read(&self.path()).map(Some),
@@ -253,8 +267,8 @@ impl SnapshotDir {
     }
 }
 
-/// Writes and fsyncs `map` as a snapshot at `position` to `path`.
-fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageError> {
+/// Writes and fsyncs `map` and `sessions` as a snapshot at `position` to `path`.
+fn write_file(tmp: &Path, position: Position, map: &Map, sessions: &Sessions) -> Result<(), StorageError> {
     let file = File::create(tmp).map_err(StorageError::io(tmp))?;
     let mut writer = CrcWriter { inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
     let written = (|| -> std::io::Result<()> {
@@ -276,6 +290,20 @@ fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageEr
                 unsynced_bytes = 0;
             }
         }
+        writer.write_all(&(sessions.len() as u64).to_le_bytes())?;
+        writer.write_all(&sessions.clock_ms().to_le_bytes())?;
+        for (id, session) in sessions.iter() {
+            let (tag, term, index) = match session.outcome {
+                Outcome::NotApplied => (0u8, 0, 0),
+                Outcome::Written { term, index } => (1u8, term, index),
+            };
+            writer.write_all(id)?;
+            writer.write_all(&session.last_seq.to_le_bytes())?;
+            writer.write_all(&session.last_used_ms.to_le_bytes())?;
+            writer.write_all(&[tag])?;
+            writer.write_all(&term.to_le_bytes())?;
+            writer.write_all(&index.to_le_bytes())?;
+        }
         let crc = writer.hasher.clone().finalize();
         writer.inner.write_all(&crc.to_le_bytes())?;
         let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
@@ -290,7 +318,8 @@ fn write_file(tmp: &Path, position: Position, map: &Map) -> Result<(), StorageEr
 /// installs the file as the directory's snapshot (temporary file, fsync, rename,
 /// directory fsync). Returns the backup's position and how many keys it holds.
 pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
-    let (position, map) = read(from).map_err(|e| e.to_string())?;
+    let snapshot = read(from).map_err(|e| e.to_string())?;
+    let Snapshot { position, map, sessions } = &snapshot;
     if let Ok(entries) = std::fs::read_dir(data_dir) {
         let held: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         if !held.is_empty() {
@@ -303,12 +332,12 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
         }
     }
     let snapshots = SnapshotDir::new(data_dir);
-    let tmp = snapshots.write_tmp(position, &map).map_err(|e| e.to_string())?;
-    snapshots.install(&tmp, position).map_err(|e| e.to_string())?;
+    let tmp = snapshots.write_tmp(*position, map, sessions).map_err(|e| e.to_string())?;
+    snapshots.install(&tmp, *position).map_err(|e| e.to_string())?;
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(|e| e.to_string())?;
     }
-    Ok(Restored { position, keys: map.len(), data_dir: data_dir.to_path_buf() })
+    Ok(Restored { position: *position, keys: map.len(), data_dir: data_dir.to_path_buf() })
 }
 
 /// What [`restore`] installed; displays as the line to show the operator.
@@ -332,31 +361,34 @@ impl std::fmt::Display for Restored {
     }
 }
 
-fn parse_header(path: &Path, header: &[u8; HEADER_BYTES]) -> Result<(Position, u64), StorageError> {
+/// The header's position, entry count and whether sessions follow the entries.
+fn parse_header(path: &Path, header: &[u8; HEADER_BYTES]) -> Result<(Position, u64, bool), StorageError> {
     let bad = |reason: String| StorageError::BadSnapshot { path: path.to_path_buf(), reason };
     if &header[..8] != MAGIC {
         return Err(bad("not a Baton snapshot (bad magic)".into()));
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
-        return Err(bad(format!("format version {version}, this build reads {FORMAT_VERSION}")));
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_SESSIONS {
+        return Err(bad(format!(
+            "format version {version}, this build reads {FORMAT_VERSION_WITHOUT_SESSIONS} and {FORMAT_VERSION}"
+        )));
     }
     let index = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
     let term = u64::from_le_bytes(header[20..28].try_into().expect("8 bytes"));
     let count = u64::from_le_bytes(header[28..36].try_into().expect("8 bytes"));
-    Ok((Position { index, term }, count))
+    Ok((Position { index, term }, count, version >= FORMAT_VERSION))
 }
 
 /// Reads and checks a whole snapshot file: every length bounded, the CRC matching, and
 /// nothing after it.
-pub fn read(path: &Path) -> Result<(Position, Map), StorageError> {
+pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
     let file = File::open(path).map_err(StorageError::io(path))?;
     let mut reader = CrcReader { inner: BufReader::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
     let bad = |reason: String| StorageError::BadSnapshot { path: path.to_path_buf(), reason };
     let truncated = |_| bad("truncated".into());
     let mut header = [0u8; HEADER_BYTES];
     reader.read_exact(&mut header).map_err(truncated)?;
-    let (position, count) = parse_header(path, &header)?;
+    let (position, count, with_sessions) = parse_header(path, &header)?;
     let mut map = Map::new();
     let mut lengths = [0u8; 8];
     for _ in 0..count {
@@ -372,6 +404,34 @@ pub fn read(path: &Path) -> Result<(Position, Map), StorageError> {
         reader.read_exact(&mut value).map_err(truncated)?;
         map.insert(&key, &value);
     }
+    let mut sessions = Sessions::default();
+    if with_sessions {
+        let mut word = [0u8; 8];
+        let mut read_u64 = |reader: &mut CrcReader<_>| -> Result<u64, StorageError> {
+            reader.read_exact(&mut word).map_err(truncated)?;
+            Ok(u64::from_le_bytes(word))
+        };
+        let count = read_u64(&mut reader)?;
+        if count > crate::session::SESSIONS_MAX as u64 {
+            return Err(bad(format!("{count} sessions, over the {}-session limit", crate::session::SESSIONS_MAX)));
+        }
+        sessions.restore_clock(read_u64(&mut reader)?);
+        for _ in 0..count {
+            let mut id = [0u8; 16];
+            reader.read_exact(&mut id).map_err(truncated)?;
+            let last_seq = read_u64(&mut reader)?;
+            let last_used_ms = read_u64(&mut reader)?;
+            let mut tag = [0u8; 1];
+            reader.read_exact(&mut tag).map_err(truncated)?;
+            let (term, index) = (read_u64(&mut reader)?, read_u64(&mut reader)?);
+            let outcome = match tag[0] {
+                0 => Outcome::NotApplied,
+                1 => Outcome::Written { term, index },
+                other => return Err(bad(format!("a session's outcome is {other}, not 0 or 1"))),
+            };
+            sessions.restore(id, Session { last_seq, outcome, last_used_ms });
+        }
+    }
     let expected = reader.hasher.clone().finalize();
     let mut trailer = [0u8; 4];
     reader.inner.read_exact(&mut trailer).map_err(truncated)?;
@@ -381,12 +441,48 @@ pub fn read(path: &Path) -> Result<(Position, Map), StorageError> {
     if reader.inner.read(&mut [0u8; 1]).map_err(StorageError::io(path))? != 0 {
         return Err(bad("bytes after the checksum".into()));
     }
-    Ok((position, map))
+    Ok(Snapshot { position, map, sessions })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample_sessions() -> Sessions {
+        let mut sessions = Sessions::default();
+        for n in 0..10u8 {
+            let outcome =
+                if n % 3 == 0 { Outcome::NotApplied } else { Outcome::Written { term: 2, index: 100 + u64::from(n) } };
+            sessions
+                .restore([n; 16], Session { last_seq: u64::from(n) * 7, outcome, last_used_ms: 5_000 + u64::from(n) });
+        }
+        sessions
+    }
+
+    /// Goal: a snapshot of the first format (no sessions), as earlier builds wrote it,
+    /// still loads: a node upgraded in place keeps its data.
+    #[test]
+    fn a_snapshot_without_sessions_still_loads() {
+        let map = sample();
+        let position = Position { index: 77, term: 3 };
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(MAGIC);
+        bytes.extend_from_slice(&FORMAT_VERSION_WITHOUT_SESSIONS.to_le_bytes());
+        bytes.extend_from_slice(&position.index.to_le_bytes());
+        bytes.extend_from_slice(&position.term.to_le_bytes());
+        bytes.extend_from_slice(&(map.len() as u64).to_le_bytes());
+        for (key, value) in map.iter() {
+            bytes.extend_from_slice(&(key.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(key);
+            bytes.extend_from_slice(value);
+        }
+        bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path).unwrap(), Snapshot { position, map, sessions: Sessions::default() });
+    }
 
     fn sample() -> Map {
         (0..1000u32).map(|i| (format!("key-{i}").into_bytes(), vec![i as u8; (i % 300) as usize])).collect()
@@ -398,11 +494,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = SnapshotDir::new(dir.path());
         assert_eq!(snapshots.load().unwrap(), None);
-        snapshots.write(Position { index: 5, term: 1 }, &Map::new()).unwrap();
-        let map = sample();
-        snapshots.write(Position { index: 1234, term: 7 }, &map).unwrap();
+        snapshots.write(Position { index: 5, term: 1 }, &Map::new(), &Sessions::default()).unwrap();
+        let (map, sessions) = (sample(), sample_sessions());
+        snapshots.write(Position { index: 1234, term: 7 }, &map, &sessions).unwrap();
         assert_eq!(snapshots.position().unwrap(), Some(Position { index: 1234, term: 7 }));
-        assert_eq!(snapshots.load().unwrap(), Some((Position { index: 1234, term: 7 }, map)));
+        let position = Position { index: 1234, term: 7 };
+        assert_eq!(snapshots.load().unwrap(), Some(Snapshot { position, map, sessions }));
         assert!(!snapshots.tmp_path().exists());
     }
 
@@ -415,18 +512,19 @@ mod tests {
         let snapshots = SnapshotDir::new(dir.path());
         let taker = snapshots.clone();
         let older = Position { index: 100, term: 2 };
-        let tmp = taker.write_tmp(older, &sample()).unwrap();
+        let tmp = taker.write_tmp(older, &sample(), &Sessions::default()).unwrap();
         let newer = Position { index: 200, term: 3 };
-        snapshots.write(newer, &Map::new()).unwrap();
+        snapshots.write(newer, &Map::new(), &Sessions::default()).unwrap();
         assert_eq!(taker.install_if_newer(&tmp, older).unwrap(), None);
         assert!(!tmp.exists());
         assert_eq!(snapshots.installed(), Some(newer));
         let (_, position, bytes) = snapshots.open_installed().unwrap();
         assert_eq!((position, bytes), (newer, std::fs::metadata(snapshots.path()).unwrap().len()));
         let newest = Position { index: 300, term: 3 };
-        let tmp = taker.write_tmp(newest, &sample()).unwrap();
+        let tmp = taker.write_tmp(newest, &sample(), &sample_sessions()).unwrap();
         assert!(taker.install_if_newer(&tmp, newest).unwrap().is_some());
-        assert_eq!(snapshots.load().unwrap(), Some((newest, sample())));
+        let loaded = Snapshot { position: newest, map: sample(), sessions: sample_sessions() };
+        assert_eq!(snapshots.load().unwrap(), Some(loaded));
     }
 
     /// Goal: any flipped byte or cut tail is refused with the file's name, never loaded.
@@ -434,9 +532,10 @@ mod tests {
     fn damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = SnapshotDir::new(dir.path());
-        snapshots.write(Position { index: 9, term: 2 }, &sample()).unwrap();
+        snapshots.write(Position { index: 9, term: 2 }, &sample(), &sample_sessions()).unwrap();
         let good = std::fs::read(snapshots.path()).unwrap();
-        for at in [3, 13, 40, 41, 500, good.len() / 2, good.len() - 1] {
+        // The sessions sit just before the CRC: flip bytes there too.
+        for at in [3, 13, 40, 41, 500, good.len() / 2, good.len() - 60, good.len() - 1] {
             let mut bytes = good.clone();
             bytes[at] ^= 0x40;
             std::fs::write(snapshots.path(), &bytes).unwrap();
