@@ -236,3 +236,74 @@ async fn backup_then_restore_into_a_new_cluster() {
         assert!(applied.is_some(), "{addr} did not apply the new write");
     }
 }
+
+/// Goal (issue 17): a session write resent long after it took effect is answered with its
+/// first position and changes nothing: at a new leader after `kill -9` of the old one;
+/// at a node that received the sessions in a snapshot (the old leader, restarted after the
+/// log it missed was compacted, then made leader); and after every node restarted from
+/// its snapshot and log. Meanwhile another client's later write of the key must stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_write_is_answered_once_after_failover_snapshot_install_and_restart() {
+    let max_log_bytes: u64 = 256 * 1024;
+    let mut cluster = Cluster::start(3, &["--max-log-bytes", &max_log_bytes.to_string()]);
+    let mut client = cluster.client();
+    let first_leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let resend = Request::Session {
+        id: [42; 16],
+        seq: 1,
+        acked_seq: 0,
+        write: Box::new(Request::Put { key: b"k".to_vec(), value: b"A".to_vec() }),
+    };
+    let first = client.request(resend.clone()).await.unwrap();
+    assert!(matches!(first, Response::Written { .. }), "{first:?}");
+    client.put(b"k", b"B").await.unwrap();
+    let check = |client: &mut baton_node::client::Client, stage: &'static str| {
+        let (resend, first) = (resend.clone(), first.clone());
+        let mut client = client.sharing_connections();
+        async move {
+            let answer = client.request(resend).await.unwrap();
+            assert_eq!(answer, first, "{stage}: the resend was not answered with its first position");
+            let (value, _) = client.get(b"k", ReadMode::Leader).await.unwrap();
+            assert_eq!(value.as_deref(), Some(&b"B"[..]), "{stage}: the resend undid a later write");
+        }
+    };
+
+    cluster.node(&first_leader).kill();
+    let second_leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    assert_ne!(second_leader, first_leader);
+    check(&mut client, "after a failover").await;
+
+    // Enough log that the leader compacts past everything the killed node holds.
+    for i in 0..(2 * max_log_bytes as usize / VALUE_BYTES) {
+        client.put(format!("fill-{i}").as_bytes(), &value_of(i)).await.unwrap();
+    }
+    let leader_addr = cluster.node(&second_leader).addr;
+    let compacted = wait_until!(ELECTION, {
+        status_of(&mut client, leader_addr).await.filter(|s| s.snapshots_taken > 0 && s.snapshot_index > 10)
+    });
+    assert!(compacted.is_some(), "the leader never compacted\n{}", cluster.logs());
+    cluster.node(&first_leader).start();
+    let first_addr = cluster.node(&first_leader).addr;
+    let installed = wait_until!(Duration::from_secs(30), {
+        status_of(&mut client, first_addr).await.filter(|s| s.snapshots_installed > 0)
+    });
+    assert!(installed.is_some(), "{first_leader} did not receive a snapshot\n{}", cluster.logs());
+    let handed_over = wait_until!(Duration::from_secs(30), {
+        let _ = client.request(Request::Switchover { to: Some(first_leader.clone()), dry_run: false }).await;
+        status_of(&mut client, first_addr).await.filter(|s| s.role == "leader")
+    });
+    assert!(handed_over.is_some(), "{first_leader} did not take over\n{}", cluster.logs());
+    check(&mut client, "at a leader that got the sessions in a snapshot").await;
+    let status = status_of(&mut client, first_addr).await.unwrap();
+    assert!(status.duplicate_writes >= 1 && status.sessions >= 2, "{status:?}");
+
+    for node in &mut cluster.nodes {
+        node.kill();
+    }
+    for node in &mut cluster.nodes {
+        node.start();
+    }
+    let mut client = cluster.client();
+    cluster.wait_for_leader(&mut client, ELECTION).await;
+    check(&mut client, "after every node restarted").await;
+}
