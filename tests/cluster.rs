@@ -374,3 +374,56 @@ async fn a_compare_and_set_skips_a_stopped_node_listed_first() {
         assert!(matches!(outcome, Ok(Ok(_))), "cas {i}: {outcome:?}");
     }
 }
+
+/// Runs `baton` against `cluster` with `args`: its exit code and stderr.
+fn baton(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
+    let cluster_list: Vec<String> = cluster.addrs().iter().map(ToString::to_string).collect();
+    let output = std::process::Command::new(support::binaries().join("baton"))
+        .args(["--cluster", &cluster_list.join(","), "--certs", &cluster.certs.display().to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Goal (issue 21): every exit code means what the README says: 0 done, 1 the answer was
+/// no, 2 usage (bad arguments, missing certificates: the error names the command that
+/// makes them), 3 degraded, 4 outcome unknown (a write reached a leader that could not
+/// commit it), 5 not done (no node could be reached: nothing sent). Also: a node's log
+/// written to a file carries no colour escapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_exit_code_means_what_the_readme_says() {
+    let mut cluster = Cluster::start(3, &["--mode", "quorum"]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    for node in &cluster.nodes {
+        let log = std::fs::read(&node.log).unwrap();
+        assert!(!log.is_empty() && !log.contains(&0x1b), "{}: colour escapes in a log file", node.id);
+    }
+    assert_eq!(baton(&cluster, &["put", "k", "v"]).0, Some(0));
+    assert_eq!(baton(&cluster, &["get", "absent"]).0, Some(1));
+    assert_eq!(baton(&cluster, &["cas", "k", "--expected", "other", "--new", "w"]).0, Some(1));
+    assert_eq!(baton(&cluster, &["put", "only-a-key"]).0, Some(2));
+    assert_eq!(baton(&cluster, &["get", "k", "--timeout", "0"]).0, Some(2));
+    let empty = cluster.dir.path().join("no-certs");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (code, stderr) = baton(&cluster, &["get", "k", "--certs", &empty.display().to_string()]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("ca.pem") && stderr.contains("baton certs --out"), "{stderr}");
+    assert_eq!(baton(&cluster, &["status"]).0, Some(0));
+
+    let followers: Vec<String> = cluster.nodes.iter().filter(|n| n.id != leader).map(|n| n.id.clone()).collect();
+    for follower in &followers {
+        cluster.node(follower).kill();
+    }
+    // At once, while the leader still leads (it steps down an election timeout later).
+    let (code, stderr) = baton(&cluster, &["put", "k2", "v", "--timeout", "3"]);
+    assert_eq!(code, Some(4), "a write the lone leader took but could not commit: {stderr}");
+    assert!(stderr.contains("may or may not have applied"), "{stderr}");
+    let (code, stderr) = baton(&cluster, &["status"]);
+    assert_eq!(code, Some(3), "{stderr}");
+
+    cluster.node(&leader).kill();
+    let (code, stderr) = baton(&cluster, &["put", "k3", "v", "--timeout", "2"]);
+    assert_eq!(code, Some(5), "no node could be reached: {stderr}");
+}

@@ -271,6 +271,26 @@ async fn async_writes_lost_in_failover_are_reported() {
         matches!(read, Ok(Response::Value { value: None, .. })),
         "the old leader still serves a discarded write: {read:?}"
     );
+    // `baton discarded --json` pages through the same journal: one JSON line per write,
+    // numbered, with the node's id; `--limit` bounds it.
+    let cluster_list: Vec<String> = cluster.addrs().iter().map(ToString::to_string).collect();
+    let discarded = |extra: &[&str]| {
+        let output = std::process::Command::new(support::binaries().join("baton"))
+            .args(["--cluster", &cluster_list.join(","), "--certs", &cluster.certs.display().to_string()])
+            .args(["discarded", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let lines = String::from_utf8(output.stdout).unwrap();
+        lines.lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()).collect::<Vec<_>>()
+    };
+    let listed = discarded(&[]);
+    let from_old: Vec<&serde_json::Value> = listed.iter().filter(|row| row["node"] == old.as_str()).collect();
+    assert_eq!(from_old.len(), reported.len(), "{listed:?}");
+    assert!(from_old.iter().any(|row| row["key"] == lost.as_str() && row["record"].as_u64() > Some(0)));
+    let limited = discarded(&["--limit", "1"]);
+    assert_eq!(limited.iter().filter(|row| row["node"] == old.as_str()).count(), 1);
     println!(
         "async failover: {} writes acknowledged by {old} alone; {survived} survived, {} reported in discarded/",
         acknowledged.len(),

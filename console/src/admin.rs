@@ -38,7 +38,7 @@ pub async fn switchover(
                 for reason in reasons {
                     eprintln!("  - {reason}");
                 }
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(crate::exit::REFUSED));
             }
             if !started {
                 println!("{target} is eligible: a switchover would hand leadership to it");
@@ -50,7 +50,7 @@ pub async fn switchover(
             let _ = wait;
             if !wait_for_leader(client, &target).await {
                 eprintln!("baton: {target} did not take over within {LEADER_WAIT:?}; the old leader resumed");
-                return Ok(ExitCode::from(1));
+                return Ok(ExitCode::from(crate::exit::NOT_DONE));
             }
             println!("{target}");
             Ok(ExitCode::SUCCESS)
@@ -63,7 +63,7 @@ pub async fn failover(client: &mut Client, to: &str, yes: bool) -> Result<ExitCo
     let status = gather(client).await;
     let Some(target) = status.nodes.iter().find(|n| n.id.as_deref() == Some(to)) else {
         eprintln!("baton: {to} did not answer (or is not in --cluster); a failover needs the node itself");
-        return Ok(ExitCode::from(1));
+        return Ok(ExitCode::from(crate::exit::NOT_DONE));
     };
     let position = |n: &crate::status::NodeRow| Position::new(n.last_term.unwrap_or(0), n.last_index.unwrap_or(0));
     let others: Vec<(NodeId, Position)> = status
@@ -78,7 +78,7 @@ pub async fn failover(client: &mut Client, to: &str, yes: bool) -> Result<ExitCo
     let verdict = client.call(addr, &Request::Campaign { dry_run: true }).await?;
     if let Response::Campaign { accepted: false, reason } = verdict {
         eprintln!("baton: failover to {to} refused: {}", reason.unwrap_or_default());
-        return Ok(ExitCode::from(1));
+        return Ok(ExitCode::from(crate::exit::REFUSED));
     }
     let bound = if estimate.exact { "" } else { "at least " };
     eprintln!(
@@ -92,7 +92,7 @@ pub async fn failover(client: &mut Client, to: &str, yes: bool) -> Result<ExitCo
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if answer.trim() != "yes" {
             eprintln!("baton: not confirmed; nothing done");
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(crate::exit::REFUSED));
         }
     }
     // A voter that heard the old leader a few milliseconds later than the candidate may
@@ -118,7 +118,7 @@ pub async fn failover(client: &mut Client, to: &str, yes: bool) -> Result<ExitCo
     }
     let reason = last_refusal.unwrap_or_else(|| "it campaigned but did not win".into());
     eprintln!("baton: failover to {to} did not complete within {LEADER_WAIT:?}: {reason} (see `baton status`)");
-    Ok(ExitCode::from(1))
+    Ok(ExitCode::from(crate::exit::NOT_DONE))
 }
 
 /// `baton pause` and `baton resume`.
@@ -193,7 +193,13 @@ pub async fn history(client: &mut Client, json: bool) -> Result<ExitCode, Client
 }
 
 /// Every node's discarded writes.
-pub async fn discarded(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> {
+/// `baton discarded`: every node's journal, page by page (each page fits a frame).
+pub async fn discarded(
+    client: &mut Client,
+    json: bool,
+    since_index: u64,
+    limit: Option<u64>,
+) -> Result<ExitCode, ClientError> {
     #[derive(serde::Serialize)]
     struct Row {
         node: String,
@@ -201,22 +207,58 @@ pub async fn discarded(client: &mut Client, json: bool) -> Result<ExitCode, Clie
         write: baton_node::status::DiscardedWrite,
     }
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     for addr in client.addrs().to_vec() {
         let node = client.status_of(addr).await.map(|s| s.id).unwrap_or_else(|_| addr.to_string());
-        if let Ok(Response::Discarded(Json(writes))) = client.call(addr, &Request::Discarded).await {
-            rows.extend(writes.into_iter().map(|write| Row { node: node.clone(), write }));
+        let (mut after_record, mut taken) = (0, 0u64);
+        loop {
+            let wanted = limit.map_or(u64::MAX, |limit| limit - taken).min(u64::from(u32::MAX)) as u32;
+            if wanted == 0 {
+                break;
+            }
+            let request = Request::DiscardedPage { since_index, after_record, limit: wanted };
+            let page = match client.call(addr, &request).await {
+                Ok(Response::DiscardedPage(Json(page))) => page,
+                // A node older than paging: its whole journal in one answer.
+                Ok(Response::Error { code: baton_node::frame::ErrorCode::Unsupported, .. }) => {
+                    if let Ok(Response::Discarded(Json(writes))) = client.call(addr, &Request::Discarded).await {
+                        let writes = writes.into_iter().filter(|w| w.index >= since_index);
+                        rows.extend(writes.map(|write| Row { node: node.clone(), write }));
+                    }
+                    break;
+                }
+                _ => {
+                    notes.push(format!("{node}: no answer; its discarded writes are not listed"));
+                    break;
+                }
+            };
+            if after_record == 0 && page.rotated_away.records > 0 {
+                notes.push(format!(
+                    "{node}: {} older records (through record {}) were rotated out of its journal",
+                    page.rotated_away.records, page.rotated_away.through_record
+                ));
+            }
+            taken += page.writes.len() as u64;
+            rows.extend(page.writes.into_iter().map(|write| Row { node: node.clone(), write }));
+            match page.next_after_record {
+                Some(next) => after_record = next,
+                None => break,
+            }
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+        for row in &rows {
+            println!("{}", serde_json::to_string(row).expect("rows serialize"));
+        }
     } else if rows.is_empty() {
         println!("no discarded writes");
     } else {
         println!("{:<6} {:>6} {:>8} {:<6} {:<24} value", "node", "term", "index", "op", "key");
         for row in &rows {
             let w = &row.write;
+            let cut = if w.value_truncated { " (cut: the node's journal file holds it whole)" } else { "" };
             println!(
-                "{:<6} {:>6} {:>8} {:<6} {:<24} {}",
+                "{:<6} {:>6} {:>8} {:<6} {:<24} {}{cut}",
                 row.node,
                 w.term,
                 w.index,
@@ -225,6 +267,9 @@ pub async fn discarded(client: &mut Client, json: bool) -> Result<ExitCode, Clie
                 w.value.as_deref().unwrap_or("-")
             );
         }
+    }
+    for note in notes {
+        eprintln!("baton: {note}");
     }
     Ok(ExitCode::SUCCESS)
 }

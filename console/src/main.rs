@@ -5,6 +5,7 @@
 mod admin;
 mod bench;
 mod confine;
+mod exit;
 mod local;
 mod status;
 mod tui;
@@ -22,7 +23,7 @@ use std::process::ExitCode;
 const CLIENT_SOCKET: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0);
 
 #[derive(Parser, Debug)]
-#[command(name = "baton", version, about = "Operate a Baton cluster")]
+#[command(name = "baton", version, about = "Operate a Baton cluster", after_help = exit::HELP)]
 struct Args {
     /// The cluster's node addresses, comma-separated (IP addresses or host names, as
     /// HOST:PORT).
@@ -34,6 +35,10 @@ struct Args {
     /// Which certificate to use from the certificate directory.
     #[arg(long, default_value = "operator", global = true)]
     as_operator: String,
+    /// Seconds a command may keep trying (reaching a leader, resending a write) before
+    /// it gives up: exit 5 if nothing was applied, 4 if a write may still take effect.
+    #[arg(long, global = true, default_value_t = 15.0, value_parser = parse_timeout)]
+    timeout: f64,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -173,10 +178,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Writes that nodes discarded in async mode (they may have been acknowledged).
+    /// Writes that nodes discarded in async mode (they may have been acknowledged), from
+    /// each node's journal, oldest first.
     Discarded {
+        /// One JSON object per line (with the node's id and the record's number).
         #[arg(long)]
         json: bool,
+        /// Only writes at this log index or above.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// At most this many writes per node.
+        #[arg(long)]
+        limit: Option<u64>,
     },
 }
 
@@ -255,9 +268,16 @@ fn targets(written: &[NodeAddr], resolved: &[SocketAddr]) -> Vec<status::Target>
     targets.map(|(written, addr)| status::Target { label: written.to_string(), addr: *addr }).collect()
 }
 
+/// A command that cannot run as given (nothing was sent).
 fn fail(message: &str) -> ExitCode {
-    eprintln!("baton: {message}");
-    ExitCode::from(2)
+    exit::fail_with(exit::USAGE, message)
+}
+
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
+        _ => Err(format!("{text:?}: seconds, above 0 and at most 86400 (for example 2.5)")),
+    }
 }
 
 async fn run(args: Args) -> ExitCode {
@@ -314,9 +334,9 @@ async fn run(args: Args) -> ExitCode {
                         bench::print(&report, *json);
                         ExitCode::SUCCESS
                     }
-                    Err(error) => fail(&error),
+                    Err(error) => exit::fail_with(exit::NOT_DONE, &error),
                 },
-                () = interrupted => fail("interrupted: the local cluster's nodes were stopped and its directory deleted"),
+                () = interrupted => exit::fail_with(exit::NOT_DONE, "interrupted: the local cluster's nodes were stopped and its directory deleted"),
             };
         }
         _ => {}
@@ -348,6 +368,7 @@ async fn run(args: Args) -> ExitCode {
         Ok(client) => client,
         Err(error) => return fail(&error.to_string()),
     };
+    client.deadline = std::time::Duration::from_secs_f64(args.timeout);
     let outcome: Result<ExitCode, ClientError> = async {
         let Some(command) = args.command else { unreachable!("the console is handled above") };
         match command {
@@ -375,7 +396,7 @@ async fn run(args: Args) -> ExitCode {
                 }
                 (None, applied) => {
                     eprintln!("baton: {key:?} is absent (applied index {applied})");
-                    Ok(ExitCode::from(1))
+                    Ok(ExitCode::from(exit::REFUSED))
                 }
             },
             Command::Cas { key, expected, new } => {
@@ -390,7 +411,7 @@ async fn run(args: Args) -> ExitCode {
                     Err(current) => {
                         let current = current.map(|v| String::from_utf8_lossy(&v).into_owned());
                         eprintln!("baton: compare-and-set refused: current value is {current:?}");
-                        Ok(ExitCode::from(1))
+                        Ok(ExitCode::from(exit::REFUSED))
                     }
                 }
             }
@@ -422,11 +443,11 @@ async fn run(args: Args) -> ExitCode {
             Command::Pause => admin::set_paused(&mut client, true).await,
             Command::Resume => admin::set_paused(&mut client, false).await,
             Command::History { json } => admin::history(&mut client, json).await,
-            Command::Discarded { json } => admin::discarded(&mut client, json).await,
+            Command::Discarded { json, since, limit } => admin::discarded(&mut client, json, since, limit).await,
         }
     }
     .await;
-    outcome.unwrap_or_else(|error| fail(&error.to_string()))
+    outcome.unwrap_or_else(|error| exit::fail_with(exit::code_of(&error), &error.to_string()))
 }
 
 /// `baton demo`: a local cluster, a light write load, and the console with `k`.
@@ -434,7 +455,7 @@ async fn demo(mode: &str) -> ExitCode {
     eprintln!("starting a local 3-node cluster ({mode})…");
     let cluster = match local::LocalCluster::start(3, &["--mode".to_string(), mode.to_string()]) {
         Ok(cluster) => cluster,
-        Err(error) => return fail(&error),
+        Err(error) => return exit::fail_with(exit::NOT_DONE, &error),
     };
     let identity = Identity::Operator("operator".into());
     let mut writer = match Client::new(cluster.addrs.clone(), &cluster.certs, &identity) {

@@ -73,6 +73,9 @@ pub struct NodeRow {
     /// Keys in its key-value map, and their keys' and values' bytes.
     pub keys: Option<u64>,
     pub data_bytes: Option<u64>,
+    /// Writes it acknowledged as leader, and their latency histogram, since it started.
+    pub writes_acknowledged: Option<u64>,
+    pub write_ack_latency: Option<baton_node::status::LatencyHistogram>,
     pub error: Option<String>,
 }
 
@@ -238,6 +241,8 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     cost: Some(status.cost),
                     keys: Some(status.keys),
                     data_bytes: Some(status.data_bytes),
+                    writes_acknowledged: Some(status.writes_acknowledged),
+                    write_ack_latency: Some(status.write_ack_latency),
                     error: None,
                 }
             }
@@ -362,7 +367,7 @@ pub async fn run(poller: &mut Poller, json: bool, watch: Option<Duration>) -> Ex
                 for problem in &status.problems {
                     eprintln!("baton: degraded: {problem}");
                 }
-                return ExitCode::from(3);
+                return ExitCode::from(crate::exit::DEGRADED);
             }
         }
     }

@@ -75,6 +75,8 @@ pub enum CertError {
     Generate(#[from] rcgen::Error),
     #[error("{missing}: missing, while {present} is there. Fix: {fix}")]
     Incomplete { missing: PathBuf, present: PathBuf, fix: &'static str },
+    #[error("{path}: no such file. Fix: {fix}")]
+    Missing { path: PathBuf, fix: String },
     #[error("{0:?} is not a valid node id: use letters, digits and '-' (for example n1)")]
     BadName(String),
 }
@@ -263,11 +265,26 @@ impl Credentials {
     /// certificate names `identity`.
     pub fn load(dir: &Path, identity: &Identity) -> Result<Credentials, CertError> {
         let stem = identity.file_stem();
-        let ca =
-            read_certificates(&dir.join("ca.pem"))?.into_iter().next().expect("read_certificates returns at least one");
-        let certificate_path = dir.join(format!("{stem}.pem"));
+        // A missing file is the commonest set-up mistake: name the command that makes it.
+        let missing = |path: PathBuf| {
+            let nodes = match identity {
+                Identity::Node(id) => id.clone(),
+                _ => "n1,n2,n3".into(),
+            };
+            let fix = format!(
+                "`baton certs --out {} --nodes {nodes}` creates ca.pem and {stem}.pem/.key there                  (or copy them from the directory where the cluster's certificates were made)",
+                dir.display()
+            );
+            CertError::Missing { path, fix }
+        };
+        let exists = |path: PathBuf| if path.exists() { Ok(path) } else { Err(missing(path)) };
+        let ca = read_certificates(&exists(dir.join("ca.pem"))?)?
+            .into_iter()
+            .next()
+            .expect("read_certificates returns at least one");
+        let certificate_path = exists(dir.join(format!("{stem}.pem")))?;
         let chain = read_certificates(&certificate_path)?;
-        let key_path = dir.join(format!("{stem}.key"));
+        let key_path = exists(dir.join(format!("{stem}.key")))?;
         let key_pem = std::fs::read(&key_path).map_err(io(&key_path))?;
         let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .ok()

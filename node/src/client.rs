@@ -281,7 +281,7 @@ impl Client {
         let in_session = matches!(request, Request::Session { .. });
         let write = in_session || matches!(request, Request::Put { .. } | Request::Delete { .. } | Request::Cas { .. });
         let deadline = if in_session { self.deadline.min(SESSION_RESEND_WINDOW) } else { self.deadline };
-        let mut pause = RETRY_PAUSE_MIN;
+        let mut pause = crate::backoff::Backoff::new(RETRY_PAUSE_MIN, RETRY_PAUSE_MAX);
         let mut next = 0usize;
         let mut last_problem = String::from("no attempt");
         let mut redirects = 0;
@@ -356,8 +356,7 @@ impl Client {
                     continue; // Next node at once: this one is down or unreachable.
                 }
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+            tokio::time::sleep(pause.next_pause()).await;
         }
         match write && maybe_delivered {
             true => Err(unknown(format!("gave up after {deadline:?}: {last_problem}"))),

@@ -138,8 +138,9 @@ pub struct Driver {
     last_leader: Option<NodeId>,
     /// Set while a shutting-down leader hands over.
     handover_deadline: Option<Instant>,
-    /// `<data dir>/discarded/discarded.jsonl`: every discarded write, one JSON per line.
-    discarded_file: std::path::PathBuf,
+    /// `<data dir>/discarded/`: every discarded write (see `crate::discarded`).
+    discarded_dir: std::path::PathBuf,
+    discarded: Option<crate::discarded::Journal>,
     discarded_entries: u64,
     snapshots: Option<SnapshotDir>,
     /// The installed snapshot's position and size.
@@ -159,6 +160,9 @@ pub struct Driver {
     /// Resent session writes answered with their first outcome instead of applied again.
     duplicate_writes: u64,
     fsync_latency: crate::status::LatencyHistogram,
+    /// Client writes acknowledged (as leader), and each one's time from arrival.
+    writes_acknowledged: u64,
+    write_ack_latency: crate::status::LatencyHistogram,
     /// On the leader: each follower's match index and when it last moved, so a status
     /// can tell a stalled follower (connected, behind, not moving) from a slow one.
     follower_progress: std::collections::HashMap<NodeId, (u64, Instant)>,
@@ -209,7 +213,8 @@ impl Driver {
             history: VecDeque::new(),
             last_leader: None,
             handover_deadline: None,
-            discarded_file: std::path::PathBuf::new(),
+            discarded_dir: std::path::PathBuf::new(),
+            discarded: None,
             discarded_entries: 0,
             snapshots: None,
             snapshot: Position::ZERO,
@@ -224,6 +229,8 @@ impl Driver {
             snapshots_taken: 0,
             snapshots_installed: 0,
             fsync_latency: crate::status::LatencyHistogram::default(),
+            writes_acknowledged: 0,
+            write_ack_latency: crate::status::LatencyHistogram::default(),
             follower_progress: std::collections::HashMap::new(),
             fsync_recent: Duration::ZERO,
         }
@@ -250,39 +257,34 @@ impl Driver {
 
     /// Where discarded writes are kept (under the data directory).
     pub fn with_discarded_dir(mut self, dir: std::path::PathBuf) -> Driver {
-        self.discarded_file = dir.join("discarded.jsonl");
+        self.discarded = Some(crate::discarded::Journal::open(&dir));
+        self.discarded_dir = dir;
         self
     }
 
-    /// Writes the entries about to be truncated to the discarded file, durably: they may
-    /// have been acknowledged, and nothing is lost silently.
+    /// Records the entries `from_index..=to_index` in the discarded-writes journal before
+    /// they are truncated. If they cannot be recorded the node stops, loudly, before the
+    /// truncation: a discarded write never disappears silently.
     fn keep_discarded(&mut self, from_index: u64, to_index: u64) {
-        use std::io::Write;
-        let mut lines = String::new();
+        let mut writes = Vec::new();
         for index in from_index..=to_index {
             let Some((term, payload)) = self.entry(index) else { continue };
-            let record = describe_discarded(index, term, &payload);
-            lines.push_str(&serde_json::to_string(&record).expect("records serialize"));
-            lines.push('\n');
-            self.discarded_entries += 1;
+            writes.push(describe_discarded(index, term, &payload));
         }
-        let dir = self.discarded_file.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
-        let written = std::fs::create_dir_all(&dir).and_then(|()| {
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.discarded_file)?;
-            file.write_all(lines.as_bytes())?;
-            crate::storage::sync_data(&file)
-        });
-        if let Err(error) = written {
-            tracing::error!(%error, path = %self.discarded_file.display(), "cannot record discarded writes");
+        let recorded = writes.len() as u64;
+        let Some(journal) = self.discarded.as_mut() else { return };
+        if let Err(source) = journal.append(writes) {
+            let path = self.discarded_dir.clone();
+            self.fatal_storage(crate::storage::StorageError::Io { path, source });
         }
+        self.discarded_entries += recorded;
     }
 
-    fn read_discarded(&self) -> Vec<crate::status::DiscardedWrite> {
-        std::fs::read_to_string(&self.discarded_file)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
+    fn discarded_page(&self, since_index: u64, after_record: u64, limit: usize) -> crate::discarded::DiscardedPage {
+        match &self.discarded {
+            Some(journal) => journal.page(since_index, after_record, limit),
+            None => crate::discarded::DiscardedPage::default(),
+        }
     }
 
     fn now(&self) -> u64 {
@@ -826,6 +828,10 @@ impl Driver {
                         Applied::Noop | Applied::Done | Applied::Undecodable => Response::Written { term, index },
                     }
                 };
+                if matches!(response, Response::Written { .. } | Response::CasMismatch { .. }) {
+                    self.writes_acknowledged += 1;
+                    self.write_ack_latency.record(pending.since.elapsed());
+                }
                 let _ = pending.reply.send(response);
             }
         }
@@ -925,7 +931,14 @@ impl Driver {
                 return;
             }
             Request::Discarded => {
-                let _ = reply.send(Response::Discarded(Json(self.read_discarded())));
+                // The first page: older clients ask for the whole journal in one answer.
+                let writes = self.discarded_page(0, 0, crate::discarded::PAGE_RECORDS_MAX).writes;
+                let _ = reply.send(Response::Discarded(Json(writes)));
+                return;
+            }
+            Request::DiscardedPage { since_index, after_record, limit } => {
+                let page = self.discarded_page(since_index, after_record, limit as usize);
+                let _ = reply.send(Response::DiscardedPage(Json(page)));
                 return;
             }
             Request::Switchover { to, dry_run } => {
@@ -1252,6 +1265,8 @@ impl Driver {
             failover_safe: is_leader.then_some(failover_loss_entries == 0),
             failover_loss_entries,
             fsync_latency: self.fsync_latency.clone(),
+            writes_acknowledged: self.writes_acknowledged,
+            write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             addr: self.membership.addr_of(self.membership.me()).to_string(),
@@ -1320,7 +1335,8 @@ fn operator_only(request: &Request) -> bool {
         | Request::Cas { .. }
         | Request::Status
         | Request::History
-        | Request::Discarded => false,
+        | Request::Discarded
+        | Request::DiscardedPage { .. } => false,
         // Only writes go in a session (checked when it is proposed).
         Request::Session { write, .. } => operator_only(write),
     }
@@ -1361,7 +1377,15 @@ fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::D
             Ok(Command::Session { .. }) | Err(_) => ("undecodable", String::new(), None),
         }
     };
-    crate::status::DiscardedWrite { at_unix_ms: unix_ms(), term, index, op: op.into(), key, value }
+    crate::status::DiscardedWrite {
+        at_unix_ms: unix_ms(),
+        term,
+        index,
+        op: op.into(),
+        key,
+        value,
+        ..Default::default()
+    }
 }
 
 /// The recent fsync time after one more fsync took `elapsed`: a moving average over

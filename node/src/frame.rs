@@ -185,6 +185,13 @@ pub enum Request {
         acked_seq: u64,
         write: Box<Request>,
     } = 12,
+    /// Up to `limit` records of this node's discarded-writes journal numbered above
+    /// `after_record` with a log index of at least `since_index` (see `crate::discarded`).
+    DiscardedPage {
+        since_index: u64,
+        after_record: u64,
+        limit: u32,
+    } = 13,
 }
 
 /// Why a request failed, in a form scripts can test.
@@ -276,6 +283,7 @@ pub enum Response {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     } = 11,
+    DiscardedPage(Json<crate::discarded::DiscardedPage>) = 12,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,10 +5,12 @@
 //! library.
 
 pub mod addr;
+pub mod backoff;
 pub mod certs;
 pub mod client;
 pub mod config;
 pub mod cost;
+pub mod discarded;
 pub mod driver;
 pub mod frame;
 pub mod kv;

@@ -71,6 +71,10 @@ pub struct NodeStatus {
     /// Resent writes this node answered with their first outcome instead of applying
     /// them again, since it started.
     pub duplicate_writes: u64,
+    /// Client writes this node acknowledged as leader since it started, and how long each
+    /// took from arrival to acknowledgement: two samples give the write rate and latency.
+    pub writes_acknowledged: u64,
+    pub write_ack_latency: LatencyHistogram,
 }
 
 /// A cluster member's id and the address the node reaching it uses.
@@ -100,6 +104,10 @@ pub struct DiscardedWrite {
     pub op: String,
     pub key: String,
     pub value: Option<String>,
+    /// Its number in the node's journal (from 1; see `baton_node::discarded`).
+    pub record: u64,
+    /// The value was cut to fit an answer (the node's journal file holds it whole).
+    pub value_truncated: bool,
 }
 
 /// One leadership change as a node saw it.
@@ -157,6 +165,20 @@ pub struct LatencyHistogram {
 }
 
 impl LatencyHistogram {
+    /// The upper bound (µs) of the bucket holding quantile `q` (0..=1) of the samples
+    /// recorded between `earlier` and `self`; `None` without samples, `u64::MAX` when it
+    /// is above the largest bucket.
+    pub fn quantile_since(&self, earlier: &LatencyHistogram, q: f64) -> Option<u64> {
+        let count = self.count.checked_sub(earlier.count).filter(|c| *c > 0)?;
+        let wanted = (count as f64 * q).ceil().max(1.0) as u64;
+        for ((now, then), bound) in self.buckets.iter().zip(&earlier.buckets).zip(LATENCY_BUCKETS_US) {
+            if now.saturating_sub(*then) >= wanted {
+                return Some(bound);
+            }
+        }
+        Some(u64::MAX)
+    }
+
     pub fn record(&mut self, elapsed: std::time::Duration) {
         let us = elapsed.as_micros() as u64;
         self.count += 1;

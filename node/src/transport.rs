@@ -131,7 +131,7 @@ pub async fn run_link(
     let name = membership.name_of(peer).to_string();
     // Resolved again at each attempt: a peer known by name may have moved.
     let addr = membership.addr_of(peer).clone();
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
         let attempt = match addr.resolve(local).await {
@@ -143,7 +143,7 @@ pub async fn run_link(
                 tracing::info!(peer = %name, %addr, "replication link up");
                 restarts.attached(peer, peer_incarnation);
                 state.set_up(true);
-                backoff = BACKOFF_MIN;
+                backoff.reset();
                 loop {
                     tokio::select! {
                         frame = frames.recv() => {
@@ -166,8 +166,7 @@ pub async fn run_link(
         }
         // Frames queued while down are stale; the core resends what matters.
         while frames.try_recv().is_ok() {}
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::time::sleep(backoff.next_pause()).await;
     }
 }
 

@@ -3,7 +3,7 @@
 //! of it is tested directly (keys → actions, status diffs → events).
 
 use crate::status::ClusterStatus;
-use baton_node::status::HistoryEntry;
+use baton_node::status::{HistoryEntry, LatencyHistogram};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, VecDeque};
 pub const EVENTS_MAX: usize = 200;
 /// Lag samples kept per node for its sparkline: one per second, three minutes.
 pub const LAG_SAMPLES_MAX: usize = 180;
+/// Once-a-second samples of each node's write counters kept: the header's write rate and
+/// latency cover the seconds between the oldest and the newest.
+pub const WRITE_SAMPLES_MAX: usize = 4;
 
 /// One key binding: the help screen and the footer are generated from this table.
 pub struct KeyBinding {
@@ -143,6 +146,54 @@ pub struct App {
     cost_samples: BTreeMap<String, (u64, baton_node::cost::ProcessCost)>,
     /// Per node id: what it costs per second, between the last two samples.
     pub cost_rates: BTreeMap<String, CostRate>,
+    /// Per node id: (when, writes acknowledged, their latency histogram), oldest first.
+    write_samples: BTreeMap<String, VecDeque<(u64, u64, LatencyHistogram)>>,
+    /// The cluster's write rate and acknowledgement latency over the last seconds.
+    pub write_rate: Option<WriteRate>,
+}
+
+/// Writes the cluster acknowledged per second and their acknowledgement latency, from
+/// the nodes' own counters (so any client's load counts), summed over the nodes (each
+/// counts what it acknowledged as leader, so a leadership change loses nothing).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WriteRate {
+    pub writes_per_second: f64,
+    /// Upper bounds of the latency buckets holding the median and the 99th percentile
+    /// (µs; `u64::MAX` above the largest bucket); `None` without writes.
+    pub p50_us: Option<u64>,
+    pub p99_us: Option<u64>,
+}
+
+impl WriteRate {
+    /// The rate over each node's samples, oldest to newest; a node whose counters went
+    /// back (it restarted) is left out until its samples are all from its new run.
+    fn over(samples: &BTreeMap<String, VecDeque<(u64, u64, LatencyHistogram)>>) -> Option<WriteRate> {
+        let (mut earlier, mut later) = (LatencyHistogram::default(), LatencyHistogram::default());
+        let mut writes_per_second = 0.0;
+        let mut any = false;
+        for node in samples.values() {
+            let (Some((from_ms, from_count, from)), Some((to_ms, to_count, to))) = (node.front(), node.back()) else {
+                continue;
+            };
+            let (Some(writes), true) = (to_count.checked_sub(*from_count), to_ms > from_ms) else { continue };
+            if to.count < from.count {
+                continue;
+            }
+            any = true;
+            writes_per_second += writes as f64 * 1000.0 / (to_ms - from_ms) as f64;
+            for (sum, part) in [(&mut earlier, from), (&mut later, to)] {
+                sum.count += part.count;
+                for (bucket, value) in sum.buckets.iter_mut().zip(&part.buckets) {
+                    *bucket += value;
+                }
+            }
+        }
+        any.then(|| WriteRate {
+            writes_per_second,
+            p50_us: later.quantile_since(&earlier, 0.5),
+            p99_us: later.quantile_since(&earlier, 0.99),
+        })
+    }
 }
 
 /// What a node costs per second, from two samples of its process's counters.
@@ -192,6 +243,8 @@ impl App {
             now_unix_ms: 0,
             cost_samples: BTreeMap::new(),
             cost_rates: BTreeMap::new(),
+            write_samples: BTreeMap::new(),
+            write_rate: None,
         }
     }
 
@@ -414,7 +467,15 @@ impl App {
                         None => self.cost_rates.remove(id),
                     };
                 }
+                if let (Some(count), Some(latency)) = (node.writes_acknowledged, &node.write_ack_latency) {
+                    let samples = self.write_samples.entry(id.clone()).or_default();
+                    samples.push_back((now_unix_ms, count, latency.clone()));
+                    while samples.len() > WRITE_SAMPLES_MAX {
+                        samples.pop_front();
+                    }
+                }
             }
+            self.write_rate = WriteRate::over(&self.write_samples);
         }
         self.selected = self.selected.min(status.nodes.len().saturating_sub(1));
         self.status = Some(status);
@@ -522,6 +583,50 @@ mod tests {
         let mut app = App::new("test".into(), false, true);
         app.on_status(cluster("n1", 2), &[], 1_000);
         app
+    }
+
+    /// `count` writes acknowledged so far, all within 1 ms, or all over 1 s.
+    fn acknowledged(count: u64, slow: bool) -> (Option<u64>, Option<LatencyHistogram>) {
+        let mut latency = LatencyHistogram { count, ..Default::default() };
+        for (bucket, bound) in latency.buckets.iter_mut().zip(baton_node::status::LATENCY_BUCKETS_US) {
+            *bucket = if !slow && bound >= 1_000 { count } else { 0 };
+        }
+        (Some(count), Some(latency))
+    }
+
+    /// Goal (issue 21): the header's write rate sums what each node acknowledged as
+    /// leader over the last seconds, so it keeps counting across a switchover, leaves a
+    /// restarted node out instead of going negative, and gives the latency buckets.
+    #[test]
+    fn the_write_rate_counts_across_a_leader_change_and_a_restart() {
+        let mut app = app();
+        let at = |app: &mut App, second: u64, counts: [(u64, bool); 3], leader: &str| {
+            let mut status = cluster(leader, 2);
+            for (node, (count, slow)) in status.nodes.iter_mut().zip(counts) {
+                (node.writes_acknowledged, node.write_ack_latency) = acknowledged(count, slow);
+            }
+            app.on_status(status, &[], 10_000 + second * 1000);
+        };
+        at(&mut app, 0, [(0, false), (0, false), (0, false)], "n1");
+        at(&mut app, 1, [(1_000, false), (0, false), (0, false)], "n1");
+        let rate = app.write_rate.expect("two samples");
+        assert_eq!(rate.writes_per_second, 1_000.0);
+        assert_eq!((rate.p50_us, rate.p99_us), (Some(1_000), Some(1_000)));
+        // n1 hands over to n2 and stops acknowledging; n2 takes over at the same rate.
+        at(&mut app, 2, [(1_500, false), (500, false), (0, false)], "n2");
+        at(&mut app, 3, [(1_500, false), (1_500, false), (0, false)], "n2");
+        let rate = app.write_rate.unwrap();
+        assert_eq!(rate.writes_per_second, 1_000.0, "{rate:?}");
+        // n1 restarts (its counters start over) and n2's writes turn slow.
+        at(&mut app, 4, [(0, false), (1_600, true), (0, false)], "n2");
+        let rate = app.write_rate.unwrap();
+        assert!(rate.writes_per_second > 0.0, "a restarted node never makes the rate negative: {rate:?}");
+        for second in 5..9 {
+            at(&mut app, second, [(0, false), (1_600 + second * 10, true), (0, false)], "n2");
+        }
+        let rate = app.write_rate.unwrap();
+        assert_eq!(rate.writes_per_second, 10.0, "{rate:?}");
+        assert_eq!((rate.p50_us, rate.p99_us), (Some(u64::MAX), Some(u64::MAX)), "over the largest bucket");
     }
 
     /// Goal: arrows move the selection within the table; q and Ctrl-C quit.

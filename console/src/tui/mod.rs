@@ -129,7 +129,7 @@ pub async fn run(options: Options, demo: Option<Arc<dyn DemoControl>>) -> ExitCo
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("baton: console stopped: {error}");
-            ExitCode::from(1)
+            ExitCode::from(crate::exit::NOT_DONE)
         }
     }
 }
@@ -170,12 +170,8 @@ fn spawn_action(
     demo: Option<Arc<dyn DemoControl>>,
     outcomes: mpsc::Sender<Outcome>,
 ) {
-    let addr_of = |id: &str| -> Option<SocketAddr> {
-        let status = app.status.as_ref()?;
-        status.nodes.iter().find(|n| n.id.as_deref() == Some(id))?.addr.parse().ok()
-    };
-    let target_addr = match &action {
-        Action::CheckFailover(id) | Action::Failover(id) => addr_of(id),
+    let target_addr = match (&action, app.status.as_ref()) {
+        (Action::CheckFailover(id) | Action::Failover(id), Some(status)) => addr_of(status, &options.targets, id),
         _ => None,
     };
     let options = options.clone();
@@ -187,6 +183,13 @@ fn spawn_action(
             };
         let _ = outcomes.send(outcome).await;
     });
+}
+
+/// The address to reach node `id` at. Its row shows the address as the operator wrote
+/// it (`pi2.local:7101`, say): the target with that label holds what it resolved to.
+fn addr_of(status: &crate::status::ClusterStatus, targets: &[crate::status::Target], id: &str) -> Option<SocketAddr> {
+    let label = &status.nodes.iter().find(|n| n.id.as_deref() == Some(id))?.addr;
+    targets.iter().find(|t| t.label == *label).map(|t| t.addr).or_else(|| label.parse().ok())
 }
 
 async fn leader_is(client: &mut Client, target: &str) -> bool {
@@ -284,5 +287,35 @@ async fn perform(
             None => failed("k works only in the demo".into()),
         },
         Action::None | Action::Quit => Outcome::Progress(String::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Target;
+
+    /// Goal (issue 21): the failover key finds a node given by host name (its row shows
+    /// `localhost:7102`, which does not parse as a socket address) through the address
+    /// the console resolved for it.
+    #[test]
+    fn a_node_given_by_host_name_is_found_for_a_failover() {
+        let status = |id: &str, addr: &str| baton_node::status::NodeStatus {
+            id: id.into(),
+            addr: addr.into(),
+            role: "follower".into(),
+            ..Default::default()
+        };
+        let answers = vec![
+            ("pi1.local:7101".to_string(), Some("n1".to_string()), Ok(status("n1", "pi1.local:7101"))),
+            ("pi2.local:7102".to_string(), Some("n2".to_string()), Ok(status("n2", "pi2.local:7102"))),
+        ];
+        let cluster = crate::status::assemble(answers);
+        let targets = vec![
+            Target { label: "pi1.local:7101".into(), addr: "192.0.2.1:7101".parse().unwrap() },
+            Target { label: "pi2.local:7102".into(), addr: "192.0.2.2:7102".parse().unwrap() },
+        ];
+        assert_eq!(addr_of(&cluster, &targets, "n2"), Some("192.0.2.2:7102".parse().unwrap()));
+        assert_eq!(addr_of(&cluster, &targets, "n9"), None);
     }
 }
