@@ -297,3 +297,34 @@ async fn async_writes_lost_in_failover_are_reported() {
         acknowledged.len() - survived
     );
 }
+
+/// Goal (issue 21): under systemd's Type=notify the node says READY=1 on NOTIFY_SOCKET
+/// once it serves (storage recovered, socket bound), and STOPPING=1 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_tells_systemd_when_it_is_ready_and_when_it_stops() {
+    let mut cluster = Cluster::start(1, &[]);
+    let node = cluster.node("n1");
+    node.kill();
+    let socket_path = cluster.dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let log = std::fs::File::create(cluster.dir.path().join("notified-node.log")).unwrap();
+    let mut child = std::process::Command::new(support::binaries().join("baton-node"))
+        .args(&cluster.nodes[0].args)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut message = [0u8; 256];
+    let read = socket.recv(&mut message);
+    let ready = read.as_ref().map(|bytes| String::from_utf8_lossy(&message[..*bytes]).into_owned());
+    let mut client = cluster.client();
+    let status = client.status_of(cluster.nodes[0].addr).await;
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let stopping = socket.recv(&mut message).map(|bytes| String::from_utf8_lossy(&message[..bytes]).into_owned());
+    let exited = child.wait().unwrap();
+    assert_eq!(ready.ok().as_deref().map(str::trim), Some("READY=1"), "no readiness on NOTIFY_SOCKET");
+    assert!(status.is_ok(), "ready, but not serving: {status:?}");
+    assert_eq!(stopping.ok().as_deref().map(str::trim), Some("STOPPING=1"));
+    assert!(exited.success(), "{exited:?}");
+}

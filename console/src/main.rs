@@ -178,6 +178,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// For packagers: write man pages (baton.1, baton-node.1) and shell completions
+    /// (bash, zsh, fish) for both programs into a directory.
+    #[command(hide = true)]
+    PackageFiles {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Writes that nodes discarded in async mode (they may have been acknowledged), from
     /// each node's journal, oldest first.
     Discarded {
@@ -233,6 +240,17 @@ fn main() -> ExitCode {
             Err(error) => fail(&error.to_string()),
         };
     }
+    if let Some(Command::PackageFiles { out }) = &args.command {
+        return match package_files(out) {
+            Ok(written) => {
+                for path in written {
+                    println!("{}", path.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&format!("{}: {error}", out.display())),
+        };
+    }
     if let Some(Command::Restore { from, data_dir }) = &args.command {
         return match baton_node::storage::snapshot::restore(from, data_dir) {
             Ok(restored) => {
@@ -266,6 +284,30 @@ fn main() -> ExitCode {
 fn targets(written: &[NodeAddr], resolved: &[SocketAddr]) -> Vec<status::Target> {
     let targets = written.iter().zip(resolved);
     targets.map(|(written, addr)| status::Target { label: written.to_string(), addr: *addr }).collect()
+}
+
+/// Man pages and completions of `baton` and `baton-node` into `out` (`man/`,
+/// `completions/`); returns the files written.
+fn package_files(out: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut written = Vec::new();
+    for dir in ["man", "completions"] {
+        std::fs::create_dir_all(out.join(dir))?;
+    }
+    for command in [Args::command(), baton_node::config::Args::command()] {
+        let name = command.get_name().to_string();
+        let path = out.join("man").join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command.clone()).render(&mut page)?;
+        std::fs::write(&path, page)?;
+        written.push(path);
+        for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+            let mut command = command.clone();
+            written.push(clap_complete::generate_to(shell, &mut command, &name, out.join("completions"))?);
+        }
+    }
+    Ok(written)
 }
 
 /// A command that cannot run as given (nothing was sent).
@@ -373,6 +415,7 @@ async fn run(args: Args) -> ExitCode {
         let Some(command) = args.command else { unreachable!("the console is handled above") };
         match command {
             Command::Certs { .. }
+            | Command::PackageFiles { .. }
             | Command::Restore { .. }
             | Command::Console
             | Command::Demo { .. }

@@ -114,8 +114,14 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, advertise = %settings.advertise, mode = %settings.mode, "baton-node started");
 
+    // systemd (Type=notify) counts the node as started only now: storage recovered,
+    // certificates loaded, the socket bound. Without NOTIFY_SOCKET this does nothing.
+    if let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        tracing::warn!(%error, "cannot tell systemd the node is ready");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = input_sender.send(Input::Shutdown).await;
     let _ = driver.await;
     endpoint.close(0u32.into(), b"shutting down");
