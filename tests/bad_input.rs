@@ -331,3 +331,97 @@ async fn a_full_data_disk_stops_the_node_with_the_fix() {
         wait_until!(Duration::from_secs(30), client.status_of(addr).await.ok().filter(|s| s.applied_index >= commit));
     assert!(caught_up.is_some(), "{victim} did not catch up after {written} writes\n{}", cluster.logs());
 }
+
+/// A directory holding the cluster's CA certificate and one holder's certificate and key,
+/// valid from `start_days` to `end_days` from now (negative: in the past).
+fn certificate_dir(cluster: &Cluster, identity: &Identity, start_days: i64, end_days: i64) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(cluster.certs.join("ca.pem"), dir.path().join("ca.pem")).unwrap();
+    let authority = baton_node::certs::Authority::load(&cluster.certs).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let issued = authority
+        .issue_valid(identity, now + time::Duration::days(start_days), now + time::Duration::days(end_days))
+        .unwrap();
+    issued.write(dir.path()).unwrap();
+    dir
+}
+
+/// Goal (issue 21): certificates have a lifetime, and time is handled on purpose:
+/// an expired client certificate is refused (and counted); one that starts after the
+/// node's clock (as every certificate looks to a Pi whose clock is behind) is accepted,
+/// counted and shown as a clock problem; a node whose own certificate expired refuses to
+/// start, naming the file and `--renew`; `baton certs --renew` issues new certificates
+/// from the same CA and SIGHUP makes running nodes use them, with no outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_expire_renew_on_sighup_and_a_clock_behind_is_tolerated() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    cluster.wait_for_leader(&mut client, ELECTION).await;
+    let now_s = time::OffsetDateTime::now_utc().unix_timestamp();
+    let five_years = now_s + i64::from(baton_node::certs::CERT_LIFETIME_DAYS_DEFAULT) * 86_400;
+    for status in cluster.statuses(&mut client).await {
+        let not_after = status.certificate_not_after_unix_s.expect("status shows the certificate's end");
+        assert!((not_after - five_years).abs() < 600, "{}: {not_after} vs {five_years}", status.id);
+    }
+
+    let expired = certificate_dir(&cluster, &Identity::Client("late".into()), -10, -1);
+    let mut late = Client::new(cluster.addrs(), expired.path(), &Identity::Client("late".into())).unwrap();
+    late.deadline = Duration::from_secs(2);
+    let error = late.put(b"late", b"v").await.unwrap_err();
+    assert!(matches!(error, ClientError::Deadline(..)), "an expired certificate is refused: {error}");
+
+    let early = certificate_dir(&cluster, &Identity::Client("early".into()), 1, 400);
+    let mut ahead = Client::new(cluster.addrs(), early.path(), &Identity::Client("early".into())).unwrap();
+    ahead.put(b"early", b"v").await.expect("a certificate that starts after the node's clock is accepted");
+    let behind: u64 = cluster.statuses(&mut client).await.iter().map(|s| s.clock_behind_accepts).sum();
+    assert!(behind >= 1, "and counted");
+    assert!(cluster.logs().contains("the clock is behind"), "and logged");
+
+    let victim = cluster.nodes[0].id.clone();
+    cluster.node(&victim).kill();
+    let own = certificate_dir(&cluster, &Identity::Node(victim.clone()), -10, -1);
+    let certs_flag = cluster.certs.display().to_string();
+    let args: Vec<String> = cluster
+        .node(&victim)
+        .args
+        .iter()
+        .map(|arg| if *arg == certs_flag { own.path().display().to_string() } else { arg.clone() })
+        .collect();
+    let output = Command::new(support::binaries().join("baton-node")).args(&args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{victim}.pem")) && stderr.contains("expired") && stderr.contains("--renew"),
+        "{stderr}"
+    );
+    cluster.node(&victim).start();
+    let all_up = wait_until!(ELECTION, (cluster.statuses(&mut client).await.len() == 3).then_some(()));
+    assert!(all_up.is_some(), "{victim} restarted with its own certificate\n{}", cluster.logs());
+
+    let nodes: Vec<String> = cluster.nodes.iter().map(|n| n.id.clone()).collect();
+    let options = baton_node::certs::IssueOptions { lifetime_days: 20, renew: true };
+    let renewed = baton_node::certs::generate_cluster_with(&cluster.certs, &nodes, options).unwrap();
+    assert!(renewed.holders.iter().all(|(_, made)| *made == baton_node::certs::Made::Renewed), "{renewed:?}");
+    for node in &cluster.nodes {
+        node.signal("HUP");
+    }
+    let twenty_days = now_s + 20 * 86_400;
+    let reloaded = wait_until!(ELECTION, {
+        let statuses = cluster.statuses(&mut client).await;
+        (statuses.len() == 3
+            && statuses
+                .iter()
+                .all(|s| s.certificate_not_after_unix_s.is_some_and(|end| (end - twenty_days).abs() < 600)))
+        .then_some(())
+    });
+    assert!(reloaded.is_some(), "every node reloaded on SIGHUP\n{}", cluster.logs());
+    let mut renewed_client = cluster.client();
+    renewed_client.put(b"after-renewal", b"v").await.expect("the renewed certificates work");
+    let output = Command::new(support::binaries().join("baton"))
+        .args(["--cluster", &cluster.addrs()[0].to_string(), "--certs", &certs_flag, "status"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "status warns of certificates expiring within 30 days: {stderr}");
+    assert!(stderr.contains("its certificate expires in 19 days") || stderr.contains("expires in 20 days"), "{stderr}");
+}

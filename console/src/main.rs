@@ -54,6 +54,13 @@ enum Command {
         /// Node ids, comma-separated (for example n1,n2,n3).
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
+        /// Days the certificates issued now are valid (default: five years).
+        #[arg(long, default_value_t = baton_node::certs::CERT_LIFETIME_DAYS_DEFAULT)]
+        days: u32,
+        /// Issue every holder's certificate in the directory again from the same CA (new
+        /// keys, a new lifetime); then copy them to the nodes and send each SIGHUP.
+        #[arg(long)]
+        renew: bool,
     },
     /// Write a value; exits 0 once acknowledged per the write mode, printing the index.
     Put { key: String, value: String },
@@ -219,17 +226,19 @@ fn main() -> ExitCode {
         return baton_node::server::main(baton_node::config::Args::parse_from(node_args));
     }
     let args = Args::parse();
-    if let Some(Command::Certs { out, nodes }) = &args.command {
-        return match baton_node::certs::generate_cluster(out, nodes) {
+    if let Some(Command::Certs { out, nodes, days, renew }) = &args.command {
+        let options = baton_node::certs::IssueOptions { lifetime_days: *days, renew: *renew };
+        return match baton_node::certs::generate_cluster_with(out, nodes, options) {
             Ok(made) => {
                 use baton_node::certs::Made;
                 let how = |made: Made| match made {
-                    Made::Issued => "new",
-                    Made::Kept => "kept: already there; delete its .pem and .key to issue a new one",
+                    Made::Issued => format!("new, valid {days} days"),
+                    Made::Renewed => format!("renewed from the same CA, valid {days} days"),
+                    Made::Kept => "kept: already there; --renew issues it again".into(),
                 };
                 let ca = match made.ca {
                     Made::Issued => "new",
-                    Made::Kept => "kept: the CA already there signs the new certificates",
+                    Made::Kept | Made::Renewed => "kept: the CA already there signs the new certificates",
                 };
                 println!("CA: {}/ca.pem ({ca})", out.display());
                 for (identity, made) in made.holders {

@@ -76,6 +76,11 @@ pub struct NodeRow {
     /// Writes it acknowledged as leader, and their latency histogram, since it started.
     pub writes_acknowledged: Option<u64>,
     pub write_ack_latency: Option<baton_node::status::LatencyHistogram>,
+    /// Its certificate's end, peer certificates it accepted with its clock behind, and
+    /// its clock when it answered.
+    pub certificate_not_after_unix_s: Option<i64>,
+    pub clock_behind_accepts: Option<u64>,
+    pub clock_unix_ms: Option<u64>,
     pub error: Option<String>,
 }
 
@@ -243,6 +248,9 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     data_bytes: Some(status.data_bytes),
                     writes_acknowledged: Some(status.writes_acknowledged),
                     write_ack_latency: Some(status.write_ack_latency),
+                    certificate_not_after_unix_s: status.certificate_not_after_unix_s,
+                    clock_behind_accepts: Some(status.clock_behind_accepts),
+                    clock_unix_ms: Some(status.clock_unix_ms).filter(|ms| *ms > 0),
                     error: None,
                 }
             }
@@ -296,8 +304,15 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// A node's certificate this close to its end is a problem.
+const CERT_EXPIRY_WARNING_DAYS: i64 = 30;
+/// A node's clock this far from this machine's is a problem (certificates, expiry of
+/// sessions and logs' times all read it).
+const CLOCK_SKEW_WARNING_MS: u64 = 5 * 60 * 1000;
+
 /// What is wrong with `status`, one line per problem.
 fn problems(status: &ClusterStatus) -> Vec<String> {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
     let mut problems = Vec::new();
     if status.leader.is_none() {
         problems.push(NO_LEADER_WORDS.to_string());
@@ -311,6 +326,25 @@ fn problems(status: &ClusterStatus) -> Vec<String> {
                 node.lag_entries.map_or_else(|| "some".to_string(), |lag| lag.to_string())
             )),
             _ => {}
+        }
+        if let Some(not_after) = node.certificate_not_after_unix_s {
+            let days_left = (not_after - (now_ms / 1000) as i64).div_euclid(86_400);
+            let fix = "issue new ones with `baton certs --out DIR --nodes ID --renew`, copy them to the node and send it SIGHUP";
+            if days_left < 0 {
+                problems.push(format!("{name}: its certificate expired {} days ago: {fix}", -days_left));
+            } else if days_left < CERT_EXPIRY_WARNING_DAYS {
+                problems.push(format!("{name}: its certificate expires in {days_left} days: {fix}"));
+            }
+        }
+        if let Some(accepted @ 1..) = node.clock_behind_accepts {
+            problems.push(format!(
+                "{name}: its clock is behind: it accepted {accepted} peer certificates that start after its clock; \
+                 set its clock (NTP), until then it cannot tell expired certificates"
+            ));
+        }
+        if let Some(clock_ms) = node.clock_unix_ms.filter(|ms| ms.abs_diff(now_ms) > CLOCK_SKEW_WARNING_MS) {
+            let (by_s, way) = (clock_ms.abs_diff(now_ms) / 1000, if clock_ms < now_ms { "behind" } else { "ahead of" });
+            problems.push(format!("{name}: its clock is {by_s} s {way} this machine's: set it (NTP)"));
         }
         if let (true, Some(free), Some(needed)) = (node.disk_low(), node.disk_free_bytes, node.disk_headroom_bytes) {
             problems.push(format!(
@@ -515,6 +549,24 @@ mod tests {
         );
         let leaderless = assemble(vec![("a:2".into(), None, Ok(follower("n2")))]);
         assert_eq!(leaderless.problems, vec!["no leader: writes wait for an election".to_string()]);
+        // Certificates and clocks (issue 21).
+        let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let expiring = NodeStatus { certificate_not_after_unix_s: Some(now_s + 10 * 86_400 + 60), ..follower("n2") };
+        let behind = NodeStatus {
+            clock_behind_accepts: 3,
+            clock_unix_ms: (now_s as u64 - 3_600) * 1000,
+            certificate_not_after_unix_s: Some(now_s + 400 * 86_400),
+            ..follower("n3")
+        };
+        let timed = assemble(vec![
+            ("a:1".into(), None, Ok(leader(vec![follower_view("n2", 0, 0), follower_view("n3", 0, 0)]))),
+            ("a:2".into(), None, Ok(expiring)),
+            ("a:3".into(), None, Ok(behind)),
+        ]);
+        assert_eq!(timed.problems.len(), 3, "{:?}", timed.problems);
+        assert!(timed.problems[0].starts_with("n2 (a:2): its certificate expires in 10 days"), "{:?}", timed.problems);
+        assert!(timed.problems[1].contains("accepted 3 peer certificates"), "{:?}", timed.problems);
+        assert!(timed.problems[2].contains("its clock is 36"), "{:?}", timed.problems);
     }
 
     /// Goal: a follower the leader has not heard from this term shows no lag (unknown),

@@ -4,12 +4,27 @@
 //!
 //! Files in the certificate directory: `ca.pem` (and `ca.key`, which only `baton certs`
 //! needs, to issue more), `<name>.pem` and `<name>.key` for each holder.
+//!
+//! Lifetimes: a certificate is valid for `--days` (default [`CERT_LIFETIME_DAYS_DEFAULT`],
+//! five years) from an hour before it was issued; the CA for [`CA_LIFETIME_DAYS`].
+//! `baton certs --renew` issues every holder's certificate again from the same CA, and a
+//! node picks renewed files up on SIGHUP. Clocks: a node whose clock reads earlier than a
+//! peer certificate's start (a Pi without a real-time clock, booted at an old date) still
+//! accepts it, warns, and counts it (`tls::clock_behind_accepts`); it cannot tell expiry
+//! then. A node with a correct clock refuses expired certificates.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+
+/// Days an issued certificate is valid by default: five years.
+pub const CERT_LIFETIME_DAYS_DEFAULT: u32 = 5 * 365 + 1;
+/// Days the CA is valid: longer than any certificate it issues.
+pub const CA_LIFETIME_DAYS: u32 = 30 * 365 + 7;
+/// Certificates start a little before they are issued: machines' clocks differ.
+const NOT_BEFORE_SLACK: time::Duration = time::Duration::hours(1);
 
 /// Who holds a certificate, read from its name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -75,6 +90,8 @@ pub enum CertError {
     Generate(#[from] rcgen::Error),
     #[error("{missing}: missing, while {present} is there. Fix: {fix}")]
     Incomplete { missing: PathBuf, present: PathBuf, fix: &'static str },
+    #[error("a certificate's lifetime must be at least one day (--days)")]
+    BadLifetime,
     #[error("{path}: no such file. Fix: {fix}")]
     Missing { path: PathBuf, fix: String },
     #[error("{0:?} is not a valid node id: use letters, digits and '-' (for example n1)")]
@@ -117,10 +134,12 @@ pub struct Issued {
 }
 
 impl Authority {
-    /// A new CA. Certificates never expire in practice (rcgen's default validity runs to
-    /// the year 4096): edge devices often boot without a real-time clock.
+    /// A new CA, valid for [`CA_LIFETIME_DAYS`].
     pub fn generate(cluster: &str) -> Result<Authority, CertError> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - NOT_BEFORE_SLACK;
+        params.not_after = now + time::Duration::days(CA_LIFETIME_DAYS.into());
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, format!("Baton cluster CA {cluster}"));
         params.key_usages =
@@ -146,10 +165,25 @@ impl Authority {
         Ok(Authority { certificate_pem, issuer, key_pem })
     }
 
-    /// Issues a certificate naming `identity`, usable both to serve and to connect.
-    pub fn issue(&self, identity: &Identity) -> Result<Issued, CertError> {
+    /// Issues a certificate naming `identity` for `lifetime_days`, usable both to serve
+    /// and to connect.
+    pub fn issue(&self, identity: &Identity, lifetime_days: u32) -> Result<Issued, CertError> {
+        let now = time::OffsetDateTime::now_utc();
+        self.issue_valid(identity, now - NOT_BEFORE_SLACK, now + time::Duration::days(lifetime_days.into()))
+    }
+
+    /// Issues a certificate valid from `not_before` to `not_after` (tests make expired
+    /// and not-yet-valid ones with it).
+    pub fn issue_valid(
+        &self,
+        identity: &Identity,
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> Result<Issued, CertError> {
         check_name(&identity.file_stem())?;
         let mut params = CertificateParams::new(vec![identity.dns_name()])?;
+        params.not_before = not_before;
+        params.not_after = not_after;
         params.distinguished_name.push(DnType::CommonName, identity.dns_name());
         params.use_authority_key_identifier_extension = true;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -175,12 +209,19 @@ impl Issued {
     }
 }
 
+/// Writes `path` whole or not at all (a temporary file renamed over it): a node reloading
+/// its certificates on SIGHUP never reads half of a renewed one.
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), CertError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file =
-        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(path).map_err(io(path))?;
-    file.write_all(contents.as_bytes()).map_err(io(path))
+        std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(mode).open(&tmp).map_err(io(&tmp))?;
+    file.write_all(contents.as_bytes()).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
 }
 
 /// Whether a file pair was made now or was already there.
@@ -189,6 +230,22 @@ pub enum Made {
     Issued,
     /// Already in the directory; left exactly as it was.
     Kept,
+    /// Issued again from the same CA (`--renew`), replacing the one there.
+    Renewed,
+}
+
+/// How `baton certs` issues: for how long, and whether existing certificates are issued
+/// again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IssueOptions {
+    pub lifetime_days: u32,
+    pub renew: bool,
+}
+
+impl Default for IssueOptions {
+    fn default() -> IssueOptions {
+        IssueOptions { lifetime_days: CERT_LIFETIME_DAYS_DEFAULT, renew: false }
+    }
 }
 
 /// What [`generate_cluster`] did.
@@ -204,6 +261,16 @@ pub struct ClusterCerts {
 /// node is `--nodes n4` on the same directory, and running it twice replaces nothing
 /// (a replaced CA would lock every running node out). To reissue one, delete its files.
 pub fn generate_cluster(dir: &Path, nodes: &[String]) -> Result<ClusterCerts, CertError> {
+    generate_cluster_with(dir, nodes, IssueOptions::default())
+}
+
+/// [`generate_cluster`] with a lifetime, and with `renew`: every holder whose
+/// certificate is in `dir` (and every node in `nodes`) gets a new certificate and key
+/// from the same CA, so expiring certificates are replaced without touching the CA.
+pub fn generate_cluster_with(dir: &Path, nodes: &[String], options: IssueOptions) -> Result<ClusterCerts, CertError> {
+    if options.lifetime_days == 0 {
+        return Err(CertError::BadLifetime);
+    }
     for node in nodes {
         check_name(node)?;
     }
@@ -218,17 +285,56 @@ pub fn generate_cluster(dir: &Path, nodes: &[String]) -> Result<ClusterCerts, Ce
     let mut identities: Vec<Identity> = nodes.iter().map(|n| Identity::Node(n.clone())).collect();
     identities.push(Identity::Operator("operator".into()));
     identities.push(Identity::Client("client".into()));
+    if options.renew {
+        for held in holders_in(dir) {
+            if !identities.contains(&held) {
+                identities.push(held);
+            }
+        }
+    }
     let mut holders = Vec::new();
     for identity in identities {
-        let made = if existing_pair(dir, &identity.file_stem())? {
-            Made::Kept
-        } else {
-            authority.issue(&identity)?.write(dir)?;
-            Made::Issued
+        let made = match (existing_pair(dir, &identity.file_stem())?, options.renew) {
+            (true, false) => Made::Kept,
+            (exists, _) => {
+                authority.issue(&identity, options.lifetime_days)?.write(dir)?;
+                if exists {
+                    Made::Renewed
+                } else {
+                    Made::Issued
+                }
+            }
         };
         holders.push((identity, made));
     }
     Ok(ClusterCerts { ca, holders })
+}
+
+/// Every holder with a certificate in `dir` (by the name inside it, not the file's).
+fn holders_in(dir: &Path) -> Vec<Identity> {
+    let mut holders = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let is_holder = path.extension().is_some_and(|e| e == "pem") && path.file_stem().is_some_and(|s| s != "ca");
+        let Some(first) = is_holder.then(|| read_certificates(&path).ok()).flatten().and_then(|c| c.into_iter().next())
+        else {
+            continue;
+        };
+        holders.extend(identities_in(&first).into_iter().filter(|held| held.file_stem() == file_stem_of(&path)));
+    }
+    holders.sort_by_key(Identity::dns_name);
+    holders
+}
+
+fn file_stem_of(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// The validity of a certificate, in Unix seconds: (not before, not after).
+pub fn validity_of(certificate: &CertificateDer<'_>) -> Option<(i64, i64)> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(certificate.as_ref()).ok()?;
+    let validity = parsed.validity();
+    Some((validity.not_before.timestamp(), validity.not_after.timestamp()))
 }
 
 /// Whether `<stem>.pem` and `<stem>.key` are both in `dir`; an error names the missing
@@ -355,7 +461,7 @@ mod tests {
         let error = Credentials::load(dir.path(), &Identity::Node("n2".into())).unwrap_err().to_string();
         assert!(error.contains("n2.pem") && error.contains("not n2.node.baton"), "{error}");
         let authority = Authority::load(dir.path()).unwrap();
-        let more = authority.issue(&Identity::Node("n3".into())).unwrap();
+        let more = authority.issue(&Identity::Node("n3".into()), CERT_LIFETIME_DAYS_DEFAULT).unwrap();
         assert!(more.certificate_pem.contains("BEGIN CERTIFICATE"));
         assert!(matches!(generate_cluster(dir.path(), &["bad name".into()]), Err(CertError::BadName(_))));
     }

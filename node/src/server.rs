@@ -29,6 +29,10 @@ const FREE_BYTES_TO_START_MIN: u64 = 4 * 1024 * 1024;
 const INPUT_QUEUE: usize = 8_192;
 
 pub async fn run(settings: Settings) -> Result<(), String> {
+    // First of all: SIGHUP's default action ends the process, and an operator may send it
+    // (to reload certificates) while the node is still recovering its storage.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     let _lock = DirLock::acquire(&settings.data_dir).map_err(|e| e.to_string())?;
     crate::storage::check_room_to_start(&settings.data_dir, FREE_BYTES_TO_START_MIN).map_err(|e| e.to_string())?;
     let mut hard_state = HardStateFile::new(&settings.data_dir);
@@ -59,12 +63,12 @@ pub async fn run(settings: Settings) -> Result<(), String> {
 
     let membership =
         Membership::new(&settings.id, settings.advertise.clone(), &settings.peers).map_err(|e| e.to_string())?;
-    let credentials =
-        Credentials::load(&settings.certs, &Identity::Node(settings.id.clone())).map_err(|e| e.to_string())?;
-    let server_config = crate::tls::server_config(&credentials).map_err(|e| e.to_string())?;
-    let client_config = crate::tls::node_client_config(&credentials).map_err(|e| e.to_string())?;
+    let identity = Identity::Node(settings.id.clone());
+    let (server_config, client_config) = load_tls(&settings.certs, &identity)?;
     let endpoint = quinn::Endpoint::server(server_config, settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}. Fix: pick a free --listen address", settings.listen))?;
+    let (client_configs, client_config) = tokio::sync::watch::channel(client_config);
+    tokio::spawn(reload_on_hangup(hangups, endpoint.clone(), settings.certs.clone(), identity, client_configs));
 
     let me = membership.me();
     let mut members = heapless::Vec::new();
@@ -162,6 +166,70 @@ fn recover_log(settings: &Settings, wal: &mut Wal, snapshot: Position) -> Result
         })?;
     }
     Ok(log)
+}
+
+/// Loads this node's certificates: the server and the peer-dialing TLS configurations.
+/// Refuses an expired certificate (peers with a correct clock would refuse it anyway)
+/// with the fix; warns when it expires within [`CERT_EXPIRY_WARNING_DAYS`] or when this
+/// machine's clock is behind its start.
+fn load_tls(
+    certs: &std::path::Path,
+    identity: &Identity,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
+    let credentials = Credentials::load(certs, identity).map_err(|e| e.to_string())?;
+    let path = certs.join(format!("{}.pem", identity.file_stem()));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    if let Some((not_before, not_after)) = crate::certs::validity_of(&credentials.chain[0]) {
+        let fix = "issue new certificates from the same CA with `baton certs --out DIR --nodes ID --renew`, \
+                   copy them here and send the node SIGHUP (or restart it)";
+        if now > not_after && now >= not_before {
+            return Err(format!(
+                "{}: this certificate expired {} days ago. Fix: {fix}",
+                path.display(),
+                (now - not_after) / 86_400
+            ));
+        }
+        if now < not_before {
+            tracing::warn!(path = %path.display(), clock_unix_s = now, certificate_start_unix_s = not_before,
+                "this machine's clock reads earlier than its certificate's start: set the clock (NTP); until then \
+                 peers' certificates are accepted without telling their expiry");
+        } else if not_after - now < CERT_EXPIRY_WARNING_DAYS * 86_400 {
+            tracing::warn!(path = %path.display(), days_left = (not_after - now) / 86_400, "this node's certificate expires soon. Fix: {fix}");
+        }
+        crate::tls::record_certificate_not_after(not_after);
+    }
+    let server_config = crate::tls::server_config(&credentials).map_err(|e| e.to_string())?;
+    let client_config = crate::tls::node_client_config(&credentials).map_err(|e| e.to_string())?;
+    Ok((server_config, client_config))
+}
+
+/// A node's certificate this close to its end is warned about at start and on reload.
+const CERT_EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// SIGHUP: load the certificate directory again; new connections, both accepted and
+/// dialed, use the new certificates, and open ones carry on (no outage). Files that do
+/// not load are reported and the old certificates stay.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    endpoint: quinn::Endpoint,
+    certs: std::path::PathBuf,
+    identity: Identity,
+    client_configs: tokio::sync::watch::Sender<quinn::ClientConfig>,
+) {
+    while hangups.recv().await.is_some() {
+        match load_tls(&certs, &identity) {
+            Ok((server_config, client_config)) => {
+                endpoint.set_server_config(Some(server_config));
+                client_configs.send_replace(client_config);
+                tracing::info!(
+                    certs = %certs.display(),
+                    not_after_unix_s = crate::tls::certificate_not_after_unix_s(),
+                    "reloaded certificates (SIGHUP); new connections use them"
+                );
+            }
+            Err(error) => tracing::error!(%error, "SIGHUP: cannot reload certificates; the ones loaded before stay"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

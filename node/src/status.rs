@@ -75,6 +75,14 @@ pub struct NodeStatus {
     /// took from arrival to acknowledgement: two samples give the write rate and latency.
     pub writes_acknowledged: u64,
     pub write_ack_latency: LatencyHistogram,
+    /// When this node's certificate stops being valid (Unix seconds), as last loaded.
+    pub certificate_not_after_unix_s: Option<i64>,
+    /// Peer certificates accepted although this node's clock read earlier than their
+    /// start: the clock is behind (see `baton_node::tls`).
+    pub clock_behind_accepts: u64,
+    /// This node's wall clock when it answered (Unix milliseconds): a tool compares it
+    /// with its own.
+    pub clock_unix_ms: u64,
 }
 
 /// A cluster member's id and the address the node reaching it uses.

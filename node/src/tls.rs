@@ -13,10 +13,64 @@ use crate::certs::{identities_in, Credentials, Identity};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Peer certificates accepted although this node's clock says they are not valid yet.
+static CLOCK_BEHIND_ACCEPTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many peer certificates this process accepted with its clock behind their start
+/// (see [`tolerate_clock_behind`]); shown in status so the operator learns of the clock.
+pub fn clock_behind_accepts() -> u64 {
+    CLOCK_BEHIND_ACCEPTS.load(Ordering::Relaxed)
+}
+
+/// When this node's own certificate, as last loaded, stops being valid (Unix seconds;
+/// 0: not read).
+static CERTIFICATE_NOT_AFTER_UNIX_S: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+pub fn record_certificate_not_after(unix_s: i64) {
+    CERTIFICATE_NOT_AFTER_UNIX_S.store(unix_s, Ordering::Relaxed);
+}
+
+/// When this node's own certificate stops being valid, for status.
+pub fn certificate_not_after_unix_s() -> Option<i64> {
+    Some(CERTIFICATE_NOT_AFTER_UNIX_S.load(Ordering::Relaxed)).filter(|s| *s != 0)
+}
+
+/// A certificate refused only as "not valid yet" is checked again as of its own start
+/// time: if it passes, this node's clock is behind the CA's (a Pi without a real-time
+/// clock booted at an old date), and locking the node out of its own cluster would be
+/// worse than accepting a certificate it cannot date. It is accepted, counted, and
+/// logged. Expired certificates are refused as before.
+fn tolerate_clock_behind<T>(
+    first: Result<T, rustls::Error>,
+    end_entity: &CertificateDer<'_>,
+    again_at: impl FnOnce(UnixTime) -> Result<T, rustls::Error>,
+) -> Result<T, rustls::Error> {
+    let not_yet = matches!(
+        first,
+        Err(rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. }
+        ))
+    );
+    let Some((not_before, _)) = not_yet.then(|| crate::certs::validity_of(end_entity)).flatten() else { return first };
+    let start = UnixTime::since_unix_epoch(Duration::from_secs(not_before.max(0) as u64));
+    let again = again_at(start);
+    if again.is_ok() {
+        CLOCK_BEHIND_ACCEPTS.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            certificate_start_unix_s = not_before,
+            "a peer's certificate starts after this machine's clock: the clock is behind (no real-time clock, no \
+             NTP yet?); accepted, but this node cannot tell expired certificates until its clock is set"
+        );
+    }
+    again
+}
 
 /// The protocol on the wire, versioned through ALPN.
 pub const ALPN: &[u8] = b"baton/1";
@@ -61,7 +115,8 @@ fn transport() -> Arc<quinn::TransportConfig> {
 
 /// The server side of a node: requires a CA-issued client certificate.
 pub fn server_config(credentials: &Credentials) -> Result<quinn::ServerConfig, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(credentials)?, provider()).build()?;
+    let inner = WebPkiClientVerifier::builder_with_provider(roots(credentials)?, provider()).build()?;
+    let verifier = Arc::new(ClockTolerantClientVerifier { inner });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -75,9 +130,11 @@ pub fn server_config(credentials: &Credentials) -> Result<quinn::ServerConfig, T
 
 /// Dialing a peer node: the server must present the certificate of the node dialed.
 pub fn node_client_config(credentials: &Credentials) -> Result<quinn::ClientConfig, TlsError> {
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(credentials)?, provider()).build()?;
     let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_root_certificates(roots(credentials)?)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner, any_node: false }))
         .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
     quic_client(tls)
 }
@@ -89,7 +146,7 @@ pub fn any_node_client_config(credentials: &Credentials) -> Result<quinn::Client
     let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyNodeVerifier { inner }))
+        .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner, any_node: true }))
         .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
     quic_client(tls)
 }
@@ -115,52 +172,100 @@ pub fn peer_identity(connection: &quinn::Connection) -> Option<Identity> {
     (identities.len() == 1).then(|| identities.remove(0))
 }
 
-/// Checks the chain with WebPKI under the node name the certificate itself carries, so
-/// any node's certificate passes and nothing else does.
-#[derive(Debug)]
-struct AnyNodeVerifier {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
+/// The handshake-signature checks of a verifier wrapper: its `inner` verifier's.
+macro_rules! signatures_checked_by_inner {
+    () => {
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            certificate: &CertificateDer<'_>,
+            signature: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, certificate, signature)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            certificate: &CertificateDer<'_>,
+            signature: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, certificate, signature)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    };
 }
 
-impl ServerCertVerifier for AnyNodeVerifier {
+/// Checks a node's certificate chain with WebPKI, with [`tolerate_clock_behind`]: under
+/// the name dialed (a node dialing a peer), or with `any_node` under the node name the
+/// certificate itself carries, so any node's certificate passes and nothing else does
+/// (clients and operators dialing an address).
+#[derive(Debug)]
+struct NodeVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    any_node: bool,
+}
+
+impl ServerCertVerifier for NodeVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
+        server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let node = identities_in(end_entity)
-            .into_iter()
-            .find(|identity| matches!(identity, Identity::Node(_)))
-            .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
-        let name = ServerName::try_from(node.dns_name())
-            .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
-        self.inner.verify_server_cert(end_entity, intermediates, &name, ocsp_response, now)
+        let name = match self.any_node {
+            false => server_name.to_owned(),
+            true => {
+                let node = identities_in(end_entity)
+                    .into_iter()
+                    .find(|identity| matches!(identity, Identity::Node(_)))
+                    .ok_or(rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?;
+                ServerName::try_from(node.dns_name())
+                    .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForName))?
+            }
+        };
+        let verify = |now| self.inner.verify_server_cert(end_entity, intermediates, &name, ocsp_response, now);
+        tolerate_clock_behind(verify(now), end_entity, verify)
     }
 
-    fn verify_tls12_signature(
+    signatures_checked_by_inner!();
+}
+
+/// The server's client-certificate verifier, with [`tolerate_clock_behind`].
+#[derive(Debug)]
+struct ClockTolerantClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for ClockTolerantClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
         &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, certificate, signature)
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verify = |now| self.inner.verify_client_cert(end_entity, intermediates, now);
+        tolerate_clock_behind(verify(now), end_entity, verify)
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, certificate, signature)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    signatures_checked_by_inner!();
 }
 
 #[cfg(test)]

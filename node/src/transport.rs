@@ -120,7 +120,8 @@ impl LinkState {
 /// Keeps one outgoing replication stream to `peer` alive and feeds it frames.
 pub async fn run_link(
     endpoint: quinn::Endpoint,
-    client_config: quinn::ClientConfig,
+    // The latest certificates (replaced on SIGHUP): each attempt dials with them.
+    client_config: tokio::sync::watch::Receiver<quinn::ClientConfig>,
     membership: Membership,
     peer: NodeId,
     mut frames: mpsc::Receiver<Frame>,
@@ -135,7 +136,10 @@ pub async fn run_link(
     loop {
         let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
         let attempt = match addr.resolve(local).await {
-            Ok(resolved) => connect(&endpoint, &client_config, resolved, &name, membership.my_name()).await,
+            Ok(resolved) => {
+                let config = client_config.borrow().clone();
+                connect(&endpoint, &config, resolved, &name, membership.my_name()).await
+            }
             Err(error) => Err(error),
         };
         match attempt {
