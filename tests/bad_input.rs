@@ -66,7 +66,7 @@ async fn node_certificate_for_the_wrong_id() {
     let mut client = cluster.client();
     cluster.wait_for_leader(&mut client, ELECTION).await;
     let credentials = Credentials::load(&cluster.certs, &Identity::Node("n2".into())).unwrap();
-    let config = baton_node::tls::node_client_config(&credentials).unwrap();
+    let config = baton_node::tls::node_client_config(&credentials, &Default::default()).unwrap();
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let connection = endpoint.connect_with(config, cluster.addrs()[0], "n1.node.baton").unwrap().await.unwrap();
     let (mut send, mut receive) = connection.open_bi().await.unwrap();
@@ -424,4 +424,49 @@ async fn certificates_expire_renew_on_sighup_and_a_clock_behind_is_tolerated() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "status warns of certificates expiring within 30 days: {stderr}");
     assert!(stderr.contains("its certificate expires in 19 days") || stderr.contains("expires in 20 days"), "{stderr}");
+}
+
+/// Goal (issue 21): `baton revoke --cert FILE` makes every node refuse that certificate
+/// as soon as the revocation is replicated to it: its open connections close and new
+/// handshakes fail, other holders are unaffected, and a restarted node still refuses it
+/// (the revocation is in the log and in snapshots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_by_every_node() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    cluster.wait_for_leader(&mut client, ELECTION).await;
+    let gateway_identity = Identity::Client("gw7".into());
+    let gateway_dir = certificate_dir(&cluster, &gateway_identity, -1, 30);
+    let mut gateway = Client::new(cluster.addrs(), gateway_dir.path(), &gateway_identity).unwrap();
+    gateway.deadline = Duration::from_secs(2);
+    gateway.put(b"gw", b"1").await.unwrap();
+    assert_eq!(gateway.connect_all().await, 3, "connected to every node before the revocation");
+
+    let output = Command::new(support::binaries().join("baton"))
+        .args(["--cluster", &cluster.addrs()[0].to_string(), "--certs", &cluster.certs.display().to_string()])
+        .args(["revoke", "--cert", &gateway_dir.path().join("gw7.pem").display().to_string()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("revoked gw7.client.baton"), "{stdout}");
+    let everywhere = wait_until!(Duration::from_secs(5), {
+        let statuses = cluster.statuses(&mut client).await;
+        (statuses.len() == 3 && statuses.iter().all(|s| s.revoked_certificates.len() == 1)).then_some(())
+    });
+    assert!(everywhere.is_some(), "every node applied the revocation\n{}", cluster.logs());
+    let error = gateway.put(b"gw", b"2").await.unwrap_err();
+    assert!(matches!(error, ClientError::Deadline(..)), "the revoked holder's connections are gone: {error}");
+    client.put(b"others", b"unaffected").await.unwrap();
+    assert!(cluster.logs().contains("closed connections of revoked certificates"));
+
+    let restarted = cluster.nodes[2].id.clone();
+    cluster.node(&restarted).kill();
+    cluster.node(&restarted).start();
+    let addr = cluster.node(&restarted).addr;
+    let back = wait_until!(ELECTION, client.status_of(addr).await.ok().filter(|s| s.revoked_certificates.len() == 1));
+    assert!(back.is_some(), "{restarted} came back with the revocation\n{}", cluster.logs());
+    let mut again = Client::new(vec![addr], gateway_dir.path(), &gateway_identity).unwrap();
+    again.deadline = Duration::from_secs(2);
+    assert!(again.get(b"gw", ReadMode::Any).await.is_err(), "the restarted node refuses it too");
 }

@@ -193,6 +193,27 @@ pub async fn history(client: &mut Client, json: bool) -> Result<ExitCode, Client
 }
 
 /// Every node's discarded writes.
+/// `baton revoke --cert FILE`: replicates the revocation of that certificate; exits 0
+/// once it is committed (each node refuses it as soon as it applies it).
+pub async fn revoke(client: &mut Client, cert: &std::path::Path) -> Result<ExitCode, ClientError> {
+    let pem = std::fs::read(cert).map_err(|e| ClientError::Setup(format!("{}: {e}", cert.display())))?;
+    let certificate = baton_node::certs::certificates_in_pem(&pem)
+        .into_iter()
+        .next()
+        .ok_or_else(|| ClientError::Setup(format!("{}: no certificate in PEM", cert.display())))?;
+    let fingerprint = baton_node::revocation::fingerprint_of(&certificate);
+    let holder = baton_node::certs::identities_in(&certificate)
+        .first()
+        .map_or_else(|| "an unknown holder".to_string(), baton_node::certs::Identity::dns_name);
+    match client.request(Request::Revoke { fingerprint, holder: holder.clone() }).await? {
+        Response::Written { index, .. } => {
+            println!("revoked {holder} (sha256 {}) at index {index}", baton_node::revocation::hex(&fingerprint));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(ClientError::Unexpected(Box::new(other))),
+    }
+}
+
 /// `baton discarded`: every node's journal, page by page (each page fits a frame).
 pub async fn discarded(
     client: &mut Client,

@@ -185,6 +185,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a certificate: every node refuses it (new connections and open ones) as soon
+    /// as the revocation is replicated to it. Give the holder's .pem file.
+    Revoke {
+        #[arg(long)]
+        cert: PathBuf,
+    },
     /// For packagers: write man pages (baton.1, baton-node.1) and shell completions
     /// (bash, zsh, fish) for both programs into a directory.
     #[command(hide = true)]
@@ -492,6 +498,7 @@ async fn run(args: Args) -> ExitCode {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Revoke { cert } => admin::revoke(&mut client, &cert).await,
             Command::Pause => admin::set_paused(&mut client, true).await,
             Command::Resume => admin::set_paused(&mut client, false).await,
             Command::History { json } => admin::history(&mut client, json).await,

@@ -414,6 +414,11 @@ impl Credentials {
     }
 }
 
+/// The certificates in PEM text (none if it holds none or does not parse).
+pub fn certificates_in_pem(pem: &[u8]) -> Vec<CertificateDer<'static>> {
+    rustls_pemfile::certs(&mut &pem[..]).filter_map(Result::ok).collect()
+}
+
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
     let pem = std::fs::read(path).map_err(io(path))?;
     let certificates: Vec<CertificateDer<'static>> =

@@ -159,6 +159,8 @@ pub struct Driver {
     snapshots_installed: u64,
     /// Resent session writes answered with their first outcome instead of applied again.
     duplicate_writes: u64,
+    revocations: crate::revocation::RevocationList,
+    open_connections: Arc<crate::revocation::OpenConnections>,
     fsync_latency: crate::status::LatencyHistogram,
     /// Client writes acknowledged (as leader), and each one's time from arrival.
     writes_acknowledged: u64,
@@ -226,6 +228,8 @@ impl Driver {
             receiver: None,
             received: None,
             duplicate_writes: 0,
+            revocations: crate::revocation::RevocationList::default(),
+            open_connections: Arc::default(),
             snapshots_taken: 0,
             snapshots_installed: 0,
             fsync_latency: crate::status::LatencyHistogram::default(),
@@ -256,6 +260,31 @@ impl Driver {
     }
 
     /// Where discarded writes are kept (under the data directory).
+    /// The list this node's TLS verifiers refuse, and its open connections: both follow
+    /// the state machine's revocations.
+    pub fn with_revocations(
+        mut self,
+        list: crate::revocation::RevocationList,
+        open: Arc<crate::revocation::OpenConnections>,
+    ) -> Driver {
+        self.revocations = list;
+        self.open_connections = open;
+        self.enforce_revocations();
+        self
+    }
+
+    /// Makes the verifiers refuse what the state machine revoked, and closes the open
+    /// connections of those certificates: a revocation takes effect on every node as
+    /// soon as it applies there.
+    fn enforce_revocations(&mut self) {
+        let revoked = self.kv.revoked();
+        self.revocations.replace(revoked);
+        let closed = self.open_connections.close_revoked(revoked);
+        if closed > 0 {
+            tracing::warn!(closed, "closed connections of revoked certificates");
+        }
+    }
+
     pub fn with_discarded_dir(mut self, dir: std::path::PathBuf) -> Driver {
         self.discarded = Some(crate::discarded::Journal::open(&dir));
         self.discarded_dir = dir;
@@ -554,14 +583,13 @@ impl Driver {
         }
         let Some((term, _)) = self.entry(applied) else { return };
         let position = Position { index: applied, term };
-        let map = self.kv.map().clone();
-        let sessions = self.kv.sessions().clone();
+        let contents = self.kv.contents();
         let snapshots = snapshots.clone();
         let loopback = self.loopback.clone();
         self.compacting = true;
         tokio::task::spawn_blocking(move || {
             let result = snapshots
-                .write_tmp(position, &map, &sessions)
+                .write_tmp(position, &contents)
                 .and_then(|tmp| snapshots.install_if_newer(&tmp, position))
                 .map_err(|e| e.to_string());
             let _ = loopback.blocking_send(Input::SnapshotWritten { position, result });
@@ -590,10 +618,9 @@ impl Driver {
             return;
         };
         let position = Position { index: applied, term };
-        let map = self.kv.map().clone();
-        let sessions = self.kv.sessions().clone();
+        let contents = self.kv.contents();
         tokio::task::spawn_blocking(move || {
-            let response = match snapshots.write_backup(position, &map, &sessions) {
+            let response = match snapshots.write_backup(position, &contents) {
                 Ok(bytes) => Response::BackupReady { index: position.index, term: position.term, bytes },
                 Err(error) => {
                     tracing::error!(%error, "cannot write a backup");
@@ -733,7 +760,8 @@ impl Driver {
         self.cache.retain(|e| e.index > snapshot.index);
         self.snapshot = snapshot;
         self.snapshots_installed += 1;
-        self.kv = Kv::from_snapshot(snapshot.index, received.map, received.sessions);
+        self.kv = Kv::from_snapshot(received);
+        self.enforce_revocations();
         tracing::info!(
             index = snapshot.index,
             bytes = self.snapshot_bytes,
@@ -747,10 +775,11 @@ impl Driver {
     /// Rebuilds the map from the snapshot alone (the log is applied again on top).
     fn rebuild_kv(&mut self) {
         self.kv = match self.snapshots.as_ref().map(SnapshotDir::load) {
-            Some(Ok(Some(loaded))) => Kv::from_snapshot(loaded.position.index, loaded.map, loaded.sessions),
+            Some(Ok(Some(loaded))) => Kv::from_snapshot(loaded),
             Some(Err(error)) => self.fatal_storage(error),
             _ => Kv::default(),
         };
+        self.enforce_revocations();
     }
 
     fn append(&mut self, index: u64, term: u64, payload: Vec<u8>) {
@@ -799,8 +828,10 @@ impl Driver {
                 return;
             };
             let applied = self.kv.apply(index, term, &payload);
-            if let Applied::Duplicate { .. } = applied {
-                self.duplicate_writes += 1;
+            match applied {
+                Applied::Duplicate { .. } => self.duplicate_writes += 1,
+                Applied::Revoked => self.enforce_revocations(),
+                _ => {}
             }
             if let Some(pending) = self.pending_writes.remove(&index) {
                 let refused =
@@ -821,11 +852,17 @@ impl Driver {
                             "the cluster holds as many client sessions as it may, all in recent use; \
                              this request was not applied: retry later",
                         ),
+                        Applied::RevokedFull => refused(
+                            ErrorCode::TooLarge,
+                            "the cluster's revocation list is full; the certificate was not revoked",
+                        ),
                         Applied::Stale => refused(
                             ErrorCode::Internal,
                             "a later write of this session was applied first; this one was not applied",
                         ),
-                        Applied::Noop | Applied::Done | Applied::Undecodable => Response::Written { term, index },
+                        Applied::Noop | Applied::Done | Applied::Undecodable | Applied::Revoked => {
+                            Response::Written { term, index }
+                        }
                     }
                 };
                 if matches!(response, Response::Written { .. } | Response::CasMismatch { .. }) {
@@ -989,6 +1026,7 @@ impl Driver {
             Request::Put { key, value } => Command::Put { key, value },
             Request::Delete { key } => Command::Delete { key },
             Request::Cas { key, expected, new } => Command::Cas { key, expected, new },
+            Request::Revoke { fingerprint, holder } => Command::Revoke { fingerprint, holder },
             Request::Session { id, seq, acked_seq, write } => {
                 let write = match *write {
                     Request::Put { key, value } => Command::Put { key, value },
@@ -1268,6 +1306,12 @@ impl Driver {
             certificate_not_after_unix_s: crate::tls::certificate_not_after_unix_s(),
             clock_behind_accepts: crate::tls::clock_behind_accepts(),
             clock_unix_ms: unix_ms(),
+            revoked_certificates: self
+                .kv
+                .revoked()
+                .iter()
+                .map(|(fingerprint, holder)| format!("{holder} {}", crate::revocation::hex(fingerprint)))
+                .collect(),
             writes_acknowledged: self.writes_acknowledged,
             write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),
@@ -1331,7 +1375,8 @@ fn operator_only(request: &Request) -> bool {
         | Request::Campaign { .. }
         | Request::SetPaused { .. }
         | Request::Backup
-        | Request::BackupChunk { .. } => true,
+        | Request::BackupChunk { .. }
+        | Request::Revoke { .. } => true,
         Request::Put { .. }
         | Request::Get { .. }
         | Request::Delete { .. }
@@ -1355,6 +1400,7 @@ fn oversized(command: &Command) -> Option<String> {
             (key, larger)
         }
         Command::Session { .. } => return Some("a session write inside another".into()),
+        Command::Revoke { .. } => return None,
     };
     if key.len() > KEY_BYTES_MAX {
         return Some(format!("key of {} bytes is over the {KEY_BYTES_MAX}-byte limit", key.len()));
@@ -1377,6 +1423,7 @@ fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::D
             Ok(Command::Put { key, value }) => ("put", text(key), Some(text(value))),
             Ok(Command::Delete { key }) => ("delete", text(key), None),
             Ok(Command::Cas { key, new, .. }) => ("cas", text(key), new.as_deref().map(text)),
+            Ok(Command::Revoke { holder, .. }) => ("revoke", holder.clone(), None),
             Ok(Command::Session { .. }) | Err(_) => ("undecodable", String::new(), None),
         }
     };

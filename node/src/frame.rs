@@ -192,6 +192,13 @@ pub enum Request {
         after_record: u64,
         limit: u32,
     } = 13,
+    /// Operators only: revoke the certificate with this fingerprint (SHA-256 of its DER;
+    /// see `crate::revocation`), named `holder` for people; every node refuses it once
+    /// the revocation applies there. Answered `Written` once committed.
+    Revoke {
+        fingerprint: crate::revocation::Fingerprint,
+        holder: String,
+    } = 14,
 }
 
 /// Why a request failed, in a form scripts can test.

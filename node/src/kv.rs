@@ -3,9 +3,11 @@
 //! postcard-encoded [`Command`]s; an empty payload is a leader's no-op. Applying is
 //! deterministic, so every replica that applies the same log holds the same state.
 
+use crate::revocation::{Fingerprint, HOLDER_BYTES_MAX, REVOKED_MAX};
 use crate::session::{Admission, Outcome, SessionId, Sessions};
 use crate::storage::snapshot::Map;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A log entry's command. It looks like the client's `frame::Request` writes but is a
 /// contract of its own (the log on disk, not the wire), so each changes on its own.
@@ -34,6 +36,9 @@ pub enum Command {
     /// `acked_seq`, proposed when the leader's clock read `at_ms` (unix milliseconds).
     /// `write` is a put, delete or compare-and-set, never another session write.
     Session { id: SessionId, seq: u64, acked_seq: u64, at_ms: u64, write: Box<Command> } = 3,
+    /// An operator revoked the certificate with this fingerprint (see
+    /// `crate::revocation`): every node refuses it from this entry on.
+    Revoke { fingerprint: crate::revocation::Fingerprint, holder: String } = 4,
 }
 
 impl Command {
@@ -72,12 +77,18 @@ pub enum Applied {
     SessionExpired,
     /// No room for the write's new session: not applied.
     SessionsFull,
+    /// A certificate was revoked (or already was).
+    Revoked,
+    /// The revocation list is full: not applied.
+    RevokedFull,
 }
 
 #[derive(Debug, Default)]
 pub struct Kv {
     map: Map,
     sessions: Sessions,
+    /// Revoked certificates by fingerprint, with their holders' names.
+    revoked: BTreeMap<Fingerprint, String>,
     applied_index: u64,
 }
 
@@ -107,6 +118,10 @@ impl Kv {
         &self.sessions
     }
 
+    pub fn revoked(&self) -> &BTreeMap<Fingerprint, String> {
+        &self.revoked
+    }
+
     /// Applies the entry at `index` (of `term`), which must be the next one.
     pub fn apply(&mut self, index: u64, term: u64, payload: &[u8]) -> Applied {
         assert_eq!(index, self.applied_index + 1, "entries apply in order");
@@ -116,7 +131,7 @@ impl Kv {
         }
         let Ok(command) = postcard::from_bytes::<Command>(payload) else { return Applied::Undecodable };
         let Command::Session { id, seq, acked_seq, at_ms, write } = command else { return self.run(command) };
-        if matches!(*write, Command::Session { .. }) {
+        if matches!(*write, Command::Session { .. } | Command::Revoke { .. }) {
             return Applied::Undecodable;
         }
         match self.sessions.admit(&id, seq, acked_seq, at_ms) {
@@ -159,13 +174,36 @@ impl Kv {
                 }
                 Applied::Done
             }
+            Command::Revoke { fingerprint, mut holder } => {
+                if self.revoked.len() >= REVOKED_MAX && !self.revoked.contains_key(&fingerprint) {
+                    return Applied::RevokedFull;
+                }
+                let mut end = holder.len().min(HOLDER_BYTES_MAX);
+                while !holder.is_char_boundary(end) {
+                    end -= 1;
+                }
+                holder.truncate(end);
+                self.revoked.insert(fingerprint, holder);
+                Applied::Revoked
+            }
             Command::Session { .. } => Applied::Undecodable,
         }
     }
 
-    /// The state as of `applied_index`, from a snapshot.
-    pub fn from_snapshot(applied_index: u64, map: Map, sessions: Sessions) -> Kv {
-        Kv { map, sessions, applied_index }
+    /// The state a snapshot holds.
+    pub fn from_snapshot(snapshot: crate::storage::snapshot::Snapshot) -> Kv {
+        let crate::storage::snapshot::Snapshot { position, map, sessions, revoked } = snapshot;
+        Kv { map, sessions, revoked, applied_index: position.index }
+    }
+
+    /// What a snapshot of this state holds (cheap: the map is shared, see [`Map`]);
+    /// write it off the node loop.
+    pub fn contents(&self) -> crate::storage::snapshot::Contents {
+        crate::storage::snapshot::Contents {
+            map: self.map.clone(),
+            sessions: self.sessions.clone(),
+            revoked: self.revoked.clone(),
+        }
     }
 
     /// The whole map, for writing a snapshot: clone it (O(1), see [`Map`]) and write
@@ -225,10 +263,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = crate::storage::snapshot::SnapshotDir::new(dir.path());
         let position = baton_common::Position { index: kv.applied_index(), term: 4 };
-        snapshots.write(position, kv.map(), kv.sessions()).unwrap();
+        snapshots.write(position, &kv.contents()).unwrap();
         let loaded = snapshots.load().unwrap().unwrap();
         assert_eq!(loaded.sessions, *kv.sessions());
-        let mut restored = Kv::from_snapshot(loaded.position.index, loaded.map, loaded.sessions);
+        let mut restored = Kv::from_snapshot(loaded);
         let delete = Command::Delete { key: b"k".to_vec() };
         assert_eq!(restored.apply(4, 4, &in_session(b, 2, 1, 13, delete.clone())), Applied::Done);
         assert_eq!(
@@ -283,6 +321,38 @@ mod tests {
         );
         assert_eq!(kv.apply(4, 1, &nested), Applied::Undecodable);
         assert_eq!(kv.get(b"k"), Some(&b"B"[..]));
+    }
+
+    /// Goal: a revocation applies once per certificate, keeps a bounded holder name, is
+    /// refused inside a session write, and the list stays within its bound.
+    #[test]
+    fn revocations_are_bounded_and_never_ride_in_a_session() {
+        let mut kv = Kv::default();
+        let revoke = |n: u16, holder: &str| Command::Revoke {
+            fingerprint: {
+                let mut fingerprint = [0u8; 32];
+                fingerprint[..2].copy_from_slice(&n.to_le_bytes());
+                fingerprint
+            },
+            holder: holder.into(),
+        };
+        let long = "é".repeat(HOLDER_BYTES_MAX);
+        let mut index = 0;
+        let mut apply = |kv: &mut Kv, command: &Command| {
+            index += 1;
+            kv.apply(index, 1, &command.encode())
+        };
+        assert_eq!(apply(&mut kv, &revoke(0, &long)), Applied::Revoked);
+        assert_eq!(apply(&mut kv, &revoke(0, "again")), Applied::Revoked);
+        assert_eq!(kv.revoked().len(), 1);
+        assert!(kv.revoked()[&[0u8; 32]].len() <= HOLDER_BYTES_MAX);
+        let nested = Command::Session { id: [1; 16], seq: 1, acked_seq: 0, at_ms: 0, write: Box::new(revoke(1, "x")) };
+        assert_eq!(apply(&mut kv, &nested), Applied::Undecodable);
+        for n in 1..REVOKED_MAX as u16 {
+            assert_eq!(apply(&mut kv, &revoke(n, "gw")), Applied::Revoked);
+        }
+        assert_eq!(apply(&mut kv, &revoke(u16::MAX, "one too many")), Applied::RevokedFull);
+        assert_eq!(kv.revoked().len(), REVOKED_MAX);
     }
 
     /// Goal: a session write of the largest key and value fits one log entry.

@@ -17,6 +17,7 @@ pub mod kv;
 pub mod map;
 pub mod membership;
 pub mod metrics;
+pub mod revocation;
 pub mod server;
 pub mod session;
 pub mod status;

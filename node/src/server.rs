@@ -50,7 +50,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     // one finished downloading.
     snapshots.remove_leftovers();
     let (snapshot, kv) = match snapshots.load().map_err(|e| e.to_string())? {
-        Some(loaded) => (loaded.position, Kv::from_snapshot(loaded.position.index, loaded.map, loaded.sessions)),
+        Some(loaded) => (loaded.position, Kv::from_snapshot(loaded)),
         None => (Position::ZERO, Kv::default()),
     };
     let log = recover_log(&settings, &mut wal, snapshot)?;
@@ -64,11 +64,17 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let membership =
         Membership::new(&settings.id, settings.advertise.clone(), &settings.peers).map_err(|e| e.to_string())?;
     let identity = Identity::Node(settings.id.clone());
-    let (server_config, client_config) = load_tls(&settings.certs, &identity)?;
+    // Revocations in the snapshot hold from the start; the driver replays the log's and
+    // keeps the list current.
+    let revocations = crate::revocation::RevocationList::default();
+    revocations.replace(kv.revoked());
+    let open_connections = Arc::new(crate::revocation::OpenConnections::default());
+    let (server_config, client_config) = load_tls(&settings.certs, &identity, &revocations)?;
     let endpoint = quinn::Endpoint::server(server_config, settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}. Fix: pick a free --listen address", settings.listen))?;
     let (client_configs, client_config) = tokio::sync::watch::channel(client_config);
-    tokio::spawn(reload_on_hangup(hangups, endpoint.clone(), settings.certs.clone(), identity, client_configs));
+    let reload = (settings.certs.clone(), identity, revocations.clone());
+    tokio::spawn(reload_on_hangup(hangups, endpoint.clone(), reload, client_configs));
 
     let me = membership.me();
     let mut members = heapless::Vec::new();
@@ -105,16 +111,29 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         outbound.insert(peer, sender);
         let state = Arc::new(LinkState::default());
         link_states.insert(peer, state.clone());
-        let (endpoint, config, membership) = (endpoint.clone(), client_config.clone(), membership.clone());
-        tokio::spawn(run_link(endpoint, config, membership, peer, frames, restarts.clone(), state));
+        let dialer = crate::transport::Dialer {
+            endpoint: endpoint.clone(),
+            client_config: client_config.clone(),
+            open: open_connections.clone(),
+        };
+        tokio::spawn(run_link(dialer, membership.clone(), peer, frames, restarts.clone(), state));
     }
     let counters = Arc::new(TransportCounters::default());
-    tokio::spawn(accept_loop(endpoint.clone(), membership.clone(), input_sender.clone(), counters.clone(), restarts));
+    let open = open_connections.clone();
+    tokio::spawn(accept_loop(
+        endpoint.clone(),
+        membership.clone(),
+        input_sender.clone(),
+        counters.clone(),
+        restarts,
+        open,
+    ));
     let driver =
         Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started, counters)
             .with_discarded_dir(settings.data_dir.join("discarded"))
             .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes)
-            .with_link_states(link_states);
+            .with_link_states(link_states)
+            .with_revocations(revocations, open_connections);
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, advertise = %settings.advertise, mode = %settings.mode, "baton-node started");
 
@@ -175,6 +194,7 @@ fn recover_log(settings: &Settings, wal: &mut Wal, snapshot: Position) -> Result
 fn load_tls(
     certs: &std::path::Path,
     identity: &Identity,
+    revocations: &crate::revocation::RevocationList,
 ) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
     let credentials = Credentials::load(certs, identity).map_err(|e| e.to_string())?;
     let path = certs.join(format!("{}.pem", identity.file_stem()));
@@ -198,8 +218,8 @@ fn load_tls(
         }
         crate::tls::record_certificate_not_after(not_after);
     }
-    let server_config = crate::tls::server_config(&credentials).map_err(|e| e.to_string())?;
-    let client_config = crate::tls::node_client_config(&credentials).map_err(|e| e.to_string())?;
+    let server_config = crate::tls::server_config(&credentials, revocations).map_err(|e| e.to_string())?;
+    let client_config = crate::tls::node_client_config(&credentials, revocations).map_err(|e| e.to_string())?;
     Ok((server_config, client_config))
 }
 
@@ -212,12 +232,11 @@ const CERT_EXPIRY_WARNING_DAYS: i64 = 30;
 async fn reload_on_hangup(
     mut hangups: tokio::signal::unix::Signal,
     endpoint: quinn::Endpoint,
-    certs: std::path::PathBuf,
-    identity: Identity,
+    (certs, identity, revocations): (std::path::PathBuf, Identity, crate::revocation::RevocationList),
     client_configs: tokio::sync::watch::Sender<quinn::ClientConfig>,
 ) {
     while hangups.recv().await.is_some() {
-        match load_tls(&certs, &identity) {
+        match load_tls(&certs, &identity, &revocations) {
             Ok((server_config, client_config)) => {
                 endpoint.set_server_config(Some(server_config));
                 client_configs.send_replace(client_config);

@@ -83,6 +83,8 @@ pub struct NodeStatus {
     /// This node's wall clock when it answered (Unix milliseconds): a tool compares it
     /// with its own.
     pub clock_unix_ms: u64,
+    /// Certificates the cluster revoked, as this node has applied them: "holder sha256".
+    pub revoked_certificates: Vec<String>,
 }
 
 /// A cluster member's id and the address the node reaching it uses.

@@ -10,6 +10,7 @@
 //!   first read, so every caller opens with an application hello and waits for the answer.
 
 use crate::certs::{identities_in, Credentials, Identity};
+use crate::revocation::RevocationList;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -113,10 +114,10 @@ fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(transport)
 }
 
-/// The server side of a node: requires a CA-issued client certificate.
-pub fn server_config(credentials: &Credentials) -> Result<quinn::ServerConfig, TlsError> {
+/// The server side of a node: requires a CA-issued client certificate not in `revoked`.
+pub fn server_config(credentials: &Credentials, revoked: &RevocationList) -> Result<quinn::ServerConfig, TlsError> {
     let inner = WebPkiClientVerifier::builder_with_provider(roots(credentials)?, provider()).build()?;
-    let verifier = Arc::new(ClockTolerantClientVerifier { inner });
+    let verifier = Arc::new(ClockTolerantClientVerifier { inner, revoked: revoked.clone() });
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
@@ -128,13 +129,17 @@ pub fn server_config(credentials: &Credentials) -> Result<quinn::ServerConfig, T
     Ok(config)
 }
 
-/// Dialing a peer node: the server must present the certificate of the node dialed.
-pub fn node_client_config(credentials: &Credentials) -> Result<quinn::ClientConfig, TlsError> {
+/// Dialing a peer node: the server must present the certificate of the node dialed, not
+/// in `revoked`.
+pub fn node_client_config(
+    credentials: &Credentials,
+    revoked: &RevocationList,
+) -> Result<quinn::ClientConfig, TlsError> {
     let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(credentials)?, provider()).build()?;
     let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner, any_node: false }))
+        .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner, any_node: false, revoked: revoked.clone() }))
         .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
     quic_client(tls)
 }
@@ -146,7 +151,13 @@ pub fn any_node_client_config(credentials: &Credentials) -> Result<quinn::Client
     let tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(NodeVerifier { inner, any_node: true }))
+        .with_custom_certificate_verifier(Arc::new(NodeVerifier {
+            inner,
+            any_node: true,
+            // Clients and operators do not hold the list; the nodes refuse revoked
+            // certificates for them.
+            revoked: RevocationList::default(),
+        }))
         .with_client_auth_cert(credentials.chain.clone(), credentials.key.clone_key())?;
     quic_client(tls)
 }
@@ -167,9 +178,22 @@ pub fn node_server_name(node: &str) -> String {
 /// The identity the peer's certificate names, if it presented one from our CA (the
 /// handshake already checked the chain).
 pub fn peer_identity(connection: &quinn::Connection) -> Option<Identity> {
-    let chain = connection.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    let mut identities = identities_in(chain.first()?);
+    let mut identities = identities_in(&peer_certificate(connection)?);
     (identities.len() == 1).then(|| identities.remove(0))
+}
+
+/// The certificate the peer presented.
+pub fn peer_certificate(connection: &quinn::Connection) -> Option<CertificateDer<'static>> {
+    let chain = connection.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    chain.first().cloned()
+}
+
+/// A revoked certificate is refused before anything else is checked.
+fn refuse_revoked(revoked: &RevocationList, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    match revoked.is_revoked(end_entity) {
+        true => Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)),
+        false => Ok(()),
+    }
 }
 
 /// The handshake-signature checks of a verifier wrapper: its `inner` verifier's.
@@ -207,6 +231,7 @@ macro_rules! signatures_checked_by_inner {
 struct NodeVerifier {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
     any_node: bool,
+    revoked: RevocationList,
 }
 
 impl ServerCertVerifier for NodeVerifier {
@@ -218,6 +243,7 @@ impl ServerCertVerifier for NodeVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        refuse_revoked(&self.revoked, end_entity)?;
         let name = match self.any_node {
             false => server_name.to_owned(),
             true => {
@@ -240,6 +266,7 @@ impl ServerCertVerifier for NodeVerifier {
 #[derive(Debug)]
 struct ClockTolerantClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
+    revoked: RevocationList,
 }
 
 impl ClientCertVerifier for ClockTolerantClientVerifier {
@@ -261,6 +288,7 @@ impl ClientCertVerifier for ClockTolerantClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
+        refuse_revoked(&self.revoked, end_entity)?;
         let verify = |now| self.inner.verify_client_cert(end_entity, intermediates, now);
         tolerate_clock_behind(verify(now), end_entity, verify)
     }
@@ -296,7 +324,7 @@ mod tests {
     /// caller's identity.
     fn serve(dir: &std::path::Path) -> (quinn::Endpoint, SocketAddr, tokio::task::JoinHandle<Option<Identity>>) {
         let server = quinn::Endpoint::server(
-            server_config(&credentials(dir, Identity::Node("n1".into()))).unwrap(),
+            server_config(&credentials(dir, Identity::Node("n1".into())), &RevocationList::default()).unwrap(),
             "127.0.0.1:0".parse().unwrap(),
         )
         .unwrap();
@@ -340,7 +368,9 @@ mod tests {
     async fn mutual_tls_identifies_both_sides() {
         let cluster = cluster();
         let (_server, address, task) = serve(&cluster.path);
-        let n2 = node_client_config(&credentials(&cluster.path, Identity::Node("n2".into()))).unwrap();
+        let n2 =
+            node_client_config(&credentials(&cluster.path, Identity::Node("n2".into())), &RevocationList::default())
+                .unwrap();
         exchange(n2, address, &node_server_name("n1")).await.unwrap();
         assert_eq!(task.await.unwrap(), Some(Identity::Node("n2".into())));
 
@@ -358,14 +388,18 @@ mod tests {
         let cluster = cluster();
         let stranger = self::cluster();
         let (_server, address, _task) = serve(&cluster.path);
-        let foreign = node_client_config(&credentials(&stranger.path, Identity::Node("n2".into()))).unwrap();
+        let foreign =
+            node_client_config(&credentials(&stranger.path, Identity::Node("n2".into())), &RevocationList::default())
+                .unwrap();
         let error = exchange(foreign, address, &node_server_name("n1")).await.unwrap_err();
         assert!(!error.contains("timed out"), "refused, not hung: {error}");
         eprintln!("foreign CA: {error}");
 
         // Dialing n2 at n1's address: n1's certificate does not name n2.
         let (_server, address, _task) = serve(&cluster.path);
-        let n2 = node_client_config(&credentials(&cluster.path, Identity::Node("n2".into()))).unwrap();
+        let n2 =
+            node_client_config(&credentials(&cluster.path, Identity::Node("n2".into())), &RevocationList::default())
+                .unwrap();
         let error = exchange(n2, address, &node_server_name("n2")).await.unwrap_err();
         assert!(error.contains("certificate") || error.contains("name"), "{error}");
         eprintln!("wrong node: {error}");

@@ -117,17 +117,26 @@ impl LinkState {
     }
 }
 
+/// How this node dials its peers: its endpoint, the latest certificates (replaced on
+/// SIGHUP: each attempt dials with them), and where it records the connections it opens
+/// (so a revocation closes them).
+#[derive(Clone)]
+pub struct Dialer {
+    pub endpoint: quinn::Endpoint,
+    pub client_config: tokio::sync::watch::Receiver<quinn::ClientConfig>,
+    pub open: Arc<crate::revocation::OpenConnections>,
+}
+
 /// Keeps one outgoing replication stream to `peer` alive and feeds it frames.
 pub async fn run_link(
-    endpoint: quinn::Endpoint,
-    // The latest certificates (replaced on SIGHUP): each attempt dials with them.
-    client_config: tokio::sync::watch::Receiver<quinn::ClientConfig>,
+    dialer: Dialer,
     membership: Membership,
     peer: NodeId,
     mut frames: mpsc::Receiver<Frame>,
     restarts: Arc<Restarts>,
     state: Arc<LinkState>,
 ) {
+    let Dialer { endpoint, client_config, open } = dialer;
     let restarted = restarts.link(peer);
     let name = membership.name_of(peer).to_string();
     // Resolved again at each attempt: a peer known by name may have moved.
@@ -145,6 +154,9 @@ pub async fn run_link(
         match attempt {
             Ok((connection, mut send, peer_incarnation)) => {
                 tracing::info!(peer = %name, %addr, "replication link up");
+                if let Some(certificate) = crate::tls::peer_certificate(&connection) {
+                    open.add(&certificate, &connection);
+                }
                 restarts.attached(peer, peer_incarnation);
                 state.set_up(true);
                 backoff.reset();
@@ -208,10 +220,11 @@ pub async fn accept_loop(
     inputs: mpsc::Sender<Input>,
     counters: Arc<TransportCounters>,
     restarts: Arc<Restarts>,
+    open: Arc<crate::revocation::OpenConnections>,
 ) {
     while let Some(incoming) = endpoint.accept().await {
         let (membership, inputs, counters) = (membership.clone(), inputs.clone(), counters.clone());
-        let restarts = restarts.clone();
+        let (restarts, open) = (restarts.clone(), open.clone());
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let connection = match incoming.await {
@@ -222,6 +235,10 @@ pub async fn accept_loop(
                     return;
                 }
             };
+            // Known by its certificate, so a revocation closes it at once.
+            if let Some(certificate) = crate::tls::peer_certificate(&connection) {
+                open.add(&certificate, &connection);
+            }
             if let Err(reason) = serve_connection(&connection, &membership, &inputs, &counters, &restarts).await {
                 tracing::warn!(%remote, %reason, "closed a connection");
                 connection.close(1u32.into(), reason.as_bytes());

@@ -5,8 +5,10 @@
 //! entry count u64, then per entry key length u32, value length u32, key, value; from
 //! version 2 the client sessions (see `crate::session`): session count u64, the log's
 //! clock u64, and per session its id (16 bytes), last sequence number u64, last used
-//! u64, outcome u8 (0 not applied, 1 written) with term u64 and index u64; and at the
-//! end a CRC-32 of everything before it. Version 1 files (no sessions) still load. Written to `snapshot.tmp`, fsynced,
+//! u64, outcome u8 (0 not applied, 1 written) with term u64 and index u64; from version 3
+//! the revoked certificates (see `crate::revocation`): count u64, and per certificate its
+//! fingerprint (32 bytes), holder length u32 and holder; and at the end a CRC-32 of
+//! everything before it. Version 1 (no sessions) and 2 (no revocations) files still load. Written to `snapshot.tmp`, fsynced,
 //! renamed over `snapshot`, and the directory fsynced: a crash leaves the old snapshot or
 //! the new one, never a mix. A received snapshot is checked the same way before it is
 //! installed.
@@ -19,9 +21,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"BATONSN1";
-const FORMAT_VERSION: u32 = 2;
+const FORMAT_VERSION: u32 = 3;
 /// The first version, without sessions: still read.
 const FORMAT_VERSION_WITHOUT_SESSIONS: u32 = 1;
+/// The second, with sessions but without revocations: still read.
+const FORMAT_VERSION_WITHOUT_REVOCATIONS: u32 = 2;
 const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 8;
 /// A key or value longer than this in a snapshot means the file is damaged.
 const FIELD_BYTES_MAX: u32 = baton_common::limits::ENTRY_BYTES_MAX as u32;
@@ -33,7 +37,9 @@ const IO_BUFFER_BYTES: usize = 256 * 1024;
 const SYNC_EVERY_BYTES: usize = 4 * 1024 * 1024;
 
 pub use crate::map::Map;
+use crate::revocation::{Fingerprint, HOLDER_BYTES_MAX, REVOKED_MAX};
 use crate::session::{Outcome, Session, Sessions};
+use std::collections::BTreeMap;
 
 /// What a snapshot file holds: the state machine as of one log position.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +47,15 @@ pub struct Snapshot {
     pub position: Position,
     pub map: Map,
     pub sessions: Sessions,
+    pub revoked: BTreeMap<Fingerprint, String>,
+}
+
+/// The state machine's parts a snapshot is written from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub map: Map,
+    pub sessions: Sessions,
+    pub revoked: BTreeMap<Fingerprint, String>,
 }
 
 /// The snapshot files of one data directory (`<data dir>/snapshot/`). Clones share
@@ -107,19 +122,19 @@ impl SnapshotDir {
         std::fs::create_dir_all(&self.dir).map_err(StorageError::io(&self.dir))
     }
 
-    /// Writes `map` and `sessions` as the snapshot at `position`, atomically and
-    /// durably. Returns its size in bytes.
-    pub fn write(&self, position: Position, map: &Map, sessions: &Sessions) -> Result<u64, StorageError> {
-        let tmp = self.write_tmp(position, map, sessions)?;
+    /// Writes `contents` as the snapshot at `position`, atomically and durably. Returns
+    /// its size in bytes.
+    pub fn write(&self, position: Position, contents: &Contents) -> Result<u64, StorageError> {
+        let tmp = self.write_tmp(position, contents)?;
         self.install(&tmp, position)
     }
 
-    /// Writes and fsyncs `map` and `sessions` to `snapshot.tmp` (slow: run it off the
-    /// decision loop), ready for [`SnapshotDir::install`].
-    pub fn write_tmp(&self, position: Position, map: &Map, sessions: &Sessions) -> Result<PathBuf, StorageError> {
+    /// Writes and fsyncs `contents` to `snapshot.tmp` (slow: run it off the decision
+    /// loop), ready for [`SnapshotDir::install`].
+    pub fn write_tmp(&self, position: Position, contents: &Contents) -> Result<PathBuf, StorageError> {
         self.create()?;
         let tmp = self.tmp_path();
-        write_file(&tmp, position, map, sessions)?;
+        write_file(&tmp, position, contents)?;
         Ok(tmp)
     }
 
@@ -147,10 +162,10 @@ impl SnapshotDir {
     /// file of its own, beside the installed snapshot, that later compactions leave
     /// alone. Returns its size. Two backups at once each write their own temporary file;
     /// the later rename wins, and a download of the other is told to start over.
-    pub fn write_backup(&self, position: Position, map: &Map, sessions: &Sessions) -> Result<u64, StorageError> {
+    pub fn write_backup(&self, position: Position, contents: &Contents) -> Result<u64, StorageError> {
         self.create()?;
         let tmp = self.dir.join(format!("backup-{}.tmp", position.index));
-        if let Err(error) = write_file(&tmp, position, map, sessions) {
+        if let Err(error) = write_file(&tmp, position, contents) {
             // A failed backup (a full disk, say) must not keep the space it took.
             let _ = std::fs::remove_file(&tmp);
             return Err(error);
@@ -267,8 +282,9 @@ impl SnapshotDir {
     }
 }
 
-/// Writes and fsyncs `map` and `sessions` as a snapshot at `position` to `path`.
-fn write_file(tmp: &Path, position: Position, map: &Map, sessions: &Sessions) -> Result<(), StorageError> {
+/// Writes and fsyncs `contents` as a snapshot at `position` to `path`.
+fn write_file(tmp: &Path, position: Position, contents: &Contents) -> Result<(), StorageError> {
+    let Contents { map, sessions, revoked } = contents;
     let file = File::create(tmp).map_err(StorageError::io(tmp))?;
     let mut writer = CrcWriter { inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
     let written = (|| -> std::io::Result<()> {
@@ -304,6 +320,12 @@ fn write_file(tmp: &Path, position: Position, map: &Map, sessions: &Sessions) ->
             writer.write_all(&term.to_le_bytes())?;
             writer.write_all(&index.to_le_bytes())?;
         }
+        writer.write_all(&(revoked.len() as u64).to_le_bytes())?;
+        for (fingerprint, holder) in revoked {
+            writer.write_all(fingerprint)?;
+            writer.write_all(&(holder.len() as u32).to_le_bytes())?;
+            writer.write_all(holder.as_bytes())?;
+        }
         let crc = writer.hasher.clone().finalize();
         writer.inner.write_all(&crc.to_le_bytes())?;
         let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
@@ -319,7 +341,7 @@ fn write_file(tmp: &Path, position: Position, map: &Map, sessions: &Sessions) ->
 /// directory fsync). Returns the backup's position and how many keys it holds.
 pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
     let snapshot = read(from).map_err(|e| e.to_string())?;
-    let Snapshot { position, map, sessions } = &snapshot;
+    let Snapshot { position, map, sessions, revoked } = &snapshot;
     if let Ok(entries) = std::fs::read_dir(data_dir) {
         let held: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         if !held.is_empty() {
@@ -332,7 +354,8 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
         }
     }
     let snapshots = SnapshotDir::new(data_dir);
-    let tmp = snapshots.write_tmp(*position, map, sessions).map_err(|e| e.to_string())?;
+    let contents = Contents { map: map.clone(), sessions: sessions.clone(), revoked: revoked.clone() };
+    let tmp = snapshots.write_tmp(*position, &contents).map_err(|e| e.to_string())?;
     snapshots.install(&tmp, *position).map_err(|e| e.to_string())?;
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         sync_dir(parent).map_err(|e| e.to_string())?;
@@ -361,22 +384,22 @@ impl std::fmt::Display for Restored {
     }
 }
 
-/// The header's position, entry count and whether sessions follow the entries.
-fn parse_header(path: &Path, header: &[u8; HEADER_BYTES]) -> Result<(Position, u64, bool), StorageError> {
+/// The header's position, entry count and format version.
+fn parse_header(path: &Path, header: &[u8; HEADER_BYTES]) -> Result<(Position, u64, u32), StorageError> {
     let bad = |reason: String| StorageError::BadSnapshot { path: path.to_path_buf(), reason };
     if &header[..8] != MAGIC {
         return Err(bad("not a Baton snapshot (bad magic)".into()));
     }
     let version = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_SESSIONS {
+    if !(FORMAT_VERSION_WITHOUT_SESSIONS..=FORMAT_VERSION).contains(&version) {
         return Err(bad(format!(
-            "format version {version}, this build reads {FORMAT_VERSION_WITHOUT_SESSIONS} and {FORMAT_VERSION}"
+            "format version {version}, this build reads {FORMAT_VERSION_WITHOUT_SESSIONS} to {FORMAT_VERSION}"
         )));
     }
     let index = u64::from_le_bytes(header[12..20].try_into().expect("8 bytes"));
     let term = u64::from_le_bytes(header[20..28].try_into().expect("8 bytes"));
     let count = u64::from_le_bytes(header[28..36].try_into().expect("8 bytes"));
-    Ok((Position { index, term }, count, version >= FORMAT_VERSION))
+    Ok((Position { index, term }, count, version))
 }
 
 /// Reads and checks a whole snapshot file: every length bounded, the CRC matching, and
@@ -388,7 +411,7 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
     let truncated = |_| bad("truncated".into());
     let mut header = [0u8; HEADER_BYTES];
     reader.read_exact(&mut header).map_err(truncated)?;
-    let (position, count, with_sessions) = parse_header(path, &header)?;
+    let (position, count, version) = parse_header(path, &header)?;
     let mut map = Map::new();
     let mut lengths = [0u8; 8];
     for _ in 0..count {
@@ -405,7 +428,8 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
         map.insert(&key, &value);
     }
     let mut sessions = Sessions::default();
-    if with_sessions {
+    let mut revoked = BTreeMap::new();
+    if version >= FORMAT_VERSION_WITHOUT_REVOCATIONS {
         let mut word = [0u8; 8];
         let mut read_u64 = |reader: &mut CrcReader<_>| -> Result<u64, StorageError> {
             reader.read_exact(&mut word).map_err(truncated)?;
@@ -432,6 +456,27 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
             sessions.restore(id, Session { last_seq, outcome, last_used_ms });
         }
     }
+    if version >= FORMAT_VERSION {
+        let mut word = [0u8; 8];
+        reader.read_exact(&mut word).map_err(truncated)?;
+        let count = u64::from_le_bytes(word);
+        if count > REVOKED_MAX as u64 {
+            return Err(bad(format!("{count} revoked certificates, over the limit of {REVOKED_MAX}")));
+        }
+        for _ in 0..count {
+            let mut fingerprint = [0u8; 32];
+            let mut length = [0u8; 4];
+            reader.read_exact(&mut fingerprint).map_err(truncated)?;
+            reader.read_exact(&mut length).map_err(truncated)?;
+            let length = u32::from_le_bytes(length) as usize;
+            if length > HOLDER_BYTES_MAX {
+                return Err(bad(format!("a revoked holder's name of {length} bytes, over the limit")));
+            }
+            let mut holder = vec![0u8; length];
+            reader.read_exact(&mut holder).map_err(truncated)?;
+            revoked.insert(fingerprint, String::from_utf8_lossy(&holder).into_owned());
+        }
+    }
     let expected = reader.hasher.clone().finalize();
     let mut trailer = [0u8; 4];
     reader.inner.read_exact(&mut trailer).map_err(truncated)?;
@@ -441,12 +486,16 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
     if reader.inner.read(&mut [0u8; 1]).map_err(StorageError::io(path))? != 0 {
         return Err(bad("bytes after the checksum".into()));
     }
-    Ok(Snapshot { position, map, sessions })
+    Ok(Snapshot { position, map, sessions, revoked })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample_revoked() -> BTreeMap<Fingerprint, String> {
+        (0..3u8).map(|n| ([n; 32], format!("gw{n}.client.baton"))).collect()
+    }
 
     fn sample_sessions() -> Sessions {
         let mut sessions = Sessions::default();
@@ -481,7 +530,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old");
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(read(&path).unwrap(), Snapshot { position, map, sessions: Sessions::default() });
+        assert_eq!(
+            read(&path).unwrap(),
+            Snapshot { position, map, sessions: Sessions::default(), revoked: BTreeMap::new() }
+        );
     }
 
     fn sample() -> Map {
@@ -494,12 +546,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = SnapshotDir::new(dir.path());
         assert_eq!(snapshots.load().unwrap(), None);
-        snapshots.write(Position { index: 5, term: 1 }, &Map::new(), &Sessions::default()).unwrap();
-        let (map, sessions) = (sample(), sample_sessions());
-        snapshots.write(Position { index: 1234, term: 7 }, &map, &sessions).unwrap();
+        snapshots.write(Position { index: 5, term: 1 }, &Contents::default()).unwrap();
+        let (map, sessions, revoked) = (sample(), sample_sessions(), sample_revoked());
+        let contents = Contents { map: map.clone(), sessions: sessions.clone(), revoked: revoked.clone() };
+        snapshots.write(Position { index: 1234, term: 7 }, &contents).unwrap();
         assert_eq!(snapshots.position().unwrap(), Some(Position { index: 1234, term: 7 }));
         let position = Position { index: 1234, term: 7 };
-        assert_eq!(snapshots.load().unwrap(), Some(Snapshot { position, map, sessions }));
+        assert_eq!(snapshots.load().unwrap(), Some(Snapshot { position, map, sessions, revoked }));
         assert!(!snapshots.tmp_path().exists());
     }
 
@@ -512,18 +565,20 @@ mod tests {
         let snapshots = SnapshotDir::new(dir.path());
         let taker = snapshots.clone();
         let older = Position { index: 100, term: 2 };
-        let tmp = taker.write_tmp(older, &sample(), &Sessions::default()).unwrap();
+        let tmp = taker.write_tmp(older, &Contents { map: sample(), ..Default::default() }).unwrap();
         let newer = Position { index: 200, term: 3 };
-        snapshots.write(newer, &Map::new(), &Sessions::default()).unwrap();
+        snapshots.write(newer, &Contents::default()).unwrap();
         assert_eq!(taker.install_if_newer(&tmp, older).unwrap(), None);
         assert!(!tmp.exists());
         assert_eq!(snapshots.installed(), Some(newer));
         let (_, position, bytes) = snapshots.open_installed().unwrap();
         assert_eq!((position, bytes), (newer, std::fs::metadata(snapshots.path()).unwrap().len()));
         let newest = Position { index: 300, term: 3 };
-        let tmp = taker.write_tmp(newest, &sample(), &sample_sessions()).unwrap();
+        let contents = Contents { map: sample(), sessions: sample_sessions(), revoked: BTreeMap::new() };
+        let tmp = taker.write_tmp(newest, &contents).unwrap();
         assert!(taker.install_if_newer(&tmp, newest).unwrap().is_some());
-        let loaded = Snapshot { position: newest, map: sample(), sessions: sample_sessions() };
+        let loaded =
+            Snapshot { position: newest, map: sample(), sessions: sample_sessions(), revoked: BTreeMap::new() };
         assert_eq!(snapshots.load().unwrap(), Some(loaded));
     }
 
@@ -532,7 +587,8 @@ mod tests {
     fn damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = SnapshotDir::new(dir.path());
-        snapshots.write(Position { index: 9, term: 2 }, &sample(), &sample_sessions()).unwrap();
+        let contents = Contents { map: sample(), sessions: sample_sessions(), revoked: sample_revoked() };
+        snapshots.write(Position { index: 9, term: 2 }, &contents).unwrap();
         let good = std::fs::read(snapshots.path()).unwrap();
         // The sessions sit just before the CRC: flip bytes there too.
         for at in [3, 13, 40, 41, 500, good.len() / 2, good.len() - 60, good.len() - 1] {
