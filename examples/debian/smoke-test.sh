@@ -29,6 +29,15 @@ for path in /usr/bin/baton-node /usr/bin/baton /lib/systemd/system/baton-node.se
     [ -e "$path" ] || { echo "smoke-test: $path is not installed" >&2; exit 1; }
 done
 grep -q '^Type=notify' /lib/systemd/system/baton-node.service
+grep -q '^ExecReload=/bin/kill -HUP $MAINPID' /lib/systemd/system/baton-node.service
+if command -v systemd-analyze >/dev/null; then
+    # The unit as systemd reads it: every key known and in its section.
+    verdict=$(systemd-analyze verify /lib/systemd/system/baton-node.service 2>&1 || true)
+    if [ -n "$verdict" ]; then
+        echo "smoke-test: systemd-analyze verify: $verdict" >&2
+        exit 1
+    fi
+fi
 getent passwd baton >/dev/null
 [ "$(stat -c %U /var/lib/baton)" = baton ]
 
