@@ -22,7 +22,6 @@ pub const JOURNAL_BYTES_MAX: u64 = 8 * 1024 * 1024;
 pub const PAGE_RECORDS_MAX: usize = 1_000;
 /// Bytes of records per page at most: well under a frame's limit.
 pub const PAGE_BYTES_MAX: usize = 512 * 1024;
-const _: () = assert!(PAGE_BYTES_MAX * 2 <= crate::frame::FRAME_BYTES_MAX);
 
 const CURRENT: &str = "discarded.jsonl";
 const ROTATED: &str = "discarded.1.jsonl";

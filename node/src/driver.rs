@@ -5,13 +5,13 @@
 //! writes, and backups written and read for an operator.
 
 use crate::frame::{ErrorCode, Frame, Json, ReadMode, Request, Response, KEY_BYTES_MAX, VALUE_BYTES_MAX};
+use crate::handoff::{Input, LinkState, Outbound, SnapshotChunk, TransportCounters};
 use crate::kv::{Applied, Command, Kv};
 use crate::membership::Membership;
 use crate::status::{FollowerStatus, NodeStatus};
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::Wal;
-use crate::transport::LinkState;
 use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
@@ -43,44 +43,6 @@ const INLINE_FSYNC_RECENT_MAX: Duration = Duration::from_millis(20);
 /// Inputs handled back to back before the log is written, synced and sent on: bounds
 /// how long one burst delays the first write in it.
 const INPUT_BURST_MAX: usize = 256;
-
-pub enum Input {
-    Peer {
-        from: NodeId,
-        message: Message,
-        entries: Vec<Vec<u8>>,
-    },
-    /// A client's request; `operator` when its certificate is an operator's.
-    Client {
-        request: Request,
-        operator: bool,
-        reply: oneshot::Sender<Response>,
-    },
-    Synced {
-        seq: PersistSeq,
-        result: Result<(), String>,
-        elapsed: Duration,
-    },
-    /// A piece of a snapshot from the leader.
-    SnapshotChunk(crate::transfer::SnapshotChunk),
-    /// A whole received snapshot, fsynced and checked (or why it is unusable).
-    SnapshotReceived {
-        received: crate::transfer::Received,
-        result: Result<Snapshot, String>,
-    },
-    /// A local snapshot at `position` is written and fsynced to its temporary file.
-    SnapshotWritten {
-        position: Position,
-        /// Its size once installed; `None` if a newer snapshot was installed meanwhile.
-        result: Result<Option<u64>, String>,
-    },
-    /// Stop: a leader first hands leadership to the best caught-up follower (controlled
-    /// shutdown), then the log is made durable and the driver returns.
-    Shutdown,
-}
-
-/// Where the driver sends frames to peers; the transport drains it.
-pub type Outbound = std::collections::HashMap<NodeId, mpsc::Sender<Frame>>;
 
 struct PendingWrite {
     term: u64,
@@ -133,7 +95,7 @@ pub struct Driver {
     entries_received: u64,
     started: Instant,
     dropped_frames: u64,
-    counters: std::sync::Arc<crate::transport::TransportCounters>,
+    counters: std::sync::Arc<TransportCounters>,
     history: VecDeque<crate::status::HistoryEntry>,
     last_leader: Option<NodeId>,
     /// Set while a shutting-down leader hands over.
@@ -190,7 +152,7 @@ impl Driver {
         inputs: mpsc::Receiver<Input>,
         loopback: mpsc::Sender<Input>,
         started: Instant,
-        counters: std::sync::Arc<crate::transport::TransportCounters>,
+        counters: std::sync::Arc<TransportCounters>,
     ) -> Driver {
         Driver {
             replica,
@@ -710,7 +672,7 @@ impl Driver {
         self.pump(None);
     }
 
-    fn on_snapshot_chunk(&mut self, chunk: crate::transfer::SnapshotChunk) {
+    fn on_snapshot_chunk(&mut self, chunk: SnapshotChunk) {
         let Some(receiver) = self.receiver.as_mut() else { return };
         match receiver.accept(chunk) {
             Ok(None) => {}

@@ -55,6 +55,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// Largest frame: a full batch of the largest entries, with room for framing.
 pub const FRAME_BYTES_MAX: usize = baton_common::limits::FRAME_BYTES_MAX + 64 * 1024;
 
+/// A page of the discarded-writes journal always fits a frame, with room to spare.
+const _: () = assert!(crate::discarded::PAGE_BYTES_MAX * 2 <= FRAME_BYTES_MAX);
+
 /// Largest key and value a client may write. Together with the command's framing they
 /// fit one log entry.
 pub const KEY_BYTES_MAX: usize = 1024;

@@ -6,8 +6,8 @@
 //! A hand-written responder rather than an HTTP framework keeps the edge binary small;
 //! the request it understands is one line.
 
-use crate::driver::Input;
 use crate::frame::{Request, Response};
+use crate::handoff::Input;
 use crate::status::{NodeStatus, LATENCY_BUCKETS_US};
 use std::fmt::Write as _;
 use std::time::Duration;

@@ -4,14 +4,15 @@
 
 use crate::certs::{Credentials, Identity};
 use crate::config::Settings;
-use crate::driver::{Driver, Input, Outbound};
+use crate::driver::Driver;
+use crate::handoff::{Input, LinkState, Outbound, TransportCounters};
 use crate::kv::Kv;
 use crate::membership::Membership;
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::lock::DirLock;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::Wal;
-use crate::transport::{accept_loop, run_link, LinkState, Restarts, TransportCounters, LINK_QUEUE_FRAMES};
+use crate::transport::{accept_loop, run_link, Restarts, LINK_QUEUE_FRAMES};
 use baton_common::{Config, LogTerms, Member, Position, Recovered, Replica};
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -8,8 +8,8 @@
 //! in a link's queue, so memory stays small whatever the snapshot's size.
 
 use crate::frame::{Frame, SNAPSHOT_CHUNK_BYTES};
+use crate::handoff::{LinkState, Received, SnapshotChunk};
 use crate::storage::snapshot::SnapshotDir;
-use crate::transport::LinkState;
 use baton_common::{NodeId, Position};
 use std::collections::HashMap;
 use std::io::Write;
@@ -24,17 +24,6 @@ use tokio::sync::mpsc;
 const SEND_QUEUE_CHUNKS_MAX: usize = 8;
 /// How long a send waits for its link's queue to drain before looking again.
 const SEND_BACKOFF: Duration = Duration::from_millis(2);
-
-/// One chunk as received from a peer.
-#[derive(Debug)]
-pub struct SnapshotChunk {
-    pub from: NodeId,
-    pub term: u64,
-    pub snapshot: Position,
-    pub offset: u64,
-    pub total_bytes: u64,
-    pub data: Vec<u8>,
-}
 
 struct Send {
     term: u64,
@@ -174,15 +163,6 @@ struct Incoming {
     total_bytes: u64,
     received_bytes: u64,
     file: std::fs::File,
-}
-
-/// A whole snapshot file has arrived (not yet fsynced or checked).
-#[derive(Debug)]
-pub struct Received {
-    pub from: NodeId,
-    pub term: u64,
-    pub snapshot: Position,
-    pub path: PathBuf,
 }
 
 /// The follower's side: at most one snapshot arriving at a time.

@@ -7,14 +7,13 @@
 //! malformed frame closes that connection with a logged reason; the node goes on.
 
 use crate::certs::Identity;
-use crate::driver::Input;
 use crate::frame::{read_frame, write_frame, ErrorCode, Frame, FrameError, Response, PROTOCOL_VERSION};
+use crate::handoff::{Input, LinkState, SnapshotChunk, TransportCounters};
 use crate::membership::Membership;
 use crate::tls::{node_server_name, peer_identity};
-use crate::transfer::SnapshotChunk;
 use baton_common::NodeId;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -25,14 +24,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Frames queued for one peer while its link is busy or down.
 pub const LINK_QUEUE_FRAMES: usize = 4_096;
-
-/// Counters of refused or odd input, shown in logs and status.
-#[derive(Debug, Default)]
-pub struct TransportCounters {
-    pub handshakes_refused: AtomicU64,
-    pub hellos_refused: AtomicU64,
-    pub malformed_frames: AtomicU64,
-}
 
 /// This process's incarnation: a new number on every start.
 pub fn incarnation() -> u64 {
@@ -89,30 +80,6 @@ impl Restarts {
             if let Some(link) = self.links.get(&peer) {
                 link.notify_one();
             }
-        }
-    }
-}
-
-/// Which connection an outgoing link is on, for work that spans many frames (a snapshot
-/// send): frames queued or written on a connection that then failed are lost, so such
-/// work must start again on the next one. Even: the link is down; odd: it is up. It
-/// counts up at every change.
-#[derive(Debug, Default)]
-pub struct LinkState(AtomicU64);
-
-impl LinkState {
-    /// The count of changes so far: equal counts mean the same connection.
-    pub fn generation(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
-    }
-
-    pub fn is_up(&self) -> bool {
-        self.generation() % 2 == 1
-    }
-
-    fn set_up(&self, up: bool) {
-        if self.is_up() != up {
-            self.0.fetch_add(1, Ordering::AcqRel);
         }
     }
 }

@@ -1,0 +1,104 @@
+//! What the node's tasks hand each other: the driver's inputs (from the transport, the
+//! metrics server and blocking threads), the frames it sends out, a peer link's state,
+//! the transport's counters and received snapshot pieces. In a module of its own, so the
+//! driver, the transport and the snapshot transfer each import this and never each other.
+
+use crate::frame::{Frame, Request, Response};
+use crate::storage::snapshot::Snapshot;
+use baton_common::{Message, NodeId, PersistSeq, Position};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Everything the driver's loop reacts to.
+pub enum Input {
+    Peer {
+        from: NodeId,
+        message: Message,
+        entries: Vec<Vec<u8>>,
+    },
+    /// A client's request; `operator` when its certificate is an operator's.
+    Client {
+        request: Request,
+        operator: bool,
+        reply: oneshot::Sender<Response>,
+    },
+    Synced {
+        seq: PersistSeq,
+        result: Result<(), String>,
+        elapsed: Duration,
+    },
+    /// A piece of a snapshot from the leader.
+    SnapshotChunk(SnapshotChunk),
+    /// A whole received snapshot, fsynced and checked (or why it is unusable).
+    SnapshotReceived {
+        received: Received,
+        result: Result<Snapshot, String>,
+    },
+    /// A local snapshot at `position` is written and fsynced to its temporary file.
+    SnapshotWritten {
+        position: Position,
+        /// Its size once installed; `None` if a newer snapshot was installed meanwhile.
+        result: Result<Option<u64>, String>,
+    },
+    /// Stop: a leader first hands leadership to the best caught-up follower (controlled
+    /// shutdown), then the log is made durable and the driver returns.
+    Shutdown,
+}
+
+/// Where the driver sends frames to peers; the transport drains it.
+pub type Outbound = std::collections::HashMap<NodeId, mpsc::Sender<Frame>>;
+
+/// Counters of refused or odd input, shown in logs and status.
+#[derive(Debug, Default)]
+pub struct TransportCounters {
+    pub handshakes_refused: AtomicU64,
+    pub hellos_refused: AtomicU64,
+    pub malformed_frames: AtomicU64,
+}
+
+/// Which connection an outgoing link is on, for work that spans many frames (a snapshot
+/// send): frames queued or written on a connection that then failed are lost, so such
+/// work must start again on the next one. Even: the link is down; odd: it is up. It
+/// counts up at every change.
+#[derive(Debug, Default)]
+pub struct LinkState(AtomicU64);
+
+impl LinkState {
+    /// The count of changes so far: equal counts mean the same connection.
+    pub fn generation(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.generation() % 2 == 1
+    }
+
+    /// The transport marks its link up or down.
+    pub(crate) fn set_up(&self, up: bool) {
+        if self.is_up() != up {
+            self.0.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// One chunk as received from a peer.
+#[derive(Debug)]
+pub struct SnapshotChunk {
+    pub from: NodeId,
+    pub term: u64,
+    pub snapshot: Position,
+    pub offset: u64,
+    pub total_bytes: u64,
+    pub data: Vec<u8>,
+}
+
+/// A whole snapshot file has arrived (not yet fsynced or checked).
+#[derive(Debug)]
+pub struct Received {
+    pub from: NodeId,
+    pub term: u64,
+    pub snapshot: Position,
+    pub path: PathBuf,
+}
