@@ -157,8 +157,9 @@ impl Client {
     }
 
     /// Another client (with a session of its own) for the same cluster and identity on
-    /// this client's UDP socket, with connections of its own: many clients in one process (a load generator, a
-    /// server with many callers) then wait on one socket instead of one each.
+    /// this client's UDP socket, with connections of its own: many clients in one process
+    /// (a load generator, a server with many callers) then wait on one socket instead of
+    /// one each.
     pub fn on_same_socket(&self) -> Client {
         Client {
             endpoint: self.endpoint.clone(),
