@@ -220,10 +220,21 @@ pub struct NodeCost {
     pub write_bytes_per_write: f64,
     pub fsyncs_per_write: f64,
     pub cpu_us_per_write: f64,
+    /// What the bytes written were for, per write (as the node's storage counts them).
+    pub written_per_write: WrittenPerWrite,
     pub rss_bytes: u64,
     pub keys: u64,
     pub data_bytes: u64,
     pub rss_growth_bytes_per_key: Option<f64>,
+}
+
+/// A node's storage writes per acknowledged write, by what they were for.
+#[derive(Serialize, Debug, Default, Clone, PartialEq)]
+pub struct WrittenPerWrite {
+    pub log_records: f64,
+    pub log_zeros: f64,
+    pub snapshots: f64,
+    pub other: f64,
 }
 
 /// Each node's status, by address, that answered.
@@ -257,11 +268,19 @@ pub fn cost_between(
             let fsyncs = late.fsyncs.checked_sub(early.fsyncs)?;
             let keys_gained = later.keys.saturating_sub(earlier.keys);
             let rss = late.rss_bytes.unwrap_or(0);
+            let (w0, w1) = (early.written, late.written);
+            let written_per_write = WrittenPerWrite {
+                log_records: per_write(w1.log_records.saturating_sub(w0.log_records)),
+                log_zeros: per_write(w1.log_zeros.saturating_sub(w0.log_zeros)),
+                snapshots: per_write(w1.snapshots.saturating_sub(w0.snapshots)),
+                other: per_write(w1.other.saturating_sub(w0.other)),
+            };
             Some(NodeCost {
                 id: later.id.clone(),
                 write_bytes_per_write: per_write(write_bytes),
                 fsyncs_per_write: per_write(fsyncs),
                 cpu_us_per_write: per_write(cpu_us),
+                written_per_write,
                 rss_bytes: rss,
                 keys: later.keys,
                 data_bytes: later.data_bytes,
@@ -660,6 +679,11 @@ pub fn print(report: &Report, json: bool) {
                 node.rss_bytes as f64 / (1024.0 * 1024.0),
                 node.keys,
                 node.rss_growth_bytes_per_key.map_or_else(String::new, |b| format!(" (+{b:.0} B of rss per key)")),
+            );
+            let written = &node.written_per_write;
+            println!(
+                "                   of which log records {:.0} B, zeros ahead of the log {:.0} B, snapshots {:.0} B, other {:.0} B",
+                written.log_records, written.log_zeros, written.snapshots, written.other
             );
         }
         if let (Some(growth), Some(data)) = (cost.rss_growth_bytes_per_key, cost.data_bytes_per_key) {

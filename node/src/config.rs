@@ -41,7 +41,9 @@ pub struct Args {
     #[arg(long)]
     pub max_lag_entries: Option<u64>,
     /// The log's size bound in bytes: a snapshot is taken (and the log before it
-    /// dropped) when the log reaches half of it. Default 64 MiB; at least 64 KiB.
+    /// dropped) when the log reaches half of it and twice the last snapshot; a map
+    /// larger than half of it lets the log grow to twice the map while the disk has
+    /// room. Default 64 MiB; at least 64 KiB.
     #[arg(long)]
     pub max_log_bytes: Option<u64>,
     /// Serve Prometheus metrics (text format) over plain HTTP at this address, for

@@ -18,6 +18,51 @@ pub fn count_fsync() {
     FSYNCS.fetch_add(1, Ordering::Relaxed);
 }
 
+/// What storage wrote, by what it was for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Written {
+    /// Log records, as written in the file's unit (a partly filled unit is written
+    /// again by the next append).
+    LogRecords,
+    /// Zeros written ahead of the log's records (see `storage::wal`).
+    LogZeros,
+    /// Snapshots taken, received and backed up.
+    Snapshots,
+    /// The hard state, segment headers, the discarded-writes journal.
+    Other,
+}
+
+static WRITTEN: [AtomicU64; 4] = [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Counts `bytes` handed to the kernel for `kind`; storage calls it beside each write.
+pub fn count_written(kind: Written, bytes: u64) {
+    WRITTEN[kind as usize].fetch_add(bytes, Ordering::Relaxed);
+}
+
+/// Bytes this process's storage handed to the kernel, by what they were for: where an
+/// SD card's writes go. Their sum is close to `write_bytes`, which the kernel counts
+/// (cached writes count as the pages they dirtied).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WrittenBytes {
+    pub log_records: u64,
+    pub log_zeros: u64,
+    pub snapshots: u64,
+    pub other: u64,
+}
+
+impl WrittenBytes {
+    fn now() -> WrittenBytes {
+        let load = |kind: Written| WRITTEN[kind as usize].load(Ordering::Relaxed);
+        WrittenBytes {
+            log_records: load(Written::LogRecords),
+            log_zeros: load(Written::LogZeros),
+            snapshots: load(Written::Snapshots),
+            other: load(Written::Other),
+        }
+    }
+}
+
 /// The process's costs so far (totals since it started, but `rss_bytes`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -30,6 +75,7 @@ pub struct ProcessCost {
     pub cpu_us: Option<u64>,
     /// Resident memory now.
     pub rss_bytes: Option<u64>,
+    pub written: WrittenBytes,
 }
 
 impl ProcessCost {
@@ -39,6 +85,7 @@ impl ProcessCost {
             fsyncs: FSYNCS.load(Ordering::Relaxed),
             cpu_us: read_cpu_us(),
             rss_bytes: read_rss_bytes(),
+            written: WrittenBytes::now(),
         }
     }
 }

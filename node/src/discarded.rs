@@ -99,6 +99,7 @@ impl Journal {
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(self.path(CURRENT))?;
         file.write_all(lines.as_bytes())?;
         crate::storage::sync_data(&file)?;
+        crate::cost::count_written(crate::cost::Written::Other, lines.len() as u64);
         self.current_bytes += lines.len() as u64;
         self.next_record = record;
         Ok(())

@@ -530,14 +530,22 @@ impl Driver {
         }
     }
 
-    /// Takes a snapshot when the log has grown to half its bound and the core allows it:
+    fn log_size(&self) -> crate::compaction::LogSize {
+        crate::compaction::LogSize {
+            wal_bytes: self.wal.bytes(),
+            max_log_bytes: self.max_log_bytes,
+            snapshot_bytes: self.snapshot_bytes,
+        }
+    }
+
+    /// Takes a snapshot when the log has grown enough (see [`crate::compaction`]) and the core allows it:
     /// the map is cloned here (O(1)), then written, fsynced and installed (renamed) on a
     /// blocking thread; [`Driver::on_snapshot_written`] compacts the log after it.
     fn maybe_compact(&mut self) {
         let Some(snapshots) = &self.snapshots else { return };
         let applied = self.kv.applied_index();
         if self.compacting
-            || !snapshot_due(self.wal.bytes(), self.max_log_bytes, self.snapshot_bytes)
+            || !self.log_size().snapshot_due(|| crate::storage::free_bytes(self.wal.dir()).ok())
             || applied <= self.snapshot.index
             || applied > self.replica.compactable_index()
         {
@@ -1320,15 +1328,6 @@ impl Driver {
     }
 }
 
-/// Whether a log of `wal_bytes` should be compacted into a new snapshot: once it holds
-/// half of `max_log_bytes`, but not before it is as large as the last snapshot, so the
-/// disk writes a snapshot costs stay within what the log itself wrote (a full map
-/// rewritten every 32 MiB of log grows without bound as the map grows; an SD card pays
-/// for every byte). At `max_log_bytes` it is due whatever the snapshot's size.
-fn snapshot_due(wal_bytes: u64, max_log_bytes: u64, snapshot_bytes: u64) -> bool {
-    wal_bytes >= max_log_bytes || (wal_bytes >= max_log_bytes / 2 && wal_bytes >= snapshot_bytes)
-}
-
 /// Whether only an operator's certificate may make `request`. Exhaustive, so a new
 /// request is classified when it is added, never let through by default.
 fn operator_only(request: &Request) -> bool {
@@ -1410,18 +1409,6 @@ fn fsync_recent_after(recent: Duration, elapsed: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Goal: a snapshot is due at half the log bound, but not before the log has written
-    /// as much as the snapshot will, and always at the bound.
-    #[test]
-    fn a_snapshot_is_due_at_half_the_bound_once_the_log_outgrows_the_last_snapshot() {
-        const MIB: u64 = 1 << 20;
-        assert!(!snapshot_due(31 * MIB, 64 * MIB, 0));
-        assert!(snapshot_due(32 * MIB, 64 * MIB, 20 * MIB));
-        assert!(!snapshot_due(40 * MIB, 64 * MIB, 50 * MIB), "the log has not written as much as the snapshot would");
-        assert!(snapshot_due(50 * MIB, 64 * MIB, 50 * MIB));
-        assert!(snapshot_due(64 * MIB, 64 * MIB, 500 * MIB), "the bound holds whatever the snapshot's size");
-    }
 
     #[test]
     fn one_slow_fsync_moves_fsyncs_off_the_loop_until_the_disk_is_fast_again() {

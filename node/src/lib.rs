@@ -8,6 +8,7 @@ pub mod addr;
 pub mod backoff;
 pub mod certs;
 pub mod client;
+pub mod compaction;
 pub mod config;
 pub mod cost;
 pub mod discarded;

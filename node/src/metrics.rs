@@ -92,6 +92,20 @@ pub fn render(status: &NodeStatus) -> String {
     if let Some(us) = cost.cpu_us {
         counter("process_cpu_seconds_total", "User and system CPU time of the node process.", us as f64 / 1e6);
     }
+    let _ = writeln!(
+        out,
+        "# HELP baton_storage_written_bytes_total Bytes the node's storage handed to the kernel, by what they were for.\n\
+         # TYPE baton_storage_written_bytes_total counter"
+    );
+    let written = &cost.written;
+    for (kind, bytes) in [
+        ("log_records", written.log_records),
+        ("log_zeros", written.log_zeros),
+        ("snapshots", written.snapshots),
+        ("other", written.other),
+    ] {
+        let _ = writeln!(out, "baton_storage_written_bytes_total{{node=\"{node}\",kind=\"{kind}\"}} {bytes}");
+    }
     let mut gauge = |name: &str, help: &str, value: f64| {
         let _ = writeln!(
             out,
@@ -203,6 +217,7 @@ mod tests {
             fsyncs: 9,
             cpu_us: Some(2_500_000),
             rss_bytes: Some(8 << 20),
+            written: crate::cost::WrittenBytes { log_records: 3000, log_zeros: 1000, snapshots: 96, other: 0 },
         };
         status.keys = 12;
         let text = render(&status);
@@ -219,6 +234,7 @@ mod tests {
             "baton_process_write_bytes_total{node=\"n1\"} 4096",
             "# TYPE baton_fsyncs_total counter",
             "baton_fsyncs_total{node=\"n1\"} 9",
+            "baton_storage_written_bytes_total{node=\"n1\",kind=\"log_zeros\"} 1000",
             "baton_process_cpu_seconds_total{node=\"n1\"} 2.5",
             "baton_process_resident_memory_bytes{node=\"n1\"} 8388608",
             "baton_keys{node=\"n1\"} 12",

@@ -208,6 +208,7 @@ impl Receiver {
             return Err(format!("a chunk at offset {} does not continue the transfer; dropped it", chunk.offset));
         }
         incoming.file.write_all(&chunk.data).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        crate::cost::count_written(crate::cost::Written::Snapshots, chunk.data.len() as u64);
         incoming.received_bytes += chunk.data.len() as u64;
         if incoming.received_bytes < incoming.total_bytes {
             return Ok(None);

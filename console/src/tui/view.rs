@@ -493,6 +493,7 @@ mod tests {
             fsyncs: second * 100,
             cpu_us: Some(second * 25_000),
             rss_bytes: Some(12 << 20),
+            written: Default::default(),
         }
     }
 

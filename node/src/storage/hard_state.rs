@@ -137,6 +137,7 @@ impl HardStateFile {
                 file.write_all_at(&slot, offset)
                     .and_then(|()| crate::storage::sync_data(file))
                     .map_err(StorageError::io(&path))?;
+                crate::cost::count_written(crate::cost::Written::Other, slot.len() as u64);
             }
             None => {
                 // First store (or an upgrade): a whole new file, replaced atomically.
@@ -148,6 +149,7 @@ impl HardStateFile {
                 file.write_all(&bytes)
                     .and_then(|()| crate::storage::sync_data(&file))
                     .map_err(StorageError::io(&temporary))?;
+                crate::cost::count_written(crate::cost::Written::Other, bytes.len() as u64);
                 std::fs::rename(&temporary, &path).map_err(StorageError::io(&path))?;
                 sync_dir(&self.dir)?;
                 self.file = Some(OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?);

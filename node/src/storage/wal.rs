@@ -131,10 +131,13 @@ struct WriteFailure {
 impl WriteJob {
     fn run(&self) -> Result<(), StorageError> {
         let ActiveFile { file, unit, path } = &self.active;
-        unit.write_at(file, self.bytes.padded(0, self.bytes.len()), self.offset).map_err(StorageError::io(path))?;
+        let records = self.bytes.padded(0, self.bytes.len());
+        unit.write_at(file, records, self.offset).map_err(StorageError::io(path))?;
+        crate::cost::count_written(crate::cost::Written::LogRecords, records.len() as u64);
         if let Some((from, to)) = self.zeros {
             let zeros = AlignedBuf::zeroed((to - from) as usize);
             unit.write_at(file, zeros.as_bytes(), from).map_err(StorageError::io(path))?;
+            crate::cost::count_written(crate::cost::Written::LogZeros, to - from);
         }
         Ok(())
     }
@@ -927,9 +930,16 @@ mod tests {
             let dir = tempfile::tempdir_in(target).unwrap();
             let (mut wal, _) = Wal::open_with(dir.path(), 64 << 20, choice).unwrap();
             let before = thread_write_bytes();
+            let counted_before = crate::cost::ProcessCost::now().written;
             for index in 1..=APPENDS {
                 wal.append(index, 1, &[index as u8; PAYLOAD_BYTES]).unwrap();
                 wal.sync().unwrap();
+            }
+            // The node's own count by kind (process-wide: other tests may add to it).
+            let counted = crate::cost::ProcessCost::now().written;
+            assert!(counted.log_records - counted_before.log_records >= APPENDS * RECORD_BYTES, "{counted:?}");
+            if matches!(wal.write_unit(), Some(WriteUnit::Direct { .. })) {
+                assert!(counted.log_zeros - counted_before.log_zeros >= ZEROED_CHUNK_BYTES, "{counted:?}");
             }
             // The two chunks of zeros ahead are written once each: not per fsync.
             let zeros = 2 * ZEROED_CHUNK_BYTES;
