@@ -1,4 +1,5 @@
 //! baton-suite: the deterministic fault simulator for Baton's replication core, and the
 //! library the workspace-level tests share.
 
+pub mod linearizable;
 pub mod sim;

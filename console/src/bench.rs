@@ -60,6 +60,8 @@ pub struct Report {
     pub scenario: Option<String>,
     /// Longest time with no acknowledged write, over the whole run.
     pub longest_gap_ms: f64,
+    /// When the longest gap began, in seconds into the run.
+    pub longest_gap_at_s: f64,
     /// With a scenario: from the old leader's last acknowledged write to the new
     /// leader's first (the write unavailability window).
     pub scenario_gap_ms: Option<f64>,
@@ -569,7 +571,7 @@ pub async fn run(
     };
     latencies.sort_unstable();
     acked.sort_unstable();
-    let longest_gap = acked.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or_default();
+    let (longest_gap, longest_gap_at) = acked.windows(2).map(|w| (w[1].0 - w[0].0, w[0].0)).max().unwrap_or_default();
     // The scenario's window: from the old leader's last acknowledgement to the new
     // leader's first, told apart by the term each acknowledgement names.
     let scenario_gap = event_at.and_then(|at| {
@@ -594,6 +596,7 @@ pub async fn run(
         errors,
         scenario: options.scenario.clone(),
         longest_gap_ms: longest_gap.as_secs_f64() * 1000.0,
+        longest_gap_at_s: longest_gap_at.as_secs_f64(),
         scenario_gap_ms: scenario_gap.map(|gap| gap.as_secs_f64() * 1000.0),
         floor_fsync_p50_ms,
         floor_fsync_p99_ms,
@@ -655,7 +658,10 @@ pub fn print(report: &Report, json: bool) {
     if let (Some(scenario), Some(gap)) = (&report.scenario, report.scenario_gap_ms) {
         println!("{scenario}: write unavailability window {gap:.1} ms");
     }
-    println!("longest gap between acknowledgements over the run {:.1} ms", report.longest_gap_ms);
+    println!(
+        "longest gap between acknowledgements over the run {:.1} ms, from {:.2} s in",
+        report.longest_gap_ms, report.longest_gap_at_s
+    );
     println!(
         "floor       fsync p50 {:.3} ms  p99 {:.3} ms  slowest of 3 writers at once {:.1} ms  loopback round trip p50 {:.3} ms",
         report.floor_fsync_p50_ms,

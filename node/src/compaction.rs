@@ -2,14 +2,16 @@
 //! last snapshot's size, the configured bound and the free disk space.
 //!
 //! A snapshot rewrites the whole map. Taken at a fixed log size, its cost per write
-//! grows with the map: a map of 76 MB rewritten every 32 MiB of log wrote more than the
-//! log itself (measured with `baton bench --clients 64 --duration 30`: 250 of the 450
-//! bytes each node wrote per write). So, like Redis's `auto-aof-rewrite-percentage`, a
-//! snapshot is due only once the log holds `LOG_BYTES_PER_SNAPSHOT_BYTE` times the last
-//! snapshot: what snapshots write stays under half of what the log wrote, whatever the
-//! map's size. The log then grows past `max_log_bytes` for a map larger than half of
-//! it, to at most twice the map, unless the disk has no room for that: then the bound
-//! holds again, and the node compacts at `max_log_bytes` as before.
+//! grows with the map without bound: a map of 500 MB rewritten every 64 MiB of log
+//! writes eight times what the log wrote. So, like Redis's `auto-aof-rewrite-percentage`
+//! at 100 %, a snapshot is due only once the log holds `LOG_BYTES_PER_SNAPSHOT_BYTE`
+//! times the last snapshot: for a map that keeps its size (keys overwritten), snapshots
+//! write half of what the log wrote, whatever the map's size (the rule before, the log
+//! as large as the last snapshot, wrote as much again). A map that only grows (every
+//! write a new key) costs about as much as before: each snapshot holds the keys the log
+//! added since the last one, and more. The log grows past `max_log_bytes` for a map
+//! larger than half of it, to at most twice the last snapshot, unless the disk has no
+//! room for that: then the bound holds again, and the node compacts at `max_log_bytes`.
 
 /// How many bytes of log a snapshot waits for, per byte of the last snapshot.
 pub const LOG_BYTES_PER_SNAPSHOT_BYTE: u64 = 2;
