@@ -353,6 +353,39 @@ async fn a_resent_put_takes_effect_once_and_never_undoes_a_later_write() {
     assert!(status.sessions >= 2, "sessions held: {}", status.sessions);
 }
 
+/// Goal (issue 20, found by the fault suite's clients): a write whose call is dropped
+/// while it waits (a timeout around it) after reaching the leader does not hand its
+/// number to the next write: that one takes effect too. Before, the next write reused
+/// the number and the cluster answered it with the dropped one's outcome, unapplied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_a_dropped_call_takes_effect() {
+    let cluster = Cluster::start(3, &["--mode", "quorum"]);
+    let mut b = cluster.client();
+    let leader = cluster.wait_for_leader(&mut b, ELECTION).await;
+    let leader_addr = cluster.nodes.iter().find(|n| n.id == leader).unwrap().addr;
+    let relay = support::ReplyDropper::start(leader_addr).await;
+    let identity = baton_node::certs::Identity::Operator("operator".into());
+    let mut a = baton_node::client::Client::new(vec![relay.addr], &cluster.certs, &identity).unwrap();
+    a.put(b"warm-up", b"1").await.expect("the relay passes answers until told otherwise");
+
+    relay.drop_replies(true);
+    {
+        let dropped_call = a.put(b"first", b"1");
+        tokio::pin!(dropped_call);
+        let applied = wait_until!(Duration::from_secs(10), {
+            tokio::select! {
+                _ = &mut dropped_call => panic!("answered through a relay that drops answers"),
+                read = b.get(b"first", ReadMode::Leader) => matches!(read, Ok((Some(_), _))).then_some(()),
+            }
+        });
+        assert!(applied.is_some(), "the first put never reached the leader\n{}", cluster.logs());
+    } // The call is dropped here, its answer never read.
+    relay.drop_replies(false);
+    a.put(b"second", b"2").await.expect("the next put is answered");
+    let (value, _) = b.get(b"second", ReadMode::Leader).await.unwrap();
+    assert_eq!(value.as_deref(), Some(&b"2"[..]), "the write after a dropped call was not applied\n{}", cluster.logs());
+}
+
 /// Goal (issue 17): a compare-and-set with a stopped node listed first is not reported
 /// as possibly applied (no connection could be made, so nothing was sent): it goes on to
 /// the next node and succeeds. Before, it answered "may or may not have applied".

@@ -369,6 +369,10 @@ impl Client {
     /// last one that may have been sent: resent as often as needed, it takes effect once.
     async fn write(&mut self, write: Request) -> Result<Response, ClientError> {
         let (id, seq) = (self.session.id, self.session.next_seq);
+        // Taken before the request goes out: a call dropped while it waits (a timeout
+        // around it) may have put this number in the log, and the next write must not
+        // reuse it (the cluster would answer that write with this one's outcome).
+        self.session.next_seq = seq + 1;
         let request = Request::Session { id, seq, acked_seq: self.session.acked_seq, write: Box::new(write) };
         let result = self.request(request).await;
         if self.session.id != id {
@@ -377,11 +381,12 @@ impl Client {
         match &result {
             Ok(Response::Written { .. } | Response::CasMismatch { .. }) => self.session.acked_seq = seq,
             // Provably never sent: the number is free for the next write.
-            Err(ClientError::Deadline(..) | ClientError::Unreachable { .. } | ClientError::Setup(_)) => return result,
+            Err(ClientError::Deadline(..) | ClientError::Unreachable { .. } | ClientError::Setup(_)) => {
+                self.session.next_seq = seq;
+            }
+            // The number may be in the log: never reuse it.
             _ => {}
         }
-        // The number may be in the log: never reuse it.
-        self.session.next_seq = seq + 1;
         result
     }
 

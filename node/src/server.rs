@@ -116,6 +116,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
             endpoint: endpoint.clone(),
             client_config: client_config.clone(),
             open: open_connections.clone(),
+            silence_max: std::time::Duration::from_millis(settings.election_timeout_ms),
         };
         tokio::spawn(run_link(dialer, membership.clone(), peer, frames, restarts.clone(), state));
     }

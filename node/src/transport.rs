@@ -21,7 +21,8 @@ use tokio::sync::{mpsc, oneshot};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Short: once a partition heals, a link is back within one dial of this pause.
+const BACKOFF_MAX: Duration = Duration::from_millis(250);
 /// Frames queued for one peer while its link is busy or down.
 pub const LINK_QUEUE_FRAMES: usize = 4_096;
 
@@ -92,6 +93,9 @@ pub struct Dialer {
     pub endpoint: quinn::Endpoint,
     pub client_config: tokio::sync::watch::Receiver<quinn::ClientConfig>,
     pub open: Arc<crate::revocation::OpenConnections>,
+    /// A link that receives nothing (not even QUIC's acknowledgements of its own
+    /// keep-alives) for this long is closed and dialed again: the election timeout.
+    pub silence_max: Duration,
 }
 
 /// Keeps one outgoing replication stream to `peer` alive and feeds it frames.
@@ -103,7 +107,8 @@ pub async fn run_link(
     restarts: Arc<Restarts>,
     state: Arc<LinkState>,
 ) {
-    let Dialer { endpoint, client_config, open } = dialer;
+    let Dialer { endpoint, client_config, open, silence_max } = dialer;
+    let link_transport = crate::tls::peer_link_transport(silence_max);
     let restarted = restarts.link(peer);
     let name = membership.name_of(peer).to_string();
     // Resolved again at each attempt: a peer known by name may have moved.
@@ -113,7 +118,8 @@ pub async fn run_link(
         let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
         let attempt = match addr.resolve(local).await {
             Ok(resolved) => {
-                let config = client_config.borrow().clone();
+                let mut config = client_config.borrow().clone();
+                config.transport_config(link_transport.clone());
                 connect(&endpoint, &config, resolved, &name, membership.my_name()).await
             }
             Err(error) => Err(error),
@@ -137,6 +143,10 @@ pub async fn run_link(
                             }
                         }
                         () = restarted.notified() => break,
+                        error = connection.closed() => {
+                            tracing::info!(peer = %name, %error, "replication link lost");
+                            break;
+                        }
                     }
                 }
                 state.set_up(false);

@@ -1,0 +1,141 @@
+//! The clients: each, in its own session, puts unique values, compares-and-sets from
+//! the value it last read, and reads with `--read leader`, on a few keys, one operation
+//! at a time; every operation is recorded with its invocation and completion times and
+//! outcome for the linearizability checker. A write whose outcome is unknown (no answer,
+//! "outcome unknown", a timeout) is recorded without a completion; one refused without
+//! effect is counted and left out; a failed read has no effect and is left out too.
+
+use baton_node::client::{Client, ClientError};
+use baton_node::frame::{ErrorCode, ReadMode};
+use baton_suite::linearizable::{Op, Operation, Value};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one operation may take before it counts as unknown (a write) or failed (a read).
+pub const OPERATION_DEADLINE: Duration = Duration::from_secs(3);
+
+#[derive(Default, Debug, Clone, Copy, serde::Serialize)]
+pub struct Counts {
+    pub ok: u64,
+    pub failed: u64,
+    pub unknown: u64,
+}
+
+#[derive(Default, Debug)]
+pub struct ClientResult {
+    pub history: Vec<Operation>,
+    pub writes: Counts,
+    pub reads: Counts,
+    /// When each acknowledged write completed, ns from the start.
+    pub acked_ns: Vec<u64>,
+}
+
+fn value_bytes(value: Value) -> Vec<u8> {
+    value.to_be_bytes().to_vec()
+}
+
+/// A value read back; bytes that no client wrote decode to one nobody wrote.
+fn decode(bytes: Option<Vec<u8>>) -> Option<Value> {
+    bytes.map(|b| b.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX))
+}
+
+enum Outcome<T> {
+    Ok(T),
+    Failed,
+    Unknown,
+}
+
+fn classify<T>(result: Result<Result<T, ClientError>, tokio::time::error::Elapsed>) -> Outcome<T> {
+    match result {
+        Ok(Ok(value)) => Outcome::Ok(value),
+        Err(_) => Outcome::Unknown,
+        Ok(Err(error)) => match error {
+            ClientError::Refused { code: ErrorCode::OutcomeUnknown | ErrorCode::Timeout, .. }
+            | ClientError::NoAnswer { .. }
+            | ClientError::Unexpected(_) => Outcome::Unknown,
+            ClientError::Refused { .. }
+            | ClientError::Unreachable { .. }
+            | ClientError::Deadline(..)
+            | ClientError::Setup(_) => Outcome::Failed,
+        },
+    }
+}
+
+/// Runs one client until `stop`; `seed` picks its operations.
+pub async fn run_client(
+    id: u32,
+    mut client: Client,
+    keys: u32,
+    seed: u64,
+    started: Instant,
+    stop: Arc<AtomicBool>,
+) -> ClientResult {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut result = ClientResult::default();
+    let mut counter = 0u64;
+    let mut last_read: Vec<Option<Value>> = vec![None; keys as usize];
+    let now_ns = || started.elapsed().as_nanos() as u64;
+    while !stop.load(Ordering::Relaxed) {
+        let key = rng.u32(..keys);
+        let key_bytes = format!("k{key}").into_bytes();
+        let choice = rng.u32(..10);
+        let invoked_ns = now_ns();
+        let record = |op: Op, completed_ns: Option<u64>| Operation { client: id, key, op, invoked_ns, completed_ns };
+        if choice < 4 {
+            counter += 1;
+            let value = (u64::from(id) << 40) | counter;
+            let outcome =
+                classify(tokio::time::timeout(OPERATION_DEADLINE, client.put(&key_bytes, &value_bytes(value))).await);
+            match outcome {
+                Outcome::Ok(_) => {
+                    let done = now_ns();
+                    result.writes.ok += 1;
+                    result.acked_ns.push(done);
+                    result.history.push(record(Op::Put { value }, Some(done)));
+                }
+                Outcome::Unknown => {
+                    result.writes.unknown += 1;
+                    result.history.push(record(Op::Put { value }, None));
+                }
+                Outcome::Failed => result.writes.failed += 1,
+            }
+        } else if choice < 6 {
+            counter += 1;
+            let new = (u64::from(id) << 40) | counter;
+            let expected = last_read[key as usize];
+            let expected_bytes = expected.map(value_bytes);
+            let new_bytes = value_bytes(new);
+            let call = client.cas(&key_bytes, expected_bytes.as_deref(), Some(&new_bytes));
+            match classify(tokio::time::timeout(OPERATION_DEADLINE, call).await) {
+                Outcome::Ok(answer) => {
+                    let done = now_ns();
+                    result.writes.ok += 1;
+                    let applied = answer.is_ok();
+                    if applied {
+                        result.acked_ns.push(done);
+                    }
+                    result.history.push(record(Op::Cas { expected, new, applied: Some(applied) }, Some(done)));
+                }
+                Outcome::Unknown => {
+                    result.writes.unknown += 1;
+                    result.history.push(record(Op::Cas { expected, new, applied: None }, None));
+                }
+                Outcome::Failed => result.writes.failed += 1,
+            }
+        } else {
+            let call = client.get(&key_bytes, ReadMode::Leader);
+            match classify(tokio::time::timeout(OPERATION_DEADLINE, call).await) {
+                Outcome::Ok((value, _)) => {
+                    let done = now_ns();
+                    let value = decode(value);
+                    last_read[key as usize] = value;
+                    result.reads.ok += 1;
+                    result.history.push(record(Op::Read { value }, Some(done)));
+                }
+                Outcome::Unknown | Outcome::Failed => result.reads.failed += 1,
+            }
+        }
+    }
+    result
+}
