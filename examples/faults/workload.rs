@@ -1,13 +1,16 @@
 //! The clients: each, in its own session, puts unique values, compares-and-sets from
 //! the value it last read, and reads with `--read leader`, on a few keys, one operation
-//! at a time; every operation is recorded with its invocation and completion times and
+//! at a time. Half the reads go where the client library sends them (the leader it
+//! knows); the other half go to one node picked at random and stay there, as a local
+//! application's would: a node that wrongly believes it still leads is asked too; every operation is recorded with its invocation and completion times and
 //! outcome for the linearizability checker. A write whose outcome is unknown (no answer,
 //! "outcome unknown", a timeout) is recorded without a completion; one refused without
 //! effect is counted and left out; a failed read has no effect and is left out too.
 
 use baton_node::client::{Client, ClientError};
-use baton_node::frame::{ErrorCode, ReadMode};
+use baton_node::frame::{ErrorCode, ReadMode, Request, Response};
 use baton_suite::linearizable::{Op, Operation, Value};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,6 +74,7 @@ pub async fn run_client(
     started: Instant,
     stop: Arc<AtomicBool>,
 ) -> ClientResult {
+    let nodes: Vec<SocketAddr> = client.addrs().to_vec();
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut result = ClientResult::default();
     let mut counter = 0u64;
@@ -124,7 +128,20 @@ pub async fn run_client(
                 Outcome::Failed => result.writes.failed += 1,
             }
         } else {
-            let call = client.get(&key_bytes, ReadMode::Leader);
+            let pinned = rng.bool().then(|| nodes[rng.usize(..nodes.len())]);
+            let call = async {
+                match pinned {
+                    None => client.get(&key_bytes, ReadMode::Leader).await,
+                    Some(addr) => {
+                        let request = Request::Get { key: key_bytes.clone(), read: ReadMode::Leader };
+                        match client.call(addr, &request).await? {
+                            Response::Value { value, applied_index, .. } => Ok((value, applied_index)),
+                            Response::Error { code, message, .. } => Err(ClientError::Refused { code, message }),
+                            other => Err(ClientError::Unexpected(Box::new(other))),
+                        }
+                    }
+                }
+            };
             match classify(tokio::time::timeout(OPERATION_DEADLINE, call).await) {
                 Outcome::Ok((value, _)) => {
                     let done = now_ns();
