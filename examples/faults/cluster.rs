@@ -105,8 +105,16 @@ impl Cluster {
             return Ok(());
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&node.log).map_err(|e| e.to_string())?;
-        let mut command = Command::new(self.bin_dir.join("baton-node"));
-        command.args(&node.args).env("BATON_LOG", "info").stdout(Stdio::null()).stderr(log);
+        // setpriv: the node gets SIGKILL when the harness dies, however it dies (its
+        // main thread starts every node), so no node outlives a run.
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--pdeathsig", "KILL", "--"])
+            .arg(self.bin_dir.join("baton-node"))
+            .args(&node.args)
+            .env("BATON_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log);
         if self.faketime {
             command
                 .env("LD_PRELOAD", LIBFAKETIME)
