@@ -21,6 +21,7 @@ use baton_suite::linearizable::{self, Op, Operation, Verdict};
 use clap::Parser;
 use cluster::Cluster;
 use serde::Serialize;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,6 +80,10 @@ struct FaultRecord {
     healed_at_s: f64,
     /// From the heal to the first write acknowledged after it.
     first_write_after_heal_ms: Option<u64>,
+    /// The longest stretch without an acknowledged write from the fault's start to
+    /// `RECOVERY_FAIL_AFTER` after its heal (a majority keeps writing through most
+    /// faults; a leader's kill or pause stops writes until a new leader).
+    longest_write_gap_ms: u64,
     /// From the heal until a leader had every node in the stream (in sync, acking).
     all_in_stream_after_heal_ms: Option<u64>,
     leader_term_before: Option<u64>,
@@ -101,11 +106,16 @@ struct Summary {
     linearizable: String,
     violation_window: Vec<String>,
     converged: bool,
+    /// Async mode: values the nodes' discarded-writes journals name, and how many of
+    /// them had been acknowledged.
+    discarded_records: usize,
+    discarded_acknowledged: u64,
     faults: Vec<FaultRecord>,
     /// Longest of the faults' figures, and how many heals missed the targets (one
     /// election timeout each).
     longest_first_write_after_heal_ms: Option<u64>,
     longest_all_in_stream_after_heal_ms: Option<u64>,
+    longest_write_gap_ms: Option<u64>,
     heals_over_target: usize,
     leader_changes: u64,
     logs: Option<String>,
@@ -214,6 +224,7 @@ async fn run(args: Args) -> Result<Summary, String> {
             at_s: at.as_secs_f64(),
             healed_at_s: healed.as_secs_f64(),
             first_write_after_heal_ms: None,
+            longest_write_gap_ms: 0,
             all_in_stream_after_heal_ms: in_stream.map(|d| d.as_millis() as u64),
             leader_term_before: term_before,
             leader_term_after: leader_term(&cluster, &mut control).await,
@@ -240,6 +251,11 @@ async fn run(args: Args) -> Result<Summary, String> {
         let healed_ns = (fault.healed_at_s * 1e9) as u64;
         fault.first_write_after_heal_ms =
             acked_ns.iter().find(|&&at| at >= healed_ns).map(|at| (at - healed_ns) / 1_000_000);
+        let (from, to) = ((fault.at_s * 1e9) as u64, healed_ns + RECOVERY_FAIL_AFTER.as_nanos() as u64);
+        let mut marks: Vec<u64> = vec![from];
+        marks.extend(acked_ns.iter().copied().filter(|&at| at > from && at < to));
+        marks.push(to);
+        fault.longest_write_gap_ms = marks.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).max().unwrap_or(0);
     }
     // Everything healed, every node running: the nodes must agree.
     net::heal()?;
@@ -249,6 +265,23 @@ async fn run(args: Args) -> Result<Summary, String> {
         cluster.start_node(i)?;
     }
     let converged = converge(&cluster, &mut control, args.keys, started, &mut history, &mut problems).await;
+    // Async mode may discard acknowledged writes at a failover, and must record each in
+    // a node's journal. The writes the journals name, and reads that saw them, are left
+    // out; the rest must still be linearizable, so an acknowledged write lost without a
+    // record shows as a later read that misses it.
+    let discarded = match args.mode.as_str() {
+        "async" => discarded_values(&cluster, &mut control, &mut problems).await,
+        _ => HashSet::new(),
+    };
+    let names_discarded = |o: &Operation| match o.op {
+        Op::Put { value } | Op::Cas { new: value, .. } => discarded.contains(&value),
+        Op::Read { value } => value.is_some_and(|v| discarded.contains(&v)),
+    };
+    let discarded_acknowledged = history
+        .iter()
+        .filter(|o| o.completed_ns.is_some() && !matches!(o.op, Op::Read { .. }) && names_discarded(o))
+        .count() as u64;
+    history.retain(|o| !names_discarded(o));
     if writes.ok == 0 {
         problems.push("no write was acknowledged in the whole run".into());
     }
@@ -310,8 +343,11 @@ async fn run(args: Args) -> Result<Summary, String> {
         linearizable,
         violation_window,
         converged,
+        discarded_records: discarded.len(),
+        discarded_acknowledged,
         longest_first_write_after_heal_ms: longest(|f| f.first_write_after_heal_ms),
         longest_all_in_stream_after_heal_ms: longest(|f| f.all_in_stream_after_heal_ms),
+        longest_write_gap_ms: longest(|f| Some(f.longest_write_gap_ms)),
         heals_over_target,
         leader_changes,
         faults,
@@ -492,7 +528,7 @@ async fn converge(
                 return false;
             }
         };
-        let decoded = leader_value.clone().map(|b| b.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX));
+        let decoded = workload::decode(leader_value.as_deref());
         history.push(Operation {
             client: u32::MAX,
             key,
@@ -517,4 +553,36 @@ async fn converge(
         }
     }
     agreed
+}
+
+/// Every value the nodes' discarded-writes journals name (all pages of each).
+async fn discarded_values(
+    cluster: &Cluster,
+    control: &mut baton_node::client::Client,
+    problems: &mut Vec<String>,
+) -> HashSet<linearizable::Value> {
+    use baton_node::frame::{Request, Response};
+    let mut values = HashSet::new();
+    for node in &cluster.nodes {
+        let mut after_record = 0;
+        loop {
+            let request = Request::DiscardedPage { since_index: 0, after_record, limit: 1000 };
+            match control.call(node.addr, &request).await {
+                Ok(Response::DiscardedPage(baton_node::frame::Json(page))) => {
+                    values.extend(
+                        page.writes.iter().filter_map(|w| workload::decode(w.value.as_deref().map(str::as_bytes))),
+                    );
+                    match page.next_after_record {
+                        Some(next) => after_record = next,
+                        None => break,
+                    }
+                }
+                other => {
+                    problems.push(format!("cannot read {}'s discarded journal: {other:?}", node.id));
+                    break;
+                }
+            }
+        }
+    }
+    values
 }

@@ -34,13 +34,22 @@ pub struct ClientResult {
     pub acked_ns: Vec<u64>,
 }
 
+/// Values travel as 16 hexadecimal digits: text, so the discarded-writes journal (which
+/// keeps values as text) names them exactly.
 fn value_bytes(value: Value) -> Vec<u8> {
-    value.to_be_bytes().to_vec()
+    format!("{value:016x}").into_bytes()
 }
 
-/// A value read back; bytes that no client wrote decode to one nobody wrote.
-fn decode(bytes: Option<Vec<u8>>) -> Option<Value> {
-    bytes.map(|b| b.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX))
+/// A value read back (or named in a journal); bytes that no client wrote decode to one
+/// nobody wrote.
+pub fn decode(bytes: Option<&[u8]>) -> Option<Value> {
+    bytes.map(|b| {
+        std::str::from_utf8(b)
+            .ok()
+            .filter(|s| s.len() == 16)
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+            .unwrap_or(u64::MAX)
+    })
 }
 
 enum Outcome<T> {
@@ -145,7 +154,7 @@ pub async fn run_client(
             match classify(tokio::time::timeout(OPERATION_DEADLINE, call).await) {
                 Outcome::Ok((value, _)) => {
                     let done = now_ns();
-                    let value = decode(value);
+                    let value = decode(value.as_deref());
                     last_read[key as usize] = value;
                     result.reads.ok += 1;
                     result.history.push(record(Op::Read { value }, Some(done)));
