@@ -168,23 +168,11 @@ fn check_key(ops: &[Operation]) -> Option<bool> {
         if known_left == 0 {
             return Some(true);
         }
-        if at == n {
-            // Every remaining call was tried here: backtrack.
-            let Some((call, before)) = stack.pop() else { return Some(false) };
-            let op = events[call].op;
-            linearized_hash ^= zobrist[op];
-            state = before;
-            if let Some(r) = return_of[op] {
-                relink(&mut next, &mut prev, r);
-                known_left += 1;
-            }
-            relink(&mut next, &mut prev, call);
-            at = next[call];
-            continue;
-        }
-        let event = events[at];
-        if event.is_call {
-            let op = event.op;
+        // A call is tried at this point of the order; the end of the list (every
+        // remaining call tried) or a return whose call is not linearized yet means this
+        // order fails: undo the last linearized call and try the call after it.
+        if at != n && events[at].is_call {
+            let op = events[at].op;
             if let Some(after) = step(state, &ops[op].op) {
                 if seen.insert((linearized_hash ^ zobrist[op], after)) {
                     linearized_hash ^= zobrist[op];
@@ -200,19 +188,18 @@ fn check_key(ops: &[Operation]) -> Option<bool> {
                 }
             }
             at = next[at];
-        } else {
-            // A return whose call is not linearized yet: this order fails; backtrack.
-            let Some((call, before)) = stack.pop() else { return Some(false) };
-            let op = events[call].op;
-            linearized_hash ^= zobrist[op];
-            state = before;
-            if let Some(r) = return_of[op] {
-                relink(&mut next, &mut prev, r);
-                known_left += 1;
-            }
-            relink(&mut next, &mut prev, call);
-            at = next[call];
+            continue;
         }
+        let Some((call, before)) = stack.pop() else { return Some(false) };
+        let op = events[call].op;
+        linearized_hash ^= zobrist[op];
+        state = before;
+        if let Some(r) = return_of[op] {
+            relink(&mut next, &mut prev, r);
+            known_left += 1;
+        }
+        relink(&mut next, &mut prev, call);
+        at = next[call];
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+use baton_node::client::Client;
 use baton_node::frame::ReadMode;
 use std::time::{Duration, Instant};
 use support::Cluster;
@@ -307,6 +308,21 @@ async fn nodes_known_by_host_name() {
     assert!(!output.status.success() && stderr.contains("--cluster: cannot resolve nowhere.invalid"), "{stderr}");
 }
 
+/// A 3-node quorum cluster, a client `a` that reaches the leader only through a relay
+/// that can drop the leader's answers (passing them for now: `a` has written once), and
+/// a client `b` that reaches every node; and the leader's address.
+async fn client_behind_a_relay() -> (Cluster, Client, Client, support::ReplyDropper, std::net::SocketAddr) {
+    let cluster = Cluster::start(3, &["--mode", "quorum"]);
+    let mut b = cluster.client();
+    let leader = cluster.wait_for_leader(&mut b, ELECTION).await;
+    let leader_addr = cluster.nodes.iter().find(|n| n.id == leader).unwrap().addr;
+    let relay = support::ReplyDropper::start(leader_addr).await;
+    let identity = baton_node::certs::Identity::Operator("operator".into());
+    let mut a = Client::new(vec![relay.addr], &cluster.certs, &identity).unwrap();
+    a.put(b"warm-up", b"1").await.expect("the relay passes answers until told otherwise");
+    (cluster, a, b, relay, leader_addr)
+}
+
 /// Goal (issue 17): a put whose answers are lost is resent by the client and still takes
 /// effect once. Client A's put(k, A) reaches the leader through a relay that drops every
 /// answer; once it is applied another client's put(k, B) is acknowledged; then the relay
@@ -315,15 +331,8 @@ async fn nodes_known_by_host_name() {
 /// (Before sessions the resend was applied again and the key went back to A.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resent_put_takes_effect_once_and_never_undoes_a_later_write() {
-    let cluster = Cluster::start(3, &["--mode", "quorum"]);
-    let mut b = cluster.client();
-    let leader = cluster.wait_for_leader(&mut b, ELECTION).await;
-    let leader_addr = cluster.nodes.iter().find(|n| n.id == leader).unwrap().addr;
-    let relay = support::ReplyDropper::start(leader_addr).await;
-    let identity = baton_node::certs::Identity::Operator("operator".into());
-    let mut a = baton_node::client::Client::new(vec![relay.addr], &cluster.certs, &identity).unwrap();
+    let (cluster, mut a, mut b, relay, leader_addr) = client_behind_a_relay().await;
     a.deadline = Duration::from_secs(30);
-    a.put(b"warm-up", b"1").await.expect("the relay passes answers until told otherwise");
 
     relay.drop_replies(true);
     let a_put = tokio::spawn(async move {
@@ -359,14 +368,7 @@ async fn a_resent_put_takes_effect_once_and_never_undoes_a_later_write() {
 /// the number and the cluster answered it with the dropped one's outcome, unapplied.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_after_a_dropped_call_takes_effect() {
-    let cluster = Cluster::start(3, &["--mode", "quorum"]);
-    let mut b = cluster.client();
-    let leader = cluster.wait_for_leader(&mut b, ELECTION).await;
-    let leader_addr = cluster.nodes.iter().find(|n| n.id == leader).unwrap().addr;
-    let relay = support::ReplyDropper::start(leader_addr).await;
-    let identity = baton_node::certs::Identity::Operator("operator".into());
-    let mut a = baton_node::client::Client::new(vec![relay.addr], &cluster.certs, &identity).unwrap();
-    a.put(b"warm-up", b"1").await.expect("the relay passes answers until told otherwise");
+    let (cluster, mut a, mut b, relay, _) = client_behind_a_relay().await;
 
     relay.drop_replies(true);
     {
@@ -401,7 +403,7 @@ async fn a_compare_and_set_skips_a_stopped_node_listed_first() {
     addrs.extend(cluster.addrs().into_iter().filter(|addr| *addr != first));
     let identity = baton_node::certs::Identity::Operator("operator".into());
     for i in 0..5 {
-        let mut fresh = baton_node::client::Client::new(addrs.clone(), &cluster.certs, &identity).unwrap();
+        let mut fresh = Client::new(addrs.clone(), &cluster.certs, &identity).unwrap();
         let expected = (i > 0).then(|| format!("{}", i - 1).into_bytes());
         let outcome = fresh.cas(b"c", expected.as_deref(), Some(format!("{i}").as_bytes())).await;
         assert!(matches!(outcome, Ok(Ok(_))), "cas {i}: {outcome:?}");
