@@ -120,11 +120,10 @@ fn check_key(ops: &[Operation]) -> Option<bool> {
     let events: Vec<Event> = events.into_iter().map(|(_, _, e)| e).collect();
     // A doubly linked list over the events, with a head sentinel at index `n`.
     let n = events.len();
-    let mut next: Vec<usize> = (1..=n).chain([if n == 0 { n } else { 0 }]).collect();
-    let mut prev: Vec<usize> = std::iter::once(n).chain(0..n.saturating_sub(1)).chain([n.saturating_sub(1)]).collect();
-    if n == 0 {
-        prev = vec![0];
-    }
+    // Event i links to i + 1 and i - 1; the last and the first to the sentinel, which
+    // links to them (or to itself when there are no events).
+    let mut next: Vec<usize> = (1..=n).chain([0]).collect();
+    let mut prev: Vec<usize> = (0..=n).map(|i| if i == 0 { n } else { i - 1 }).collect();
     let return_of: Vec<Option<usize>> = {
         let mut r = vec![None; ops.len()];
         for (at, e) in events.iter().enumerate() {

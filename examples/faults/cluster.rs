@@ -154,17 +154,10 @@ impl Cluster {
         std::fs::write(&self.nodes[i].clock_file, format!("{offset}\n")).map_err(|e| e.to_string())
     }
 
-    /// The node that says it leads in the highest term, among those that answer.
-    pub async fn leader(&self, client: &mut Client) -> Option<usize> {
-        let mut best: Option<(u64, usize)> = None;
-        for (i, status) in self.statuses(client).await.into_iter().enumerate() {
-            if let Some(status) = status.filter(|s| s.role == "leader") {
-                if best.is_none_or(|(term, _)| status.term > term) {
-                    best = Some((status.term, i));
-                }
-            }
-        }
-        best.map(|(_, i)| i)
+    /// The node that says it leads in the highest term, among those that answer, and
+    /// that term.
+    pub async fn leader(&self, client: &mut Client) -> Option<(usize, u64)> {
+        leading(&self.statuses(client).await).map(|(i, status)| (i, status.term))
     }
 
     /// Each node's status, `None` where it does not answer within a second.
@@ -180,6 +173,15 @@ impl Cluster {
         }
         statuses
     }
+}
+
+/// Which of `statuses` says it leads in the highest term.
+pub fn leading(statuses: &[Option<NodeStatus>]) -> Option<(usize, &NodeStatus)> {
+    statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.as_ref().filter(|s| s.role == "leader").map(|s| (i, s)))
+        .max_by_key(|(_, s)| s.term)
 }
 
 impl Drop for Cluster {

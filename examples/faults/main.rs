@@ -170,7 +170,7 @@ async fn run(args: Args) -> Result<Summary, String> {
     let waited = Instant::now();
     while cluster.leader(&mut control).await.is_none() {
         if waited.elapsed() > Duration::from_secs(20) {
-            return Err(format!("no leader within 20 s; logs in {}", keep(dir).display()));
+            return Err(format!("no leader within 20 s; logs in {}", dir.keep().display()));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -197,8 +197,7 @@ async fn run(args: Args) -> Result<Summary, String> {
             problems.push("the clock nemesis needs libfaketime (apt-get install faketime): skipped".into());
             continue;
         }
-        let leader = cluster.leader(&mut control).await;
-        let term_before = leader_term(&cluster, &mut control).await;
+        let (leader, term_before) = cluster.leader(&mut control).await.unzip();
         let at = started.elapsed();
         let (detail, undo) = apply(&nemesis, &mut cluster, &mut rng, leader)?;
         eprintln!("[{:7.2} s] {nemesis}: {detail}", at.as_secs_f64());
@@ -227,7 +226,7 @@ async fn run(args: Args) -> Result<Summary, String> {
             longest_write_gap_ms: 0,
             all_in_stream_after_heal_ms: in_stream.map(|d| d.as_millis() as u64),
             leader_term_before: term_before,
-            leader_term_after: leader_term(&cluster, &mut control).await,
+            leader_term_after: cluster.leader(&mut control).await.map(|(_, term)| term),
         });
     }
     while Instant::now() < end {
@@ -327,7 +326,7 @@ async fn run(args: Args) -> Result<Summary, String> {
         }
     }
     let pass = problems.iter().all(|p| p.ends_with(": skipped")) && converged;
-    let logs = (!pass || args.keep).then(|| keep(dir).display().to_string());
+    let logs = (!pass || args.keep).then(|| dir.keep().display().to_string());
     Ok(Summary {
         verdict: if pass { "pass" } else { "fail" },
         problems,
@@ -355,10 +354,6 @@ async fn run(args: Args) -> Result<Summary, String> {
     })
 }
 
-fn keep(dir: tempfile::TempDir) -> PathBuf {
-    dir.keep()
-}
-
 fn describe(op: &Operation) -> String {
     let ms = |ns: u64| ns as f64 / 1e6;
     let done = op.completed_ns.map_or("unknown outcome".to_string(), |ns| format!("{:.3} ms", ms(ns)));
@@ -373,11 +368,6 @@ fn describe(op: &Operation) -> String {
         Op::Read { value } => format!("read {value:x?}"),
     };
     format!("client {} k{}: {what}, invoked {:.3} ms, completed {done}", op.client, op.key, ms(op.invoked_ns))
-}
-
-async fn leader_term(cluster: &Cluster, control: &mut baton_node::client::Client) -> Option<u64> {
-    let statuses = cluster.statuses(control).await;
-    statuses.into_iter().flatten().filter(|s| s.role == "leader").map(|s| s.term).max()
 }
 
 /// Applies one fault; returns what it did and how to undo it.
@@ -474,8 +464,7 @@ async fn all_in_stream(cluster: &Cluster, control: &mut baton_node::client::Clie
     let heartbeat_ms = 100;
     while started.elapsed() < max {
         let statuses = cluster.statuses(control).await;
-        let leader = statuses.iter().flatten().filter(|s| s.role == "leader").max_by_key(|s| s.term);
-        if let Some(leader) = leader {
+        if let Some((_, leader)) = cluster::leading(&statuses) {
             let all = leader.followers.len() + 1 == cluster.nodes.len()
                 && leader
                     .followers
@@ -504,8 +493,7 @@ async fn converge(
     let deadline = Instant::now() + CONVERGENCE_MAX;
     let commit = loop {
         let statuses = cluster.statuses(control).await;
-        let leader = statuses.iter().flatten().filter(|s| s.role == "leader").max_by_key(|s| s.term).cloned();
-        if let Some(leader) = leader {
+        if let Some((_, leader)) = cluster::leading(&statuses) {
             let applied: Vec<u64> = statuses.iter().flatten().map(|s| s.applied_index).collect();
             if applied.len() == cluster.nodes.len() && applied.iter().all(|&a| a >= leader.commit_index) {
                 break leader.commit_index;
