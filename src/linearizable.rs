@@ -107,13 +107,16 @@ struct Event {
 /// if not, `None` if the search ran out of steps.
 fn check_key(ops: &[Operation]) -> Option<bool> {
     // Events in time order; a return at the same instant as a call comes first (the
-    // operations did not overlap). Unknown outcomes have no return event.
+    // operations did not overlap), except an operation's own return: one that took no
+    // time (invoked and completed in the same instant) is called, then returns, between
+    // the others' returns and calls at that instant. Unknown outcomes have no return.
     let mut events: Vec<(u64, u8, Event)> = Vec::with_capacity(ops.len() * 2);
     for (i, o) in ops.iter().enumerate() {
-        events.push((o.invoked_ns, 1, Event { op: i, is_call: true }));
+        let instant = o.completed_ns == Some(o.invoked_ns);
+        events.push((o.invoked_ns, if instant { 1 } else { 3 }, Event { op: i, is_call: true }));
         if let Some(done) = o.completed_ns {
             assert!(done >= o.invoked_ns, "an operation completes after it is invoked: {o:?}");
-            events.push((done, 0, Event { op: i, is_call: false }));
+            events.push((done, if instant { 2 } else { 0 }, Event { op: i, is_call: false }));
         }
     }
     events.sort_by_key(|&(at, order, _)| (at, order));
@@ -282,6 +285,11 @@ mod tests {
             // An unknown put that took effect, and one that did not.
             vec![op(1, Op::Put { value: 1 }, 0, None), op(2, Op::Read { value: Some(1) }, 100, Some(110))],
             vec![op(1, Op::Put { value: 1 }, 0, None), op(2, Op::Read { value: None }, 100, Some(110))],
+            // Operations that took no time (a read served the instant it arrived), alone,
+            // right after a write returned at that instant, and two at once.
+            vec![op(1, Op::Read { value: None }, 7, Some(7))],
+            vec![op(1, Op::Put { value: 1 }, 0, Some(7)), op(2, Op::Read { value: Some(1) }, 7, Some(7))],
+            vec![op(1, Op::Read { value: None }, 7, Some(7)), op(2, Op::Read { value: None }, 7, Some(7))],
         ];
         for history in histories {
             assert_eq!(check(&history), Verdict::Linearizable, "{history:?}");
@@ -318,6 +326,8 @@ mod tests {
                 op(2, Op::Read { value: Some(2) }, 30, Some(40)),
                 op(2, Op::Read { value: Some(1) }, 50, Some(60)),
             ],
+            // An instant read after a put returned at that same instant, seeing nothing.
+            vec![op(1, Op::Put { value: 1 }, 0, Some(7)), op(2, Op::Read { value: None }, 7, Some(7))],
         ];
         for history in histories {
             assert!(matches!(check(&history), Verdict::Violation { .. }), "{history:?}");

@@ -2,6 +2,8 @@
 //! through a safety phase full of faults and a liveness phase where everything heals.
 
 pub mod checker;
+pub mod cli;
+mod history;
 mod storage;
 mod world;
 

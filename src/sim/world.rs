@@ -3,6 +3,7 @@
 //! Nothing here reads a clock or the OS's randomness, so a seed replays exactly.
 
 use super::checker::{Checker, SimEntry};
+use super::history::{self, History};
 use super::storage::{Op, Storage};
 use baton_common::rng::Rng;
 use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
@@ -36,6 +37,7 @@ enum Kind {
     Timer { node: usize, incarnation: u64 },
     Fsync { node: usize, incarnation: u64, seq: u64 },
     Client,
+    Read,
     Fault,
     Restart(usize),
     Unfreeze(usize),
@@ -82,6 +84,15 @@ struct Node {
     /// Client writes this node accepted as leader and has not yet acknowledged.
     proposals: BTreeMap<u64, SimEntry>,
     staged_snapshot: Option<(Position, Vec<SimEntry>)>,
+    /// `--read leader` reads this node admitted: each is served once it has applied
+    /// the read index the core gave it.
+    pending_reads: Vec<PendingRead>,
+}
+
+struct PendingRead {
+    index: u64,
+    key: u32,
+    invoked: history::Stamp,
 }
 
 /// Knobs one seed draws for itself.
@@ -108,6 +119,9 @@ pub struct SeedReport {
     pub acked_writes: usize,
     pub leader_terms: u64,
     pub isolated_ack_window_us: u64,
+    /// Client operations in the linearizability check, and of them `--read leader` reads.
+    pub client_operations: usize,
+    pub leader_reads: usize,
     pub trace: Vec<String>,
 }
 
@@ -125,6 +139,7 @@ pub struct World {
     weather: Weather,
     next_write_id: u64,
     checker: Checker,
+    history: History,
     safety_end_us: u64,
     liveness_deadline_us: u64,
     /// The liveness phase's probe write: (node, index, entry, proposed at).
@@ -175,6 +190,7 @@ impl World {
                 inbox: Vec::new(),
                 proposals: BTreeMap::new(),
                 staged_snapshot: None,
+                pending_reads: Vec::new(),
             });
         }
         let weather = Weather {
@@ -195,6 +211,7 @@ impl World {
             weather,
             next_write_id: 1,
             checker: Checker::new(mode == WriteMode::Async, ELECTION_TIMEOUT_US),
+            history: History::default(),
             safety_end_us: safety_us,
             liveness_deadline_us: safety_us + liveness_us,
             barrier: None,
@@ -208,6 +225,7 @@ impl World {
             world.after_input(node);
         }
         world.schedule(1_000, Kind::Client);
+        world.schedule(1_500, Kind::Read);
         world.schedule(300_000, Kind::Fault);
         world.schedule(safety_us, Kind::Heal);
         world
@@ -268,6 +286,11 @@ impl World {
         let final_log = self.nodes[leader].memory.clone();
         let logs: Vec<(u8, Vec<Option<SimEntry>>)> = self.nodes.iter().map(|n| (n.id.0, n.memory.full_log())).collect();
         self.checker.finish(&|index| final_log.entry(index), &logs);
+        let took_effect: Vec<u64> =
+            self.nodes[leader].applied.iter().map(|e| e.write_id).filter(|&id| id != 0).collect();
+        if let Some(violation) = self.history.check(&took_effect, self.mode == WriteMode::Async) {
+            self.checker.violations.push(violation);
+        }
         SeedReport {
             seed,
             nodes: self.nodes.len() as u8,
@@ -276,6 +299,8 @@ impl World {
             acked_writes: self.checker.acked().len(),
             leader_terms: self.leader_terms,
             isolated_ack_window_us: self.checker.isolated_ack_window_us,
+            client_operations: self.history.operations(),
+            leader_reads: self.history.reads(),
             trace: self.trace.take().unwrap_or_default(),
         }
     }
@@ -300,6 +325,11 @@ impl World {
                 self.client_write();
                 let gap = 2_000 + self.rng.below(15_000);
                 self.schedule(gap, Kind::Client);
+            }
+            Kind::Read => {
+                self.client_read();
+                let gap = 2_000 + self.rng.below(15_000);
+                self.schedule(gap, Kind::Read);
             }
             Kind::Fault => {
                 if self.now_us < self.safety_end_us {
@@ -398,6 +428,7 @@ impl World {
             self.carry_out(node, output, incoming);
         }
         self.maybe_compact(node);
+        self.serve_reads(node);
         let now = self.now_us;
         let n = &mut self.nodes[node];
         let Some(replica) = n.replica.as_ref() else {
@@ -508,10 +539,14 @@ impl World {
             let entry = self.nodes[node].memory.entry(index).expect("committed entries are in the log");
             self.nodes[node].applied.push(entry);
             self.checker.on_apply(id, index, entry);
+            if entry.write_id != 0 {
+                self.history.on_applied(self.now_us, entry.write_id);
+            }
             if is_leader && self.nodes[node].proposals.get(&index) == Some(&entry) {
                 self.nodes[node].proposals.remove(&index);
                 let lost_at = self.quorum_lost_at(node);
                 self.checker.on_ack(self.now_us, id, term, index, entry, lost_at);
+                self.history.complete_write(self.now_us, entry.write_id);
                 self.note(|| format!("n{id} acked write {} at {index}", entry.write_id));
                 if self.barrier.is_some_and(|(_, i, e, _)| i == index && e == entry) {
                     self.barrier_acked = true;
@@ -597,8 +632,44 @@ impl World {
         let entry = SimEntry { term: proposal.position.term, write_id: self.next_write_id };
         self.next_write_id += 1;
         n.proposals.insert(proposal.position.index, entry);
+        self.history.invoke_write(now, entry.write_id);
         self.write(target, proposal.seq, Op::Append(proposal.position.index, entry));
         self.after_input(target);
+    }
+
+    /// A `--read leader` read of a random key, mostly sent to the leader: admitted if
+    /// the core gives a read index, served once the node has applied it.
+    fn client_read(&mut self) {
+        let target = match self.leader() {
+            Some(leader) if self.rng.below(10) < 9 => leader,
+            _ => self.rng.below(self.nodes.len() as u64) as usize,
+        };
+        let key = self.rng.below(history::KEYS) as u32;
+        let now = self.now_us;
+        let n = &mut self.nodes[target];
+        let (Some(replica), false) = (n.replica.as_mut(), n.frozen) else {
+            return;
+        };
+        let invoked = self.history.stamp(now);
+        if let Ok(index) = replica.read_index(now) {
+            n.pending_reads.push(PendingRead { index, key, invoked });
+            self.after_input(target);
+        }
+    }
+
+    fn serve_reads(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        if n.frozen || n.replica.is_none() {
+            return;
+        }
+        let applied = n.applied.len() as u64;
+        let (ready, waiting): (Vec<PendingRead>, Vec<PendingRead>) =
+            std::mem::take(&mut n.pending_reads).into_iter().partition(|r| r.index <= applied);
+        n.pending_reads = waiting;
+        for read in ready {
+            let value = history::value_in(&self.nodes[node].applied, read.key);
+            self.history.read(read.key, value, read.invoked, self.now_us);
+        }
     }
 
     // ----- faults -----
@@ -710,6 +781,7 @@ impl World {
         n.proposals.clear();
         n.timer_at = None;
         n.staged_snapshot = None;
+        n.pending_reads.clear();
         n.memory = n.durable.clone();
     }
 
@@ -846,6 +918,7 @@ impl World {
         self.next_write_id += 1;
         self.nodes[leader].proposals.insert(proposal.position.index, entry);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
+        self.history.invoke_write(now, entry.write_id);
         self.barrier = Some((leader, proposal.position.index, entry, now));
         self.barrier_acked = false;
         self.after_input(leader);
