@@ -19,6 +19,8 @@ pub struct SimEntry {
 pub struct AckedWrite {
     pub at_us: u64,
     pub node: u8,
+    /// The term of the leader that acknowledged it: the write committed in that term.
+    pub term: u64,
     pub index: u64,
     pub entry: SimEntry,
 }
@@ -31,6 +33,10 @@ pub struct Checker {
     newest_elected_term: u64,
     acked: Vec<AckedWrite>,
     applied: BTreeMap<u8, Vec<SimEntry>>,
+    /// The first entry any node ever applied at each index, and which node: what a
+    /// state machine applies is final, even once the node that applied it has crashed
+    /// and forgotten (outside async mode).
+    ever_applied: BTreeMap<u64, (u8, SimEntry)>,
     discarded: Vec<(u8, u64, u64, u64)>,
     /// The longest time an isolated leader kept acknowledging after losing its quorum.
     pub isolated_ack_window_us: u64,
@@ -52,7 +58,10 @@ impl Checker {
         &self.acked
     }
 
-    /// `node` became leader of `term`; `log_at(index)` reads its log at that moment.
+    /// `node` became leader of `term`; `log_at(index)` reads its log at that moment. It
+    /// must hold every write acknowledged in an earlier term (leader completeness); a
+    /// leader of a term older than the newest may lack later ones (a candidate that
+    /// resumes from a pause to find its old votes, say: it cannot commit anything).
     pub fn on_leader(&mut self, at_us: u64, node: u8, term: u64, log_at: &dyn Fn(u64) -> Option<SimEntry>) {
         if let Some(&other) = self.leaders.get(&term) {
             if other != node {
@@ -63,7 +72,7 @@ impl Checker {
         self.newest_elected_term = self.newest_elected_term.max(term);
         if !self.async_mode {
             let missing: Vec<AckedWrite> =
-                self.acked.iter().filter(|w| log_at(w.index) != Some(w.entry)).copied().collect();
+                self.acked.iter().filter(|w| w.term < term && log_at(w.index) != Some(w.entry)).copied().collect();
             for write in missing.into_iter().take(3) {
                 self.violation(format!(
                     "t={at_us}us: leader n{node} of term {term} lacks acknowledged write {} at index {} (acked by n{} at t={}us)",
@@ -99,7 +108,7 @@ impl Checker {
                 ));
             }
         }
-        self.acked.push(AckedWrite { at_us, node, index, entry });
+        self.acked.push(AckedWrite { at_us, node, term, index, entry });
     }
 
     /// `node` applied `entry` at `index`.
@@ -114,13 +123,11 @@ impl Checker {
         if self.async_mode {
             return; // Async replicas may diverge until a discard; compared at the end.
         }
-        let conflict = self
-            .applied
-            .iter()
-            .find(|(other, log)| **other != node && log.get(index as usize - 1).is_some_and(|e| *e != entry));
-        if let Some((other, _)) = conflict {
-            let other = *other;
-            self.violation(format!("n{node} and n{other} applied different entries at index {index}"));
+        let (first_node, first) = *self.ever_applied.entry(index).or_insert((node, entry));
+        if first != entry {
+            self.violation(format!(
+                "n{node} applied {entry:?} at index {index}, where n{first_node} had applied {first:?}"
+            ));
         }
     }
 
@@ -142,6 +149,19 @@ impl Checker {
             self.violation(format!("n{node} discarded entries {from_index}..={to_index} outside async mode"));
         }
         self.discarded.push((node, term, from_index, to_index));
+    }
+
+    /// Leader `node` handed leadership to `target` (sent it TimeoutNow). The handoff is
+    /// only safe, and only quick, once the target durably holds the leader's last entry
+    /// and everything is committed: else the target campaigns with a log the voters
+    /// refuse, or wins with committed entries missing.
+    pub fn on_handoff(&mut self, at_us: u64, node: u8, target: u8, last: u64, commit: u64, target_has_last: bool) {
+        if commit != last || !target_has_last {
+            self.violation(format!(
+                "t={at_us}us: n{node} handed over to n{target} with its log at {last}, committed to {commit}, and the target {} it",
+                if target_has_last { "holding" } else { "not holding" }
+            ));
+        }
     }
 
     /// End of the run: `final_log_at` reads the final leader's log, `logs` every node's.
@@ -223,6 +243,29 @@ mod tests {
         assert!(checker.violations[0].contains("two leaders in term 5"), "{:?}", checker.violations);
     }
 
+    /// Goal: a switchover handoff before the target caught up, or before the leader's log
+    /// committed, is caught; a proper one is not.
+    #[test]
+    fn catches_a_handoff_before_catch_up() {
+        let mut checker = Checker::new(false, T);
+        checker.on_handoff(1, 1, 2, 10, 10, true);
+        assert!(checker.violations.is_empty());
+        checker.on_handoff(2, 1, 2, 10, 10, false);
+        checker.on_handoff(3, 1, 2, 10, 9, true);
+        assert_eq!(checker.violations.len(), 2, "{:?}", checker.violations);
+    }
+
+    /// Goal: an entry applied and then replaced is caught even after the node that
+    /// applied it forgot it (crashed and restarted from an older snapshot).
+    #[test]
+    fn catches_an_applied_entry_replaced_after_a_crash() {
+        let mut checker = Checker::new(false, T);
+        checker.on_apply(1, 1, entry(2, 5));
+        checker.on_state_reset(1, &[]);
+        checker.on_apply(2, 1, entry(3, 0));
+        assert!(checker.violations[0].contains("had applied"), "{:?}", checker.violations);
+    }
+
     /// Goal: a new leader missing an acknowledged write is caught.
     #[test]
     fn catches_leader_missing_acked_write() {
@@ -262,7 +305,7 @@ mod tests {
         let mut checker = Checker::new(false, T);
         checker.on_apply(1, 1, entry(1, 1));
         checker.on_apply(2, 1, entry(1, 2));
-        assert!(checker.violations[0].contains("applied different entries at index 1"), "{:?}", checker.violations);
+        assert!(checker.violations[0].contains("at index 1, where n1 had applied"), "{:?}", checker.violations);
         let mut checker = Checker::new(false, T);
         checker.on_apply(1, 2, entry(1, 1));
         assert!(checker.violations[0].contains("out of order"));

@@ -34,12 +34,24 @@ struct Envelope {
 #[derive(Clone, Debug)]
 enum Kind {
     Deliver(Envelope),
-    Timer { node: usize, incarnation: u64 },
-    Fsync { node: usize, incarnation: u64, seq: u64 },
+    Timer {
+        node: usize,
+        incarnation: u64,
+    },
+    Fsync {
+        node: usize,
+        incarnation: u64,
+        seq: u64,
+    },
     Client,
     Read,
     Fault,
     Restart(usize),
+    /// A crash aimed at a moment that matters (see `Weather::snap_crash_per_mille`).
+    SnapCrash {
+        node: usize,
+        incarnation: u64,
+    },
     Unfreeze(usize),
     Heal,
     Liveness,
@@ -87,6 +99,13 @@ struct Node {
     /// `--read leader` reads this node admitted: each is served once it has applied
     /// the read index the core gave it.
     pending_reads: Vec<PendingRead>,
+    /// Client requests sent to this node while it was frozen, handled when it resumes
+    /// (as a stopped process finds them in its socket): writes by id, reads by key.
+    queued_writes: Vec<u64>,
+    queued_reads: Vec<(u32, history::Stamp)>,
+    /// The last term in which this node, as leader, committed: its first commit of a
+    /// term is a moment for the targeted faults.
+    first_commit_term: u64,
 }
 
 struct PendingRead {
@@ -102,12 +121,44 @@ struct Weather {
     duplicate_per_mille: u64,
     delay_max_us: u64,
     spike_per_mille: u64,
+    /// Odds that a node crashes right at a moment where durability and ordering
+    /// matter: just after it becomes leader (its old-term entries half replicated, its
+    /// no-op not yet: the Raft paper's figure 8), just after it grants a vote or starts
+    /// a campaign (before that is durable). It restarts within `SNAP_RESTART_MAX_US`.
+    snap_crash_per_mille: u64,
+    /// Odds that a node is cut off from every other the moment it becomes leader (its
+    /// no-op never leaves), the moment it first commits as leader (the rest of its
+    /// catch-up never arrives), or the moment the target of its handoff campaigns (so
+    /// it does not hear of its successor while its lease lasts).
+    isolate_per_mille: u64,
+    /// Odds that an fsync is slow (an SD card erasing): `SLOW_FSYNC_MIN_US` and up, so
+    /// acknowledgements race the leader's own fsync.
+    slow_fsync_per_mille: u64,
 }
 
 impl Weather {
-    const CALM: Weather =
-        Weather { drop_per_mille: 0, duplicate_per_mille: 0, delay_max_us: 1_000, spike_per_mille: 0 };
+    const CALM: Weather = Weather {
+        drop_per_mille: 0,
+        duplicate_per_mille: 0,
+        delay_max_us: 1_000,
+        spike_per_mille: 0,
+        snap_crash_per_mille: 0,
+        isolate_per_mille: 0,
+        slow_fsync_per_mille: 0,
+    };
 }
+
+/// Clients, each with its own idea of who leads.
+const CLIENTS: usize = 4;
+
+/// How soon a snap crash strikes after its moment, at most: a new leader's first round
+/// trips; a voter's or candidate's fsync.
+const SNAP_CRASH_LEADER_MAX_US: u64 = 30_000;
+const SNAP_CRASH_VOTE_MAX_US: u64 = 5_000;
+/// A node crashed at such a moment is back within this.
+const SNAP_RESTART_MAX_US: u64 = 400_000;
+/// A slow fsync takes from this to ten times this.
+const SLOW_FSYNC_MIN_US: u64 = 15_000;
 
 /// What one seed's run found.
 #[derive(Debug, Default)]
@@ -140,6 +191,15 @@ pub struct World {
     next_write_id: u64,
     checker: Checker,
     history: History,
+    /// The node each client takes for the leader: it learns only from the answers it
+    /// gets (a write taken, a "not leader" hint, a refusal, a refused connection), as
+    /// the real client does, so a deposed leader that still answers keeps getting the
+    /// requests of the clients that have not heard otherwise.
+    client_leaders: [Option<usize>; CLIENTS],
+    /// The leader that last sent a handoff (TimeoutNow).
+    handoff_from: Option<usize>,
+    /// The client making the current request.
+    client: usize,
     safety_end_us: u64,
     liveness_deadline_us: u64,
     /// The liveness phase's probe write: (node, index, entry, proposed at).
@@ -191,6 +251,9 @@ impl World {
                 proposals: BTreeMap::new(),
                 staged_snapshot: None,
                 pending_reads: Vec::new(),
+                queued_writes: Vec::new(),
+                queued_reads: Vec::new(),
+                first_commit_term: 0,
             });
         }
         let weather = Weather {
@@ -198,6 +261,10 @@ impl World {
             duplicate_per_mille: rng.below(50),
             delay_max_us: 500 + rng.below(20_000),
             spike_per_mille: rng.below(30),
+            // A third of the seeds keep to random faults alone.
+            snap_crash_per_mille: if rng.below(3) == 0 { 0 } else { 50 + rng.below(300) },
+            isolate_per_mille: if rng.below(3) == 0 { 0 } else { 100 + rng.below(600) },
+            slow_fsync_per_mille: rng.below(100),
         };
         let mut world = World {
             now_us: 0,
@@ -212,6 +279,9 @@ impl World {
             next_write_id: 1,
             checker: Checker::new(mode == WriteMode::Async, ELECTION_TIMEOUT_US),
             history: History::default(),
+            client_leaders: [None; CLIENTS],
+            handoff_from: None,
+            client: 0,
             safety_end_us: safety_us,
             liveness_deadline_us: safety_us + liveness_us,
             barrier: None,
@@ -338,6 +408,14 @@ impl World {
                     self.schedule(gap, Kind::Fault);
                 }
             }
+            Kind::SnapCrash { node, incarnation } => {
+                let n = &self.nodes[node];
+                if self.now_us < self.safety_end_us && n.incarnation == incarnation && n.replica.is_some() {
+                    self.crash(node);
+                    let downtime = 1_000 + self.rng.below(SNAP_RESTART_MAX_US);
+                    self.schedule(downtime, Kind::Restart(node));
+                }
+            }
             Kind::Restart(node) => {
                 if self.now_us < self.safety_end_us {
                     self.restart(node);
@@ -375,6 +453,10 @@ impl World {
     fn deliver(&mut self, envelope: Envelope) {
         let node = usize::from(envelope.to.0 - 1);
         if self.nodes[node].replica.is_none() {
+            return;
+        }
+        // A link cut while a message was on it loses the message.
+        if self.blocked[usize::from(envelope.from.0 - 1)][node] {
             return;
         }
         if self.nodes[node].frozen {
@@ -447,7 +529,11 @@ impl World {
             if let Some(&(seq, _)) = n.pending_ops.back() {
                 n.fsync_scheduled = true;
                 let incarnation = n.incarnation;
-                let latency = 100 + self.rng.below(3_000);
+                let latency = if self.rng.below(1000) < self.weather.slow_fsync_per_mille {
+                    SLOW_FSYNC_MIN_US + self.rng.below(9 * SLOW_FSYNC_MIN_US)
+                } else {
+                    100 + self.rng.below(3_000)
+                };
                 self.schedule(latency, Kind::Fsync { node, incarnation, seq });
             }
         }
@@ -457,6 +543,21 @@ impl World {
         let id = self.nodes[node].id;
         match output {
             Output::Send { to, message } => {
+                if let Message::TimeoutNow(_) = message {
+                    let target = usize::from(to.0 - 1);
+                    let replica = self.nodes[node].replica.as_ref().expect("a live node sends");
+                    let last = replica.log().last_position();
+                    let commit = replica.commit_index();
+                    let target_has_last =
+                        self.nodes[target].durable.entry(last.index).is_some_and(|e| e.term == last.term);
+                    self.checker.on_handoff(self.now_us, id.0, to.0, last.index, commit, target_has_last);
+                    self.handoff_from = Some(node);
+                }
+                if let Message::VoteResponse(response) = message {
+                    if !response.pre_vote && response.verdict == baton_common::VoteVerdict::Granted {
+                        self.maybe_snap_crash(node, SNAP_CRASH_VOTE_MAX_US);
+                    }
+                }
                 let mut entries = Vec::new();
                 if let Message::AppendRequest(request) = message {
                     for index in request.prev.index + 1..=request.last_index() {
@@ -493,7 +594,18 @@ impl World {
                 self.nodes[node].applied = entries.clone();
                 self.write(node, seq, Op::Install(snapshot, entries));
             }
-            Output::Commit { commit_index } => self.apply_committed(node, commit_index),
+            Output::Commit { commit_index } => {
+                self.apply_committed(node, commit_index);
+                // A new leader's first commit: whatever it sends next (its no-op to a
+                // follower still catching up, the commit index) may never arrive.
+                let replica = self.nodes[node].replica.as_ref().expect("a live node commits");
+                let (is_leader, term) = (replica.role() == Role::Leader, replica.term());
+                if is_leader && self.nodes[node].first_commit_term != term {
+                    self.nodes[node].first_commit_term = term;
+                    self.maybe_isolate(node);
+                    self.maybe_snap_crash(node, SNAP_CRASH_VOTE_MAX_US);
+                }
+            }
             Output::SendSnapshot { to, term } => {
                 let memory = &self.nodes[node].memory;
                 let payload =
@@ -580,7 +692,16 @@ impl World {
         let id = self.nodes[node].id.0;
         self.note(|| format!("n{id} {event:?}"));
         match event {
+            Event::ElectionStarted { pre_vote: false, cause, .. } => {
+                // The target of a handoff campaigns: its old leader may not hear of it.
+                if let (baton_common::ElectionCause::Switchover, Some(from)) = (cause, self.handoff_from.take()) {
+                    self.maybe_isolate(from);
+                }
+                self.maybe_snap_crash(node, SNAP_CRASH_VOTE_MAX_US);
+            }
             Event::BecameLeader { term, .. } => {
+                self.maybe_snap_crash(node, SNAP_CRASH_LEADER_MAX_US);
+                self.maybe_isolate(node);
                 self.leader_terms += 1;
                 let memory = self.nodes[node].memory.clone();
                 self.checker.on_leader(self.now_us, id, term, &|index| memory.entry(index));
@@ -613,47 +734,118 @@ impl World {
             .map(|(index, _)| index)
     }
 
-    fn client_write(&mut self) {
-        let target = match self.leader() {
+    /// A client's target: the node it takes for the leader, mostly; any node otherwise
+    /// (a local application talks to its own node).
+    fn client_target(&mut self) -> usize {
+        self.client = self.rng.below(CLIENTS as u64) as usize;
+        match self.client_leaders[self.client] {
             Some(leader) if self.rng.below(10) < 9 => leader,
             _ => self.rng.below(self.nodes.len() as u64) as usize,
-        };
-        let now = self.now_us;
-        let n = &mut self.nodes[target];
-        if n.frozen {
+        }
+    }
+
+    /// What a refusal by `from` taught the current client about who leads.
+    fn learn_leader(&mut self, from: usize, hint: Option<NodeId>) {
+        let believed = &mut self.client_leaders[self.client];
+        if *believed == Some(from) || believed.is_none() {
+            *believed = hint.map(|id| usize::from(id.0 - 1));
+        }
+    }
+
+    fn client_write(&mut self) {
+        let target = self.client_target();
+        let n = &self.nodes[target];
+        if n.replica.is_none() {
+            self.learn_leader(target, None);
             return;
         }
+        let write_id = self.next_write_id;
+        self.next_write_id += 1;
+        self.history.invoke_write(self.now_us, write_id);
+        if n.frozen {
+            self.nodes[target].queued_writes.push(write_id);
+        } else {
+            self.propose(target, write_id);
+        }
+    }
+
+    /// Offers write `write_id` to `node`; if it leads and takes it, it is stored.
+    fn propose(&mut self, node: usize, write_id: u64) {
+        let now = self.now_us;
+        let n = &mut self.nodes[node];
         let Some(replica) = n.replica.as_mut() else {
             return;
         };
-        let Ok(proposal) = replica.handle_propose(now) else {
-            return;
+        let proposal = match replica.handle_propose(now) {
+            Ok(proposal) => proposal,
+            Err(baton_common::ProposeError::NotLeader { leader_hint }) => return self.learn_leader(node, leader_hint),
+            Err(_) => return self.learn_leader(node, None),
         };
-        let entry = SimEntry { term: proposal.position.term, write_id: self.next_write_id };
-        self.next_write_id += 1;
+        self.client_leaders[self.client] = Some(node);
+        let entry = SimEntry { term: proposal.position.term, write_id };
         n.proposals.insert(proposal.position.index, entry);
-        self.history.invoke_write(now, entry.write_id);
-        self.write(target, proposal.seq, Op::Append(proposal.position.index, entry));
-        self.after_input(target);
+        self.write(node, proposal.seq, Op::Append(proposal.position.index, entry));
+        self.after_input(node);
+    }
+
+    /// Cuts `node` off from every other node for a while, at the seed's odds.
+    fn maybe_isolate(&mut self, node: usize) {
+        if self.now_us >= self.safety_end_us || self.rng.below(1000) >= self.weather.isolate_per_mille {
+            return;
+        }
+        self.isolate(node, "at its moment");
+    }
+
+    /// Cuts `node` off from every other node until a heal, 0.3 to 3.3 s from now.
+    fn isolate(&mut self, node: usize, why: &str) {
+        self.update_connectivity();
+        for other in 0..self.nodes.len() {
+            self.blocked[node][other] = other != node;
+            self.blocked[other][node] = other != node;
+        }
+        self.note(|| format!("FAULT isolate n{} {why}", node + 1));
+        let duration = 300_000 + self.rng.below(3_000_000);
+        self.schedule(duration, Kind::Heal);
+        self.update_connectivity();
+    }
+
+    /// The crash of `node` within `within_us`, at the seed's odds.
+    fn maybe_snap_crash(&mut self, node: usize, within_us: u64) {
+        if self.now_us >= self.safety_end_us || self.rng.below(1000) >= self.weather.snap_crash_per_mille {
+            return;
+        }
+        let incarnation = self.nodes[node].incarnation;
+        let delay = self.rng.below(within_us);
+        self.note(|| format!("FAULT snap crash of n{} in {delay}us", node + 1));
+        self.schedule(delay, Kind::SnapCrash { node, incarnation });
     }
 
     /// A `--read leader` read of a random key, mostly sent to the leader: admitted if
     /// the core gives a read index, served once the node has applied it.
     fn client_read(&mut self) {
-        let target = match self.leader() {
-            Some(leader) if self.rng.below(10) < 9 => leader,
-            _ => self.rng.below(self.nodes.len() as u64) as usize,
-        };
+        let target = self.client_target();
         let key = self.rng.below(history::KEYS) as u32;
+        let invoked = self.history.stamp(self.now_us);
+        if self.nodes[target].frozen {
+            self.nodes[target].queued_reads.push((key, invoked));
+        } else {
+            self.read_on(target, key, invoked);
+        }
+    }
+
+    fn read_on(&mut self, target: usize, key: u32, invoked: history::Stamp) {
         let now = self.now_us;
         let n = &mut self.nodes[target];
-        let (Some(replica), false) = (n.replica.as_mut(), n.frozen) else {
-            return;
+        let Some(replica) = n.replica.as_mut() else {
+            return self.learn_leader(target, None);
         };
-        let invoked = self.history.stamp(now);
-        if let Ok(index) = replica.read_index(now) {
-            n.pending_reads.push(PendingRead { index, key, invoked });
-            self.after_input(target);
+        match replica.read_index(now) {
+            Ok(index) => {
+                n.pending_reads.push(PendingRead { index, key, invoked });
+                self.after_input(target);
+            }
+            Err(baton_common::ReadError::NotLeader { leader_hint }) => self.learn_leader(target, leader_hint),
+            Err(_) => {}
         }
     }
 
@@ -722,13 +914,7 @@ impl World {
             }
             6 => {
                 if let Some(leader) = self.leader() {
-                    for other in 0..self.nodes.len() {
-                        self.blocked[leader][other] = other != leader;
-                        self.blocked[other][leader] = other != leader;
-                    }
-                    self.note(|| format!("FAULT isolate leader n{}", leader + 1));
-                    let duration = 300_000 + self.rng.below(3_000_000);
-                    self.schedule(duration, Kind::Heal);
+                    self.isolate(leader, "(the leader)");
                 }
             }
             7 => self.operator_switchover(),
@@ -782,6 +968,8 @@ impl World {
         n.timer_at = None;
         n.staged_snapshot = None;
         n.pending_reads.clear();
+        n.queued_writes.clear();
+        n.queued_reads.clear();
         n.memory = n.durable.clone();
     }
 
@@ -807,16 +995,34 @@ impl World {
         }
         self.note(|| format!("UNFREEZE n{}", node + 1));
         self.nodes[node].frozen = false;
-        let now = self.now_us;
-        if let Some(replica) = self.nodes[node].replica.as_mut() {
-            replica.handle_timeout(now);
-            self.after_input(node);
+        // A resumed process finds its timers overdue and its sockets full; which it
+        // notices first is up to the scheduler, so both orders happen.
+        let timers_first = self.rng.below(2) == 0;
+        if timers_first {
+            self.fire_overdue_timer(node);
+        }
+        for write_id in std::mem::take(&mut self.nodes[node].queued_writes) {
+            self.propose(node, write_id);
+        }
+        for (key, invoked) in std::mem::take(&mut self.nodes[node].queued_reads) {
+            self.read_on(node, key, invoked);
         }
         let inbox = std::mem::take(&mut self.nodes[node].inbox);
         for envelope in inbox {
             self.deliver(envelope);
         }
+        if !timers_first {
+            self.fire_overdue_timer(node);
+        }
         self.update_connectivity();
+    }
+
+    fn fire_overdue_timer(&mut self, node: usize) {
+        let now = self.now_us;
+        if let Some(replica) = self.nodes[node].replica.as_mut() {
+            replica.handle_timeout(now);
+            self.after_input(node);
+        }
     }
 
     fn link_up(&self, a: usize, b: usize) -> bool {
