@@ -15,7 +15,7 @@ use crate::storage::wal::Wal;
 use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -44,11 +44,8 @@ const INLINE_FSYNC_RECENT_MAX: Duration = Duration::from_millis(20);
 /// how long one burst delays the first write in it.
 const INPUT_BURST_MAX: usize = 256;
 
-struct PendingWrite {
-    term: u64,
-    since: Instant,
-    reply: oneshot::Sender<Response>,
-}
+/// How a pending write is answered: when it arrived, and the channel to its client.
+type WriteReply = (Instant, oneshot::Sender<Response>);
 
 /// A write that arrived while leadership was moving. It waits, instead of being refused
 /// at once, so it is proposed as soon as this node may take writes again, or answered
@@ -89,7 +86,7 @@ pub struct Driver {
     sync_in_flight: bool,
     /// Made durable inline (a hard-state write syncs everything before it).
     durable_seq: Option<PersistSeq>,
-    pending_writes: BTreeMap<u64, PendingWrite>,
+    pending_writes: baton_host::writes::PendingWrites<WriteReply>,
     held_writes: Vec<HeldWrite>,
     pending_reads: Vec<PendingRead>,
     entries_received: u64,
@@ -167,7 +164,7 @@ impl Driver {
             unsynced_seq: None,
             sync_in_flight: false,
             durable_seq: None,
-            pending_writes: BTreeMap::new(),
+            pending_writes: baton_host::writes::PendingWrites::default(),
             held_writes: Vec::new(),
             pending_reads: Vec::new(),
             entries_received: 0,
@@ -803,10 +800,10 @@ impl Driver {
                 Applied::Revoked => self.enforce_revocations(),
                 _ => {}
             }
-            if let Some(pending) = self.pending_writes.remove(&index) {
+            if let Some(((since, reply), verdict)) = self.pending_writes.on_applied(index, term, is_leader) {
                 let refused =
                     |code, message: &str| Response::Error { code, message: message.into(), leader_hint: None };
-                let response = if pending.term != term || !is_leader {
+                let response = if verdict == baton_host::writes::Verdict::OutcomeUnknown {
                     refused(ErrorCode::OutcomeUnknown, "leadership changed before the write was acknowledged")
                 } else {
                     match applied {
@@ -837,9 +834,9 @@ impl Driver {
                 };
                 if matches!(response, Response::Written { .. } | Response::CasMismatch { .. }) {
                     self.writes_acknowledged += 1;
-                    self.write_ack_latency.record(pending.since.elapsed());
+                    self.write_ack_latency.record(since.elapsed());
                 }
-                let _ = pending.reply.send(response);
+                let _ = reply.send(response);
             }
         }
         self.serve_reads();
@@ -903,8 +900,8 @@ impl Driver {
         if matches!(event, Event::SteppedDown { .. }) {
             self.sends.stop_all();
             // Writes still waiting may or may not commit under the next leader.
-            for (_, pending) in std::mem::take(&mut self.pending_writes) {
-                let _ = pending.reply.send(Response::Error {
+            for (_, reply) in self.pending_writes.on_stepped_down() {
+                let _ = reply.send(Response::Error {
                     code: ErrorCode::OutcomeUnknown,
                     message: "leadership changed before the write was acknowledged; it may still apply".into(),
                     leader_hint: None,
@@ -1028,10 +1025,8 @@ impl Driver {
                 let position = proposal.position;
                 self.append(position.index, position.term, write.command.encode());
                 self.unsynced_seq = Some(proposal.seq);
-                self.pending_writes.insert(
-                    position.index,
-                    PendingWrite { term: position.term, since: write.since, reply: write.reply },
-                );
+                let since_us = write.since.saturating_duration_since(self.started).as_micros() as u64;
+                self.pending_writes.insert(position.index, position.term, since_us, (write.since, write.reply));
                 // No pump here: the run loop pumps once per burst of inputs, so the
                 // burst's writes leave in one append request per follower.
             }
@@ -1157,11 +1152,9 @@ impl Driver {
     }
 
     fn expire_requests(&mut self) {
-        let expired: Vec<u64> =
-            self.pending_writes.iter().filter(|(_, w)| w.since.elapsed() > REQUEST_TIMEOUT).map(|(i, _)| *i).collect();
-        for index in expired {
-            let pending = self.pending_writes.remove(&index).expect("listed");
-            let _ = pending.reply.send(self.error(
+        let expired = self.pending_writes.take_expired(self.now(), REQUEST_TIMEOUT.as_micros() as u64);
+        for (index, (_, reply)) in expired {
+            let _ = reply.send(self.error(
                 ErrorCode::OutcomeUnknown,
                 format!("write at index {index} not acknowledged within {REQUEST_TIMEOUT:?}; it may still apply"),
             ));

@@ -7,8 +7,9 @@ use super::history::{self, History};
 use super::storage::{Op, Storage};
 use baton_common::rng::Rng;
 use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
+use baton_host::writes::{PendingWrites, Verdict};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 
 pub const HEARTBEAT_US: u64 = 100_000;
 pub const ELECTION_TIMEOUT_US: u64 = 1_000_000;
@@ -93,8 +94,9 @@ struct Node {
     timer_at: Option<u64>,
     frozen: bool,
     inbox: Vec<Envelope>,
-    /// Client writes this node accepted as leader and has not yet acknowledged.
-    proposals: BTreeMap<u64, SimEntry>,
+    /// Client writes this node accepted as leader and has not yet answered, by write
+    /// id: the node's own code (`baton_host::writes`) decides each answer.
+    pending_writes: PendingWrites<u64>,
     staged_snapshot: Option<(Position, Vec<SimEntry>)>,
     /// `--read leader` reads this node admitted: each is served once it has applied
     /// the read index the core gave it.
@@ -248,7 +250,7 @@ impl World {
                 timer_at: None,
                 frozen: false,
                 inbox: Vec::new(),
-                proposals: BTreeMap::new(),
+                pending_writes: PendingWrites::default(),
                 staged_snapshot: None,
                 pending_reads: Vec::new(),
                 queued_writes: Vec::new(),
@@ -654,13 +656,16 @@ impl World {
             if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
             }
-            if is_leader && self.nodes[node].proposals.get(&index) == Some(&entry) {
-                self.nodes[node].proposals.remove(&index);
+            let answered = self.nodes[node].pending_writes.on_applied(index, entry.term, is_leader);
+            if let Some((write_id, Verdict::Acknowledge)) = answered {
+                // What the client was told: its write, at this index. Should the host
+                // answer the wrong write, the checkers see that write lost.
+                let acked = SimEntry { term: entry.term, write_id };
                 let lost_at = self.quorum_lost_at(node);
-                self.checker.on_ack(self.now_us, id, term, index, entry, lost_at);
-                self.history.complete_write(self.now_us, entry.write_id);
-                self.note(|| format!("n{id} acked write {} at {index}", entry.write_id));
-                if self.barrier.is_some_and(|(_, i, e, _)| i == index && e == entry) {
+                self.checker.on_ack(self.now_us, id, term, index, acked, lost_at);
+                self.history.complete_write(self.now_us, write_id);
+                self.note(|| format!("n{id} acked write {write_id} at {index}"));
+                if self.barrier.is_some_and(|(_, i, e, _)| i == index && e == acked) {
                     self.barrier_acked = true;
                 }
             }
@@ -707,9 +712,9 @@ impl World {
                 self.checker.on_leader(self.now_us, id, term, &|index| memory.entry(index));
                 self.update_connectivity();
             }
-            Event::BecameFollower { .. } | Event::SteppedDown { .. } => {
+            Event::SteppedDown { .. } => {
                 // Clients waiting on this node get "leadership lost, outcome unknown".
-                self.nodes[node].proposals.clear();
+                self.nodes[node].pending_writes.on_stepped_down();
             }
             Event::Discarded { term, from_index, to_index } => {
                 self.checker.on_discarded(id, term, from_index, to_index);
@@ -783,7 +788,7 @@ impl World {
         };
         self.client_leaders[self.client] = Some(node);
         let entry = SimEntry { term: proposal.position.term, write_id };
-        n.proposals.insert(proposal.position.index, entry);
+        n.pending_writes.insert(proposal.position.index, proposal.position.term, now, write_id);
         self.write(node, proposal.seq, Op::Append(proposal.position.index, entry));
         self.after_input(node);
     }
@@ -964,7 +969,7 @@ impl World {
         n.fsync_scheduled = false;
         n.frozen = false;
         n.inbox.clear();
-        n.proposals.clear();
+        n.pending_writes = PendingWrites::default();
         n.timer_at = None;
         n.staged_snapshot = None;
         n.pending_reads.clear();
@@ -1122,7 +1127,8 @@ impl World {
         let Ok(proposal) = replica.handle_propose(now) else { return };
         let entry = SimEntry { term: proposal.position.term, write_id: self.next_write_id };
         self.next_write_id += 1;
-        self.nodes[leader].proposals.insert(proposal.position.index, entry);
+        let position = proposal.position;
+        self.nodes[leader].pending_writes.insert(position.index, position.term, now, entry.write_id);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
         self.history.invoke_write(now, entry.write_id);
         self.barrier = Some((leader, proposal.position.index, entry, now));

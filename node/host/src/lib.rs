@@ -1,0 +1,8 @@
+//! baton-host: the node's decisions around the replication core, with no I/O and no
+//! clock of its own (times come in as microseconds), so the tokio driver
+//! (`baton-node`) and the simulator (`baton-suite`) run the same code.
+//!
+//! It grows one owner at a time out of `node/src/driver.rs` (issue 18); so far:
+//! - [`writes`]: client writes waiting for their commit, and what each is answered.
+
+pub mod writes;
