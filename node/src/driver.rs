@@ -57,12 +57,8 @@ struct HeldWrite {
     since: Instant,
 }
 
-struct PendingRead {
-    index: u64,
-    key: Vec<u8>,
-    since: Instant,
-    reply: oneshot::Sender<Response>,
-}
+/// A waiting read: its key, and the channel to its client.
+type ReadReply = (Vec<u8>, oneshot::Sender<Response>);
 
 struct CachedEntry {
     index: u64,
@@ -88,7 +84,7 @@ pub struct Driver {
     durable_seq: Option<PersistSeq>,
     pending_writes: baton_host::writes::PendingWrites<WriteReply>,
     held_writes: Vec<HeldWrite>,
-    pending_reads: Vec<PendingRead>,
+    pending_reads: baton_host::reads::PendingReads<ReadReply>,
     entries_received: u64,
     started: Instant,
     dropped_frames: u64,
@@ -166,7 +162,7 @@ impl Driver {
             durable_seq: None,
             pending_writes: baton_host::writes::PendingWrites::default(),
             held_writes: Vec::new(),
-            pending_reads: Vec::new(),
+            pending_reads: baton_host::reads::PendingReads::default(),
             entries_received: 0,
             started,
             dropped_frames: 0,
@@ -844,13 +840,10 @@ impl Driver {
 
     fn serve_reads(&mut self) {
         let applied = self.kv.applied_index();
-        let (ready, waiting): (Vec<PendingRead>, Vec<PendingRead>) =
-            std::mem::take(&mut self.pending_reads).into_iter().partition(|r| r.index <= applied);
-        self.pending_reads = waiting;
-        for read in ready {
-            let value = self.kv.get(&read.key).map(<[u8]>::to_vec);
+        for (key, reply) in self.pending_reads.take_ready(applied) {
+            let value = self.kv.get(&key).map(<[u8]>::to_vec);
             let lag_entries = self.replica.known_commit_index().saturating_sub(applied);
-            let _ = read.reply.send(Response::Value { value, applied_index: applied, lag_entries });
+            let _ = reply.send(Response::Value { value, applied_index: applied, lag_entries });
         }
     }
 
@@ -1147,7 +1140,7 @@ impl Driver {
                 }
             },
         };
-        self.pending_reads.push(PendingRead { index, key, since: Instant::now(), reply });
+        self.pending_reads.insert(index, self.now(), (key, reply));
         self.serve_reads();
     }
 
@@ -1159,12 +1152,9 @@ impl Driver {
                 format!("write at index {index} not acknowledged within {REQUEST_TIMEOUT:?}; it may still apply"),
             ));
         }
-        let (expired, waiting): (Vec<PendingRead>, Vec<PendingRead>) =
-            std::mem::take(&mut self.pending_reads).into_iter().partition(|r| r.since.elapsed() > REQUEST_TIMEOUT);
-        self.pending_reads = waiting;
-        for read in expired {
-            let message = format!("this node had not applied index {} within {REQUEST_TIMEOUT:?}", read.index);
-            let _ = read.reply.send(self.error(ErrorCode::Timeout, message));
+        for (index, (_, reply)) in self.pending_reads.take_expired(self.now(), REQUEST_TIMEOUT.as_micros() as u64) {
+            let message = format!("this node had not applied index {index} within {REQUEST_TIMEOUT:?}");
+            let _ = reply.send(self.error(ErrorCode::Timeout, message));
         }
     }
 

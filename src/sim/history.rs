@@ -55,6 +55,8 @@ pub struct History {
     first_applied: HashMap<u64, Stamp>,
     /// Every read served: (key, value, invoked, completed).
     reads: Vec<(u32, Option<u64>, Stamp, Stamp)>,
+    /// Every `after:INDEX` read served: (INDEX, the write acknowledged there, value).
+    after_reads: Vec<(u64, u64, Option<u64>)>,
 }
 
 impl History {
@@ -90,9 +92,40 @@ impl History {
         self.reads.push((key, value, invoked, completed));
     }
 
-    /// Client operations recorded (writes and reads).
+    /// A client's `after:INDEX` read of the key of its write `write_id`, acknowledged at
+    /// INDEX, answered `value`.
+    pub fn after_read(&mut self, index: u64, write_id: u64, value: Option<u64>) {
+        self.after_reads.push((index, write_id, value));
+    }
+
+    /// Client operations recorded (writes and reads of every kind).
     pub fn operations(&self) -> usize {
-        self.writes.len() + self.reads.len()
+        self.writes.len() + self.reads.len() + self.after_reads.len()
+    }
+
+    /// `after:INDEX` reads reflect every write up to INDEX: each returned the value its
+    /// key has in the final applied log (`final_applied`, write ids by index, 0 for a
+    /// no-op) at INDEX or at a later index. In async mode, only reads whose write is
+    /// still at INDEX in the final log are checked (the rest were discarded), and a
+    /// value from past INDEX may be one discarded since: only an older value fails.
+    pub fn check_after_reads(&self, final_applied: &[u64], async_mode: bool) -> Option<String> {
+        self.after_reads.iter().find_map(|&(index, write_id, value)| {
+            let key = key_of(write_id);
+            let upto = (index as usize).min(final_applied.len());
+            if async_mode && final_applied.get(upto.wrapping_sub(1)) != Some(&write_id) {
+                return None;
+            }
+            let of_key = |id: &u64| *id != 0 && key_of(*id) == key;
+            let at_index = final_applied[..upto].iter().rev().find(|id| of_key(id)).copied();
+            let later = match value {
+                Some(v) if async_mode => !final_applied[..upto].contains(&v),
+                Some(v) => final_applied[upto..].iter().any(|id| of_key(id) && *id == v),
+                None => false,
+            };
+            (value != at_index && !later).then(|| {
+                format!("an after:{index} read of key {key} returned {value:?}; at {index} the key held {at_index:?}")
+            })
+        })
     }
 
     pub fn reads(&self) -> usize {
@@ -215,6 +248,28 @@ mod tests {
         // It cannot be unseen once it committed (at 40), even though no client knew.
         read(&mut history, 0, None, 60);
         assert!(history.check(&took_effect(&[9]), false).is_some());
+    }
+
+    /// Goal: an `after:INDEX` read that misses the write at INDEX, or returns a value the
+    /// key never held at or after INDEX, is caught; one that sees INDEX or later passes.
+    #[test]
+    fn after_reads_reflect_every_write_up_to_their_index() {
+        // Write ids by index 1..=4: 3 (key 0), 0 (no-op), 6 (key 0), 4 (key 1).
+        let log = [3, 0, 6, 4];
+        let check = |reads: &[(u64, u64, Option<u64>)], async_mode: bool| {
+            let mut history = History::default();
+            for &(index, write_id, value) in reads {
+                history.after_read(index, write_id, value);
+            }
+            history.check_after_reads(&log, async_mode)
+        };
+        assert_eq!(check(&[(1, 3, Some(3)), (1, 3, Some(6)), (3, 6, Some(6)), (4, 4, Some(4))], false), None);
+        assert!(check(&[(3, 6, Some(3))], false).is_some(), "served before index 3 was applied");
+        assert!(check(&[(1, 3, None)], false).is_some(), "missed the write at its index");
+        assert!(check(&[(4, 4, Some(7))], false).is_some(), "a value the key never held");
+        // Async: a later value since discarded passes, an older one still fails.
+        assert_eq!(check(&[(1, 3, Some(9))], true), None);
+        assert!(check(&[(3, 6, Some(3))], true).is_some());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use super::history::{self, History};
 use super::storage::{Op, Storage};
 use baton_common::rng::Rng;
 use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
+use baton_host::reads::PendingReads;
 use baton_host::writes::{PendingWrites, Verdict};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -98,9 +99,10 @@ struct Node {
     /// id: the node's own code (`baton_host::writes`) decides each answer.
     pending_writes: PendingWrites<u64>,
     staged_snapshot: Option<(Position, Vec<SimEntry>)>,
-    /// `--read leader` reads this node admitted: each is served once it has applied
-    /// the read index the core gave it.
-    pending_reads: Vec<PendingRead>,
+    /// Reads this node admitted, by key, invocation and kind: a `--read leader` read is
+    /// served once the node applied the read index the core gave it, an `after:INDEX`
+    /// read (`Some((INDEX, write id))`) once it applied INDEX (`baton_host::reads`).
+    pending_reads: PendingReads<WaitingRead>,
     /// Client requests sent to this node while it was frozen, handled when it resumes
     /// (as a stopped process finds them in its socket): writes by id, reads by key.
     queued_writes: Vec<u64>,
@@ -108,12 +110,6 @@ struct Node {
     /// The last term in which this node, as leader, committed: its first commit of a
     /// term is a moment for the targeted faults.
     first_commit_term: u64,
-}
-
-struct PendingRead {
-    index: u64,
-    key: u32,
-    invoked: history::Stamp,
 }
 
 /// Knobs one seed draws for itself.
@@ -149,6 +145,10 @@ impl Weather {
         slow_fsync_per_mille: 0,
     };
 }
+
+/// A read waiting at a node: its key, its invocation, and for an `after:INDEX` read the
+/// index and the client's write acknowledged there.
+type WaitingRead = (u32, history::Stamp, Option<(u64, u64)>);
 
 /// Clients, each with its own idea of who leads.
 const CLIENTS: usize = 4;
@@ -198,6 +198,8 @@ pub struct World {
     /// the real client does, so a deposed leader that still answers keeps getting the
     /// requests of the clients that have not heard otherwise.
     client_leaders: [Option<usize>; CLIENTS],
+    /// The latest acknowledged write: (index, write id).
+    last_ack: Option<(u64, u64)>,
     /// The leader that last sent a handoff (TimeoutNow).
     handoff_from: Option<usize>,
     /// The client making the current request.
@@ -252,7 +254,7 @@ impl World {
                 inbox: Vec::new(),
                 pending_writes: PendingWrites::default(),
                 staged_snapshot: None,
-                pending_reads: Vec::new(),
+                pending_reads: PendingReads::default(),
                 queued_writes: Vec::new(),
                 queued_reads: Vec::new(),
                 first_commit_term: 0,
@@ -283,6 +285,7 @@ impl World {
             history: History::default(),
             client_leaders: [None; CLIENTS],
             handoff_from: None,
+            last_ack: None,
             client: 0,
             safety_end_us: safety_us,
             liveness_deadline_us: safety_us + liveness_us,
@@ -361,6 +364,10 @@ impl World {
         let took_effect: Vec<u64> =
             self.nodes[leader].applied.iter().map(|e| e.write_id).filter(|&id| id != 0).collect();
         if let Some(violation) = self.history.check(&took_effect, self.mode == WriteMode::Async) {
+            self.checker.violations.push(violation);
+        }
+        let final_applied: Vec<u64> = self.nodes[leader].applied.iter().map(|e| e.write_id).collect();
+        if let Some(violation) = self.history.check_after_reads(&final_applied, self.mode == WriteMode::Async) {
             self.checker.violations.push(violation);
         }
         SeedReport {
@@ -664,6 +671,7 @@ impl World {
                 let lost_at = self.quorum_lost_at(node);
                 self.checker.on_ack(self.now_us, id, term, index, acked, lost_at);
                 self.history.complete_write(self.now_us, write_id);
+                self.last_ack = Some((index, write_id));
                 self.note(|| format!("n{id} acked write {write_id} at {index}"));
                 if self.barrier.is_some_and(|(_, i, e, _)| i == index && e == acked) {
                     self.barrier_acked = true;
@@ -828,6 +836,17 @@ impl World {
     /// A `--read leader` read of a random key, mostly sent to the leader: admitted if
     /// the core gives a read index, served once the node has applied it.
     fn client_read(&mut self) {
+        // A third of the reads are a client's read of its own latest acknowledged write,
+        // `--read after:INDEX`, at any node (a local application's own, mostly a follower).
+        if self.rng.below(3) == 0 {
+            let node = self.rng.below(self.nodes.len() as u64) as usize;
+            let n = &mut self.nodes[node];
+            if let (Some((index, write_id)), Some(_), false) = (self.last_ack, n.replica.as_ref(), n.frozen) {
+                n.pending_reads.insert(index, self.now_us, (history::key_of(write_id), 0, Some((index, write_id))));
+                self.after_input(node);
+            }
+            return;
+        }
         let target = self.client_target();
         let key = self.rng.below(history::KEYS) as u32;
         let invoked = self.history.stamp(self.now_us);
@@ -846,7 +865,7 @@ impl World {
         };
         match replica.read_index(now) {
             Ok(index) => {
-                n.pending_reads.push(PendingRead { index, key, invoked });
+                n.pending_reads.insert(index, now, (key, invoked, None));
                 self.after_input(target);
             }
             Err(baton_common::ReadError::NotLeader { leader_hint }) => self.learn_leader(target, leader_hint),
@@ -860,12 +879,20 @@ impl World {
             return;
         }
         let applied = n.applied.len() as u64;
-        let (ready, waiting): (Vec<PendingRead>, Vec<PendingRead>) =
-            std::mem::take(&mut n.pending_reads).into_iter().partition(|r| r.index <= applied);
-        n.pending_reads = waiting;
-        for read in ready {
-            let value = history::value_in(&self.nodes[node].applied, read.key);
-            self.history.read(read.key, value, read.invoked, self.now_us);
+        for (key, invoked, after) in n.pending_reads.take_ready(applied) {
+            let value = history::value_in(&self.nodes[node].applied, key);
+            match after {
+                None => self.history.read(key, value, invoked, self.now_us),
+                Some((index, write_id)) => {
+                    // Async mode keeps no promise on a node whose log went another way
+                    // (its entry at INDEX is not the write, to be discarded later).
+                    let diverged =
+                        self.nodes[node].applied.get(index as usize - 1).map(|e| e.write_id) != Some(write_id);
+                    if !(self.mode == WriteMode::Async && diverged) {
+                        self.history.after_read(index, write_id, value);
+                    }
+                }
+            }
         }
     }
 
@@ -972,7 +999,7 @@ impl World {
         n.pending_writes = PendingWrites::default();
         n.timer_at = None;
         n.staged_snapshot = None;
-        n.pending_reads.clear();
+        n.pending_reads = PendingReads::default();
         n.queued_writes.clear();
         n.queued_reads.clear();
         n.memory = n.durable.clone();

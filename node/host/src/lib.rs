@@ -3,6 +3,8 @@
 //! (`baton-node`) and the simulator (`baton-suite`) run the same code.
 //!
 //! It grows one owner at a time out of `node/src/driver.rs` (issue 18); so far:
-//! - [`writes`]: client writes waiting for their commit, and what each is answered.
+//! - [`writes`]: client writes waiting for their commit, and what each is answered;
+//! - [`reads`]: reads waiting for the index they must be served at.
 
+pub mod reads;
 pub mod writes;
