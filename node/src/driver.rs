@@ -723,7 +723,7 @@ impl Driver {
         self.cache.retain(|e| e.index > snapshot.index);
         self.snapshot = snapshot;
         self.snapshots_installed += 1;
-        self.kv = Kv::from_snapshot(received);
+        self.kv = received.into_kv();
         self.enforce_revocations();
         tracing::info!(
             index = snapshot.index,
@@ -738,7 +738,7 @@ impl Driver {
     /// Rebuilds the map from the snapshot alone (the log is applied again on top).
     fn rebuild_kv(&mut self) {
         self.kv = match self.snapshots.as_ref().map(SnapshotDir::load) {
-            Some(Ok(Some(loaded))) => Kv::from_snapshot(loaded),
+            Some(Ok(Some(loaded))) => loaded.into_kv(),
             Some(Err(error)) => self.fatal_storage(error),
             _ => Kv::default(),
         };

@@ -367,6 +367,21 @@ pub async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<
 mod tests {
     use super::*;
 
+    /// Goal: a session write of the largest key and value fits one log entry.
+    #[test]
+    fn the_largest_session_write_fits_an_entry() {
+        use crate::kv::Command;
+        let write = Command::Put { key: vec![0xff; KEY_BYTES_MAX], value: vec![0xff; VALUE_BYTES_MAX] };
+        let command = Command::Session {
+            id: [0xff; 16],
+            seq: u64::MAX,
+            acked_seq: u64::MAX,
+            at_ms: u64::MAX,
+            write: Box::new(write),
+        };
+        assert!(command.encode().len() <= baton_common::limits::ENTRY_BYTES_MAX);
+    }
+
     /// Goal: byte fields marked as byte strings encode exactly as the plain `Vec<u8>`
     /// fields of earlier builds did, both ways: older nodes, and logs they wrote, read
     /// unchanged.

@@ -15,18 +15,19 @@ pub mod discarded;
 pub mod driver;
 pub mod frame;
 pub mod handoff;
-pub mod kv;
-pub mod map;
 pub mod membership;
 pub mod metrics;
 pub mod revocation;
 pub mod server;
-pub mod session;
 pub mod status;
 pub mod storage;
 pub mod tls;
 pub mod transfer;
 pub mod transport;
+
+/// The replicated state machine, its map and its client sessions live in the sans-IO
+/// host (`baton-host`), which the simulator runs too.
+pub use baton_host::{kv, map, session};
 
 #[cfg(test)]
 mod tests {

@@ -8,13 +8,8 @@ use rustls::pki_types::CertificateDer;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-/// A certificate's name in the list: the SHA-256 of its DER bytes.
-pub type Fingerprint = [u8; 32];
-
-/// Revoked certificates the cluster holds at most.
-pub const REVOKED_MAX: usize = 1_024;
-/// A revoked holder's name kept in the list, at most (it is only for people to read).
-pub const HOLDER_BYTES_MAX: usize = 256;
+/// The list's names and bounds live with the state machine that holds the list.
+pub use crate::kv::{Fingerprint, HOLDER_BYTES_MAX, REVOKED_MAX};
 
 pub fn fingerprint_of(certificate: &CertificateDer<'_>) -> Fingerprint {
     let digest = ring::digest::digest(&ring::digest::SHA256, certificate.as_ref());

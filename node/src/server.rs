@@ -51,7 +51,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     // one finished downloading.
     snapshots.remove_leftovers();
     let (snapshot, kv) = match snapshots.load().map_err(|e| e.to_string())? {
-        Some(loaded) => (loaded.position, Kv::from_snapshot(loaded)),
+        Some(loaded) => (loaded.position, loaded.into_kv()),
         None => (Position::ZERO, Kv::default()),
     };
     let log = recover_log(&settings, &mut wal, snapshot)?;

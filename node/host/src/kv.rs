@@ -3,11 +3,19 @@
 //! postcard-encoded [`Command`]s; an empty payload is a leader's no-op. Applying is
 //! deterministic, so every replica that applies the same log holds the same state.
 
-use crate::revocation::{Fingerprint, HOLDER_BYTES_MAX, REVOKED_MAX};
+use crate::map::Map;
 use crate::session::{Admission, Outcome, SessionId, Sessions};
-use crate::storage::snapshot::Map;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// A certificate's name in the revocation list: the SHA-256 of its DER bytes (the node
+/// computes it; `baton_node::revocation` enforces the list).
+pub type Fingerprint = [u8; 32];
+
+/// Revoked certificates the cluster holds at most.
+pub const REVOKED_MAX: usize = 1_024;
+/// A revoked holder's name kept in the list, at most (it is only for people to read).
+pub const HOLDER_BYTES_MAX: usize = 256;
 
 /// A log entry's command. It looks like the client's `frame::Request` writes but is a
 /// contract of its own (the log on disk, not the wire), so each changes on its own.
@@ -37,8 +45,8 @@ pub enum Command {
     /// `write` is a put, delete or compare-and-set, never another session write.
     Session { id: SessionId, seq: u64, acked_seq: u64, at_ms: u64, write: Box<Command> } = 3,
     /// An operator revoked the certificate with this fingerprint (see
-    /// `crate::revocation`): every node refuses it from this entry on.
-    Revoke { fingerprint: crate::revocation::Fingerprint, holder: String } = 4,
+    /// `baton_node::revocation`): every node refuses it from this entry on.
+    Revoke { fingerprint: Fingerprint, holder: String } = 4,
 }
 
 impl Command {
@@ -81,6 +89,15 @@ pub enum Applied {
     Revoked,
     /// The revocation list is full: not applied.
     RevokedFull,
+}
+
+/// The state machine's parts a snapshot is written from and restored to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Contents {
+    pub map: Map,
+    pub sessions: Sessions,
+    /// Revoked certificates by fingerprint, with their holders' names.
+    pub revoked: BTreeMap<Fingerprint, String>,
 }
 
 #[derive(Debug, Default)]
@@ -190,20 +207,16 @@ impl Kv {
         }
     }
 
-    /// The state a snapshot holds.
-    pub fn from_snapshot(snapshot: crate::storage::snapshot::Snapshot) -> Kv {
-        let crate::storage::snapshot::Snapshot { position, map, sessions, revoked } = snapshot;
-        Kv { map, sessions, revoked, applied_index: position.index }
+    /// The state a snapshot of `applied_index` holds.
+    pub fn restore(applied_index: u64, contents: Contents) -> Kv {
+        let Contents { map, sessions, revoked } = contents;
+        Kv { map, sessions, revoked, applied_index }
     }
 
     /// What a snapshot of this state holds (cheap: the map is shared, see [`Map`]);
     /// write it off the node loop.
-    pub fn contents(&self) -> crate::storage::snapshot::Contents {
-        crate::storage::snapshot::Contents {
-            map: self.map.clone(),
-            sessions: self.sessions.clone(),
-            revoked: self.revoked.clone(),
-        }
+    pub fn contents(&self) -> Contents {
+        Contents { map: self.map.clone(), sessions: self.sessions.clone(), revoked: self.revoked.clone() }
     }
 
     /// The whole map, for writing a snapshot: clone it (O(1), see [`Map`]) and write
@@ -249,8 +262,8 @@ mod tests {
 
     /// Goal: the lost-update history of a resent put (put A, another client's put B,
     /// put A resent) ends with B: the resend is answered with A's first position and
-    /// changes nothing. Also for deletes, and across a snapshot written to disk and read
-    /// back (sessions travel in snapshots).
+    /// changes nothing. Also for deletes, and across a restore from a snapshot's contents
+    /// (sessions travel in snapshots; node/src/storage/snapshot.rs tests the file).
     #[test]
     fn a_resent_write_takes_effect_once_even_after_a_snapshot() {
         let (a, b) = ([1u8; 16], [2u8; 16]);
@@ -260,13 +273,7 @@ mod tests {
         assert_eq!(kv.apply(3, 4, &in_session(a, 1, 0, 12, put("k", "A"))), Applied::Duplicate { term: 3, index: 1 });
         assert_eq!(kv.get(b"k"), Some(&b"B"[..]));
 
-        let dir = tempfile::tempdir().unwrap();
-        let snapshots = crate::storage::snapshot::SnapshotDir::new(dir.path());
-        let position = baton_common::Position { index: kv.applied_index(), term: 4 };
-        snapshots.write(position, &kv.contents()).unwrap();
-        let loaded = snapshots.load().unwrap().unwrap();
-        assert_eq!(loaded.sessions, *kv.sessions());
-        let mut restored = Kv::from_snapshot(loaded);
+        let mut restored = Kv::restore(kv.applied_index(), kv.contents());
         let delete = Command::Delete { key: b"k".to_vec() };
         assert_eq!(restored.apply(4, 4, &in_session(b, 2, 1, 13, delete.clone())), Applied::Done);
         assert_eq!(
@@ -353,22 +360,5 @@ mod tests {
         }
         assert_eq!(apply(&mut kv, &revoke(u16::MAX, "one too many")), Applied::RevokedFull);
         assert_eq!(kv.revoked().len(), REVOKED_MAX);
-    }
-
-    /// Goal: a session write of the largest key and value fits one log entry.
-    #[test]
-    fn the_largest_session_write_fits_an_entry() {
-        let write = Command::Put {
-            key: vec![0xff; crate::frame::KEY_BYTES_MAX],
-            value: vec![0xff; crate::frame::VALUE_BYTES_MAX],
-        };
-        let command = Command::Session {
-            id: [0xff; 16],
-            seq: u64::MAX,
-            acked_seq: u64::MAX,
-            at_ms: u64::MAX,
-            write: Box::new(write),
-        };
-        assert!(command.encode().len() <= baton_common::limits::ENTRY_BYTES_MAX);
     }
 }
