@@ -483,7 +483,7 @@ impl Driver {
                 }
                 self.cache.retain(|e| e.index < from_index);
                 self.unsynced_seq = Some(seq);
-                if self.kv.applied_index() >= from_index {
+                if self.kv.has_applied(from_index) {
                     // Async mode: this node had applied writes now discarded. Rebuild
                     // the map from the log so it never serves them again.
                     tracing::warn!(from_index, "rebuilding the key-value map without discarded writes");

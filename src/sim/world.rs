@@ -3,14 +3,15 @@
 //! Nothing here reads a clock or the OS's randomness, so a seed replays exactly.
 
 use super::checker::{Checker, SimEntry};
-use super::history::{self, History};
+use super::history::{self, Answer, History, WriteKind};
 use super::storage::{Op, Storage};
 use baton_common::rng::Rng;
 use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
+use baton_host::kv::{Applied, Kv};
 use baton_host::reads::PendingReads;
 use baton_host::writes::{PendingWrites, Verdict};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 pub const HEARTBEAT_US: u64 = 100_000;
 pub const ELECTION_TIMEOUT_US: u64 = 1_000_000;
@@ -92,6 +93,9 @@ struct Node {
     pending_ops: VecDeque<(u64, Op)>,
     fsync_scheduled: bool,
     applied: Vec<SimEntry>,
+    /// The node's state machine (`baton_host::kv`, the node's own), applied from the
+    /// same entries as `applied`: reads are served from it.
+    kv: Kv,
     timer_at: Option<u64>,
     frozen: bool,
     inbox: Vec<Envelope>,
@@ -191,6 +195,8 @@ pub struct World {
     link_up_at_us: Vec<Vec<u64>>,
     weather: Weather,
     next_write_id: u64,
+    /// Each write's log payload (a `baton_host::kv::Command`), by write id.
+    payloads: HashMap<u64, Vec<u8>>,
     checker: Checker,
     history: History,
     /// The node each client takes for the leader: it learns only from the answers it
@@ -249,6 +255,7 @@ impl World {
                 pending_ops: VecDeque::new(),
                 fsync_scheduled: false,
                 applied: Vec::new(),
+                kv: Kv::default(),
                 timer_at: None,
                 frozen: false,
                 inbox: Vec::new(),
@@ -281,6 +288,7 @@ impl World {
             link_up_at_us: vec![vec![0; nodes as usize]; nodes as usize],
             weather,
             next_write_id: 1,
+            payloads: HashMap::new(),
             checker: Checker::new(mode == WriteMode::Async, ELECTION_TIMEOUT_US),
             history: History::default(),
             client_leaders: [None; CLIENTS],
@@ -361,14 +369,19 @@ impl World {
         let final_log = self.nodes[leader].memory.clone();
         let logs: Vec<(u8, Vec<Option<SimEntry>>)> = self.nodes.iter().map(|n| (n.id.0, n.memory.full_log())).collect();
         self.checker.finish(&|index| final_log.entry(index), &logs);
-        let took_effect: Vec<u64> =
-            self.nodes[leader].applied.iter().map(|e| e.write_id).filter(|&id| id != 0).collect();
+        let took_effect: Vec<u64> = self.nodes[leader].applied.iter().map(|e| e.write_id).collect();
         if let Some(violation) = self.history.check(&took_effect, self.mode == WriteMode::Async) {
             self.checker.violations.push(violation);
         }
         let final_applied: Vec<u64> = self.nodes[leader].applied.iter().map(|e| e.write_id).collect();
         if let Some(violation) = self.history.check_after_reads(&final_applied, self.mode == WriteMode::Async) {
             self.checker.violations.push(violation);
+        }
+        if let Some(violation) = self.history.check_any_reads(&final_applied, self.mode == WriteMode::Async) {
+            self.checker.violations.push(violation);
+        }
+        for node in 0..self.nodes.len() {
+            self.check_state_machine(node);
         }
         SeedReport {
             seed,
@@ -600,6 +613,7 @@ impl World {
                 assert_eq!(position, snapshot);
                 self.note(|| format!("n{} installs snapshot {snapshot:?}", id.0));
                 self.checker.on_state_reset(id.0, &entries);
+                self.nodes[node].kv = replayed(&self.payloads, &entries);
                 self.nodes[node].applied = entries.clone();
                 self.write(node, seq, Op::Install(snapshot, entries));
             }
@@ -659,6 +673,9 @@ impl World {
             let index = self.nodes[node].applied.len() as u64 + 1;
             let entry = self.nodes[node].memory.entry(index).expect("committed entries are in the log");
             self.nodes[node].applied.push(entry);
+            let payload = self.payloads.get(&entry.write_id).map_or(&[][..], Vec::as_slice);
+            let outcome = self.nodes[node].kv.apply(index, entry.term, payload);
+            assert_eq!(self.nodes[node].kv.applied_index(), index, "the state machine follows the applied log");
             self.checker.on_apply(id, index, entry);
             if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
@@ -670,7 +687,14 @@ impl World {
                 let acked = SimEntry { term: entry.term, write_id };
                 let lost_at = self.quorum_lost_at(node);
                 self.checker.on_ack(self.now_us, id, term, index, acked, lost_at);
-                self.history.complete_write(self.now_us, write_id);
+                let answer = match outcome {
+                    Applied::Done => Answer::Written,
+                    Applied::CasMismatch { current } => {
+                        Answer::CasFailed { current: current.as_deref().map(history::value_of) }
+                    }
+                    _ => Answer::Refused,
+                };
+                self.history.complete_write(self.now_us, write_id, answer);
                 self.last_ack = Some((index, write_id));
                 self.note(|| format!("n{id} acked write {write_id} at {index}"));
                 if self.barrier.is_some_and(|(_, i, e, _)| i == index && e == acked) {
@@ -727,8 +751,10 @@ impl World {
             Event::Discarded { term, from_index, to_index } => {
                 self.checker.on_discarded(id, term, from_index, to_index);
                 let n = &mut self.nodes[node];
-                if n.applied.len() as u64 >= from_index {
+                if n.kv.has_applied(from_index) {
+                    // As the node does: rebuild the state machine without them.
                     n.applied.truncate(from_index as usize - 1);
+                    n.kv = replayed(&self.payloads, &n.applied);
                     self.checker.on_unapply(id, from_index);
                 }
             }
@@ -774,12 +800,26 @@ impl World {
         }
         let write_id = self.next_write_id;
         self.next_write_id += 1;
-        self.history.invoke_write(self.now_us, write_id);
-        if n.frozen {
+        let kind = match self.rng.below(10) {
+            0 => WriteKind::Delete,
+            // A client that read the key from this node and sets it if unchanged.
+            1 | 2 => WriteKind::Cas {
+                expected: n.kv.get(&history::key_bytes(history::key_of(write_id))).map(history::value_of),
+            },
+            _ => WriteKind::Put,
+        };
+        self.invoke_write(write_id, kind);
+        if self.nodes[target].frozen {
             self.nodes[target].queued_writes.push(write_id);
         } else {
             self.propose(target, write_id);
         }
+    }
+
+    /// A client invokes write `write_id`: its payload is what the log will carry.
+    fn invoke_write(&mut self, write_id: u64, kind: WriteKind) {
+        self.history.invoke_write(self.now_us, write_id, kind);
+        self.payloads.insert(write_id, kind.command(write_id).encode());
     }
 
     /// Offers write `write_id` to `node`; if it leads and takes it, it is stored.
@@ -836,7 +876,20 @@ impl World {
     /// A `--read leader` read of a random key, mostly sent to the leader: admitted if
     /// the core gives a read index, served once the node has applied it.
     fn client_read(&mut self) {
-        // A third of the reads are a client's read of its own latest acknowledged write,
+        // A fifth are `--read any` reads at a random node: served at once from what it
+        // has applied, with its applied index.
+        if self.rng.below(5) == 0 {
+            let node = self.rng.below(self.nodes.len() as u64) as usize;
+            let key = self.rng.below(history::KEYS) as u32;
+            let n = &self.nodes[node];
+            if n.replica.is_some() && !n.frozen {
+                let value = n.kv.get(&history::key_bytes(key)).map(history::value_of);
+                let (id, incarnation, applied) = (n.id.0, n.incarnation, n.kv.applied_index());
+                self.history.any_read(id, incarnation, key, value, applied, self.now_us);
+            }
+            return;
+        }
+        // A third of the rest are a client's read of its own latest acknowledged write,
         // `--read after:INDEX`, at any node (a local application's own, mostly a follower).
         if self.rng.below(3) == 0 {
             let node = self.rng.below(self.nodes.len() as u64) as usize;
@@ -880,7 +933,7 @@ impl World {
         }
         let applied = n.applied.len() as u64;
         for (key, invoked, after) in n.pending_reads.take_ready(applied) {
-            let value = history::value_in(&self.nodes[node].applied, key);
+            let value = self.nodes[node].kv.get(&history::key_bytes(key)).map(history::value_of);
             match after {
                 None => self.history.read(key, value, invoked, self.now_us),
                 Some((index, write_id)) => {
@@ -987,6 +1040,7 @@ impl World {
     }
 
     fn crash(&mut self, node: usize) {
+        self.check_state_machine(node);
         self.update_connectivity();
         self.note(|| format!("FAULT crash n{}", node + 1));
         let n = &mut self.nodes[node];
@@ -1005,6 +1059,29 @@ impl World {
         n.memory = n.durable.clone();
     }
 
+    /// The node's state machine holds what the model makes of the entries it applied.
+    fn check_state_machine(&mut self, node: usize) {
+        let n = &self.nodes[node];
+        if n.replica.is_none() {
+            return;
+        }
+        let applied: Vec<u64> = n.applied.iter().map(|e| e.write_id).collect();
+        let expected = self.history.model_values(&applied);
+        let held: Vec<Option<u64>> =
+            (0..history::KEYS as u32).map(|key| n.kv.get(&history::key_bytes(key)).map(history::value_of)).collect();
+        let keys = expected.iter().filter(|v| v.is_some()).count();
+        if held != expected || n.kv.len() != keys || n.kv.applied_index() != applied.len() as u64 {
+            let violation = format!(
+                "n{}'s state machine at applied index {} holds {held:?} ({} keys), but its {} applied entries make {expected:?}",
+                n.id.0,
+                n.kv.applied_index(),
+                n.kv.len(),
+                applied.len()
+            );
+            self.checker.violations.push(violation);
+        }
+    }
+
     fn restart(&mut self, node: usize) {
         if self.nodes[node].replica.is_some() {
             return;
@@ -1016,6 +1093,7 @@ impl World {
         n.replica = Some(Replica::new(n.config.clone(), recovered, now));
         n.memory = n.durable.clone();
         n.applied = n.durable.snapshot_entries.clone();
+        n.kv = replayed(&self.payloads, &n.applied);
         let (id, applied) = (n.id.0, n.applied.clone());
         self.checker.on_state_reset(id, &applied);
         self.after_input(node);
@@ -1157,9 +1235,20 @@ impl World {
         let position = proposal.position;
         self.nodes[leader].pending_writes.insert(position.index, position.term, now, entry.write_id);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
-        self.history.invoke_write(now, entry.write_id);
+        self.invoke_write(entry.write_id, WriteKind::Put);
         self.barrier = Some((leader, proposal.position.index, entry, now));
         self.barrier_acked = false;
         self.after_input(leader);
     }
+}
+
+/// A state machine that applied `entries` (the first ones of a log) from nothing, as a
+/// node's is after it loads a snapshot or rebuilds without discarded writes.
+fn replayed(payloads: &HashMap<u64, Vec<u8>>, entries: &[SimEntry]) -> Kv {
+    let mut kv = Kv::default();
+    for (position, entry) in entries.iter().enumerate() {
+        let payload = payloads.get(&entry.write_id).map_or(&[][..], Vec::as_slice);
+        kv.apply(position as u64 + 1, entry.term, payload);
+    }
+    kv
 }

@@ -114,6 +114,12 @@ impl Kv {
         self.applied_index
     }
 
+    /// Whether the entry at `index` is applied: a truncation of the log from `index`
+    /// must then rebuild this state without it (async mode discards applied writes).
+    pub fn has_applied(&self, index: u64) -> bool {
+        self.applied_index >= index
+    }
+
     pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
         self.map.get(key)
     }
