@@ -310,7 +310,8 @@ async fn a_full_data_disk_stops_the_node_with_the_fix() {
         cluster.node(&victim).child.as_mut().unwrap().try_wait().unwrap()
     });
     let status = stopped.expect("the node stops once its disk is full");
-    assert!(!status.success());
+    // Returned to main, which alone exits: 70 (EX_SOFTWARE), as for every storage failure.
+    assert_eq!(status.code(), Some(i32::from(baton_node::server::EXIT_FATAL)), "{status:?}");
     let log = std::fs::read_to_string(&cluster.node(&victim).log).unwrap();
     assert!(log.contains("the disk is full") && log.contains("Fix: free space"), "{log}");
     cluster.node(&victim).child = None;

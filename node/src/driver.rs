@@ -125,6 +125,10 @@ pub struct Driver {
     follower_progress: std::collections::HashMap<NodeId, (u64, Instant)>,
     /// Recent fsync time (see `on_synced`): decides whether a follower fsyncs inline.
     fsync_recent: Duration,
+    /// Why the node must stop, once storage failed: from then on the driver carries out
+    /// nothing (no reply, no send, no durability reported to the core) and `run` returns
+    /// this to `main`, which exits.
+    fatal: Option<String>,
 }
 
 /// Leadership changes kept per node.
@@ -192,6 +196,7 @@ impl Driver {
             write_ack_latency: crate::status::LatencyHistogram::default(),
             follower_progress: std::collections::HashMap::new(),
             fsync_recent: Duration::ZERO,
+            fatal: None,
         }
     }
 
@@ -259,7 +264,8 @@ impl Driver {
         let Some(journal) = self.discarded.as_mut() else { return };
         if let Err(source) = journal.append(writes) {
             let path = self.discarded_dir.clone();
-            self.fatal_storage(crate::storage::StorageError::Io { path, source });
+            // The truncation that follows this event is never carried out.
+            return self.fatal_storage(crate::storage::StorageError::Io { path, source });
         }
         self.discarded_entries += recorded;
     }
@@ -276,7 +282,9 @@ impl Driver {
     }
 
     /// Runs until every input sender is gone (shutdown), then makes everything durable.
-    pub async fn run(mut self) {
+    /// `Err`: storage failed and the node must stop (the message says what failed); the
+    /// caller exits, nothing else is carried out.
+    pub async fn run(mut self) -> Result<(), String> {
         self.pump(None);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
@@ -313,6 +321,9 @@ impl Driver {
                     self.track_follower_progress();
                 }
             }
+            if let Some(fatal) = self.fatal.take() {
+                return Err(fatal);
+            }
             self.release_held_writes();
             self.pump(None);
             self.maybe_start_sync();
@@ -333,7 +344,11 @@ impl Driver {
         if let Err(error) = self.wal.sync() {
             tracing::error!(%error, "final fsync failed");
         }
+        if let Some(fatal) = self.fatal.take() {
+            return Err(fatal);
+        }
         tracing::info!("driver stopped; the log is durable");
+        Ok(())
     }
 
     /// Handles `first` and every input already waiting behind it (up to
@@ -344,6 +359,9 @@ impl Driver {
         let mut taken = 0;
         while let Some(input) = next.take() {
             taken += 1;
+            if self.fatal.is_some() {
+                return false;
+            }
             match input {
                 Input::Shutdown => {
                     if !self.begin_handover() {
@@ -386,6 +404,9 @@ impl Driver {
     }
 
     fn handle(&mut self, input: Input) {
+        if self.fatal.is_some() {
+            return;
+        }
         let now = self.now();
         match input {
             Input::Peer { from, message, entries } => {
@@ -426,8 +447,8 @@ impl Driver {
             // The disk may have dropped writes we cannot identify: continuing could
             // acknowledge data that is gone. Stop loudly; a restart recovers.
             tracing::error!(%error, "making the log durable failed: stopping the node to protect acknowledged data");
-            eprintln!("baton-node: fatal: making the log durable failed: {error}");
-            std::process::exit(70);
+            self.stop(format!("making the log durable failed: {error}"));
+            return;
         }
         let now = self.now();
         self.replica.handle_persisted(now, seq);
@@ -441,22 +462,30 @@ impl Driver {
                 self.carry_out(output, incoming);
             }
             match self.durable_seq.take() {
-                Some(seq) => {
+                Some(seq) if self.fatal.is_none() => {
                     let now = self.now();
                     self.replica.handle_persisted(now, seq);
                 }
-                None => break,
+                _ => break,
             }
         }
     }
 
-    fn fatal_storage(&self, error: crate::storage::StorageError) -> ! {
+    /// Storage failed: the node stops (see `fatal`). Callers return at once.
+    fn fatal_storage(&mut self, error: crate::storage::StorageError) {
         tracing::error!(%error, "storage failed: stopping the node");
-        eprintln!("baton-node: fatal: {error}");
-        std::process::exit(70);
+        self.stop(error.to_string());
+    }
+
+    /// The first reason to stop wins; the rest follow from it.
+    fn stop(&mut self, why: String) {
+        self.fatal.get_or_insert(why);
     }
 
     fn carry_out(&mut self, output: Output, incoming: Option<(u64, &[Vec<u8>])>) {
+        if self.fatal.is_some() {
+            return;
+        }
         match output {
             Output::Send { to, message } => {
                 let mut entries = Vec::new();
@@ -473,13 +502,13 @@ impl Driver {
             Output::PersistHardState { seq, hard_state } => {
                 // Everything written before this must be durable first: votes rely on it.
                 if let Err(error) = self.wal.sync().and_then(|()| self.hard_state.store(&hard_state)) {
-                    self.fatal_storage(error);
+                    return self.fatal_storage(error);
                 }
                 self.durable_seq = Some(seq);
             }
             Output::TruncateLog { seq, from_index } => {
                 if let Err(error) = self.wal.truncate_from(from_index) {
-                    self.fatal_storage(error);
+                    return self.fatal_storage(error);
                 }
                 self.cache.retain(|e| e.index < from_index);
                 self.unsynced_seq = Some(seq);
@@ -487,7 +516,9 @@ impl Driver {
                     // Async mode: this node had applied writes now discarded. Rebuild
                     // the map from the log so it never serves them again.
                     tracing::warn!(from_index, "rebuilding the key-value map without discarded writes");
-                    self.rebuild_kv();
+                    if !self.rebuild_kv() {
+                        return;
+                    }
                     let commit = self.replica.commit_index().min(from_index - 1);
                     self.apply_through(commit);
                 }
@@ -496,13 +527,17 @@ impl Driver {
                 let (prev, payloads) = incoming.expect("AppendReceived follows an append request");
                 for index in first_index..=last_index {
                     let payload = payloads[(index - prev - 1) as usize].clone();
-                    self.append(index, term, payload);
+                    if !self.append(index, term, payload) {
+                        return;
+                    }
                 }
                 self.entries_received += last_index - first_index + 1;
                 self.unsynced_seq = Some(seq);
             }
             Output::AppendNoop { seq, position } => {
-                self.append(position.index, position.term, Vec::new());
+                if !self.append(position.index, position.term, Vec::new()) {
+                    return;
+                }
                 self.unsynced_seq = Some(seq);
             }
             Output::InstallSnapshot { seq, snapshot } => self.install_snapshot(seq, snapshot),
@@ -707,7 +742,7 @@ impl Driver {
         let snapshots = self.snapshots.as_ref().expect("snapshots arrive only with a snapshot directory");
         match snapshots.install(&snapshots.incoming_path(), snapshot) {
             Ok(bytes) => self.snapshot_bytes = bytes,
-            Err(error) => self.fatal_storage(error),
+            Err(error) => return self.fatal_storage(error),
         }
         // Mirror the core: a log that holds the snapshot's last entry keeps what follows.
         let keeps_tail = self.wal.term_at(snapshot.index) == Some(snapshot.term);
@@ -718,7 +753,7 @@ impl Driver {
             self.wal.reset()
         };
         if let Err(error) = stored.and_then(|()| self.wal.sync()) {
-            self.fatal_storage(error);
+            return self.fatal_storage(error);
         }
         self.cache.retain(|e| e.index > snapshot.index);
         self.snapshot = snapshot;
@@ -736,23 +771,32 @@ impl Driver {
     }
 
     /// Rebuilds the map from the snapshot alone (the log is applied again on top).
-    fn rebuild_kv(&mut self) {
+    /// `false`: the snapshot could not be read, and the node stops.
+    fn rebuild_kv(&mut self) -> bool {
         self.kv = match self.snapshots.as_ref().map(SnapshotDir::load) {
             Some(Ok(Some(loaded))) => loaded.into_kv(),
-            Some(Err(error)) => self.fatal_storage(error),
+            Some(Err(error)) => {
+                self.fatal_storage(error);
+                return false;
+            }
             _ => Kv::default(),
         };
         self.enforce_revocations();
+        true
     }
 
-    fn append(&mut self, index: u64, term: u64, payload: Vec<u8>) {
+    /// `false`: the log could not take the entry, and the node stops.
+    #[must_use]
+    fn append(&mut self, index: u64, term: u64, payload: Vec<u8>) -> bool {
         if let Err(error) = self.wal.append(index, term, &payload) {
             self.fatal_storage(error);
+            return false;
         }
         self.cache.push_back(CachedEntry { index, term, payload, appended_at: Instant::now() });
         while self.cache.len() > CACHE_ENTRIES_MAX {
             self.cache.pop_front();
         }
+        true
     }
 
     /// An entry's term and payload, from memory or disk.
@@ -783,6 +827,9 @@ impl Driver {
     }
 
     fn apply_through(&mut self, commit_index: u64) {
+        if self.fatal.is_some() {
+            return;
+        }
         let is_leader = self.replica.role() == Role::Leader;
         while self.kv.applied_index() < commit_index {
             let index = self.kv.applied_index() + 1;
@@ -1016,7 +1063,9 @@ impl Driver {
         match self.replica.handle_propose(now) {
             Ok(proposal) => {
                 let position = proposal.position;
-                self.append(position.index, position.term, write.command.encode());
+                if !self.append(position.index, position.term, write.command.encode()) {
+                    return; // The node stops; its client hears the connection close.
+                }
                 self.unsynced_seq = Some(proposal.seq);
                 let since_us = write.since.saturating_duration_since(self.started).as_micros() as u64;
                 self.pending_writes.insert(position.index, position.term, since_us, (write.since, write.reply));
@@ -1168,7 +1217,7 @@ impl Driver {
     /// card busy erasing), the follower uses the blocking thread too, so it keeps
     /// answering heartbeats and never looks dead while its disk is merely slow.
     fn maybe_start_sync(&mut self) {
-        if self.sync_in_flight {
+        if self.sync_in_flight || self.fatal.is_some() {
             return;
         }
         let Some(seq) = self.unsynced_seq.take() else { return };
@@ -1180,7 +1229,7 @@ impl Driver {
         }
         let handle = match self.wal.sync_handle() {
             Ok(handle) => handle,
-            Err(error) => self.fatal_storage(error),
+            Err(error) => return self.fatal_storage(error),
         };
         self.sync_in_flight = true;
         let loopback = self.loopback.clone();

@@ -29,7 +29,28 @@ const FREE_BYTES_TO_START_MIN: u64 = 4 * 1024 * 1024;
 /// Inputs queued for the driver.
 const INPUT_QUEUE: usize = 8_192;
 
-pub async fn run(settings: Settings) -> Result<(), String> {
+/// Why `run` ended without a clean shutdown.
+#[derive(Debug)]
+pub enum Stop {
+    /// The node refused to start: the message names what and the fix.
+    Refused(String),
+    /// Storage failed while running: the node stopped to protect acknowledged data.
+    Fatal(String),
+}
+
+impl From<String> for Stop {
+    fn from(message: String) -> Stop {
+        Stop::Refused(message)
+    }
+}
+
+/// Exit code of a node stopped by a storage failure (EX_SOFTWARE); supervisors restart
+/// it, and a restart recovers from what is durable.
+pub const EXIT_FATAL: u8 = 70;
+/// Exit code of a node that refused to start (bad settings or storage it will not trust).
+pub const EXIT_REFUSED: u8 = 2;
+
+pub async fn run(settings: Settings) -> Result<(), Stop> {
     // First of all: SIGHUP's default action ends the process, and an operator may send it
     // (to reload certificates) while the node is still recovering its storage.
     let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -144,11 +165,25 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     if let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(%error, "cannot tell systemd the node is ready");
     }
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    let _ = input_sender.send(Input::Shutdown).await;
-    let _ = driver.await;
+    let mut driver = driver;
+    let stopped = tokio::select! {
+        () = shutdown_signal() => None,
+        stopped = &mut driver => Some(stopped),
+    };
+    let stopped = match stopped {
+        Some(stopped) => stopped,
+        None => {
+            tracing::info!("shutting down");
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            let _ = input_sender.send(Input::Shutdown).await;
+            driver.await
+        }
+    };
+    match stopped {
+        Ok(Ok(())) => {}
+        Ok(Err(fatal)) => return Err(Stop::Fatal(fatal)),
+        Err(panicked) => return Err(Stop::Fatal(format!("the node loop failed: {panicked}"))),
+    }
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
     Ok(())
@@ -279,10 +314,15 @@ pub fn main(args: crate::config::Args) -> std::process::ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     match runtime.block_on(run(settings)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
+        Err(Stop::Refused(error)) => {
             tracing::error!(%error, "refusing to start");
             eprintln!("baton-node: {error}");
-            std::process::ExitCode::from(2)
+            std::process::ExitCode::from(EXIT_REFUSED)
+        }
+        Err(Stop::Fatal(error)) => {
+            tracing::error!(%error, "stopped: storage failed");
+            eprintln!("baton-node: fatal: {error}. A restart recovers from what is durable; check the disk first");
+            std::process::ExitCode::from(EXIT_FATAL)
         }
     }
 }

@@ -318,8 +318,8 @@ impl History {
             let write = &self.writes[&write_id];
             let completed = write.answered.map(|a| a.0).or_else(|| self.first_applied.get(&write_id).copied());
             let completed = completed.expect("a write in the final log was applied");
-            lower[state] = (write.invoked, format!("write {write_id} invoked at {}", us(write.invoked)));
-            upper[state] = (completed, format!("write {write_id} completed at {}", us(completed)));
+            lower[state] = (write.invoked, format!("its invocation at {}", us(write.invoked)));
+            upper[state] = (completed, format!("its completion at {}", us(completed)));
         }
         // Reads that name their state: reads of a value, and compare-and-sets that did
         // not match. (state, invoked, completed, what).
@@ -366,14 +366,18 @@ impl History {
         for state in 1..states {
             earliest[state] = lower[state].0.max(earliest[state - 1]);
             if earliest[state] > upper[state].0 {
-                let why = if lower[state].0 >= earliest[state - 1] {
+                let after = if lower[state].0 >= earliest[state - 1] {
                     lower[state].1.clone()
                 } else {
-                    format!("the write before it in the log, not before {}", us(earliest[state - 1]))
+                    format!(
+                        "the write before it in the log, which cannot take effect before {}",
+                        us(earliest[state - 1])
+                    )
                 };
                 return Some(format!(
-                    "key {key} is not linearizable: the write at log index {} must take effect after {why} but by {}",
-                    timeline[state].0, upper[state].1
+                    "key {key} is not linearizable: write {} (log index {}) must take effect before {} \
+                     and after {after}",
+                    timeline[state].1, timeline[state].0, upper[state].1
                 ));
             }
         }
