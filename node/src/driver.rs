@@ -27,14 +27,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CACHE_ENTRIES_MAX: usize = 8_192;
 /// How often pending requests are checked for time-outs.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// How long a write may wait here for leadership to settle (a switchover in progress,
-/// an election with no leader known yet, or a new leader whose followers have not
-/// answered it yet) before it is refused as before. Kept well
-/// under the client's call timeout (400 ms), so a held write never makes a client take
-/// this node for dead.
-const HOLD_MAX: Duration = Duration::from_millis(200);
-/// Writes held at once; more are refused at once.
-const HELD_WRITES_MAX: usize = 4_096;
 /// A follower fsyncs inside the decision loop only while its recent fsyncs took less
 /// than this; slower, and the loop would stop answering heartbeats for that long. A
 /// fifth of the default heartbeat interval: above this machine's occasional 10-20 ms
@@ -83,7 +75,7 @@ pub struct Driver {
     /// Made durable inline (a hard-state write syncs everything before it).
     durable_seq: Option<PersistSeq>,
     pending_writes: baton_host::writes::PendingWrites<WriteReply>,
-    held_writes: Vec<HeldWrite>,
+    held_writes: baton_host::held::HeldWrites<HeldWrite>,
     pending_reads: baton_host::reads::PendingReads<ReadReply>,
     entries_received: u64,
     started: Instant,
@@ -165,7 +157,7 @@ impl Driver {
             sync_in_flight: false,
             durable_seq: None,
             pending_writes: baton_host::writes::PendingWrites::default(),
-            held_writes: Vec::new(),
+            held_writes: baton_host::held::HeldWrites::default(),
             pending_reads: baton_host::reads::PendingReads::default(),
             entries_received: 0,
             started,
@@ -338,7 +330,7 @@ impl Driver {
                 }
             }
         }
-        for held in std::mem::take(&mut self.held_writes) {
+        for held in self.held_writes.take_all() {
             let _ = held.reply.send(self.error(ErrorCode::NotLeader, "this node is stopping"));
         }
         if let Err(error) = self.wal.sync() {
@@ -1073,17 +1065,8 @@ impl Driver {
                 // burst's writes leave in one append request per follower.
             }
             Err(error) => {
-                // A new leader counts no follower in sync until each has answered it,
-                // which takes a round trip: a write that arrives first waits for that too.
-                let moving = match error {
-                    ProposeError::TransferInProgress | ProposeError::NotEnoughInSync { .. } => true,
-                    ProposeError::NotLeader { leader_hint } => leader_hint.is_none(),
-                    ProposeError::LogFull => false,
-                };
-                if moving && write.since.elapsed() < HOLD_MAX && self.held_writes.len() < HELD_WRITES_MAX {
-                    self.held_writes.push(write);
-                    return;
-                }
+                let since_us = write.since.saturating_duration_since(self.started).as_micros() as u64;
+                let Some(write) = self.held_writes.hold_or_refuse(&error, since_us, now, write) else { return };
                 let response = match error {
                     ProposeError::NotLeader { .. } => self.error(ErrorCode::NotLeader, "not the leader"),
                     ProposeError::TransferInProgress => {
@@ -1100,18 +1083,15 @@ impl Driver {
         }
     }
 
-    /// Gives held writes another go once leadership has settled (this node takes writes,
-    /// or knows who leads), or once the oldest has waited too long.
+    /// Gives held writes another go once leadership has settled, or once the oldest has
+    /// waited too long (`baton_host::held` decides).
     fn release_held_writes(&mut self) {
-        let Some(oldest) = self.held_writes.first() else { return };
-        let settled = match self.replica.role() {
-            Role::Leader => self.replica.accepts_writes(),
-            _ => self.replica.leader().is_some(),
-        };
-        if settled || oldest.since.elapsed() >= HOLD_MAX {
-            for write in std::mem::take(&mut self.held_writes) {
-                self.propose(write);
-            }
+        if self.held_writes.is_empty() {
+            return;
+        }
+        let settled = baton_host::held::settled(&self.replica);
+        for (_, write) in self.held_writes.take_released(settled, self.now()) {
+            self.propose(write);
         }
     }
 

@@ -7,6 +7,7 @@ use super::history::{self, Answer, History, WriteKind};
 use super::storage::{Op, Storage};
 use baton_common::rng::Rng;
 use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
+use baton_host::held::HeldWrites;
 use baton_host::kv::{Applied, Kv};
 use baton_host::reads::PendingReads;
 use baton_host::writes::{PendingWrites, Verdict};
@@ -109,7 +110,13 @@ struct Node {
     pending_reads: PendingReads<WaitingRead>,
     /// Client requests sent to this node while it was frozen, handled when it resumes
     /// (as a stopped process finds them in its socket): writes by id, reads by key.
-    queued_writes: Vec<u64>,
+    queued_writes: Vec<(u64, usize)>,
+    /// Writes this node holds while leadership moves (`baton_host::held`, the node's
+    /// own rule): write id and client, by arrival.
+    held_writes: HeldWrites<(u64, usize)>,
+    /// Set while held writes are proposed again, so a write held anew waits for the
+    /// node's next input (as the node's loop does) instead of looping.
+    releasing: bool,
     queued_reads: Vec<(u32, history::Stamp)>,
     /// The last term in which this node, as leader, committed: its first commit of a
     /// term is a moment for the targeted faults.
@@ -263,6 +270,8 @@ impl World {
                 staged_snapshot: None,
                 pending_reads: PendingReads::default(),
                 queued_writes: Vec::new(),
+                held_writes: HeldWrites::default(),
+                releasing: false,
                 queued_reads: Vec::new(),
                 first_commit_term: 0,
             });
@@ -533,6 +542,7 @@ impl World {
         }
         self.maybe_compact(node);
         self.serve_reads(node);
+        self.release_held_writes(node);
         let now = self.now_us;
         let n = &mut self.nodes[node];
         let Some(replica) = n.replica.as_ref() else {
@@ -810,9 +820,9 @@ impl World {
         };
         self.invoke_write(write_id, kind);
         if self.nodes[target].frozen {
-            self.nodes[target].queued_writes.push(write_id);
+            self.nodes[target].queued_writes.push((write_id, self.client));
         } else {
-            self.propose(target, write_id);
+            self.propose(target, write_id, self.now_us);
         }
     }
 
@@ -822,8 +832,9 @@ impl World {
         self.payloads.insert(write_id, kind.command(write_id).encode());
     }
 
-    /// Offers write `write_id` to `node`; if it leads and takes it, it is stored.
-    fn propose(&mut self, node: usize, write_id: u64) {
+    /// Offers write `write_id` (which reached the node at `since_us`) to `node`; if it
+    /// leads and takes it, it is stored; while leadership moves, the node holds it.
+    fn propose(&mut self, node: usize, write_id: u64, since_us: u64) {
         let now = self.now_us;
         let n = &mut self.nodes[node];
         let Some(replica) = n.replica.as_mut() else {
@@ -831,14 +842,39 @@ impl World {
         };
         let proposal = match replica.handle_propose(now) {
             Ok(proposal) => proposal,
-            Err(baton_common::ProposeError::NotLeader { leader_hint }) => return self.learn_leader(node, leader_hint),
-            Err(_) => return self.learn_leader(node, None),
+            Err(error) => {
+                let Some(_) = n.held_writes.hold_or_refuse(&error, since_us, now, (write_id, self.client)) else {
+                    return; // Held: proposed again once leadership settles.
+                };
+                let hint = match error {
+                    baton_common::ProposeError::NotLeader { leader_hint } => leader_hint,
+                    _ => None,
+                };
+                return self.learn_leader(node, hint);
+            }
         };
         self.client_leaders[self.client] = Some(node);
         let entry = SimEntry { term: proposal.position.term, write_id };
         n.pending_writes.insert(proposal.position.index, proposal.position.term, now, write_id);
         self.write(node, proposal.seq, Op::Append(proposal.position.index, entry));
         self.after_input(node);
+    }
+
+    /// Proposes the writes `node` holds again once leadership settled or the oldest has
+    /// waited too long, as the node's loop does after each input.
+    fn release_held_writes(&mut self, node: usize) {
+        let n = &mut self.nodes[node];
+        let (Some(replica), false, false) = (n.replica.as_ref(), n.frozen, n.releasing) else { return };
+        if n.held_writes.is_empty() {
+            return;
+        }
+        let released = n.held_writes.take_released(baton_host::held::settled(replica), self.now_us);
+        n.releasing = true;
+        for (since_us, (write_id, client)) in released {
+            self.client = client;
+            self.propose(node, write_id, since_us);
+        }
+        self.nodes[node].releasing = false;
     }
 
     /// Cuts `node` off from every other node for a while, at the seed's odds.
@@ -1055,6 +1091,7 @@ impl World {
         n.staged_snapshot = None;
         n.pending_reads = PendingReads::default();
         n.queued_writes.clear();
+        n.held_writes = HeldWrites::default();
         n.queued_reads.clear();
         n.memory = n.durable.clone();
     }
@@ -1111,8 +1148,9 @@ impl World {
         if timers_first {
             self.fire_overdue_timer(node);
         }
-        for write_id in std::mem::take(&mut self.nodes[node].queued_writes) {
-            self.propose(node, write_id);
+        for (write_id, client) in std::mem::take(&mut self.nodes[node].queued_writes) {
+            self.client = client;
+            self.propose(node, write_id, self.now_us);
         }
         for (key, invoked) in std::mem::take(&mut self.nodes[node].queued_reads) {
             self.read_on(node, key, invoked);

@@ -4,10 +4,12 @@
 //!
 //! It grows one owner at a time out of `node/src/driver.rs` (issue 18); so far:
 //! - [`writes`]: client writes waiting for their commit, and what each is answered;
+//! - [`held`]: client writes held while leadership moves, instead of refused;
 //! - [`reads`]: reads waiting for the index they must be served at;
 //! - [`kv`]: the replicated state machine (a key-value [`map`] and client
 //!   [`session`]s), applied from the log.
 
+pub mod held;
 pub mod kv;
 pub mod map;
 pub mod reads;
