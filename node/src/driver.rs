@@ -15,6 +15,7 @@ use crate::storage::wal::Wal;
 use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
+use baton_host::apply::{Answer, NotApplied};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -829,49 +830,25 @@ impl Driver {
                 tracing::error!(index, "a committed entry is missing from the log");
                 return;
             };
-            let applied = self.kv.apply(index, term, &payload);
+            let (applied, answered) = baton_host::apply::apply_entry(
+                &mut self.kv,
+                &mut self.pending_writes,
+                index,
+                term,
+                &payload,
+                is_leader,
+            );
             match applied {
                 Applied::Duplicate { .. } => self.duplicate_writes += 1,
                 Applied::Revoked => self.enforce_revocations(),
                 _ => {}
             }
-            if let Some(((since, reply), verdict)) = self.pending_writes.on_applied(index, term, is_leader) {
-                let refused =
-                    |code, message: &str| Response::Error { code, message: message.into(), leader_hint: None };
-                let response = if verdict == baton_host::writes::Verdict::OutcomeUnknown {
-                    refused(ErrorCode::OutcomeUnknown, "leadership changed before the write was acknowledged")
-                } else {
-                    match applied {
-                        Applied::CasMismatch { current } => Response::CasMismatch { current, term, index },
-                        // A resend: answered with where the write first took effect.
-                        Applied::Duplicate { term, index } => Response::Written { term, index },
-                        Applied::SessionExpired => refused(
-                            ErrorCode::SessionExpired,
-                            "the client's session expired (unused for too long); this request was not applied",
-                        ),
-                        Applied::SessionsFull => refused(
-                            ErrorCode::SessionsFull,
-                            "the cluster holds as many client sessions as it may, all in recent use; \
-                             this request was not applied: retry later",
-                        ),
-                        Applied::RevokedFull => refused(
-                            ErrorCode::TooLarge,
-                            "the cluster's revocation list is full; the certificate was not revoked",
-                        ),
-                        Applied::Stale => refused(
-                            ErrorCode::Internal,
-                            "a later write of this session was applied first; this one was not applied",
-                        ),
-                        Applied::Noop | Applied::Done | Applied::Undecodable | Applied::Revoked => {
-                            Response::Written { term, index }
-                        }
-                    }
-                };
-                if matches!(response, Response::Written { .. } | Response::CasMismatch { .. }) {
+            if let Some(((since, reply), answer)) = answered {
+                if answer.is_acknowledged() {
                     self.writes_acknowledged += 1;
                     self.write_ack_latency.record(since.elapsed());
                 }
-                let _ = reply.send(response);
+                let _ = reply.send(response_to(answer));
             }
         }
         self.serve_reads();
@@ -1342,6 +1319,33 @@ impl Driver {
 
 /// Whether only an operator's certificate may make `request`. Exhaustive, so a new
 /// request is classified when it is added, never let through by default.
+/// The wire response for what `baton_host::apply` decided a client is told.
+fn response_to(answer: Answer) -> Response {
+    let refused = |code, message: &str| Response::Error { code, message: message.into(), leader_hint: None };
+    match answer {
+        Answer::Written { term, index } => Response::Written { term, index },
+        Answer::CasMismatch { current, term, index } => Response::CasMismatch { current, term, index },
+        Answer::OutcomeUnknown => {
+            refused(ErrorCode::OutcomeUnknown, "leadership changed before the write was acknowledged")
+        }
+        Answer::NotApplied(NotApplied::SessionExpired) => refused(
+            ErrorCode::SessionExpired,
+            "the client's session expired (unused for too long); this request was not applied",
+        ),
+        Answer::NotApplied(NotApplied::SessionsFull) => refused(
+            ErrorCode::SessionsFull,
+            "the cluster holds as many client sessions as it may, all in recent use; \
+             this request was not applied: retry later",
+        ),
+        Answer::NotApplied(NotApplied::RevokedFull) => {
+            refused(ErrorCode::TooLarge, "the cluster's revocation list is full; the certificate was not revoked")
+        }
+        Answer::NotApplied(NotApplied::Stale) => {
+            refused(ErrorCode::Internal, "a later write of this session was applied first; this one was not applied")
+        }
+    }
+}
+
 fn operator_only(request: &Request) -> bool {
     match request {
         Request::Switchover { .. }

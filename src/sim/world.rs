@@ -7,10 +7,11 @@ use super::history::{self, Answer, History, WriteKind};
 use super::storage::{Op, Storage};
 use baton_common::rng::Rng;
 use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
+use baton_host::apply::Answer as HostAnswer;
 use baton_host::held::HeldWrites;
-use baton_host::kv::{Applied, Kv};
+use baton_host::kv::Kv;
 use baton_host::reads::PendingReads;
-use baton_host::writes::{PendingWrites, Verdict};
+use baton_host::writes::PendingWrites;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
@@ -684,32 +685,34 @@ impl World {
             let entry = self.nodes[node].memory.entry(index).expect("committed entries are in the log");
             self.nodes[node].applied.push(entry);
             let payload = self.payloads.get(&entry.write_id).map_or(&[][..], Vec::as_slice);
-            let outcome = self.nodes[node].kv.apply(index, entry.term, payload);
+            let n = &mut self.nodes[node];
+            // The node's own step: apply, and answer the write pending at this index.
+            let (_, answered) =
+                baton_host::apply::apply_entry(&mut n.kv, &mut n.pending_writes, index, entry.term, payload, is_leader);
             assert_eq!(self.nodes[node].kv.applied_index(), index, "the state machine follows the applied log");
             self.checker.on_apply(id, index, entry);
             if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
             }
-            let answered = self.nodes[node].pending_writes.on_applied(index, entry.term, is_leader);
-            if let Some((write_id, Verdict::Acknowledge)) = answered {
-                // What the client was told: its write, at this index. Should the host
-                // answer the wrong write, the checkers see that write lost.
-                let acked = SimEntry { term: entry.term, write_id };
-                let lost_at = self.quorum_lost_at(node);
-                self.checker.on_ack(self.now_us, id, term, index, acked, lost_at);
-                let answer = match outcome {
-                    Applied::Done => Answer::Written,
-                    Applied::CasMismatch { current } => {
-                        Answer::CasFailed { current: current.as_deref().map(history::value_of) }
-                    }
-                    _ => Answer::Refused,
-                };
-                self.history.complete_write(self.now_us, write_id, answer);
-                self.last_ack = Some((index, write_id));
-                self.note(|| format!("n{id} acked write {write_id} at {index}"));
-                if self.barrier.is_some_and(|(_, i, e, _)| i == index && e == acked) {
-                    self.barrier_acked = true;
+            let Some((write_id, answer)) = answered else { continue };
+            let (answer, (acked_term, acked_index)) = match answer {
+                HostAnswer::OutcomeUnknown => continue,
+                HostAnswer::Written { term, index } => (Answer::Written, (term, index)),
+                HostAnswer::CasMismatch { current, term, index } => {
+                    (Answer::CasFailed { current: current.as_deref().map(history::value_of) }, (term, index))
                 }
+                HostAnswer::NotApplied(_) => (Answer::Refused, (entry.term, index)),
+            };
+            // What the client was told: its write, at that position. Should the host
+            // answer the wrong write or position, the checkers see that write lost.
+            let acked = SimEntry { term: acked_term, write_id };
+            let lost_at = self.quorum_lost_at(node);
+            self.checker.on_ack(self.now_us, id, term, acked_index, acked, lost_at);
+            self.history.complete_write(self.now_us, write_id, answer);
+            self.last_ack = Some((acked_index, write_id));
+            self.note(|| format!("n{id} acked write {write_id} at {acked_index}"));
+            if self.barrier.is_some_and(|(_, i, e, _)| i == acked_index && e == acked) {
+                self.barrier_acked = true;
             }
         }
     }

@@ -6,9 +6,11 @@
 //! - [`writes`]: client writes waiting for their commit, and what each is answered;
 //! - [`held`]: client writes held while leadership moves, instead of refused;
 //! - [`reads`]: reads waiting for the index they must be served at;
+//! - [`apply`]: applying a committed entry and what its client is told;
 //! - [`kv`]: the replicated state machine (a key-value [`map`] and client
 //!   [`session`]s), applied from the log.
 
+pub mod apply;
 pub mod held;
 pub mod kv;
 pub mod map;
