@@ -38,6 +38,7 @@
 //! had proposed before the read completed (or none); the discarded-writes checker
 //! covers the writes async mode loses.
 
+use super::checker::SimEntry;
 use baton_host::kv::Command;
 use std::collections::HashMap;
 
@@ -116,9 +117,21 @@ pub enum Answer {
 /// microsecond are ordered as the simulator ran them.
 pub type Stamp = u64;
 
+/// A write's session: which one (any number naming it), and its client's last
+/// answered number when it sent the write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionWrite {
+    pub session: u32,
+    pub acked_seq: u64,
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Write {
     kind: WriteKind,
+    /// The session that sent it (numbered by its write id, resent until answered: it
+    /// may be in the log more than once, and takes effect once), with the last number
+    /// that session had had answered when it sent it.
+    session: Option<SessionWrite>,
     invoked: Stamp,
     answered: Option<(Stamp, Answer)>,
 }
@@ -144,7 +157,8 @@ type Timeline = Vec<(usize, u64, Option<u64>)>;
 #[derive(Debug, Default)]
 struct Replay {
     timelines: HashMap<u32, Timeline>,
-    /// Compare-and-sets that did not match: (write id, the timeline state they found).
+    /// Compare-and-sets that did not match: (write id, the timeline state they found),
+    /// once per time in the log.
     failed_cas: Vec<(u64, usize)>,
 }
 
@@ -158,7 +172,7 @@ pub struct History {
     /// Every `--read leader` read served: (key, value, invoked, completed).
     reads: Vec<(u32, Option<u64>, Stamp, Stamp)>,
     /// Every `after:INDEX` read served: (INDEX, the write acknowledged there, value).
-    after_reads: Vec<(u64, u64, Option<u64>)>,
+    after_reads: Vec<(u64, SimEntry, Option<u64>)>,
     any_reads: Vec<AnyRead>,
 }
 
@@ -169,9 +183,9 @@ impl History {
         self.last_stamp
     }
 
-    pub fn invoke_write(&mut self, now_us: u64, write_id: u64, kind: WriteKind) {
+    pub fn invoke_write(&mut self, now_us: u64, write_id: u64, kind: WriteKind, session: Option<SessionWrite>) {
         let invoked = self.stamp(now_us);
-        let previous = self.writes.insert(write_id, Write { kind, invoked, answered: None });
+        let previous = self.writes.insert(write_id, Write { kind, session, invoked, answered: None });
         assert!(previous.is_none(), "write ids are unique");
     }
 
@@ -197,8 +211,8 @@ impl History {
 
     /// A client's `after:INDEX` read of the key of its write `write_id`, acknowledged at
     /// INDEX, answered `value`.
-    pub fn after_read(&mut self, index: u64, write_id: u64, value: Option<u64>) {
-        self.after_reads.push((index, write_id, value));
+    pub fn after_read(&mut self, index: u64, acked: SimEntry, value: Option<u64>) {
+        self.after_reads.push((index, acked, value));
     }
 
     /// An `any` read of `key` at node `node` (in its `incarnation`), answered `value`
@@ -232,19 +246,43 @@ impl History {
         (0..KEYS as u32).map(|key| replay.timelines.get(&key).and_then(|t| t.last()).and_then(|s| s.2)).collect()
     }
 
-    /// `log`: write ids by index (0 for a no-op).
+    /// `log`: write ids by index (0 for a no-op). A session's writes follow the
+    /// session rules (`baton_host::session`): a number below the session's last is not
+    /// applied, the last again is not applied again unless it was a compare-and-set that
+    /// did not match (that runs again), a higher one runs; a write of a session the log
+    /// does not know, from a client that had answers in it, is refused (the session
+    /// expired, or in async mode its writes were discarded).
     fn replay(&self, log: &[u64]) -> Replay {
         let mut replay = Replay::default();
+        // Per session: its last number and whether it took effect.
+        let mut sessions: HashMap<u32, (u64, bool)> = HashMap::new();
         for (position, &write_id) in log.iter().enumerate() {
             if write_id == 0 {
                 continue;
             }
-            let kind = self.writes.get(&write_id).expect("only invoked writes are applied").kind;
+            let write = self.writes.get(&write_id).expect("only invoked writes are applied");
+            if let Some(SessionWrite { session, acked_seq }) = write.session {
+                match sessions.get(&session) {
+                    Some(&(last, _)) if write_id < last => continue,
+                    Some(&(last, true)) if write_id == last => continue,
+                    None if acked_seq > 0 => continue,
+                    _ => {}
+                }
+            }
             let timeline = replay.timelines.entry(key_of(write_id)).or_insert_with(|| vec![(0, 0, None)]);
             let current = timeline.last().expect("starts with the initial state").2;
-            match kind.effect(write_id, current) {
-                Some(value) => timeline.push((position + 1, write_id, value)),
-                None => replay.failed_cas.push((write_id, timeline.len() - 1)),
+            let took_effect = match write.kind.effect(write_id, current) {
+                Some(value) => {
+                    timeline.push((position + 1, write_id, value));
+                    true
+                }
+                None => {
+                    replay.failed_cas.push((write_id, timeline.len() - 1));
+                    false
+                }
+            };
+            if let Some(SessionWrite { session, .. }) = write.session {
+                sessions.insert(session, (write_id, took_effect));
             }
         }
         replay
@@ -269,9 +307,14 @@ impl History {
     }
 
     /// Every answer a client got agrees with what its write did in the final log (in
-    /// async mode, unless the write is not in it: discarded, as async mode may).
+    /// async mode, unless the write is not in it: discarded, as async mode may). A
+    /// compare-and-set answered "did not match" must never take effect afterwards (a
+    /// resend of it runs again, by the session rules).
     fn check_answers(&self, replay: &Replay, async_mode: bool) -> Option<String> {
-        let failed: HashMap<u64, usize> = replay.failed_cas.iter().copied().collect();
+        let mut failed: HashMap<u64, Vec<Option<u64>>> = HashMap::new();
+        for &(write_id, state) in &replay.failed_cas {
+            failed.entry(write_id).or_default().push(replay.timelines[&key_of(write_id)][state].2);
+        }
         let mut in_log: HashMap<u64, Option<u64>> = HashMap::new();
         for timeline in replay.timelines.values() {
             for state in 1..timeline.len() {
@@ -283,14 +326,21 @@ impl History {
         answered.sort_by_key(|(id, _)| **id);
         answered.into_iter().find_map(|(&write_id, write)| {
             let (_, answer) = write.answered.expect("filtered");
-            let found = failed.get(&write_id).map(|&state| replay.timelines[&key_of(write_id)][state].2);
+            let found = failed.get(&write_id);
             if async_mode && found.is_none() && !in_log.contains_key(&write_id) {
                 return None;
             }
             let agrees = match answer {
                 Answer::Written => in_log.contains_key(&write_id),
-                Answer::CasFailed { current } => found == Some(current),
-                Answer::Refused => false,
+                // In async mode the entry that answered may have been discarded since,
+                // and a resend of it have run again.
+                Answer::CasFailed { current } => {
+                    async_mode || (found.is_some_and(|f| f.contains(&current)) && !in_log.contains_key(&write_id))
+                }
+                // Refused after it reached the log (its session had expired): it must
+                // never take effect. In async mode an attempt may have reached a leader
+                // whose log still knew the session, since discarded or not: unknown.
+                Answer::Refused => !in_log.contains_key(&write_id) || async_mode,
             };
             (!agrees).then(|| {
                 format!(
@@ -342,16 +392,22 @@ impl History {
                 },
             }
         }
-        for &(write_id, state) in &replay.failed_cas {
+        // A compare-and-set answered "did not match" read the value it was answered
+        // with, while it ran. (Its other times in the log, unanswered or after its
+        // answer, changed nothing and were seen by no one.)
+        for (&write_id, write) in &self.writes {
+            let Some((completed, Answer::CasFailed { current })) = write.answered else { continue };
             if key_of(write_id) != key {
                 continue;
             }
-            let write = &self.writes[&write_id];
-            let completed = write.answered.map(|a| a.0).or_else(|| self.first_applied.get(&write_id).copied());
-            let completed = completed.expect("a compare-and-set in the final log was applied");
-            let what =
-                format!("compare-and-set {write_id} (did not match) at {}..{}", us(write.invoked), us(completed));
-            named.push((state, write.invoked, completed, what));
+            let what = format!("compare-and-set {write_id} (did not match) at {}..{}", us(write.invoked), us(completed));
+            match current {
+                None => of_nothing.push((write.invoked, completed)),
+                Some(v) => match timeline.iter().position(|s| s.1 == v && s.2 == Some(v)) {
+                    Some(state) => named.push((state, write.invoked, completed, what)),
+                    None => return Some(format!("key {key}: {what} found {v}, a value the log never wrote there")),
+                },
+            }
         }
         for (state, invoked, completed, what) in named {
             if state >= 1 && completed < upper[state].0 {
@@ -401,23 +457,27 @@ impl History {
     }
 
     /// `after:INDEX` reads reflect every write up to INDEX: each returned the value its
-    /// key has in the final applied log (`final_applied`, write ids by index, 0 for a
-    /// no-op) at INDEX or at a later index. In async mode, only reads whose write is
-    /// still at INDEX in the final log are checked (the rest were discarded), and a
-    /// value from past INDEX may be one discarded since: only an older value fails.
-    pub fn check_after_reads(&self, final_applied: &[u64], async_mode: bool) -> Option<String> {
-        let replay = self.replay(final_applied);
+    /// key has in the final applied log (`final_log`) at INDEX or at a later index. In
+    /// async mode, only reads whose acknowledged entry is still at INDEX in the final
+    /// log are checked (the rest were discarded), and a value from past INDEX may be
+    /// one discarded since: only an older value fails (and nothing, which a discarded
+    /// delete leaves too, passes).
+    pub fn check_after_reads(&self, final_log: &[SimEntry], async_mode: bool) -> Option<String> {
+        let final_applied: Vec<u64> = final_log.iter().map(|e| e.write_id).collect();
+        let replay = self.replay(&final_applied);
         let initial: Timeline = vec![(0, 0, None)];
-        self.after_reads.iter().find_map(|&(index, write_id, value)| {
-            let key = key_of(write_id);
-            let upto = (index as usize).min(final_applied.len());
-            if async_mode && final_applied.get(upto.wrapping_sub(1)) != Some(&write_id) {
+        self.after_reads.iter().find_map(|&(index, acked, value)| {
+            let key = key_of(acked.write_id);
+            let upto = (index as usize).min(final_log.len());
+            if async_mode && final_log.get(upto.wrapping_sub(1)) != Some(&acked) {
                 return None;
             }
             let timeline = replay.timelines.get(&key).unwrap_or(&initial);
             let at_index = timeline.iter().rev().find(|s| s.0 <= upto).expect("the initial state is at 0").2;
             let later = match value {
                 Some(v) if async_mode => !timeline.iter().any(|s| s.0 <= upto && s.2 == Some(v)),
+                // A delete since discarded, or an older state: no telling them apart.
+                None if async_mode => true,
                 value => timeline.iter().any(|s| s.0 > upto && s.2 == value),
             };
             (value != at_index && !later).then(|| {
@@ -494,7 +554,7 @@ mod tests {
     }
 
     fn put(history: &mut History, write_id: u64, invoked_us: u64, acked_us: u64) {
-        history.invoke_write(invoked_us, write_id, WriteKind::Put);
+        history.invoke_write(invoked_us, write_id, WriteKind::Put, None);
         history.complete_write(acked_us, write_id, Answer::Written);
     }
 
@@ -512,7 +572,7 @@ mod tests {
     #[test]
     fn a_read_of_a_write_that_never_took_effect_fails_except_for_async_discards() {
         let mut history = History::default();
-        history.invoke_write(10, 6, WriteKind::Put);
+        history.invoke_write(10, 6, WriteKind::Put, None);
         read(&mut history, 0, Some(6), 30);
         // Write 6 is not in the final log: it was lost (or discarded, in async mode).
         assert!(history.check(&[], false).is_some());
@@ -522,7 +582,7 @@ mod tests {
         assert!(history.check(&[], true).is_some());
         let mut history = History::default();
         let early = history.stamp(5);
-        history.invoke_write(10, 12, WriteKind::Put);
+        history.invoke_write(10, 12, WriteKind::Put, None);
         history.reads.push((0, Some(12), early, early + 1));
         assert!(history.check(&[12], true).is_some());
     }
@@ -530,7 +590,7 @@ mod tests {
     #[test]
     fn an_unacknowledged_write_that_took_effect_completes_when_first_applied() {
         let mut history = History::default();
-        history.invoke_write(10, 9, WriteKind::Put);
+        history.invoke_write(10, 9, WriteKind::Put, None);
         read(&mut history, 0, None, 30);
         history.on_applied(40, 9);
         history.on_applied(45, 9);
@@ -549,7 +609,7 @@ mod tests {
     fn reads_overlapping_a_pending_write_fit_or_are_caught() {
         let mut history = History::default();
         put(&mut history, 3, 10, 20);
-        history.invoke_write(30, 6, WriteKind::Put);
+        history.invoke_write(30, 6, WriteKind::Put, None);
         for at in (40..100).step_by(10) {
             read(&mut history, 0, Some(3), at);
         }
@@ -573,15 +633,15 @@ mod tests {
             let mut history = History::default();
             read(&mut history, 0, None, 5);
             put(&mut history, 3, 10, 20);
-            history.invoke_write(30, 6, WriteKind::Cas { expected: Some(3) });
+            history.invoke_write(30, 6, WriteKind::Cas { expected: Some(3) }, None);
             history.complete_write(40, 6, Answer::Written);
             if stale_read {
                 read(&mut history, 0, None, 45);
             }
-            history.invoke_write(50, 9, WriteKind::Cas { expected: Some(3) });
+            history.invoke_write(50, 9, WriteKind::Cas { expected: Some(3) }, None);
             history.complete_write(60, 9, Answer::CasFailed { current: Some(6) });
             read(&mut history, 0, Some(6), 65);
-            history.invoke_write(70, 12, WriteKind::Delete);
+            history.invoke_write(70, 12, WriteKind::Delete, None);
             history.complete_write(80, 12, Answer::Written);
             read(&mut history, 0, None, 90);
             history
@@ -596,23 +656,55 @@ mod tests {
         // A compare-and-set answered "did not match" with the wrong current value.
         let mut history = History::default();
         put(&mut history, 3, 10, 20);
-        history.invoke_write(30, 6, WriteKind::Cas { expected: None });
+        history.invoke_write(30, 6, WriteKind::Cas { expected: None }, None);
         history.complete_write(40, 6, Answer::CasFailed { current: None });
-        assert!(history.check(&[3, 6], false).unwrap().contains("did not match Some(3)"));
+        assert!(history.check(&[3, 6], false).unwrap().contains("did not match [Some(3)]"));
         // A failed compare-and-set reads the value it found: before that, 3 was written.
         let mut history = History::default();
-        history.invoke_write(10, 3, WriteKind::Put);
+        history.invoke_write(10, 3, WriteKind::Put, None);
         history.on_applied(50, 3);
-        history.invoke_write(20, 6, WriteKind::Cas { expected: None });
+        history.invoke_write(20, 6, WriteKind::Cas { expected: None }, None);
         history.complete_write(30, 6, Answer::CasFailed { current: Some(3) });
         assert_eq!(history.check(&[3, 6], false), None);
         // ... but not if the put was invoked after the compare-and-set completed.
         let mut history = History::default();
-        history.invoke_write(20, 6, WriteKind::Cas { expected: None });
+        history.invoke_write(20, 6, WriteKind::Cas { expected: None }, None);
         history.complete_write(30, 6, Answer::CasFailed { current: Some(3) });
-        history.invoke_write(40, 3, WriteKind::Put);
+        history.invoke_write(40, 3, WriteKind::Put, None);
         history.complete_write(50, 3, Answer::Written);
         assert!(history.check(&[3, 6], false).unwrap().contains("not linearizable"));
+    }
+
+    /// Goal: a session's write resent into the log takes effect once, an older number
+    /// is not applied, a resent compare-and-set that did not match runs again, and one
+    /// answered "did not match" that later took effect through a resend is caught.
+    #[test]
+    fn session_writes_take_effect_once_and_a_failed_cas_never_later() {
+        let mut history = History::default();
+        history.invoke_write(10, 3, WriteKind::Put, Some(SessionWrite { session: 0, acked_seq: 0 }));
+        history.invoke_write(11, 4, WriteKind::Put, None);
+        history.invoke_write(12, 9, WriteKind::Put, None);
+        history.invoke_write(13, 6, WriteKind::Put, Some(SessionWrite { session: 0, acked_seq: 0 }));
+        history.invoke_write(14, 12, WriteKind::Cas { expected: Some(9) }, Some(SessionWrite { session: 1, acked_seq: 0 }));
+        // A duplicate of 3 changes nothing, even over another client's put in between
+        // (the lost update sessions prevent).
+        assert_eq!(history.model_values(&[3, 4, 3]), vec![Some(3), Some(4), None]);
+        assert_eq!(history.model_values(&[3, 9, 3]), vec![Some(9), None, None]);
+        // Session 0 numbered 6 after 3: a late resend of 3 after 6 is stale.
+        assert_eq!(history.model_values(&[3, 6, 3]), vec![Some(6), None, None]);
+        // A write of a session the log does not know, from a client that had answers in
+        // it, is refused.
+        history.invoke_write(14, 15, WriteKind::Put, Some(SessionWrite { session: 2, acked_seq: 7 }));
+        assert_eq!(history.model_values(&[3, 15]), vec![Some(3), None, None]);
+        // Cas 12 fails (nothing there), 9 is put, the resend of 12 runs again: matches.
+        assert_eq!(history.model_values(&[12, 9, 12]), vec![Some(12), None, None]);
+        // Answered "did not match" and then taking effect through a resend is caught.
+        history.on_applied(15, 12);
+        history.on_applied(16, 9);
+        history.complete_write(20, 12, Answer::CasFailed { current: None });
+        assert_eq!(history.check(&[12, 9], false), None);
+        let violation = history.check(&[12, 9, 12], false).unwrap();
+        assert!(violation.contains("answered CasFailed"), "{violation}");
     }
 
     /// Goal: an `after:INDEX` read that misses the write at INDEX, or returns a value the
@@ -620,14 +712,14 @@ mod tests {
     #[test]
     fn after_reads_reflect_every_write_up_to_their_index() {
         // Write ids by index 1..=4: 3 (key 0), 0 (no-op), 6 (key 0), 4 (key 1).
-        let log = [3, 0, 6, 4];
+        let log: Vec<SimEntry> = [3, 0, 6, 4].iter().map(|&write_id| SimEntry { term: 1, write_id }).collect();
         let check = |reads: &[(u64, u64, Option<u64>)], async_mode: bool| {
             let mut history = History::default();
             for id in [3, 6, 4, 9, 7] {
-                history.invoke_write(1, id, WriteKind::Put);
+                history.invoke_write(1, id, WriteKind::Put, None);
             }
             for &(index, write_id, value) in reads {
-                history.after_read(index, write_id, value);
+                history.after_read(index, SimEntry { term: 1, write_id }, value);
             }
             history.check_after_reads(&log, async_mode)
         };
@@ -668,8 +760,8 @@ mod tests {
     fn reads_follow_the_order_the_log_applied_writes_in() {
         let mut history = History::default();
         // Two overlapping writes to key 0; the log applied 6 and then 3.
-        history.invoke_write(10, 3, WriteKind::Put);
-        history.invoke_write(11, 6, WriteKind::Put);
+        history.invoke_write(10, 3, WriteKind::Put, None);
+        history.invoke_write(11, 6, WriteKind::Put, None);
         history.complete_write(20, 3, Answer::Written);
         history.complete_write(21, 6, Answer::Written);
         read(&mut history, 0, Some(3), 30);

@@ -49,6 +49,11 @@ enum Kind {
         seq: u64,
     },
     Client,
+    /// Session client `client` resends its write if `attempt` is still its latest.
+    Resend {
+        client: usize,
+        attempt: u64,
+    },
     Read,
     Fault,
     Restart(usize),
@@ -103,7 +108,7 @@ struct Node {
     inbox: Vec<Envelope>,
     /// Client writes this node accepted as leader and has not yet answered, by write
     /// id: the node's own code (`baton_host::writes`) decides each answer.
-    pending_writes: PendingWrites<u64>,
+    pending_writes: PendingWrites<Sent>,
     staged_snapshot: Option<(Position, Vec<SimEntry>)>,
     /// Reads this node admitted, by key, invocation and kind: a `--read leader` read is
     /// served once the node applied the read index the core gave it, an `after:INDEX`
@@ -111,10 +116,10 @@ struct Node {
     pending_reads: PendingReads<WaitingRead>,
     /// Client requests sent to this node while it was frozen, handled when it resumes
     /// (as a stopped process finds them in its socket): writes by id, reads by key.
-    queued_writes: Vec<(u64, usize)>,
+    queued_writes: Vec<Sent>,
     /// Writes this node holds while leadership moves (`baton_host::held`, the node's
     /// own rule): write id and client, by arrival.
-    held_writes: HeldWrites<(u64, usize)>,
+    held_writes: HeldWrites<Sent>,
     /// Set while held writes are proposed again, so a write held anew waits for the
     /// node's next input (as the node's loop does) instead of looping.
     releasing: bool,
@@ -160,10 +165,39 @@ impl Weather {
 
 /// A read waiting at a node: its key, its invocation, and for an `after:INDEX` read the
 /// index and the client's write acknowledged there.
-type WaitingRead = (u32, history::Stamp, Option<(u64, u64)>);
+type WaitingRead = (u32, history::Stamp, Option<(u64, SimEntry)>);
 
 /// Clients, each with its own idea of who leads.
-const CLIENTS: usize = 4;
+const CLIENTS: usize = 8;
+/// The first this many write in a session, one write at a time, and resend it until
+/// it is answered, as `baton_node::client` does; the rest send plain writes and never
+/// resend (many at once, each answered or left unknown).
+const SESSION_CLIENTS: usize = 4;
+/// A session client resends a write not answered within this (the real client's call
+/// time-out).
+const CALL_TIMEOUT_US: u64 = 400_000;
+/// And after a refusal or "outcome unknown", within this (its retry pauses).
+const RETRY_PAUSE_MAX_US: u64 = 20_000;
+
+/// One sending of a write: its id, its client, and which attempt of that client's it
+/// is (the client listens only to its latest attempt's answer, as the real one does).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Sent {
+    write_id: u64,
+    client: usize,
+    attempt: u64,
+}
+
+/// A session client's state.
+#[derive(Clone, Copy, Debug, Default)]
+struct SessionClient {
+    /// Its session: a refusal for an expired session starts the next one.
+    epoch: u8,
+    /// The last write of this session that was answered.
+    acked_seq: u64,
+    /// The write it waits on, and how many times it has sent it.
+    outstanding: Option<(u64, u64)>,
+}
 
 /// How soon a snap crash strikes after its moment, at most: a new leader's first round
 /// trips; a voter's or candidate's fsync.
@@ -212,8 +246,11 @@ pub struct World {
     /// the real client does, so a deposed leader that still answers keeps getting the
     /// requests of the clients that have not heard otherwise.
     client_leaders: [Option<usize>; CLIENTS],
+    session_clients: [SessionClient; SESSION_CLIENTS],
+    /// The session client of each session write, by write id.
+    write_clients: HashMap<u64, usize>,
     /// The latest acknowledged write: (index, write id).
-    last_ack: Option<(u64, u64)>,
+    last_ack: Option<(u64, SimEntry)>,
     /// The leader that last sent a handoff (TimeoutNow).
     handoff_from: Option<usize>,
     /// The client making the current request.
@@ -302,6 +339,8 @@ impl World {
             checker: Checker::new(mode == WriteMode::Async, ELECTION_TIMEOUT_US),
             history: History::default(),
             client_leaders: [None; CLIENTS],
+            session_clients: [SessionClient::default(); SESSION_CLIENTS],
+            write_clients: HashMap::new(),
             handoff_from: None,
             last_ack: None,
             client: 0,
@@ -384,7 +423,8 @@ impl World {
             self.checker.violations.push(violation);
         }
         let final_applied: Vec<u64> = self.nodes[leader].applied.iter().map(|e| e.write_id).collect();
-        if let Some(violation) = self.history.check_after_reads(&final_applied, self.mode == WriteMode::Async) {
+        let final_entries = &self.nodes[leader].applied;
+        if let Some(violation) = self.history.check_after_reads(final_entries, self.mode == WriteMode::Async) {
             self.checker.violations.push(violation);
         }
         if let Some(violation) = self.history.check_any_reads(&final_applied, self.mode == WriteMode::Async) {
@@ -423,6 +463,7 @@ impl World {
                 }
             }
             Kind::Fsync { node, incarnation, seq } => self.fsync_done(node, incarnation, seq),
+            Kind::Resend { client, attempt } => self.resend(client, attempt),
             Kind::Client => {
                 self.client_write();
                 let gap = 2_000 + self.rng.below(15_000);
@@ -694,22 +735,46 @@ impl World {
             if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
             }
-            let Some((write_id, answer)) = answered else { continue };
+            let Some((sent, answer)) = answered else { continue };
+            let write_id = sent.write_id;
+            // A session client hears only its latest attempt (an earlier attempt's
+            // stream was given up); a plain client hears its one attempt.
+            let heard = sent.client >= SESSION_CLIENTS || self.is_latest_attempt(sent);
             let (answer, (acked_term, acked_index)) = match answer {
-                HostAnswer::OutcomeUnknown => continue,
+                HostAnswer::OutcomeUnknown => {
+                    self.retry_soon(sent);
+                    continue;
+                }
                 HostAnswer::Written { term, index } => (Answer::Written, (term, index)),
                 HostAnswer::CasMismatch { current, term, index } => {
                     (Answer::CasFailed { current: current.as_deref().map(history::value_of) }, (term, index))
                 }
-                HostAnswer::NotApplied(_) => (Answer::Refused, (entry.term, index)),
+                HostAnswer::NotApplied(why) => {
+                    self.note(|| format!("n{id} answers write {write_id} at {index}: not applied, {why:?}"));
+                    if heard && sent.client < SESSION_CLIENTS {
+                        // As the real client does: later writes go in a new session.
+                        let session = &mut self.session_clients[sent.client];
+                        *session = SessionClient { epoch: session.epoch.wrapping_add(1), ..Default::default() };
+                        self.history.complete_write(self.now_us, write_id, Answer::Refused);
+                    }
+                    continue;
+                }
             };
             // What the client was told: its write, at that position. Should the host
             // answer the wrong write or position, the checkers see that write lost.
             let acked = SimEntry { term: acked_term, write_id };
             let lost_at = self.quorum_lost_at(node);
             self.checker.on_ack(self.now_us, id, term, acked_index, acked, lost_at);
+            if !heard {
+                continue;
+            }
+            if sent.client < SESSION_CLIENTS {
+                let session = &mut self.session_clients[sent.client];
+                session.outstanding = None;
+                session.acked_seq = write_id;
+            }
             self.history.complete_write(self.now_us, write_id, answer);
-            self.last_ack = Some((acked_index, write_id));
+            self.last_ack = Some((acked_index, acked));
             self.note(|| format!("n{id} acked write {write_id} at {acked_index}"));
             if self.barrier.is_some_and(|(_, i, e, _)| i == acked_index && e == acked) {
                 self.barrier_acked = true;
@@ -759,7 +824,9 @@ impl World {
             }
             Event::SteppedDown { .. } => {
                 // Clients waiting on this node get "leadership lost, outcome unknown".
-                self.nodes[node].pending_writes.on_stepped_down();
+                for sent in self.nodes[node].pending_writes.on_stepped_down() {
+                    self.retry_soon(sent);
+                }
             }
             Event::Discarded { term, from_index, to_index } => {
                 self.checker.on_discarded(id, term, from_index, to_index);
@@ -806,6 +873,9 @@ impl World {
 
     fn client_write(&mut self) {
         let target = self.client_target();
+        if self.client < SESSION_CLIENTS && self.session_clients[self.client].outstanding.is_some() {
+            return; // It waits for the answer to its write.
+        }
         let n = &self.nodes[target];
         if n.replica.is_none() {
             self.learn_leader(target, None);
@@ -822,23 +892,93 @@ impl World {
             _ => WriteKind::Put,
         };
         self.invoke_write(write_id, kind);
+        if self.client < SESSION_CLIENTS {
+            self.session_clients[self.client].outstanding = Some((write_id, 0));
+            self.schedule(CALL_TIMEOUT_US, Kind::Resend { client: self.client, attempt: 0 });
+        }
+        self.send_write(target, Sent { write_id, client: self.client, attempt: 0 });
+    }
+
+    fn send_write(&mut self, target: usize, sent: Sent) {
         if self.nodes[target].frozen {
-            self.nodes[target].queued_writes.push((write_id, self.client));
+            self.nodes[target].queued_writes.push(sent);
         } else {
-            self.propose(target, write_id, self.now_us);
+            self.propose(target, sent, self.now_us);
         }
     }
 
-    /// A client invokes write `write_id`: its payload is what the log will carry.
+    /// A session client sends its write again (same session and number: it takes
+    /// effect once), if `attempt` is still its latest.
+    fn resend(&mut self, client: usize, attempt: u64) {
+        let Some((write_id, latest)) = self.session_clients[client].outstanding else { return };
+        if latest != attempt {
+            return;
+        }
+        let attempt = attempt + 1;
+        self.session_clients[client].outstanding = Some((write_id, attempt));
+        self.schedule(CALL_TIMEOUT_US, Kind::Resend { client, attempt });
+        self.client = client;
+        let target = match self.client_leaders[client] {
+            Some(leader) => leader,
+            None => self.rng.below(self.nodes.len() as u64) as usize,
+        };
+        let sent = Sent { write_id, client, attempt };
+        if self.nodes[target].replica.is_none() {
+            self.learn_leader(target, None);
+            return self.retry_soon(sent);
+        }
+        self.note(|| format!("client {client} resends write {write_id} to n{} (attempt {attempt})", target + 1));
+        self.send_write(target, sent);
+    }
+
+    /// Attempt `sent` was refused or left unknown: its session client, if it still
+    /// waits on that attempt, tries again shortly.
+    fn retry_soon(&mut self, sent: Sent) {
+        if !self.is_latest_attempt(sent) {
+            return;
+        }
+        let pause = 2_000 + self.rng.below(RETRY_PAUSE_MAX_US - 2_000);
+        self.schedule(pause, Kind::Resend { client: sent.client, attempt: sent.attempt });
+    }
+
+    /// Whether `sent` is the attempt its session client waits on.
+    fn is_latest_attempt(&self, sent: Sent) -> bool {
+        sent.client < SESSION_CLIENTS
+            && self.session_clients[sent.client].outstanding == Some((sent.write_id, sent.attempt))
+    }
+
+    /// A client invokes write `write_id`: its payload is what the log will carry (for a
+    /// session client, in its session, numbered by the write id: numbers only rise).
     fn invoke_write(&mut self, write_id: u64, kind: WriteKind) {
-        self.history.invoke_write(self.now_us, write_id, kind);
-        self.payloads.insert(write_id, kind.command(write_id).encode());
+        let session = (self.client < SESSION_CLIENTS).then(|| {
+            let client = &self.session_clients[self.client];
+            let session = (self.client as u32) << 8 | u32::from(client.epoch);
+            history::SessionWrite { session, acked_seq: client.acked_seq }
+        });
+        self.history.invoke_write(self.now_us, write_id, kind, session);
+        let command = match session {
+            Some(history::SessionWrite { session, acked_seq }) => {
+                self.write_clients.insert(write_id, self.client);
+                let mut id = [0; 16];
+                id[..4].copy_from_slice(&(session + 1).to_le_bytes());
+                baton_host::kv::Command::Session {
+                    id,
+                    seq: write_id,
+                    acked_seq,
+                    at_ms: self.now_us / 1_000,
+                    write: Box::new(kind.command(write_id)),
+                }
+            }
+            None => kind.command(write_id),
+        };
+        self.payloads.insert(write_id, command.encode());
     }
 
     /// Offers write `write_id` (which reached the node at `since_us`) to `node`; if it
     /// leads and takes it, it is stored; while leadership moves, the node holds it.
-    fn propose(&mut self, node: usize, write_id: u64, since_us: u64) {
+    fn propose(&mut self, node: usize, sent: Sent, since_us: u64) {
         let now = self.now_us;
+        self.client = sent.client;
         let n = &mut self.nodes[node];
         let Some(replica) = n.replica.as_mut() else {
             return;
@@ -846,19 +986,20 @@ impl World {
         let proposal = match replica.handle_propose(now) {
             Ok(proposal) => proposal,
             Err(error) => {
-                let Some(_) = n.held_writes.hold_or_refuse(&error, since_us, now, (write_id, self.client)) else {
+                let Some(_) = n.held_writes.hold_or_refuse(&error, since_us, now, sent) else {
                     return; // Held: proposed again once leadership settles.
                 };
                 let hint = match error {
                     baton_common::ProposeError::NotLeader { leader_hint } => leader_hint,
                     _ => None,
                 };
-                return self.learn_leader(node, hint);
+                self.learn_leader(node, hint);
+                return self.retry_soon(sent);
             }
         };
         self.client_leaders[self.client] = Some(node);
-        let entry = SimEntry { term: proposal.position.term, write_id };
-        n.pending_writes.insert(proposal.position.index, proposal.position.term, now, write_id);
+        let entry = SimEntry { term: proposal.position.term, write_id: sent.write_id };
+        n.pending_writes.insert(proposal.position.index, proposal.position.term, now, sent);
         self.write(node, proposal.seq, Op::Append(proposal.position.index, entry));
         self.after_input(node);
     }
@@ -873,9 +1014,8 @@ impl World {
         }
         let released = n.held_writes.take_released(baton_host::held::settled(replica), self.now_us);
         n.releasing = true;
-        for (since_us, (write_id, client)) in released {
-            self.client = client;
-            self.propose(node, write_id, since_us);
+        for (since_us, sent) in released {
+            self.propose(node, sent, since_us);
         }
         self.nodes[node].releasing = false;
     }
@@ -933,8 +1073,8 @@ impl World {
         if self.rng.below(3) == 0 {
             let node = self.rng.below(self.nodes.len() as u64) as usize;
             let n = &mut self.nodes[node];
-            if let (Some((index, write_id)), Some(_), false) = (self.last_ack, n.replica.as_ref(), n.frozen) {
-                n.pending_reads.insert(index, self.now_us, (history::key_of(write_id), 0, Some((index, write_id))));
+            if let (Some((index, acked)), Some(_), false) = (self.last_ack, n.replica.as_ref(), n.frozen) {
+                n.pending_reads.insert(index, self.now_us, (history::key_of(acked.write_id), 0, Some((index, acked))));
                 self.after_input(node);
             }
             return;
@@ -975,13 +1115,12 @@ impl World {
             let value = self.nodes[node].kv.get(&history::key_bytes(key)).map(history::value_of);
             match after {
                 None => self.history.read(key, value, invoked, self.now_us),
-                Some((index, write_id)) => {
+                Some((index, acked)) => {
                     // Async mode keeps no promise on a node whose log went another way
                     // (its entry at INDEX is not the write, to be discarded later).
-                    let diverged =
-                        self.nodes[node].applied.get(index as usize - 1).map(|e| e.write_id) != Some(write_id);
+                    let diverged = self.nodes[node].applied.get(index as usize - 1) != Some(&acked);
                     if !(self.mode == WriteMode::Async && diverged) {
-                        self.history.after_read(index, write_id, value);
+                        self.history.after_read(index, acked, value);
                     }
                 }
             }
@@ -1151,9 +1290,8 @@ impl World {
         if timers_first {
             self.fire_overdue_timer(node);
         }
-        for (write_id, client) in std::mem::take(&mut self.nodes[node].queued_writes) {
-            self.client = client;
-            self.propose(node, write_id, self.now_us);
+        for sent in std::mem::take(&mut self.nodes[node].queued_writes) {
+            self.propose(node, sent, self.now_us);
         }
         for (key, invoked) in std::mem::take(&mut self.nodes[node].queued_reads) {
             self.read_on(node, key, invoked);
@@ -1274,8 +1412,10 @@ impl World {
         let entry = SimEntry { term: proposal.position.term, write_id: self.next_write_id };
         self.next_write_id += 1;
         let position = proposal.position;
-        self.nodes[leader].pending_writes.insert(position.index, position.term, now, entry.write_id);
+        let sent = Sent { write_id: entry.write_id, client: CLIENTS - 1, attempt: 0 };
+        self.nodes[leader].pending_writes.insert(position.index, position.term, now, sent);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
+        self.client = CLIENTS - 1; // A plain write, outside every session.
         self.invoke_write(entry.write_id, WriteKind::Put);
         self.barrier = Some((leader, proposal.position.index, entry, now));
         self.barrier_acked = false;
