@@ -1343,6 +1343,13 @@ fn response_to(answer: Answer) -> Response {
         Answer::NotApplied(NotApplied::Stale) => {
             refused(ErrorCode::Internal, "a later write of this session was applied first; this one was not applied")
         }
+        Answer::NotApplied(NotApplied::CasMismatchEarlier { term, index }) => refused(
+            ErrorCode::CasNotApplied,
+            &format!(
+                "this compare-and-set did not match at index {index} (term {term}) and was not applied; \
+                 the key holds the expected value now: read it and retry"
+            ),
+        ),
     }
 }
 

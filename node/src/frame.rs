@@ -226,6 +226,9 @@ pub enum ErrorCode {
     /// The cluster holds as many client sessions as it may, all in recent use: the write
     /// was not applied. Retry later.
     SessionsFull = 11,
+    /// A resent compare-and-set that did not match when it first reached the log: not
+    /// applied, and not run again. Read the key for its value now.
+    CasNotApplied = 12,
 }
 
 impl ErrorCode {

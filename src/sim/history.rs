@@ -248,8 +248,9 @@ impl History {
 
     /// `log`: write ids by index (0 for a no-op). A session's writes follow the
     /// session rules (`baton_host::session`): a number below the session's last is not
-    /// applied, the last again is not applied again unless it was a compare-and-set that
-    /// did not match (that runs again), a higher one runs; a write of a session the log
+    /// applied, the last again is not applied again (a compare-and-set that did not
+    /// match reads the value again, and is refused if it matches now), a higher one
+    /// runs; a write of a session the log
     /// does not know, from a client that had answers in it, is refused (the session
     /// expired, or in async mode its writes were discarded).
     fn replay(&self, log: &[u64]) -> Replay {
@@ -261,16 +262,24 @@ impl History {
                 continue;
             }
             let write = self.writes.get(&write_id).expect("only invoked writes are applied");
+            let timeline = replay.timelines.entry(key_of(write_id)).or_insert_with(|| vec![(0, 0, None)]);
+            let current = timeline.last().expect("starts with the initial state").2;
             if let Some(SessionWrite { session, acked_seq }) = write.session {
                 match sessions.get(&session) {
                     Some(&(last, _)) if write_id < last => continue,
                     Some(&(last, true)) if write_id == last => continue,
+                    Some(&(last, false)) if write_id == last => {
+                        // A compare-and-set that did not match never runs again; its
+                        // resend reads the value now, if that still does not match.
+                        if write.kind.effect(write_id, current).is_none() {
+                            replay.failed_cas.push((write_id, timeline.len() - 1));
+                        }
+                        continue;
+                    }
                     None if acked_seq > 0 => continue,
                     _ => {}
                 }
             }
-            let timeline = replay.timelines.entry(key_of(write_id)).or_insert_with(|| vec![(0, 0, None)]);
-            let current = timeline.last().expect("starts with the initial state").2;
             let took_effect = match write.kind.effect(write_id, current) {
                 Some(value) => {
                     timeline.push((position + 1, write_id, value));
@@ -696,14 +705,20 @@ mod tests {
         // it, is refused.
         history.invoke_write(14, 15, WriteKind::Put, Some(SessionWrite { session: 2, acked_seq: 7 }));
         assert_eq!(history.model_values(&[3, 15]), vec![Some(3), None, None]);
-        // Cas 12 fails (nothing there), 9 is put, the resend of 12 runs again: matches.
-        assert_eq!(history.model_values(&[12, 9, 12]), vec![Some(12), None, None]);
-        // Answered "did not match" and then taking effect through a resend is caught.
+        // Cas 12 fails (nothing there), 9 is put, the resend of 12 never runs again.
+        assert_eq!(history.model_values(&[12, 9, 12]), vec![Some(9), None, None]);
         history.on_applied(15, 12);
         history.on_applied(16, 9);
         history.complete_write(20, 12, Answer::CasFailed { current: None });
-        assert_eq!(history.check(&[12, 9], false), None);
-        let violation = history.check(&[12, 9, 12], false).unwrap();
+        assert_eq!(history.check(&[12, 9, 12], false), None);
+        // A compare-and-set answered "did not match" that takes effect after is caught.
+        let mut late = History::default();
+        late.invoke_write(10, 12, WriteKind::Cas { expected: Some(9) }, None);
+        late.invoke_write(11, 9, WriteKind::Put, None);
+        late.on_applied(12, 9);
+        late.complete_write(13, 12, Answer::CasFailed { current: None });
+        late.on_applied(14, 12);
+        let violation = late.check(&[9, 12], false).unwrap();
         assert!(violation.contains("answered CasFailed"), "{violation}");
     }
 

@@ -49,6 +49,11 @@ enum Kind {
         seq: u64,
     },
     Client,
+    /// A client's write reaches `node` (requests travel too, and may arrive late).
+    WriteArrives {
+        node: usize,
+        sent: Sent,
+    },
     /// Session client `client` resends its write if `attempt` is still its latest.
     Resend {
         client: usize,
@@ -464,6 +469,13 @@ impl World {
             }
             Kind::Fsync { node, incarnation, seq } => self.fsync_done(node, incarnation, seq),
             Kind::Resend { client, attempt } => self.resend(client, attempt),
+            Kind::WriteArrives { node, sent } => {
+                if self.nodes[node].frozen {
+                    self.nodes[node].queued_writes.push(sent);
+                } else {
+                    self.propose(node, sent, self.now_us);
+                }
+            }
             Kind::Client => {
                 self.client_write();
                 let gap = 2_000 + self.rng.below(15_000);
@@ -899,12 +911,15 @@ impl World {
         self.send_write(target, Sent { write_id, client: self.client, attempt: 0 });
     }
 
+    /// Sends a write to `target`: it arrives within 2 ms, or at the seed's odds for
+    /// spikes, after 0.4 to 0.9 s (after its client gave up on it and resent it).
     fn send_write(&mut self, target: usize, sent: Sent) {
-        if self.nodes[target].frozen {
-            self.nodes[target].queued_writes.push(sent);
+        let delay = if self.rng.below(1000) < self.weather.spike_per_mille {
+            CALL_TIMEOUT_US + self.rng.below(500_000)
         } else {
-            self.propose(target, sent, self.now_us);
-        }
+            50 + self.rng.below(2_000)
+        };
+        self.schedule(delay, Kind::WriteArrives { node: target, sent });
     }
 
     /// A session client sends its write again (same session and number: it takes

@@ -17,6 +17,10 @@ pub enum NotApplied {
     RevokedFull,
     /// A later write of the same session was applied first.
     Stale,
+    /// A resent compare-and-set that did not match at this position, and is not run
+    /// again (the key holds its expected value now, so "did not match" with the value
+    /// now would not be true).
+    CasMismatchEarlier { term: u64, index: u64 },
 }
 
 /// What a client whose write was pending at an applied entry is told.
@@ -53,6 +57,9 @@ pub fn answer(verdict: Verdict, applied: &Applied, index: u64, term: u64) -> Ans
         Applied::SessionsFull => Answer::NotApplied(NotApplied::SessionsFull),
         Applied::RevokedFull => Answer::NotApplied(NotApplied::RevokedFull),
         Applied::Stale => Answer::NotApplied(NotApplied::Stale),
+        Applied::CasMismatchEarlier { term, index } => {
+            Answer::NotApplied(NotApplied::CasMismatchEarlier { term: *term, index: *index })
+        }
         Applied::Noop | Applied::Done | Applied::Undecodable | Applied::Revoked => Answer::Written { term, index },
     }
 }

@@ -79,6 +79,13 @@ pub enum Applied {
         term: u64,
         index: u64,
     },
+    /// A resent compare-and-set that did not match at this position, whose expected
+    /// value the key holds now: not run again (see [`crate::session`]), not applied.
+    /// (Had the key held another value, the resend is answered [`Applied::CasMismatch`].)
+    CasMismatchEarlier {
+        term: u64,
+        index: u64,
+    },
     /// A session write its client has moved past: not applied.
     Stale,
     /// The write's session expired: not applied.
@@ -160,6 +167,18 @@ impl Kv {
         match self.sessions.admit(&id, seq, acked_seq, at_ms) {
             Admission::Run => {}
             Admission::Duplicate { term, index } => return Applied::Duplicate { term, index },
+            Admission::CasMismatched { term, index } => {
+                let current = match &*write {
+                    Command::Cas { key, expected, .. } => {
+                        Some(self.map.get(key).map(<[u8]>::to_vec)).filter(|current| current != expected)
+                    }
+                    _ => None,
+                };
+                return match current {
+                    Some(current) => Applied::CasMismatch { current },
+                    None => Applied::CasMismatchEarlier { term, index },
+                };
+            }
             Admission::Stale => return Applied::Stale,
             Admission::Expired => return Applied::SessionExpired,
             Admission::Full => return Applied::SessionsFull,
@@ -167,7 +186,7 @@ impl Kv {
         let applied = self.run(*write);
         let outcome = match applied {
             Applied::Done => Outcome::Written { term, index },
-            _ => Outcome::NotApplied,
+            _ => Outcome::CasMismatch { term, index },
         };
         self.sessions.record(&id, seq, outcome);
         applied
@@ -291,7 +310,9 @@ mod tests {
     }
 
     /// Goal: a resent compare-and-set that matched is not run again (it would now fail,
-    /// or apply twice), and one that did not match runs again: it changed nothing.
+    /// or apply twice), and one that did not match is not either: it is answered with
+    /// the value now if that still differs, and refused once the key holds the expected
+    /// value (the client may have been told "did not match" already).
     #[test]
     fn a_resent_compare_and_set_keeps_its_first_outcome_once_it_took_effect() {
         let id = [7u8; 16];
@@ -308,9 +329,18 @@ mod tests {
             kv.apply(4, 1, &in_session(id, 2, 1, 3, cas("5", "6"))),
             Applied::CasMismatch { current: Some(b"1".to_vec()) }
         );
-        kv.apply(5, 1, &put("c", "5").encode());
-        assert_eq!(kv.apply(6, 1, &in_session(id, 2, 1, 4, cas("5", "6"))), Applied::Done);
-        assert_eq!(kv.apply(7, 1, &in_session(id, 2, 1, 5, cas("5", "6"))), Applied::Duplicate { term: 1, index: 6 });
+        kv.apply(5, 1, &put("c", "4").encode());
+        assert_eq!(
+            kv.apply(6, 1, &in_session(id, 2, 1, 4, cas("5", "6"))),
+            Applied::CasMismatch { current: Some(b"4".to_vec()) }
+        );
+        kv.apply(7, 1, &put("c", "5").encode());
+        assert_eq!(
+            kv.apply(8, 1, &in_session(id, 2, 1, 5, cas("5", "6"))),
+            Applied::CasMismatchEarlier { term: 1, index: 4 }
+        );
+        assert_eq!(kv.get(b"c"), Some(&b"5"[..]));
+        assert_eq!(kv.apply(9, 1, &in_session(id, 3, 2, 6, cas("5", "6"))), Applied::Done);
         assert_eq!(kv.get(b"c"), Some(&b"6"[..]));
     }
 

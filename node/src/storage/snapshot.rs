@@ -5,7 +5,8 @@
 //! entry count u64, then per entry key length u32, value length u32, key, value; from
 //! version 2 the client sessions (see `crate::session`): session count u64, the log's
 //! clock u64, and per session its id (16 bytes), last sequence number u64, last used
-//! u64, outcome u8 (0 not applied, 1 written) with term u64 and index u64; from version 3
+//! u64, outcome u8 (0 a compare-and-set that did not match, 1 written) with term u64 and
+//! index u64 (for 0, where it did not match; files before that hold 0, 0); from version 3
 //! the revoked certificates (see `crate::revocation`): count u64, and per certificate its
 //! fingerprint (32 bytes), holder length u32 and holder; and at the end a CRC-32 of
 //! everything before it. Version 1 (no sessions) and 2 (no revocations) files still load. Written to `snapshot.tmp`, fsynced,
@@ -316,7 +317,7 @@ fn write_file(tmp: &Path, position: Position, contents: &Contents) -> Result<(),
         writer.write_all(&sessions.clock_ms().to_le_bytes())?;
         for (id, session) in sessions.iter() {
             let (tag, term, index) = match session.outcome {
-                Outcome::NotApplied => (0u8, 0, 0),
+                Outcome::CasMismatch { term, index } => (0u8, term, index),
                 Outcome::Written { term, index } => (1u8, term, index),
             };
             writer.write_all(id)?;
@@ -457,7 +458,8 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
             reader.read_exact(&mut tag).map_err(truncated)?;
             let (term, index) = (read_u64(&mut reader)?, read_u64(&mut reader)?);
             let outcome = match tag[0] {
-                0 => Outcome::NotApplied,
+                // Files from before positions were kept hold 0, 0 here.
+                0 => Outcome::CasMismatch { term, index },
                 1 => Outcome::Written { term, index },
                 other => return Err(bad(format!("a session's outcome is {other}, not 0 or 1"))),
             };
@@ -509,7 +511,7 @@ mod tests {
         let mut sessions = Sessions::default();
         for n in 0..10u8 {
             let outcome =
-                if n % 3 == 0 { Outcome::NotApplied } else { Outcome::Written { term: 2, index: 100 + u64::from(n) } };
+                if n % 3 == 0 { Outcome::CasMismatch { term: 2, index: 90 + u64::from(n) } } else { Outcome::Written { term: 2, index: 100 + u64::from(n) } };
             sessions
                 .restore([n; 16], Session { last_seq: u64::from(n) * 7, outcome, last_used_ms: 5_000 + u64::from(n) });
         }
