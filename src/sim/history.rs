@@ -409,7 +409,8 @@ impl History {
             if key_of(write_id) != key {
                 continue;
             }
-            let what = format!("compare-and-set {write_id} (did not match) at {}..{}", us(write.invoked), us(completed));
+            let what =
+                format!("compare-and-set {write_id} (did not match) at {}..{}", us(write.invoked), us(completed));
             match current {
                 None => of_nothing.push((write.invoked, completed)),
                 Some(v) => match timeline.iter().position(|s| s.1 == v && s.2 == Some(v)) {
@@ -694,7 +695,12 @@ mod tests {
         history.invoke_write(11, 4, WriteKind::Put, None);
         history.invoke_write(12, 9, WriteKind::Put, None);
         history.invoke_write(13, 6, WriteKind::Put, Some(SessionWrite { session: 0, acked_seq: 0 }));
-        history.invoke_write(14, 12, WriteKind::Cas { expected: Some(9) }, Some(SessionWrite { session: 1, acked_seq: 0 }));
+        history.invoke_write(
+            14,
+            12,
+            WriteKind::Cas { expected: Some(9) },
+            Some(SessionWrite { session: 1, acked_seq: 0 }),
+        );
         // A duplicate of 3 changes nothing, even over another client's put in between
         // (the lost update sessions prevent).
         assert_eq!(history.model_values(&[3, 4, 3]), vec![Some(3), Some(4), None]);

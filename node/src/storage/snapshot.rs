@@ -510,8 +510,11 @@ mod tests {
     fn sample_sessions() -> Sessions {
         let mut sessions = Sessions::default();
         for n in 0..10u8 {
-            let outcome =
-                if n % 3 == 0 { Outcome::CasMismatch { term: 2, index: 90 + u64::from(n) } } else { Outcome::Written { term: 2, index: 100 + u64::from(n) } };
+            let outcome = if n % 3 == 0 {
+                Outcome::CasMismatch { term: 2, index: 90 + u64::from(n) }
+            } else {
+                Outcome::Written { term: 2, index: 100 + u64::from(n) }
+            };
             sessions
                 .restore([n; 16], Session { last_seq: u64::from(n) * 7, outcome, last_used_ms: 5_000 + u64::from(n) });
         }
