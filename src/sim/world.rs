@@ -141,6 +141,10 @@ struct Weather {
     duplicate_per_mille: u64,
     delay_max_us: u64,
     spike_per_mille: u64,
+    /// Odds that a crash finds some of the node's unsynced writes on the disk anyway
+    /// (the kernel wrote them back before the crash): a prefix of them, as the log's
+    /// torn-tail recovery leaves it.
+    written_back_per_mille: u64,
     /// Odds that a node crashes right at a moment where durability and ordering
     /// matter: just after it becomes leader (its old-term entries half replicated, its
     /// no-op not yet: the Raft paper's figure 8), just after it grants a vote or starts
@@ -162,6 +166,7 @@ impl Weather {
         duplicate_per_mille: 0,
         delay_max_us: 1_000,
         spike_per_mille: 0,
+        written_back_per_mille: 0,
         snap_crash_per_mille: 0,
         isolate_per_mille: 0,
         slow_fsync_per_mille: 0,
@@ -328,6 +333,7 @@ impl World {
             snap_crash_per_mille: if rng.below(3) == 0 { 0 } else { 50 + rng.below(300) },
             isolate_per_mille: if rng.below(3) == 0 { 0 } else { 100 + rng.below(600) },
             slow_fsync_per_mille: rng.below(100),
+            written_back_per_mille: rng.below(700),
         };
         let mut world = World {
             now_us: 0,
@@ -1236,6 +1242,15 @@ impl World {
         self.check_state_machine(node);
         self.update_connectivity();
         self.note(|| format!("FAULT crash n{}", node + 1));
+        if self.rng.below(1000) < self.weather.written_back_per_mille {
+            let n = &mut self.nodes[node];
+            let written = self.rng.below(n.pending_ops.len() as u64 + 1) as usize;
+            for (_, op) in n.pending_ops.drain(..written) {
+                n.durable.apply(&op);
+            }
+            let count = written;
+            self.note(|| format!("n{}'s disk kept {count} unsynced writes", node + 1));
+        }
         let n = &mut self.nodes[node];
         n.replica = None;
         n.incarnation += 1;
