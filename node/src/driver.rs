@@ -538,7 +538,8 @@ impl Driver {
                 let (Some(snapshots), Some(link)) = (&self.snapshots, self.outbound.get(&to)) else { return };
                 let resend_after = Duration::from_micros(self.replica.config().snapshot_timeout_us);
                 let link_state = self.link_states.get(&to).map(|state| &**state);
-                if self.sends.start(to, term, self.snapshot, snapshots, (link.clone(), link_state), resend_after) {
+                let now = self.now();
+                if self.sends.start(to, term, self.snapshot, snapshots, (link.clone(), link_state), now, resend_after) {
                     tracing::info!(
                         to = self.membership.name_of(to),
                         index = self.snapshot.index,

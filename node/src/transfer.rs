@@ -26,10 +26,6 @@ const SEND_QUEUE_CHUNKS_MAX: usize = 8;
 const SEND_BACKOFF: Duration = Duration::from_millis(2);
 
 struct Send {
-    term: u64,
-    snapshot: Position,
-    link_generation: Option<u64>,
-    started: std::time::Instant,
     sent_bytes: Arc<AtomicU64>,
     total_bytes: u64,
     task: tokio::task::JoinHandle<()>,
@@ -39,6 +35,8 @@ struct Send {
 #[derive(Default)]
 pub struct Sends {
     sends: HashMap<NodeId, Send>,
+    /// Which requests start a transfer (`baton_host::snapshot_sends`, the simulator's too).
+    decisions: baton_host::snapshot_sends::SnapshotSends,
 }
 
 impl Sends {
@@ -53,6 +51,7 @@ impl Sends {
     /// link that is up (chunks queued on a down link are dropped) and starts again,
     /// however recent, once the connection it went out on has failed. Returns whether a
     /// send started.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         &mut self,
         to: NodeId,
@@ -60,27 +59,28 @@ impl Sends {
         snapshot: Position,
         snapshots: &SnapshotDir,
         link: (mpsc::Sender<Frame>, Option<&LinkState>),
+        now_us: u64,
         resend_after: Duration,
     ) -> bool {
         let (link, link_state) = link;
-        if link_state.is_some_and(|state| !state.is_up()) {
+        let request = baton_host::snapshot_sends::SendRequest {
+            to,
+            term,
+            snapshot,
+            link_up: link_state.is_none_or(LinkState::is_up),
+            link_generation: link_state.map(LinkState::generation),
+        };
+        if !self.decisions.start(request, now_us, resend_after.as_micros() as u64) {
             return false;
         }
-        let link_generation = link_state.map(LinkState::generation);
-        if let Some(send) = self.sends.get(&to) {
-            if send.term == term
-                && send.snapshot == snapshot
-                && send.link_generation == link_generation
-                && send.started.elapsed() < resend_after
-            {
-                return false;
-            }
+        if let Some(send) = self.sends.remove(&to) {
+            send.task.abort();
         }
-        self.stop(to);
         let (file, position, total_bytes) = match snapshots.open_installed() {
             Ok(opened) => opened,
             Err(error) => {
                 tracing::warn!(%to, %error, "cannot open the snapshot to send; the leader retries after its timeout");
+                self.decisions.forget(to);
                 return false;
             }
         };
@@ -93,8 +93,7 @@ impl Sends {
                 tracing::warn!(%to, %error, "snapshot send stopped; the leader retries after its timeout");
             }
         });
-        let started = std::time::Instant::now();
-        self.sends.insert(to, Send { term, snapshot, link_generation, started, sent_bytes, total_bytes, task });
+        self.sends.insert(to, Send { sent_bytes, total_bytes, task });
         true
     }
 
@@ -102,12 +101,14 @@ impl Sends {
         if let Some(send) = self.sends.remove(&to) {
             send.task.abort();
         }
+        self.decisions.forget(to);
     }
 
     pub fn stop_all(&mut self) {
         for (_, send) in self.sends.drain() {
             send.task.abort();
         }
+        self.decisions.forget_all();
     }
 
     /// How far the send to `to` is, in percent of the file sent.

@@ -11,6 +11,7 @@ use baton_host::apply::Answer as HostAnswer;
 use baton_host::held::HeldWrites;
 use baton_host::kv::Kv;
 use baton_host::reads::PendingReads;
+use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
 use baton_host::writes::PendingWrites;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -119,6 +120,8 @@ struct Node {
     /// served once the node applied the read index the core gave it, an `after:INDEX`
     /// read (`Some((INDEX, write id))`) once it applied INDEX (`baton_host::reads`).
     pending_reads: PendingReads<WaitingRead>,
+    /// Which snapshot requests start a transfer (`baton_host::snapshot_sends`).
+    snapshot_sends: SnapshotSends,
     /// Client requests sent to this node while it was frozen, handled when it resumes
     /// (as a stopped process finds them in its socket): writes by id, reads by key.
     queued_writes: Vec<Sent>,
@@ -243,6 +246,9 @@ pub struct World {
     mode: WriteMode,
     /// blocked[from][to]: messages from `from` to `to` are lost.
     blocked: Vec<Vec<bool>>,
+    /// link_generation[a][b]: how many times the link between a and b came up (a new
+    /// connection, as the node's transport sees it), and whether it is up now.
+    link_generation: Vec<Vec<(u64, bool)>>,
     /// link_up_at_us[a][b]: when a and b could last talk both ways.
     link_up_at_us: Vec<Vec<u64>>,
     weather: Weather,
@@ -317,6 +323,7 @@ impl World {
                 pending_writes: PendingWrites::default(),
                 staged_snapshot: None,
                 pending_reads: PendingReads::default(),
+                snapshot_sends: SnapshotSends::default(),
                 queued_writes: Vec::new(),
                 held_writes: HeldWrites::default(),
                 releasing: false,
@@ -344,6 +351,7 @@ impl World {
             mode,
             blocked: vec![vec![false; nodes as usize]; nodes as usize],
             link_up_at_us: vec![vec![0; nodes as usize]; nodes as usize],
+            link_generation: vec![vec![(0, true); nodes as usize]; nodes as usize],
             weather,
             next_write_id: 1,
             payloads: HashMap::new(),
@@ -700,6 +708,15 @@ impl World {
                 }
             }
             Output::SendSnapshot { to, term } => {
+                self.update_connectivity();
+                let peer = usize::from(to.0 - 1);
+                let (link_generation, link_up) = self.link_generation[node][peer];
+                let snapshot = self.nodes[node].memory.snapshot;
+                let request = SendRequest { to, term, snapshot, link_up, link_generation: Some(link_generation) };
+                let resend_after_us = self.nodes[node].config.snapshot_timeout_us;
+                if !self.nodes[node].snapshot_sends.start(request, self.now_us, resend_after_us) {
+                    return;
+                }
                 let memory = &self.nodes[node].memory;
                 let payload =
                     Payload::Snapshot { term, position: memory.snapshot, entries: memory.snapshot_entries.clone() };
@@ -841,6 +858,7 @@ impl World {
                 self.update_connectivity();
             }
             Event::SteppedDown { .. } => {
+                self.nodes[node].snapshot_sends.forget_all();
                 // Clients waiting on this node get "leadership lost, outcome unknown".
                 for sent in self.nodes[node].pending_writes.on_stepped_down() {
                     self.retry_soon(sent);
@@ -1262,6 +1280,7 @@ impl World {
         n.timer_at = None;
         n.staged_snapshot = None;
         n.pending_reads = PendingReads::default();
+        n.snapshot_sends = SnapshotSends::default();
         n.queued_writes.clear();
         n.held_writes = HeldWrites::default();
         n.queued_reads.clear();
@@ -1357,9 +1376,12 @@ impl World {
         let count = self.nodes.len();
         for a in 0..count {
             for b in 0..count {
-                if self.link_up(a, b) {
+                let up = self.link_up(a, b);
+                if up {
                     self.link_up_at_us[a][b] = self.now_us;
                 }
+                let (generation, was_up) = self.link_generation[a][b];
+                self.link_generation[a][b] = (generation + u64::from(up && !was_up), up);
             }
         }
     }
@@ -1427,8 +1449,11 @@ impl World {
             }
             None => {}
         }
-        if let (true, Some((_, index, _, _))) = (self.barrier_acked, self.barrier) {
-            self.converged = self.nodes.iter().all(|n| n.applied.len() as u64 >= index);
+        if let (true, Some((_, index, entry, _))) = (self.barrier_acked, self.barrier) {
+            // Every node applied the probe write itself at its index (not merely as many
+            // entries: a node whose log went another way has as many, and must first be
+            // brought onto the leader's log).
+            self.converged = self.nodes.iter().all(|n| n.applied.get(index as usize - 1) == Some(&entry));
         }
         if !self.converged {
             self.schedule(100_000, Kind::Liveness);

@@ -6,6 +6,7 @@
 //! - [`writes`]: client writes waiting for their commit, and what each is answered;
 //! - [`held`]: client writes held while leadership moves, instead of refused;
 //! - [`reads`]: reads waiting for the index they must be served at;
+//! - [`snapshot_sends`]: which of the core's snapshot requests start a transfer;
 //! - [`apply`]: applying a committed entry and what its client is told;
 //! - [`kv`]: the replicated state machine (a key-value [`map`] and client
 //!   [`session`]s), applied from the log.
@@ -16,4 +17,5 @@ pub mod kv;
 pub mod map;
 pub mod reads;
 pub mod session;
+pub mod snapshot_sends;
 pub mod writes;
