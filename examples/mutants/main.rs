@@ -4,7 +4,7 @@
 //! survives its seed budget means the checkers cannot see that bug: the run fails.
 //!
 //! ```text
-//! cargo run --release --example mutants                      # every mutant, 4,000 seeds each
+//! cargo run --release --example mutants                      # every mutant, 20,000 seeds each
 //! cargo run --release --example mutants -- --seeds 20000 --only figure-8
 //! ```
 //! A patch may start with free text before its `diff --git` line (git apply ignores it);
@@ -21,7 +21,7 @@ use std::time::Instant;
 #[command(about = "Runs every known-bad patch against the simulator; each must be caught")]
 struct Args {
     /// Seeds per mutant before it counts as surviving.
-    #[arg(long, default_value_t = 4_000)]
+    #[arg(long, default_value_t = 20_000)]
     seeds: u64,
     /// Only the mutants whose file name contains this (repeatable).
     #[arg(long)]
