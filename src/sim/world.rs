@@ -249,6 +249,11 @@ pub struct World {
     /// link_generation[a][b]: how many times the link between a and b came up (a new
     /// connection, as the node's transport sees it), and whether it is up now.
     link_generation: Vec<Vec<(u64, bool)>>,
+    /// The last snapshot each leader sent each follower: (term, position, connection
+    /// generation, when), by (leader, follower). A snapshot can be hundreds of
+    /// megabytes on an edge link: the same one again on the same connection within the
+    /// resend time is a waste the checker reports.
+    snapshot_sent: HashMap<(usize, usize), (u64, Position, u64, u64)>,
     /// link_up_at_us[a][b]: when a and b could last talk both ways.
     link_up_at_us: Vec<Vec<u64>>,
     weather: Weather,
@@ -352,6 +357,7 @@ impl World {
             blocked: vec![vec![false; nodes as usize]; nodes as usize],
             link_up_at_us: vec![vec![0; nodes as usize]; nodes as usize],
             link_generation: vec![vec![(0, true); nodes as usize]; nodes as usize],
+            snapshot_sent: HashMap::new(),
             weather,
             next_write_id: 1,
             payloads: HashMap::new(),
@@ -716,6 +722,19 @@ impl World {
                 let resend_after_us = self.nodes[node].config.snapshot_timeout_us;
                 if !self.nodes[node].snapshot_sends.start(request, self.now_us, resend_after_us) {
                     return;
+                }
+                let sent = (term, snapshot, link_generation, self.now_us);
+                if let Some((t, p, g, at)) = self.snapshot_sent.insert((node, peer), sent) {
+                    if (t, p, g) == (term, snapshot, link_generation) && self.now_us - at < resend_after_us {
+                        self.checker.violations.push(format!(
+                            "t={}us: n{} sent snapshot {snapshot:?} to n{} again {}us after the last time, on the \
+                             same connection (resend time {resend_after_us}us)",
+                            self.now_us,
+                            node + 1,
+                            peer + 1,
+                            self.now_us - at
+                        ));
+                    }
                 }
                 let memory = &self.nodes[node].memory;
                 let payload =
