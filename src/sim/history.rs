@@ -378,42 +378,42 @@ impl History {
             lower[state] = (write.invoked, format!("its invocation at {}", us(write.invoked)));
             upper[state] = (completed, format!("its completion at {}", us(completed)));
         }
-        // Reads that name their state: reads of a value, and compare-and-sets that did
-        // not match. (state, invoked, completed, what).
+        // What clients saw of this key: each read, and each compare-and-set answered "did
+        // not match", which read the value it was answered with while it ran (its other
+        // times in the log, unanswered or after its answer, changed nothing and were seen
+        // by no one). (value, invoked, completed, what), in a stable order.
+        let mut seen: Vec<(Option<u64>, Stamp, Stamp, String)> = self
+            .reads
+            .iter()
+            .filter(|r| r.0 == key)
+            .map(|&(_, value, invoked, completed)| {
+                (value, invoked, completed, format!("a read at {}..{}", us(invoked), us(completed)))
+            })
+            .collect();
+        let mut failed_cas: Vec<(u64, Stamp, Stamp, Option<u64>)> = self
+            .writes
+            .iter()
+            .filter(|(&write_id, _)| key_of(write_id) == key)
+            .filter_map(|(&write_id, w)| match w.answered {
+                Some((completed, Answer::CasFailed { current })) => Some((write_id, w.invoked, completed, current)),
+                _ => None,
+            })
+            .collect();
+        failed_cas.sort_unstable();
+        seen.extend(failed_cas.into_iter().map(|(write_id, invoked, completed, current)| {
+            let what = format!("compare-and-set {write_id} (did not match) at {}..{}", us(invoked), us(completed));
+            (current, invoked, completed, what)
+        }));
+        // Those that name their state (a value names the write of it), and those that
+        // saw nothing. (state, invoked, completed, what).
         let mut named: Vec<(usize, Stamp, Stamp, String)> = Vec::new();
         let mut of_nothing: Vec<(Stamp, Stamp)> = Vec::new();
-        for &(read_key, value, invoked, completed) in &self.reads {
-            if read_key != key {
-                continue;
-            }
+        for (value, invoked, completed, what) in seen {
             match value {
                 None => of_nothing.push((invoked, completed)),
                 Some(v) => match timeline.iter().position(|s| s.1 == v && s.2 == Some(v)) {
-                    Some(state) => named.push((
-                        state,
-                        invoked,
-                        completed,
-                        format!("a read of {v} at {}..{}", us(invoked), us(completed)),
-                    )),
-                    None => return Some(format!("key {key}: a read returned {v}, a value the log never wrote there")),
-                },
-            }
-        }
-        // A compare-and-set answered "did not match" read the value it was answered
-        // with, while it ran. (Its other times in the log, unanswered or after its
-        // answer, changed nothing and were seen by no one.)
-        for (&write_id, write) in &self.writes {
-            let Some((completed, Answer::CasFailed { current })) = write.answered else { continue };
-            if key_of(write_id) != key {
-                continue;
-            }
-            let what =
-                format!("compare-and-set {write_id} (did not match) at {}..{}", us(write.invoked), us(completed));
-            match current {
-                None => of_nothing.push((write.invoked, completed)),
-                Some(v) => match timeline.iter().position(|s| s.1 == v && s.2 == Some(v)) {
-                    Some(state) => named.push((state, write.invoked, completed, what)),
-                    None => return Some(format!("key {key}: {what} found {v}, a value the log never wrote there")),
+                    Some(state) => named.push((state, invoked, completed, format!("{what} of {v}"))),
+                    None => return Some(format!("key {key}: {what} returned {v}, a value the log never wrote there")),
                 },
             }
         }
