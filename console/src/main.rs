@@ -9,6 +9,7 @@ mod exit;
 mod local;
 mod status;
 mod tui;
+mod watch;
 
 use baton_node::addr::NodeAddr;
 use baton_node::certs::Identity;
@@ -82,6 +83,32 @@ enum Command {
         /// The new value; omit to delete.
         #[arg(long)]
         new: Option<String>,
+    },
+    /// Every change under PREFIX as it applies, one line each ("INDEX put KEY VALUE",
+    /// "INDEX delete KEY"), in log order and each once, across failovers and restarts.
+    Watch {
+        /// The key prefix ("" for every key).
+        prefix: String,
+        /// Start at this log index (default: the next change).
+        #[arg(long, conflicts_with = "snapshot")]
+        from: Option<u64>,
+        /// First print every key under PREFIX as of one index ("INDEX snapshot KEY VALUE"),
+        /// then the changes after it: the whole state, then every change, with no gap.
+        #[arg(long)]
+        snapshot: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Exit after this many changes.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// Every key under PREFIX and its value, as of one node's applied index (printed on
+    /// stderr, to watch on from).
+    Scan {
+        prefix: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Every node's role, term, log position and lag.
     Status {
@@ -503,6 +530,10 @@ async fn run(args: Args) -> ExitCode {
             Command::Resume => admin::set_paused(&mut client, false).await,
             Command::History { json } => admin::history(&mut client, json).await,
             Command::Discarded { json, since, limit } => admin::discarded(&mut client, json, since, limit).await,
+            Command::Watch { prefix, from, snapshot, json, count } => {
+                Ok(watch::watch(&mut client, &prefix, from, snapshot, json, count).await)
+            }
+            Command::Scan { prefix, json } => Ok(watch::scan(&mut client, &prefix, json).await),
         }
     }
     .await;

@@ -188,6 +188,11 @@ impl Client {
         &self.addrs
     }
 
+    /// This client's connection to `addr`, opened (with the hello) if it has none.
+    pub(crate) async fn connection_to(&mut self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
+        self.connection(addr).await
+    }
+
     async fn connection(&mut self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
         if let Some(connection) = self.connections.get(&addr).filter(|c| c.close_reason().is_none()) {
             return Ok(connection.clone());

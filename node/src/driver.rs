@@ -4,8 +4,10 @@
 //! fsync covers every write made while the previous one ran: group commit), snapshot
 //! writes, and backups written and read for an operator.
 
-use crate::frame::{ErrorCode, Frame, Json, ReadMode, Request, Response, KEY_BYTES_MAX, VALUE_BYTES_MAX};
-use crate::handoff::{Input, LinkState, Outbound, SnapshotChunk, TransportCounters};
+use crate::frame::{
+    ErrorCode, Frame, Json, ReadMode, Request, Response, WatchChange, WatchEnd, KEY_BYTES_MAX, VALUE_BYTES_MAX,
+};
+use crate::handoff::{Input, LinkState, Outbound, ScanView, SnapshotChunk, TransportCounters, WatchSink};
 use crate::kv::{Applied, Command, Kv};
 use crate::membership::Membership;
 use crate::status::{FollowerStatus, NodeStatus};
@@ -16,7 +18,8 @@ use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
 use baton_host::apply::{Answer, NotApplied};
-use std::collections::VecDeque;
+use baton_host::watch::{Batch, End, Refusal, Sink, WatchId, Watchers};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
@@ -122,6 +125,49 @@ pub struct Driver {
     /// nothing (no reply, no send, no durability reported to the core) and `run` returns
     /// this to `main`, which exits.
     fatal: Option<String>,
+    /// Watches served by this node (see `baton_host::watch`), and where each one's
+    /// batches go.
+    watchers: Watchers,
+    watch_sinks: HashMap<WatchId, WatchSink>,
+    /// A watcher has applied entries left and room for them: turn again at once.
+    watch_turn_due: bool,
+}
+
+/// Where the watchers' batches go: each watch's queue to its stream.
+struct WatchQueues<'a> {
+    sinks: &'a mut HashMap<WatchId, WatchSink>,
+    lag_entries: u64,
+}
+
+impl Sink for WatchQueues<'_> {
+    fn has_room(&self, id: WatchId) -> bool {
+        self.sinks.get(&id).is_some_and(|sink| sink.batches.capacity() > 0)
+    }
+
+    fn deliver(&mut self, id: WatchId, batch: Batch) -> bool {
+        let Some(sink) = self.sinks.get(&id) else { return false };
+        let changes = batch
+            .changes
+            .into_iter()
+            .map(|change| WatchChange { index: change.index, term: change.term, key: change.key, value: change.value })
+            .collect();
+        let response = Response::WatchBatch { changes, through_index: batch.through_index, lag_entries: self.lag_entries };
+        if sink.batches.try_send(response).is_ok() {
+            return true;
+        }
+        self.sinks.remove(&id);
+        false
+    }
+
+    fn end(&mut self, id: WatchId, end: End) {
+        let Some(sink) = self.sinks.remove(&id) else { return };
+        let end = match end {
+            End::Compacted { next_index, oldest_index } => WatchEnd::Compacted { next_index, oldest_index },
+            End::Discarded { from_index } => WatchEnd::Discarded { from_index },
+        };
+        tracing::info!(watch = id, %end, "ended a watch");
+        let _ = sink.end.send(Response::WatchEnded { end });
+    }
 }
 
 /// Leadership changes kept per node.
@@ -190,6 +236,9 @@ impl Driver {
             follower_progress: std::collections::HashMap::new(),
             fsync_recent: Duration::ZERO,
             fatal: None,
+            watchers: Watchers::new(),
+            watch_sinks: HashMap::new(),
+            watch_turn_due: false,
         }
     }
 
@@ -308,6 +357,7 @@ impl Driver {
                     self.replica.handle_timeout(now);
                     self.pump(None);
                 }
+                () = std::future::ready(()), if self.watch_turn_due => {}
                 _ = housekeeping.tick() => {
                     self.expire_requests();
                     self.maybe_compact();
@@ -320,6 +370,7 @@ impl Driver {
             self.release_held_writes();
             self.pump(None);
             self.maybe_start_sync();
+            self.pump_watchers();
             if let Some(deadline) = self.handover_deadline {
                 if self.replica.role() != Role::Leader {
                     tracing::info!(leader = ?self.replica.leader().map(|id| self.membership.name_of(id)), "handed leadership over; stopping");
@@ -411,6 +462,10 @@ impl Driver {
                 self.pump(incoming.map(|prev| (prev, entries.as_slice())));
             }
             Input::Client { request, operator, reply } => self.handle_request(request, operator, reply),
+            Input::Watch { prefix, from_index, sink } => self.open_watch(prefix, from_index, sink),
+            Input::Scan { reply } => {
+                let _ = reply.send(ScanView { map: self.kv.map().clone(), applied_index: self.kv.applied_index() });
+            }
             Input::Shutdown => {}
             Input::SnapshotChunk(chunk) => self.on_snapshot_chunk(chunk),
             Input::SnapshotReceived { received, result } => match result {
@@ -506,6 +561,8 @@ impl Driver {
                 self.cache.retain(|e| e.index < from_index);
                 self.unsynced_seq = Some(seq);
                 if self.kv.has_applied(from_index) {
+                    let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries: 0 };
+                    self.watchers.on_discarded(from_index, &mut queues);
                     // Async mode: this node had applied writes now discarded. Rebuild
                     // the map from the log so it never serves them again.
                     tracing::warn!(from_index, "rebuilding the key-value map without discarded writes");
@@ -685,6 +742,7 @@ impl Driver {
         assert!(position.index <= self.replica.compactable_index(), "compactable when taken, compactable now");
         assert_eq!(self.wal.term_at(position.index), Some(position.term), "a committed entry stays");
         let detached = self.wal.detach_through(position.index);
+        self.kv.forget_changes_before(self.wal.first_index().unwrap_or(position.index + 1));
         let now = self.now();
         self.replica.handle_compacted(now, position);
         tracing::info!(
@@ -795,20 +853,47 @@ impl Driver {
 
     /// An entry's term and payload, from memory or disk.
     fn entry(&self, index: u64) -> Option<(u64, Vec<u8>)> {
-        if let Some(first) = self.cache.front() {
-            if index >= first.index {
-                let cached = self.cache.get((index - first.index) as usize)?;
-                debug_assert_eq!(cached.index, index);
-                return Some((cached.term, cached.payload.clone()));
+        entry_in(&self.cache, &self.wal, index)
+    }
+
+    /// A client's watch: opened, or refused with the reason.
+    fn open_watch(&mut self, prefix: Vec<u8>, from_index: u64, sink: WatchSink) {
+        if prefix.len() > KEY_BYTES_MAX {
+            let message = format!("a prefix of {} bytes is over the {KEY_BYTES_MAX}-byte key limit", prefix.len());
+            let _ = sink.end.send(self.error(ErrorCode::TooLarge, message));
+            return;
+        }
+        match self.watchers.open(prefix, from_index, self.kv.applied_index()) {
+            Ok(id) => {
+                self.watch_sinks.insert(id, sink);
+                self.watch_turn_due = true;
+            }
+            Err(Refusal::TooMany { max }) => {
+                let message = format!("this node serves {max} watches, its limit. Fix: close one, or watch another node");
+                let _ = sink.end.send(self.error(ErrorCode::TooManyWatchers, message));
             }
         }
-        match self.wal.read(index) {
-            Ok(entry) => entry.map(|e| (e.term, e.payload)),
-            Err(error) => {
-                tracing::error!(%error, "unreadable log entry");
-                None
-            }
+    }
+
+    /// Moves every watch on through the applied log (see `baton_host::watch`).
+    fn pump_watchers(&mut self) {
+        if self.watchers.is_empty() || self.fatal.is_some() {
+            self.watch_turn_due = false;
+            return;
         }
+        for (id, _) in self.watch_sinks.extract_if(|_, sink| sink.batches.is_closed()) {
+            self.watchers.close(id); // The consumer went away.
+        }
+        let applied = self.kv.applied_index();
+        let oldest = self.wal.first_index().unwrap_or(applied + 1);
+        let lag_entries = self.replica.known_commit_index().saturating_sub(applied);
+        let now = self.now();
+        let (cache, wal) = (&self.cache, &self.wal);
+        let log = |index: u64| entry_in(cache, wal, index);
+        let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries };
+        self.watchers.pump(now, applied, oldest, self.kv.changed(), &log, &mut queues);
+        let has_room = |id: &WatchId| queues.has_room(*id);
+        self.watch_turn_due = self.watchers.behind(applied).any(|id| has_room(&id));
     }
 
     fn send(&mut self, to: NodeId, frame: Frame) {
@@ -995,6 +1080,10 @@ impl Driver {
             }
             Request::Status => {
                 let _ = reply.send(Response::Status(Json(Box::new(self.status()))));
+                return;
+            }
+            Request::Watch { .. } | Request::Scan { .. } => {
+                let _ = reply.send(self.error(ErrorCode::Unsupported, "a watch or a scan takes a stream of its own"));
                 return;
             }
             Request::Backup => return self.backup(reply),
@@ -1321,6 +1410,24 @@ impl Driver {
 /// Whether only an operator's certificate may make `request`. Exhaustive, so a new
 /// request is classified when it is added, never let through by default.
 /// The wire response for what `baton_host::apply` decided a client is told.
+/// An entry's term and payload, from the cache of recent entries or the log on disk.
+fn entry_in(cache: &VecDeque<CachedEntry>, wal: &Wal, index: u64) -> Option<(u64, Vec<u8>)> {
+    if let Some(first) = cache.front() {
+        if index >= first.index {
+            let cached = cache.get((index - first.index) as usize)?;
+            debug_assert_eq!(cached.index, index);
+            return Some((cached.term, cached.payload.clone()));
+        }
+    }
+    match wal.read(index) {
+        Ok(entry) => entry.map(|e| (e.term, e.payload)),
+        Err(error) => {
+            tracing::error!(%error, "unreadable log entry");
+            None
+        }
+    }
+}
+
 fn response_to(answer: Answer) -> Response {
     let refused = |code, message: &str| Response::Error { code, message: message.into(), leader_hint: None };
     match answer {
@@ -1369,7 +1476,9 @@ fn operator_only(request: &Request) -> bool {
         | Request::Status
         | Request::History
         | Request::Discarded
-        | Request::DiscardedPage { .. } => false,
+        | Request::DiscardedPage { .. }
+        | Request::Watch { .. }
+        | Request::Scan { .. } => false,
         // Only writes go in a session (checked when it is proposed).
         Request::Session { write, .. } => operator_only(write),
     }

@@ -202,6 +202,64 @@ pub enum Request {
         fingerprint: crate::revocation::Fingerprint,
         holder: String,
     } = 14,
+    /// Every change under `prefix` from log index `from_index` on (0: from the next
+    /// entry this node applies), then live: answered on this stream with
+    /// [`Response::WatchBatch`]es until the caller closes it, or one
+    /// [`Response::WatchEnded`] (or an error) ends it. Served by any node from what it
+    /// has applied (see `baton_host::watch`).
+    Watch {
+        #[serde(with = "serde_bytes")]
+        prefix: Vec<u8>,
+        from_index: u64,
+    } = 15,
+    /// Every key under `prefix` and its value, as of one index this node applied:
+    /// answered with [`Response::ScanPage`]s, the last with `done`.
+    Scan {
+        #[serde(with = "serde_bytes")]
+        prefix: Vec<u8>,
+    } = 16,
+}
+
+/// One change a watch reports: `key` set to `value` (`None`: deleted) at `index`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchChange {
+    pub index: u64,
+    pub term: u64,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why a node ended a watch, and where to start again without a gap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum WatchEnd {
+    /// The log from `next_index` on is compacted here (the oldest entry held is
+    /// `oldest_index`): scan the prefix (it comes with the index M it is as of) and
+    /// watch from M + 1.
+    Compacted { next_index: u64, oldest_index: u64 } = 0,
+    /// This node discarded the entries from `from_index` on (async mode), and the watch
+    /// may have reported some of them: they never took effect. Watch again from there.
+    Discarded { from_index: u64 } = 1,
+}
+
+impl std::fmt::Display for WatchEnd {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WatchEnd::Compacted { next_index, oldest_index } => write!(
+                formatter,
+                "the log from index {next_index} is compacted on this node (the oldest index it holds is \
+                 {oldest_index}). Fix: read the keys with `baton scan` (they come with the index M they are as \
+                 of) and watch from M + 1, or watch with --snapshot"
+            ),
+            WatchEnd::Discarded { from_index } => write!(
+                formatter,
+                "this node discarded the writes from index {from_index} on (async mode: they never took effect); \
+                 changes reported from there are void. Fix: watch again from index {from_index}"
+            ),
+        }
+    }
 }
 
 /// Why a request failed, in a form scripts can test.
@@ -229,6 +287,8 @@ pub enum ErrorCode {
     /// A resent compare-and-set that did not match when it first reached the log: not
     /// applied, and not run again. Read the key for its value now.
     CasNotApplied = 12,
+    /// The node serves as many watches as it may. Close one, or watch through another node.
+    TooManyWatchers = 13,
 }
 
 impl ErrorCode {
@@ -297,7 +357,43 @@ pub enum Response {
         data: Vec<u8>,
     } = 11,
     DiscardedPage(Json<crate::discarded::DiscardedPage>) = 12,
+    /// Changes for a watch, complete through `through_index`: every change under its
+    /// prefix up to there is in this batch or an earlier one (none: a progress mark).
+    /// `lag_entries`: how far this node's applied index is behind the commit it knows.
+    WatchBatch {
+        changes: Vec<WatchChange>,
+        through_index: u64,
+        lag_entries: u64,
+    } = 13,
+    WatchEnded {
+        end: WatchEnd,
+    } = 14,
+    /// Keys and values of a scan, as of `index`; `done` on the last page.
+    ScanPage {
+        #[serde(with = "byte_pairs")]
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+        index: u64,
+        done: bool,
+    } = 15,
 }
+
+/// Pairs of byte strings, each as a byte string (one copy to decode, as `byte_strings`).
+mod byte_pairs {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(pairs: &[(Vec<u8>, Vec<u8>)], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(pairs.iter().map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v))))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(Vec<u8>, Vec<u8>)>, D::Error> {
+        let pairs = Vec::<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>::deserialize(deserializer)?;
+        Ok(pairs.into_iter().map(|(k, v)| (k.into_vec(), v.into_vec())).collect())
+    }
+}
+
+/// Key and value bytes in one [`Response::ScanPage`] (a page closes once it holds this).
+pub const SCAN_PAGE_BYTES: usize = 256 * 1024;
+const _: () = assert!(SCAN_PAGE_BYTES + KEY_BYTES_MAX + VALUE_BYTES_MAX + 64 * 1024 <= FRAME_BYTES_MAX);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

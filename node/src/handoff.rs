@@ -42,9 +42,38 @@ pub enum Input {
         /// Its size once installed; `None` if a newer snapshot was installed meanwhile.
         result: Result<Option<u64>, String>,
     },
+    /// A client's watch (see `baton_host::watch`): its batches go to `sink`.
+    Watch {
+        prefix: Vec<u8>,
+        from_index: u64,
+        sink: WatchSink,
+    },
+    /// A client's scan: the map as of the applied index (a clone: O(1)), paged out by
+    /// the transport off the driver's loop.
+    Scan {
+        reply: oneshot::Sender<ScanView>,
+    },
     /// Stop: a leader first hands leadership to the best caught-up follower (controlled
     /// shutdown), then the log is made durable and the driver returns.
     Shutdown,
+}
+
+/// Batches of a watch queued for its stream at most; a consumer slower than that falls
+/// behind and catches up from the log (see `baton_host::watch`).
+pub const WATCH_QUEUE_BATCHES: usize = 16;
+
+/// Where a watch's answers go: its batches, then at most one final answer (why it
+/// ended, or why it was refused), which is sent even when the queue is full.
+#[derive(Debug)]
+pub struct WatchSink {
+    pub batches: mpsc::Sender<Response>,
+    pub end: oneshot::Sender<Response>,
+}
+
+/// The state machine's map as of `applied_index`, for a scan.
+pub struct ScanView {
+    pub map: baton_host::map::Map,
+    pub applied_index: u64,
 }
 
 /// Where the driver sends frames to peers; the transport drains it.

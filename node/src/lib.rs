@@ -24,6 +24,8 @@ pub mod storage;
 pub mod tls;
 pub mod transfer;
 pub mod transport;
+pub mod watch_stream;
+pub mod watching;
 
 /// The replicated state machine, its map and its client sessions live in the sans-IO
 /// host (`baton-host`), which the simulator runs too.

@@ -337,6 +337,20 @@ async fn serve_connection(
                         }
                         _ => break,
                     };
+                    let request = match request {
+                        crate::frame::Request::Watch { prefix, from_index } => {
+                            // A watch keeps the stream to its end.
+                            crate::watch_stream::serve_watch(&mut send, &inputs, prefix, from_index).await;
+                            return;
+                        }
+                        crate::frame::Request::Scan { prefix } => {
+                            if !crate::watch_stream::serve_scan(&mut send, &inputs, prefix).await {
+                                return;
+                            }
+                            continue;
+                        }
+                        request => request,
+                    };
                     let (reply, answer) = oneshot::channel();
                     if inputs.send(Input::Client { request, operator, reply }).await.is_err() {
                         return;

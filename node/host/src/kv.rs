@@ -3,6 +3,7 @@
 //! postcard-encoded [`Command`]s; an empty payload is a leader's no-op. Applying is
 //! deterministic, so every replica that applies the same log holds the same state.
 
+use crate::changed::ChangedBits;
 use crate::map::Map;
 use crate::session::{Admission, Outcome, SessionId, Sessions};
 use serde::{Deserialize, Serialize};
@@ -107,13 +108,21 @@ pub struct Contents {
     pub revoked: BTreeMap<Fingerprint, String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Kv {
     map: Map,
     sessions: Sessions,
     /// Revoked certificates by fingerprint, with their holders' names.
     revoked: BTreeMap<Fingerprint, String>,
     applied_index: u64,
+    /// Which entries applied since the last restore changed the map (for watches).
+    changed: ChangedBits,
+}
+
+impl Default for Kv {
+    fn default() -> Kv {
+        Kv::restore(0, Contents::default())
+    }
 }
 
 impl Kv {
@@ -152,21 +161,38 @@ impl Kv {
         &self.revoked
     }
 
+    /// Which applied entries changed the map, from the last restore on.
+    pub fn changed(&self) -> &ChangedBits {
+        &self.changed
+    }
+
+    /// Forgets which entries below `index` changed the map (their log is compacted).
+    pub fn forget_changes_before(&mut self, index: u64) {
+        self.changed.forget_before(index);
+    }
+
     /// Applies the entry at `index` (of `term`), which must be the next one.
     pub fn apply(&mut self, index: u64, term: u64, payload: &[u8]) -> Applied {
         assert_eq!(index, self.applied_index + 1, "entries apply in order");
+        let (applied, changed) = self.apply_command(index, term, payload);
+        self.changed.record(index, changed);
+        applied
+    }
+
+    /// Applies a payload: what it did, and whether it changed the map.
+    fn apply_command(&mut self, index: u64, term: u64, payload: &[u8]) -> (Applied, bool) {
         self.applied_index = index;
         if payload.is_empty() {
-            return Applied::Noop;
+            return (Applied::Noop, false);
         }
-        let Ok(command) = postcard::from_bytes::<Command>(payload) else { return Applied::Undecodable };
+        let Ok(command) = postcard::from_bytes::<Command>(payload) else { return (Applied::Undecodable, false) };
         let Command::Session { id, seq, acked_seq, at_ms, write } = command else { return self.run(command) };
         if matches!(*write, Command::Session { .. } | Command::Revoke { .. }) {
-            return Applied::Undecodable;
+            return (Applied::Undecodable, false);
         }
-        match self.sessions.admit(&id, seq, acked_seq, at_ms) {
-            Admission::Run => {}
-            Admission::Duplicate { term, index } => return Applied::Duplicate { term, index },
+        let refused = match self.sessions.admit(&id, seq, acked_seq, at_ms) {
+            Admission::Run => None,
+            Admission::Duplicate { term, index } => Some(Applied::Duplicate { term, index }),
             Admission::CasMismatched { term, index } => {
                 let current = match &*write {
                     Command::Cas { key, expected, .. } => {
@@ -174,51 +200,56 @@ impl Kv {
                     }
                     _ => None,
                 };
-                return match current {
+                Some(match current {
                     Some(current) => Applied::CasMismatch { current },
                     None => Applied::CasMismatchEarlier { term, index },
-                };
+                })
             }
-            Admission::Stale => return Applied::Stale,
-            Admission::Expired => return Applied::SessionExpired,
-            Admission::Full => return Applied::SessionsFull,
+            Admission::Stale => Some(Applied::Stale),
+            Admission::Expired => Some(Applied::SessionExpired),
+            Admission::Full => Some(Applied::SessionsFull),
+        };
+        if let Some(refused) = refused {
+            return (refused, false);
         }
-        let applied = self.run(*write);
+        let (applied, changed) = self.run(*write);
         let outcome = match applied {
             Applied::Done => Outcome::Written { term, index },
             _ => Outcome::CasMismatch { term, index },
         };
         self.sessions.record(&id, seq, outcome);
-        applied
+        (applied, changed)
     }
 
-    /// Runs a put, delete or compare-and-set.
-    fn run(&mut self, command: Command) -> Applied {
+    /// Runs a put, delete or compare-and-set: what it did, and whether it changed the
+    /// map (a put always does; a delete of a missing key does not).
+    fn run(&mut self, command: Command) -> (Applied, bool) {
         match command {
             Command::Put { key, value } => {
                 self.map.insert(&key, &value);
-                Applied::Done
+                (Applied::Done, true)
             }
             Command::Delete { key } => {
-                self.map.remove(&key);
-                Applied::Done
+                let removed = self.map.remove(&key);
+                (Applied::Done, removed)
             }
             Command::Cas { key, expected, new } => {
                 let current = self.map.get(&key).map(<[u8]>::to_vec);
                 if current != expected {
-                    return Applied::CasMismatch { current };
+                    return (Applied::CasMismatch { current }, false);
                 }
-                match new {
-                    Some(value) => self.map.insert(&key, &value),
-                    None => {
-                        self.map.remove(&key);
+                let changed = match new {
+                    Some(value) => {
+                        self.map.insert(&key, &value);
+                        true
                     }
-                }
-                Applied::Done
+                    None => self.map.remove(&key),
+                };
+                (Applied::Done, changed)
             }
             Command::Revoke { fingerprint, mut holder } => {
                 if self.revoked.len() >= REVOKED_MAX && !self.revoked.contains_key(&fingerprint) {
-                    return Applied::RevokedFull;
+                    return (Applied::RevokedFull, false);
                 }
                 let mut end = holder.len().min(HOLDER_BYTES_MAX);
                 while !holder.is_char_boundary(end) {
@@ -226,16 +257,16 @@ impl Kv {
                 }
                 holder.truncate(end);
                 self.revoked.insert(fingerprint, holder);
-                Applied::Revoked
+                (Applied::Revoked, false)
             }
-            Command::Session { .. } => Applied::Undecodable,
+            Command::Session { .. } => (Applied::Undecodable, false),
         }
     }
 
     /// The state a snapshot of `applied_index` holds.
     pub fn restore(applied_index: u64, contents: Contents) -> Kv {
         let Contents { map, sessions, revoked } = contents;
-        Kv { map, sessions, revoked, applied_index }
+        Kv { map, sessions, revoked, applied_index, changed: ChangedBits::starting_at(applied_index + 1) }
     }
 
     /// What a snapshot of this state holds (cheap: the map is shared, see [`Map`]);

@@ -12,10 +12,12 @@
 //!   [`session`]s), applied from the log.
 
 pub mod apply;
+pub mod changed;
 pub mod held;
 pub mod kv;
 pub mod map;
 pub mod reads;
 pub mod session;
 pub mod snapshot_sends;
+pub mod watch;
 pub mod writes;

@@ -235,6 +235,17 @@ impl Map {
         self.chunks.iter().flat_map(|chunk| chunk.pairs.iter()).map(|pair| (pair.key(), pair.value()))
     }
 
+    /// Every key from `start` on (`start` itself if present) and its value, in key order.
+    pub fn iter_from<'a>(&'a self, start: &[u8]) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let index = self.chunk_for(start);
+        let skip = self.chunks.get(index).map_or(0, |chunk| chunk.pairs.partition_point(|pair| pair.key() < start));
+        self.chunks[index.min(self.chunks.len())..]
+            .iter()
+            .flat_map(|chunk| chunk.pairs.iter())
+            .skip(skip)
+            .map(|pair| (pair.key(), pair.value()))
+    }
+
     /// Every invariant the map keeps.
     #[cfg(test)]
     fn check(&self) {
@@ -316,7 +327,7 @@ mod tests {
     /// split and merge chunks many times), the map equals a `BTreeMap` doing the same,
     /// keeps its invariants, and a clone taken midway is untouched by what follows.
     #[test]
-    fn matches_a_btreemap_under_random_changes() {
+    fn matches_a_btreemap_under_random_changes_and_from_any_key() {
         let mut state = 0x2545_F491_4F6C_DD1D_u64;
         let mut random = move |below: u64| {
             state ^= state << 13;
@@ -350,6 +361,11 @@ mod tests {
         map.check();
         assert!(map.chunks.len() > 3, "the test splits chunks");
         assert!(map.iter().eq(model.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))));
+        for start in ["", "a-key-with-a-long-shared-1", "k15", "k1500", "k99999", "zzz"] {
+            let from = model.range(start.as_bytes().to_vec()..).map(|(k, v)| (k.as_slice(), v.as_slice()));
+            assert!(map.iter_from(start.as_bytes()).eq(from), "from {start}");
+        }
+        assert_eq!(Map::new().iter_from(b"x").count(), 0);
         let (frozen_map, frozen_model) = frozen.unwrap();
         frozen_map.check();
         assert!(frozen_map.iter().eq(frozen_model.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))));
