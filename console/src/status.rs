@@ -73,6 +73,8 @@ pub struct NodeRow {
     /// Keys in its key-value map, and their keys' and values' bytes.
     pub keys: Option<u64>,
     pub data_bytes: Option<u64>,
+    /// Watches it serves now.
+    pub watchers: Option<u64>,
     /// Writes it acknowledged as leader, and their latency histogram, since it started.
     pub writes_acknowledged: Option<u64>,
     pub write_ack_latency: Option<baton_node::status::LatencyHistogram>,
@@ -246,6 +248,7 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     cost: Some(status.cost),
                     keys: Some(status.keys),
                     data_bytes: Some(status.data_bytes),
+                    watchers: Some(status.watchers),
                     writes_acknowledged: Some(status.writes_acknowledged),
                     write_ack_latency: Some(status.write_ack_latency),
                     certificate_not_after_unix_s: status.certificate_not_after_unix_s,

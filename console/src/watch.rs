@@ -51,7 +51,11 @@ pub async fn scan(client: &mut Client, prefix: &str, json: bool) -> ExitCode {
     let mut out = std::io::stdout().lock();
     match print_scan(client, prefix, json, &mut out).await {
         Ok(index) => {
-            eprintln!("as of index {index}; watch from {} to follow on: baton watch {prefix:?} --from {}", index + 1, index + 1);
+            eprintln!(
+                "as of index {index}; watch from {} to follow on: baton watch {prefix:?} --from {}",
+                index + 1,
+                index + 1
+            );
             ExitCode::SUCCESS
         }
         Err(error) => exit::fail_with(exit::NOT_DONE, &error),

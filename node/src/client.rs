@@ -188,9 +188,17 @@ impl Client {
         &self.addrs
     }
 
-    /// This client's connection to `addr`, opened (with the hello) if it has none.
-    pub(crate) async fn connection_to(&mut self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {
-        self.connection(addr).await
+    /// A stream of its own to the node at `addr` (on this client's connection), for a
+    /// request answered with many frames: a watch, a scan.
+    pub async fn open_stream(
+        &mut self,
+        addr: SocketAddr,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), ClientError> {
+        let connection = self.connection(addr).await?;
+        connection.open_bi().await.map_err(|e| {
+            self.connections.remove(&addr);
+            ClientError::Unreachable { addr, reason: e.to_string() }
+        })
     }
 
     async fn connection(&mut self, addr: SocketAddr) -> Result<quinn::Connection, ClientError> {

@@ -151,7 +151,8 @@ impl Sink for WatchQueues<'_> {
             .into_iter()
             .map(|change| WatchChange { index: change.index, term: change.term, key: change.key, value: change.value })
             .collect();
-        let response = Response::WatchBatch { changes, through_index: batch.through_index, lag_entries: self.lag_entries };
+        let response =
+            Response::WatchBatch { changes, through_index: batch.through_index, lag_entries: self.lag_entries };
         if sink.batches.try_send(response).is_ok() {
             return true;
         }
@@ -869,7 +870,8 @@ impl Driver {
                 self.watch_turn_due = true;
             }
             Err(Refusal::TooMany { max }) => {
-                let message = format!("this node serves {max} watches, its limit. Fix: close one, or watch another node");
+                let message =
+                    format!("this node serves {max} watches, its limit. Fix: close one, or watch another node");
                 let _ = sink.end.send(self.error(ErrorCode::TooManyWatchers, message));
             }
         }
@@ -1290,6 +1292,7 @@ impl Driver {
 
     fn status(&self) -> NodeStatus {
         let status = self.replica.status();
+        let watch = self.watchers.counters();
         let name = |id: NodeId| self.membership.name_of(id).to_string();
         let followers = self
             .replica
@@ -1361,6 +1364,11 @@ impl Driver {
                 .iter()
                 .map(|(fingerprint, holder)| format!("{holder} {}", crate::revocation::hex(fingerprint)))
                 .collect(),
+            watchers: self.watchers.len() as u64,
+            watches_opened: watch.opened,
+            watches_refused: watch.refused,
+            watches_ended: watch.ended_compacted + watch.ended_discarded,
+            watch_changes_sent: watch.changes_delivered,
             writes_acknowledged: self.writes_acknowledged,
             write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),

@@ -381,11 +381,13 @@ pub enum Response {
 mod byte_pairs {
     use serde::{Deserialize, Deserializer, Serializer};
 
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
     pub fn serialize<S: Serializer>(pairs: &[(Vec<u8>, Vec<u8>)], serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(pairs.iter().map(|(k, v)| (serde_bytes::Bytes::new(k), serde_bytes::Bytes::new(v))))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<(Vec<u8>, Vec<u8>)>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Pairs, D::Error> {
         let pairs = Vec::<(serde_bytes::ByteBuf, serde_bytes::ByteBuf)>::deserialize(deserializer)?;
         Ok(pairs.into_iter().map(|(k, v)| (k.into_vec(), v.into_vec())).collect())
     }
@@ -393,6 +395,16 @@ mod byte_pairs {
 
 /// Key and value bytes in one [`Response::ScanPage`] (a page closes once it holds this).
 pub const SCAN_PAGE_BYTES: usize = 256 * 1024;
+/// A watch batch closes once it holds `BATCH_BYTES_MAX` of keys and values: with its
+/// last change and every change's framing, it fits a frame.
+const _: () = assert!(
+    baton_host::watch::BATCH_BYTES_MAX
+        + KEY_BYTES_MAX
+        + VALUE_BYTES_MAX
+        + baton_host::watch::BATCH_CHANGES_MAX * 64
+        + 1024
+        <= FRAME_BYTES_MAX
+);
 const _: () = assert!(SCAN_PAGE_BYTES + KEY_BYTES_MAX + VALUE_BYTES_MAX + 64 * 1024 <= FRAME_BYTES_MAX);
 
 #[derive(Debug, thiserror::Error)]
@@ -550,6 +562,24 @@ mod tests {
             Frame::Hello { protocol: PROTOCOL_VERSION, name: "n1".into(), incarnation: 7 },
             Frame::Request { request: Request::Put { key: b"k".to_vec(), value: b"v".to_vec() } },
             Frame::Response { response: Response::Written { term: 2, index: 9 } },
+            Frame::Request { request: Request::Watch { prefix: b"cfg/".to_vec(), from_index: 7 } },
+            Frame::Request { request: Request::Scan { prefix: Vec::new() } },
+            Frame::Response {
+                response: Response::WatchBatch {
+                    changes: vec![
+                        WatchChange { index: 7, term: 2, key: b"cfg/a".to_vec(), value: Some(b"1".to_vec()) },
+                        WatchChange { index: 9, term: 2, key: b"cfg/b".to_vec(), value: None },
+                    ],
+                    through_index: 12,
+                    lag_entries: 1,
+                },
+            },
+            Frame::Response {
+                response: Response::WatchEnded { end: WatchEnd::Compacted { next_index: 1, oldest_index: 90 } },
+            },
+            Frame::Response {
+                response: Response::ScanPage { pairs: vec![(b"k".to_vec(), b"v".to_vec())], index: 4, done: true },
+            },
         ];
         let mut bytes = Vec::new();
         for frame in &frames {

@@ -89,6 +89,12 @@ pub fn render(status: &NodeStatus) -> String {
         "Resent client writes answered with their first outcome, not applied again.",
         status.duplicate_writes as f64,
     );
+    counter("watch_changes_sent_total", "Changes sent to watches.", status.watch_changes_sent as f64);
+    counter(
+        "watches_ended_total",
+        "Watches the node ended because their next entry was compacted or discarded.",
+        status.watches_ended as f64,
+    );
     if let Some(us) = cost.cpu_us {
         counter("process_cpu_seconds_total", "User and system CPU time of the node process.", us as f64 / 1e6);
     }
@@ -118,6 +124,7 @@ pub fn render(status: &NodeStatus) -> String {
     gauge("keys", "Keys in the key-value map.", status.keys as f64);
     gauge("data_bytes", "Bytes of the keys and values in the key-value map.", status.data_bytes as f64);
     gauge("client_sessions", "Client sessions held by the state machine.", status.sessions as f64);
+    gauge("watchers", "Watches the node serves now.", status.watchers as f64);
     let role_code = match status.role.as_str() {
         "leader" => 2.0,
         "candidate" | "pre-candidate" => 1.0,

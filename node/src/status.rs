@@ -85,6 +85,14 @@ pub struct NodeStatus {
     pub clock_unix_ms: u64,
     /// Certificates the cluster revoked, as this node has applied them: "holder sha256".
     pub revoked_certificates: Vec<String>,
+    /// Watches this node serves now (see `baton_host::watch`), and since it started: how
+    /// many were opened, refused (the limit), ended because their next entry was
+    /// compacted or discarded, and how many changes they were sent.
+    pub watchers: u64,
+    pub watches_opened: u64,
+    pub watches_refused: u64,
+    pub watches_ended: u64,
+    pub watch_changes_sent: u64,
 }
 
 /// A cluster member's id and the address the node reaching it uses.

@@ -9,12 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Answers a watch until the driver ends it or the caller goes away. Returns whether the
 /// stream is still usable (it is not: a watch uses its stream to the end).
-pub async fn serve_watch(
-    send: &mut quinn::SendStream,
-    inputs: &mpsc::Sender<Input>,
-    prefix: Vec<u8>,
-    from_index: u64,
-) {
+pub async fn serve_watch(send: &mut quinn::SendStream, inputs: &mpsc::Sender<Input>, prefix: Vec<u8>, from_index: u64) {
     let (batches, mut queued) = mpsc::channel(WATCH_QUEUE_BATCHES);
     let (end, ended) = oneshot::channel();
     if inputs.send(Input::Watch { prefix, from_index, sink: WatchSink { batches, end } }).await.is_err() {

@@ -89,11 +89,14 @@ impl Watch {
             let node = open.node;
             let frame = tokio::time::timeout(WATCH_SILENCE_MAX, read_frame(&mut open.receive)).await;
             match frame {
-                Ok(Ok(Some(Frame::Response { response: Response::WatchBatch { changes, through_index, lag_entries } }))) => {
+                Ok(Ok(Some(Frame::Response {
+                    response: Response::WatchBatch { changes, through_index, lag_entries },
+                }))) => {
                     if through_index + 1 < self.next_index {
                         continue; // Cannot happen with a node that keeps the protocol; never go back.
                     }
-                    let changes: Vec<WatchChange> = changes.into_iter().filter(|c| c.index >= self.next_index).collect();
+                    let changes: Vec<WatchChange> =
+                        changes.into_iter().filter(|c| c.index >= self.next_index).collect();
                     self.next_index = through_index + 1;
                     return Ok(WatchBatch { changes, through_index, lag_entries, node });
                 }
@@ -145,8 +148,7 @@ impl Watch {
     async fn open_on(&mut self, node: SocketAddr) -> Result<Open, String> {
         let request = Request::Watch { prefix: self.prefix.clone(), from_index: self.next_index };
         let attempt = async {
-            let connection = self.client.connection_to(node).await.map_err(|e| e.to_string())?;
-            let (mut send, receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+            let (mut send, receive) = self.client.open_stream(node).await.map_err(|e| e.to_string())?;
             write_frame(&mut send, &Frame::Request { request }).await.map_err(|e| e.to_string())?;
             Ok(Open { node, receive, _send: send })
         };
@@ -158,7 +160,13 @@ impl Client {
     /// A watch of every change under `prefix` from `from_index` on (0: from the next
     /// change on the node it opens on). See [`Watch`].
     pub fn watch(&self, prefix: &[u8], from_index: u64) -> Watch {
-        Watch { client: self.sharing_connections(), prefix: prefix.to_vec(), next_index: from_index, open: None, preferred: 0 }
+        Watch {
+            client: self.sharing_connections(),
+            prefix: prefix.to_vec(),
+            next_index: from_index,
+            open: None,
+            preferred: 0,
+        }
     }
 
     /// Every key under `prefix` and its value, as of one node's applied index (the first
@@ -176,8 +184,7 @@ impl Client {
 
     async fn scan_on(&mut self, node: SocketAddr, prefix: &[u8]) -> Result<Scan, ClientError> {
         let no_answer = |reason: String| ClientError::NoAnswer { addr: node, reason };
-        let connection = self.connection_to(node).await?;
-        let (mut send, mut receive) = connection.open_bi().await.map_err(|e| no_answer(e.to_string()))?;
+        let (mut send, mut receive) = self.open_stream(node).await?;
         let request = Request::Scan { prefix: prefix.to_vec() };
         write_frame(&mut send, &Frame::Request { request }).await.map_err(|e| no_answer(e.to_string()))?;
         let mut pairs = Vec::new();

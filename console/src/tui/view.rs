@@ -298,7 +298,13 @@ fn cost_line(node: &crate::status::NodeRow, rate: Option<&crate::tui::app::CostR
         None => "cpu ?  disk ?".to_string(),
     };
     let resident = node.cost.as_ref().and_then(|cost| cost.rss_bytes);
-    format!("{per_second}  rss {}  {} keys, {} data", bytes(resident), show(node.keys), bytes(node.data_bytes))
+    format!(
+        "{per_second}  rss {}  {} keys, {} data  {} watchers",
+        bytes(resident),
+        show(node.keys),
+        bytes(node.data_bytes),
+        show(node.watchers)
+    )
 }
 
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
@@ -500,7 +506,7 @@ mod tests {
     fn with_costs(mut status: ClusterStatus, second: u64) -> ClusterStatus {
         for node in status.nodes.iter_mut().filter(|node| node.reachable) {
             node.cost = Some(cost_at(second));
-            (node.keys, node.data_bytes) = (Some(1_150), Some(126_500));
+            (node.keys, node.data_bytes, node.watchers) = (Some(1_150), Some(126_500), Some(2));
             // The leader acknowledges 1,200 writes a second: 90 % within 0.5 ms, the
             // rest within 2.5 ms.
             let acknowledged = if node.role.as_deref() == Some("leader") { second * 1_200 } else { 0 };

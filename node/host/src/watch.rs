@@ -164,7 +164,8 @@ impl Watchers {
         }
         let next_index = if from_index == 0 { applied_index + 1 } else { from_index };
         self.next_id += 1;
-        self.watchers.insert(self.next_id, Watcher { prefix, start_index: next_index, next_index, last_batch_at_us: None });
+        self.watchers
+            .insert(self.next_id, Watcher { prefix, start_index: next_index, next_index, last_batch_at_us: None });
         self.counters.opened += 1;
         Ok(self.next_id)
     }
@@ -207,12 +208,13 @@ impl Watchers {
         let mut ended = Vec::new();
         let mut gone = Vec::new();
         for (&id, watcher) in &mut self.watchers {
-            if watcher.next_index > applied_index + 1 || !sink.has_room(id) {
-                continue; // Not applied here yet (a lagging node, a rebuild), or no room.
-            }
             if watcher.next_index < oldest_index {
+                // Also when it has no room: a stalled consumer is cut off here.
                 ended.push((id, End::Compacted { next_index: watcher.next_index, oldest_index }));
                 continue;
+            }
+            if watcher.next_index > applied_index + 1 || !sink.has_room(id) {
+                continue; // Not applied here yet (a lagging node, a rebuild), or no room.
             }
             let Some(batch) = next_batch(watcher, applied_index, changed, log) else {
                 ended.push((id, End::Compacted { next_index: watcher.next_index, oldest_index: applied_index + 1 }));
@@ -341,7 +343,8 @@ mod tests {
         node.apply(Command::Delete { key: b"a/missing".to_vec() });
         node.apply(Command::Cas { key: b"a/1".to_vec(), expected: Some(b"wrong".to_vec()), new: None });
         node.apply(Command::Cas { key: b"a/1".to_vec(), expected: Some(b"x".to_vec()), new: Some(b"z".to_vec()) });
-        let session = |seq| Command::Session { id: [7; 16], seq, acked_seq: 0, at_ms: 1, write: Box::new(put("a/2", "s")) };
+        let session =
+            |seq| Command::Session { id: [7; 16], seq, acked_seq: 0, at_ms: 1, write: Box::new(put("a/2", "s")) };
         node.apply(session(1));
         node.apply(session(1)); // Resent: a duplicate, not applied again.
         let later = watchers.open(b"a/".to_vec(), 0, node.kv.applied_index()).unwrap();
@@ -387,6 +390,7 @@ mod tests {
         assert!(sink.got[&slow].iter().all(|b| b.changes.len() <= BATCH_CHANGES_MAX));
 
         let behind = watchers.open(Vec::new(), 500, 10_000).unwrap();
+        sink.full.insert(behind); // A stalled consumer is ended too.
         node.kv.forget_changes_before(1_000);
         watchers.pump(0, 10_000, 900, node.kv.changed(), &node.entry(), &mut sink);
         assert_eq!(sink.ended[&behind], End::Compacted { next_index: 500, oldest_index: 961 });
