@@ -39,11 +39,15 @@ pub struct Options {
     pub data_mb: u64,
     /// `--profile`: the local nodes held to a small device's size.
     pub profile: Option<crate::confine::DeviceProfile>,
+    /// `--via-follower`: every client sends to one follower, which forwards to the leader.
+    pub via_follower: bool,
 }
 
 #[derive(Serialize, Debug)]
 pub struct Report {
     pub mode: String,
+    /// With `--via-follower`: the follower every write went through (forwarded).
+    pub via_follower: Option<String>,
     /// The local cluster's timers (None against a running cluster).
     pub heartbeat_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
@@ -492,6 +496,10 @@ pub async fn run(
     // All share one UDP socket; client i uses connection set i mod `connections`.
     // Each client holds a stream on its connection, so no connection may carry more
     // clients than a node lets one connection hold streams (the hello's stream is one).
+    let via_follower = match options.via_follower {
+        true => Some(*addrs.iter().find(|addr| **addr != leader).ok_or("--via-follower needs a follower")?),
+        false => None,
+    };
     let per_connection_max = baton_node::tls::STREAMS_PER_CONNECTION_MAX as usize - 1;
     let connections =
         options.connections.max(options.clients.div_ceil(per_connection_max)).clamp(1, options.clients.max(1));
@@ -500,7 +508,10 @@ pub async fn run(
         let client = if worker < connections {
             let mut client = control.on_same_socket();
             client.connect_all().await;
-            client
+            match via_follower {
+                Some(follower) => client.forwarding_through(follower),
+                None => client,
+            }
         } else {
             clients[worker % connections].sharing_connections()
         };
@@ -582,6 +593,7 @@ pub async fn run(
     });
     Ok(Report {
         mode,
+        via_follower: via_follower.map(|addr| addr.to_string()),
         heartbeat_ms: local.is_some().then_some(options.heartbeat_ms),
         election_timeout_ms: local.is_some().then_some(options.election_timeout_ms),
         clients: options.clients,
@@ -624,8 +636,9 @@ pub fn print(report: &Report, json: bool) {
     } else {
         String::new()
     };
+    let via = report.via_follower.as_ref().map_or_else(String::new, |via| format!("  via follower {via}"));
     println!(
-        "mode {}  clients {}{shared}  value {} B  {:.1} s{timers}",
+        "mode {}  clients {}{shared}  value {} B  {:.1} s{timers}{via}",
         report.mode, report.clients, report.value_bytes, report.seconds
     );
     if let (Some(profile), Some(confinement)) = (&report.profile, &report.confinement) {

@@ -156,6 +156,10 @@ enum Command {
         /// Write mode of the local cluster.
         #[arg(long, default_value = "quorum")]
         mode: String,
+        /// Every client sends its writes to one follower, which forwards them to the
+        /// leader (node-side routing): measures what the extra hop costs.
+        #[arg(long)]
+        via_follower: bool,
         /// Heartbeat interval of the local cluster's nodes.
         #[arg(long, default_value_t = 100)]
         heartbeat_ms: u64,
@@ -384,6 +388,7 @@ async fn run(args: Args) -> ExitCode {
             json,
             data_mb,
             profile,
+            via_follower,
         }) => {
             let profile = match profile.as_deref().map(confine::profile_named).transpose() {
                 Ok(profile) => profile,
@@ -401,6 +406,7 @@ async fn run(args: Args) -> ExitCode {
                 json: *json,
                 data_mb: *data_mb,
                 profile,
+                via_follower: *via_follower,
             };
             // Ctrl-C or SIGTERM drops the run, and with it the local cluster: its nodes
             // are killed and its directory deleted (an interrupted bench left both).

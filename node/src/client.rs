@@ -120,6 +120,9 @@ pub struct Client {
     session: ClientSession,
     /// How long a call may keep retrying (a write at most `SESSION_RESEND_WINDOW`).
     pub deadline: Duration,
+    /// Every request goes to this node, which forwards writes and leader reads to the
+    /// leader (see `crate::forward`): for an application that can reach only it.
+    via: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Client {
@@ -153,6 +156,7 @@ impl Client {
             failed_at: HashMap::new(),
             session: ClientSession::new(),
             deadline: Duration::from_secs(15),
+            via: None,
         })
     }
 
@@ -172,7 +176,17 @@ impl Client {
             failed_at: HashMap::new(),
             session: ClientSession::new(),
             deadline: self.deadline,
+            via: self.via,
         }
+    }
+
+    /// This client, sending every request to `node` (one of its addresses, or another
+    /// address of a node): the node answers it, or forwards it to the leader and relays
+    /// the answer, with the same meaning (an acknowledgement is one; a lost answer is
+    /// "outcome unknown", and a session write is resent through `node`).
+    pub fn forwarding_through(mut self, node: SocketAddr) -> Client {
+        self.via = Some(node);
+        self
     }
 
     /// Another client that also shares this client's connections (each client has its
@@ -295,6 +309,10 @@ impl Client {
         let in_session = matches!(request, Request::Session { .. });
         let write = in_session || matches!(request, Request::Put { .. } | Request::Delete { .. } | Request::Cas { .. });
         let deadline = if in_session { self.deadline.min(SESSION_RESEND_WINDOW) } else { self.deadline };
+        let request = match self.via {
+            Some(_) if request.forwardable() => Request::ViaLeader { request: Box::new(request) },
+            _ => request,
+        };
         let mut pause = crate::backoff::Backoff::new(RETRY_PAUSE_MIN, RETRY_PAUSE_MAX);
         let mut next = 0usize;
         let mut last_problem = String::from("no attempt");
@@ -310,8 +328,8 @@ impl Client {
             let recently_failed = |addr: &SocketAddr, failed_at: &HashMap<SocketAddr, Instant>| {
                 failed_at.get(addr).is_some_and(|at| at.elapsed() < FAILED_NODE_SKIP)
             };
-            let addr = match self.leader.filter(|leader| !recently_failed(leader, &self.failed_at)) {
-                Some(leader) => leader,
+            let addr = match self.via.or(self.leader.filter(|leader| !recently_failed(leader, &self.failed_at))) {
+                Some(addr) => addr,
                 None => {
                     // Round-robin, preferring nodes that have not just failed.
                     let count = self.addrs.len();
@@ -333,7 +351,7 @@ impl Client {
                         None => None,
                     };
                     last_problem = format!("{addr}: {message}");
-                    if self.leader.is_some() && redirects < REDIRECTS_AT_ONCE_MAX {
+                    if self.leader.is_some() && self.via.is_none() && redirects < REDIRECTS_AT_ONCE_MAX {
                         redirects += 1;
                         continue; // Named the leader: go there at once.
                     }
@@ -440,6 +458,9 @@ impl Client {
     }
 
     async fn any_node(&mut self, request: &Request) -> Result<Response, ClientError> {
+        if let Some(via) = self.via {
+            return self.call(via, request).await;
+        }
         let mut last = None;
         for addr in self.addrs.clone() {
             match self.call(addr, request).await {

@@ -18,6 +18,7 @@ use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
 use baton_host::apply::{Answer, NotApplied};
+use baton_host::route::Route;
 use baton_host::watch::{Batch, End, Refusal, Sink, WatchId, Watchers};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -131,6 +132,8 @@ pub struct Driver {
     watch_sinks: HashMap<WatchId, WatchSink>,
     /// A watcher has applied entries left and room for them: turn again at once.
     watch_turn_due: bool,
+    /// Client requests this node forwarded to the leader, since it started.
+    requests_forwarded: u64,
 }
 
 /// Where the watchers' batches go: each watch's queue to its stream.
@@ -240,6 +243,7 @@ impl Driver {
             watchers: Watchers::new(),
             watch_sinks: HashMap::new(),
             watch_turn_due: false,
+            requests_forwarded: 0,
         }
     }
 
@@ -462,7 +466,9 @@ impl Driver {
                 self.replica.handle_message(now, from, message);
                 self.pump(incoming.map(|prev| (prev, entries.as_slice())));
             }
-            Input::Client { request, operator, reply } => self.handle_request(request, operator, reply),
+            Input::Client { request, operator, forwarded, reply } => {
+                self.route_request(request, operator, forwarded, reply)
+            }
             Input::Watch { prefix, from_index, sink } => self.open_watch(prefix, from_index, sink),
             Input::Scan { reply } => {
                 let _ = reply.send(ScanView { map: self.kv.map().clone(), applied_index: self.kv.applied_index() });
@@ -857,6 +863,32 @@ impl Driver {
         entry_in(&self.cache, &self.wal, index)
     }
 
+    /// Answers a client's request here, or forwards it to the leader when it asked for
+    /// that (see `baton_host::route`).
+    fn route_request(&mut self, request: Request, operator: bool, forwarded: bool, reply: oneshot::Sender<Response>) {
+        let (request, via_leader) = match request {
+            Request::ViaLeader { request } if request.forwardable() => (*request, true),
+            Request::ViaLeader { request } => (*request, false),
+            request => (request, false),
+        };
+        let leading = self.replica.role() == Role::Leader;
+        let link = |id: NodeId| self.link_states.get(&id).and_then(|state| state.connection());
+        let leader = self.replica.leader().filter(|id| link(*id).is_some());
+        match baton_host::route::route(via_leader, forwarded, leading, leader.map(|id| id.0)) {
+            Route::Here => self.handle_request(request, operator, reply),
+            Route::NoLeader => {
+                let _ = reply.send(self.error(ErrorCode::NotLeader, "no leader to forward to: an election may be on"));
+            }
+            Route::Forward { leader } => {
+                let leader = NodeId(leader);
+                let Some(connection) = link(leader) else { unreachable!("filtered above") };
+                self.requests_forwarded += 1;
+                let name = self.membership.name_of(leader).to_string();
+                tokio::spawn(crate::forward::forward(connection, name, request, reply));
+            }
+        }
+    }
+
     /// A client's watch: opened, or refused with the reason.
     fn open_watch(&mut self, prefix: Vec<u8>, from_index: u64, sink: WatchSink) {
         if prefix.len() > KEY_BYTES_MAX {
@@ -1084,6 +1116,7 @@ impl Driver {
                 let _ = reply.send(Response::Status(Json(Box::new(self.status()))));
                 return;
             }
+            Request::ViaLeader { request } => return self.handle_request(*request, operator, reply),
             Request::Watch { .. } | Request::Scan { .. } => {
                 let _ = reply.send(self.error(ErrorCode::Unsupported, "a watch or a scan takes a stream of its own"));
                 return;
@@ -1369,6 +1402,7 @@ impl Driver {
             watches_refused: watch.refused,
             watches_ended: watch.ended_compacted + watch.ended_discarded,
             watch_changes_sent: watch.changes_delivered,
+            requests_forwarded: self.requests_forwarded,
             writes_acknowledged: self.writes_acknowledged,
             write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),
@@ -1487,6 +1521,7 @@ fn operator_only(request: &Request) -> bool {
         | Request::DiscardedPage { .. }
         | Request::Watch { .. }
         | Request::Scan { .. } => false,
+        Request::ViaLeader { request } => operator_only(request),
         // Only writes go in a session (checked when it is proposed).
         Request::Session { write, .. } => operator_only(write),
     }

@@ -218,6 +218,27 @@ pub enum Request {
         #[serde(with = "serde_bytes")]
         prefix: Vec<u8>,
     } = 16,
+    /// Answer `request` (a write, or a `--read leader` get) at the leader: a follower
+    /// forwards it there on its own link and relays the answer (see `crate::forward`),
+    /// for a client that can reach only this node.
+    ViaLeader {
+        request: Box<Request>,
+    } = 17,
+}
+
+impl Request {
+    /// Whether a follower forwards it to the leader when asked to: writes and
+    /// linearizable reads.
+    pub fn forwardable(&self) -> bool {
+        matches!(
+            self,
+            Request::Put { .. }
+                | Request::Delete { .. }
+                | Request::Cas { .. }
+                | Request::Session { .. }
+                | Request::Get { read: ReadMode::Leader, .. }
+        )
+    }
 }
 
 /// One change a watch reports: `key` set to `value` (`None`: deleted) at `index`.

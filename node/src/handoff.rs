@@ -18,10 +18,12 @@ pub enum Input {
         message: Message,
         entries: Vec<Vec<u8>>,
     },
-    /// A client's request; `operator` when its certificate is an operator's.
+    /// A client's request; `operator` when its certificate is an operator's;
+    /// `forwarded` when a follower forwarded it here (it is never forwarded again).
     Client {
         request: Request,
         operator: bool,
+        forwarded: bool,
         reply: oneshot::Sender<Response>,
     },
     Synced {
@@ -90,24 +92,34 @@ pub struct TransportCounters {
 /// Which connection an outgoing link is on, for work that spans many frames (a snapshot
 /// send): frames queued or written on a connection that then failed are lost, so such
 /// work must start again on the next one. Even: the link is down; odd: it is up. It
-/// counts up at every change.
+/// counts up at every change. While up, it also holds the connection, on which a
+/// follower forwards its clients' requests to the leader (see `crate::forward`).
 #[derive(Debug, Default)]
-pub struct LinkState(AtomicU64);
+pub struct LinkState {
+    generation: AtomicU64,
+    connection: std::sync::Mutex<Option<quinn::Connection>>,
+}
 
 impl LinkState {
     /// The count of changes so far: equal counts mean the same connection.
     pub fn generation(&self) -> u64 {
-        self.0.load(Ordering::Acquire)
+        self.generation.load(Ordering::Acquire)
     }
 
     pub fn is_up(&self) -> bool {
         self.generation() % 2 == 1
     }
 
-    /// The transport marks its link up or down.
-    pub(crate) fn set_up(&self, up: bool) {
-        if self.is_up() != up {
-            self.0.fetch_add(1, Ordering::AcqRel);
+    /// The link's connection while it is up.
+    pub fn connection(&self) -> Option<quinn::Connection> {
+        self.connection.lock().expect("never poisoned").clone()
+    }
+
+    /// The transport marks its link up (on `connection`) or down.
+    pub(crate) fn set_up(&self, connection: Option<&quinn::Connection>) {
+        *self.connection.lock().expect("never poisoned") = connection.cloned();
+        if self.is_up() != connection.is_some() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod cost;
 pub mod discarded;
 pub mod driver;
+pub mod forward;
 pub mod frame;
 pub mod handoff;
 pub mod membership;

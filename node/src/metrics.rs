@@ -62,7 +62,7 @@ async fn answer(mut stream: tokio::net::TcpStream, inputs: mpsc::Sender<Input>) 
 
 async fn fetch_status(inputs: &mpsc::Sender<Input>) -> Option<NodeStatus> {
     let (reply, answer) = oneshot::channel();
-    inputs.send(Input::Client { request: Request::Status, operator: false, reply }).await.ok()?;
+    inputs.send(Input::Client { request: Request::Status, operator: false, forwarded: false, reply }).await.ok()?;
     match answer.await.ok()? {
         Response::Status(crate::frame::Json(status)) => Some(*status),
         _ => None,

@@ -93,6 +93,8 @@ pub struct NodeStatus {
     pub watches_refused: u64,
     pub watches_ended: u64,
     pub watch_changes_sent: u64,
+    /// Client requests this node forwarded to the leader (see `baton_node::forward`).
+    pub requests_forwarded: u64,
 }
 
 /// A cluster member's id and the address the node reaching it uses.

@@ -131,7 +131,7 @@ pub async fn run_link(
                     open.add(&certificate, &connection);
                 }
                 restarts.attached(peer, peer_incarnation);
-                state.set_up(true);
+                state.set_up(Some(&connection));
                 backoff.reset();
                 loop {
                     tokio::select! {
@@ -149,7 +149,7 @@ pub async fn run_link(
                         }
                     }
                 }
-                state.set_up(false);
+                state.set_up(None);
                 connection.close(0u32.into(), b"link closed");
                 if frames.is_closed() {
                     return;
@@ -274,6 +274,22 @@ async fn serve_connection(
             if let Some(Frame::Hello { incarnation, .. }) = hello {
                 restarts.observe(from, incarnation);
             }
+            // Further streams on a peer's connection carry its clients' requests, which
+            // it forwards while this node leads (see `crate::forward`).
+            let forwarded = connection.clone();
+            let (forward_inputs, forward_counters) = (inputs.clone(), counters.clone());
+            tokio::spawn(async move {
+                while let Ok((send, receive)) = forwarded.accept_bi().await {
+                    let origin = Origin::Forwarded;
+                    tokio::spawn(serve_requests(
+                        send,
+                        receive,
+                        forward_inputs.clone(),
+                        forward_counters.clone(),
+                        origin,
+                    ));
+                }
+            });
             loop {
                 match read_frame(&mut receive).await {
                     Ok(Some(Frame::Replication { message, entries })) => {
@@ -307,61 +323,80 @@ async fn serve_connection(
                 }
             }
         }
-        Identity::Operator(_) | Identity::Client(_) => loop {
-            let operator = matches!(identity, Identity::Operator(_));
-            let (mut send, mut receive) = match connection.accept_bi().await {
-                Ok(streams) => streams,
-                Err(_) => return Ok(()), // The client went away.
-            };
-            let (inputs, counters) = (inputs.clone(), counters.clone());
-            tokio::spawn(async move {
-                // A client keeps one stream for its requests, one at a time, each
-                // answered in turn; a stream that ends after one request (an older
-                // client) is answered the same way. A request this build does not know
-                // is answered with an error; anything else unreadable ends the stream.
-                loop {
-                    let request = match read_frame(&mut receive).await {
-                        Ok(Some(Frame::Request { request })) => request,
-                        Err(FrameError::UnknownRequest(reason)) => {
-                            counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
-                            let message = format!(
-                                "this node (baton-node {}) does not know that request ({reason}). Fix: upgrade \
-                                 the node, or use the `baton` of its version",
-                                env!("CARGO_PKG_VERSION")
-                            );
-                            let response = Response::Error { code: ErrorCode::Unsupported, message, leader_hint: None };
-                            if write_frame(&mut send, &Frame::Response { response }).await.is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        _ => break,
-                    };
-                    let request = match request {
-                        crate::frame::Request::Watch { prefix, from_index } => {
-                            // A watch keeps the stream to its end.
-                            crate::watch_stream::serve_watch(&mut send, &inputs, prefix, from_index).await;
-                            return;
-                        }
-                        crate::frame::Request::Scan { prefix } => {
-                            if !crate::watch_stream::serve_scan(&mut send, &inputs, prefix).await {
-                                return;
-                            }
-                            continue;
-                        }
-                        request => request,
-                    };
-                    let (reply, answer) = oneshot::channel();
-                    if inputs.send(Input::Client { request, operator, reply }).await.is_err() {
-                        return;
-                    }
-                    let Ok(response) = answer.await else { return };
-                    if write_frame(&mut send, &Frame::Response { response }).await.is_err() {
-                        return;
-                    }
-                }
-                let _ = send.finish();
-            });
-        },
+        Identity::Operator(_) | Identity::Client(_) => {
+            let origin = if matches!(identity, Identity::Operator(_)) { Origin::Operator } else { Origin::Client };
+            loop {
+                let (send, receive) = match connection.accept_bi().await {
+                    Ok(streams) => streams,
+                    Err(_) => return Ok(()), // The client went away.
+                };
+                tokio::spawn(serve_requests(send, receive, inputs.clone(), counters.clone(), origin));
+            }
+        }
     }
+}
+
+/// Who sent the requests on a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    Client,
+    Operator,
+    /// A follower forwarding its clients' requests to this node.
+    Forwarded,
+}
+
+/// Answers the requests on one stream in turn: a client keeps one stream for its
+/// requests, one at a time, each answered in turn; a stream that ends after one request
+/// (an older client) is answered the same way. A request this build does not know is
+/// answered with an error; anything else unreadable ends the stream. A watch keeps the
+/// stream to its end.
+async fn serve_requests(
+    mut send: quinn::SendStream,
+    mut receive: quinn::RecvStream,
+    inputs: mpsc::Sender<Input>,
+    counters: Arc<TransportCounters>,
+    origin: Origin,
+) {
+    loop {
+        let request = match read_frame(&mut receive).await {
+            Ok(Some(Frame::Request { request })) => request,
+            Err(FrameError::UnknownRequest(reason)) => {
+                counters.malformed_frames.fetch_add(1, Ordering::Relaxed);
+                let message = format!(
+                    "this node (baton-node {}) does not know that request ({reason}). Fix: upgrade \
+                     the node, or use the `baton` of its version",
+                    env!("CARGO_PKG_VERSION")
+                );
+                let response = Response::Error { code: ErrorCode::Unsupported, message, leader_hint: None };
+                if write_frame(&mut send, &Frame::Response { response }).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            _ => break,
+        };
+        let request = match request {
+            crate::frame::Request::Watch { prefix, from_index } if origin != Origin::Forwarded => {
+                crate::watch_stream::serve_watch(&mut send, &inputs, prefix, from_index).await;
+                return;
+            }
+            crate::frame::Request::Scan { prefix } if origin != Origin::Forwarded => {
+                if !crate::watch_stream::serve_scan(&mut send, &inputs, prefix).await {
+                    return;
+                }
+                continue;
+            }
+            request => request,
+        };
+        let (reply, answer) = oneshot::channel();
+        let (operator, forwarded) = (origin == Origin::Operator, origin == Origin::Forwarded);
+        if inputs.send(Input::Client { request, operator, forwarded, reply }).await.is_err() {
+            return;
+        }
+        let Ok(response) = answer.await else { return };
+        if write_frame(&mut send, &Frame::Response { response }).await.is_err() {
+            return;
+        }
+    }
+    let _ = send.finish();
 }

@@ -17,6 +17,7 @@ pub mod held;
 pub mod kv;
 pub mod map;
 pub mod reads;
+pub mod route;
 pub mod session;
 pub mod snapshot_sends;
 pub mod watch;
