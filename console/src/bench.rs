@@ -41,6 +41,8 @@ pub struct Options {
     pub profile: Option<crate::confine::DeviceProfile>,
     /// `--via-follower`: every client sends to one follower, which forwards to the leader.
     pub via_follower: bool,
+    /// `--stalled-watchers N`: watches of every key, opened at the leader and never read.
+    pub stalled_watchers: usize,
 }
 
 #[derive(Serialize, Debug)]
@@ -69,6 +71,10 @@ pub struct Report {
     /// With a scenario: from the old leader's last acknowledged write to the new
     /// leader's first (the write unavailability window).
     pub scenario_gap_ms: Option<f64>,
+    /// With `--stalled-watchers`: how many were opened, and how many of them the leader
+    /// ended (their next entry compacted) during the run.
+    pub stalled_watchers: usize,
+    pub stalled_watchers_ended: u64,
     pub floor_fsync_p50_ms: f64,
     pub floor_fsync_p99_ms: f64,
     /// The slowest fsync with three writers at once (see `fsync_floor_concurrent_max`).
@@ -517,6 +523,15 @@ pub async fn run(
         };
         clients.push(client);
     }
+    // Watches of everything that are never read: the leader must not slow down for them.
+    let mut stalled = Vec::new();
+    for _ in 0..options.stalled_watchers {
+        let (mut send, receive) = control.open_stream(leader).await.map_err(|e| e.to_string())?;
+        let request = baton_node::frame::Request::Watch { prefix: Vec::new(), from_index: 1 };
+        let frame = baton_node::frame::Frame::Request { request };
+        baton_node::frame::write_frame(&mut send, &frame).await.map_err(|e| e.to_string())?;
+        stalled.push((send, receive));
+    }
     let costs_before = node_statuses(&mut control, &addrs).await;
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -573,7 +588,13 @@ pub async fn run(
         errors += e;
     }
     let seconds = started.elapsed().as_secs_f64();
-    let cost = cost_between(&costs_before, &node_statuses(&mut control, &addrs).await, latencies.len() as u64);
+    let costs_after = node_statuses(&mut control, &addrs).await;
+    let watches_ended = |statuses: &[(SocketAddr, baton_node::status::NodeStatus)]| {
+        statuses.iter().find(|(addr, _)| *addr == leader).map_or(0, |(_, status)| status.watches_ended)
+    };
+    let stalled_watchers_ended = watches_ended(&costs_after).saturating_sub(watches_ended(&costs_before));
+    drop(stalled);
+    let cost = cost_between(&costs_before, &costs_after, latencies.len() as u64);
     let bootstrap = match (options.scenario.as_deref(), &local) {
         (Some("bootstrap"), Some(local)) => Some(
             bootstrap(local, &mut control, &addrs, leader, options.data_mb, options.value_bytes, options.json).await?,
@@ -610,6 +631,8 @@ pub async fn run(
         longest_gap_ms: longest_gap.as_secs_f64() * 1000.0,
         longest_gap_at_s: longest_gap_at.as_secs_f64(),
         scenario_gap_ms: scenario_gap.map(|gap| gap.as_secs_f64() * 1000.0),
+        stalled_watchers: options.stalled_watchers,
+        stalled_watchers_ended,
         floor_fsync_p50_ms,
         floor_fsync_p99_ms,
         floor_fsync_concurrent_max_ms,
@@ -641,6 +664,12 @@ pub fn print(report: &Report, json: bool) {
         "mode {}  clients {}{shared}  value {} B  {:.1} s{timers}{via}",
         report.mode, report.clients, report.value_bytes, report.seconds
     );
+    if report.stalled_watchers > 0 {
+        println!(
+            "watchers    {} stalled at the leader (never read), {} ended by it during the run",
+            report.stalled_watchers, report.stalled_watchers_ended
+        );
+    }
     if let (Some(profile), Some(confinement)) = (&report.profile, &report.confinement) {
         println!("profile     {profile}: {confinement}");
     }

@@ -40,6 +40,11 @@ struct Args {
     /// it gives up: exit 5 if nothing was applied, 4 if a write may still take effect.
     #[arg(long, global = true, default_value_t = 15.0, value_parser = parse_timeout)]
     timeout: f64,
+    /// Send every request to this node (HOST:PORT, usually the local one), which
+    /// forwards writes and leader reads to the leader: for a machine that can reach
+    /// only its own node.
+    #[arg(long, global = true)]
+    via: Option<NodeAddr>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -160,6 +165,10 @@ enum Command {
         /// leader (node-side routing): measures what the extra hop costs.
         #[arg(long)]
         via_follower: bool,
+        /// Open this many watches of every key at the leader that are never read: writes
+        /// must not slow down for them.
+        #[arg(long, default_value_t = 0)]
+        stalled_watchers: usize,
         /// Heartbeat interval of the local cluster's nodes.
         #[arg(long, default_value_t = 100)]
         heartbeat_ms: u64,
@@ -389,6 +398,7 @@ async fn run(args: Args) -> ExitCode {
             data_mb,
             profile,
             via_follower,
+            stalled_watchers,
         }) => {
             let profile = match profile.as_deref().map(confine::profile_named).transpose() {
                 Ok(profile) => profile,
@@ -407,6 +417,7 @@ async fn run(args: Args) -> ExitCode {
                 data_mb: *data_mb,
                 profile,
                 via_follower: *via_follower,
+                stalled_watchers: *stalled_watchers,
             };
             // Ctrl-C or SIGTERM drops the run, and with it the local cluster: its nodes
             // are killed and its directory deleted (an interrupted bench left both).
@@ -459,6 +470,12 @@ async fn run(args: Args) -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     client.deadline = std::time::Duration::from_secs_f64(args.timeout);
+    if let Some(via) = &args.via {
+        match via.resolve(CLIENT_SOCKET).await {
+            Ok(via) => client = client.forwarding_through(via),
+            Err(error) => return fail(&format!("--via {via}: {error}")),
+        }
+    }
     let outcome: Result<ExitCode, ClientError> = async {
         let Some(command) = args.command else { unreachable!("the console is handled above") };
         match command {

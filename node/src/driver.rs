@@ -470,6 +470,7 @@ impl Driver {
                 self.route_request(request, operator, forwarded, reply)
             }
             Input::Watch { prefix, from_index, sink } => self.open_watch(prefix, from_index, sink),
+            Input::WatchRoom => {} // Every turn ends by moving the watches on.
             Input::Scan { reply } => {
                 let _ = reply.send(ScanView { map: self.kv.map().clone(), applied_index: self.kv.applied_index() });
             }

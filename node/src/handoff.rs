@@ -50,6 +50,9 @@ pub enum Input {
         from_index: u64,
         sink: WatchSink,
     },
+    /// A watch's stream sent everything queued for it: the driver fills the queue again
+    /// (otherwise a watch catching up on an idle node would wait for the next input).
+    WatchRoom,
     /// A client's scan: the map as of the applied index (a clone: O(1)), paged out by
     /// the transport off the driver's loop.
     Scan {
@@ -62,7 +65,7 @@ pub enum Input {
 
 /// Batches of a watch queued for its stream at most; a consumer slower than that falls
 /// behind and catches up from the log (see `baton_host::watch`).
-pub const WATCH_QUEUE_BATCHES: usize = 16;
+pub const WATCH_QUEUE_BATCHES: usize = 4;
 
 /// Where a watch's answers go: its batches, then at most one final answer (why it
 /// ended, or why it was refused), which is sent even when the queue is full.

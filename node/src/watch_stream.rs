@@ -22,6 +22,9 @@ pub async fn serve_watch(send: &mut quinn::SendStream, inputs: &mpsc::Sender<Inp
                 if write_frame(send, &Frame::Response { response }).await.is_err() {
                     return; // The caller went away: dropping the queue tells the driver.
                 }
+                if queued.is_empty() {
+                    let _ = inputs.try_send(Input::WatchRoom); // Dropped if the driver is busy: it turns anyway.
+                }
             }
             // The caller closed its side: nothing more to send.
             _ = send.stopped() => return,

@@ -21,7 +21,7 @@ pub const WATCHERS_MAX: usize = 32;
 /// Changes in one batch at most.
 pub const BATCH_CHANGES_MAX: usize = 256;
 /// Key and value bytes in one batch: a batch is closed once it holds this many.
-pub const BATCH_BYTES_MAX: usize = 256 * 1024;
+pub const BATCH_BYTES_MAX: usize = 64 * 1024;
 /// Log entries one watcher examines per turn at most, so catching up from far back
 /// never holds the node loop for long.
 pub const ENTRIES_PER_TURN_MAX: u64 = 4_096;
