@@ -50,6 +50,8 @@ struct Totals {
     acked_writes: usize,
     client_operations: usize,
     leader_reads: usize,
+    watch_changes: usize,
+    watch_opens: u64,
     leader_terms: u64,
     isolated_ack_window_us: u64,
 }
@@ -60,6 +62,8 @@ impl Totals {
         self.acked_writes += report.acked_writes;
         self.client_operations += report.client_operations;
         self.leader_reads += report.leader_reads;
+        self.watch_changes += report.watch_changes;
+        self.watch_opens += report.watch_opens;
         self.leader_terms += report.leader_terms;
         self.isolated_ack_window_us = self.isolated_ack_window_us.max(report.isolated_ack_window_us);
     }
@@ -144,12 +148,14 @@ pub fn main() {
         print_failure(report);
     }
     println!(
-        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader reads) checked, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
+        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader reads) checked, {} watched changes checked over {} watch opens, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
         started.elapsed().as_secs_f64(),
         failures.len(),
         totals.acked_writes,
         totals.client_operations,
         totals.leader_reads,
+        totals.watch_changes,
+        totals.watch_opens,
         totals.leader_terms,
         totals.isolated_ack_window_us as f64 / 1000.0,
         super::ELECTION_TIMEOUT_US / 1000

@@ -246,6 +246,25 @@ impl History {
         (0..KEYS as u32).map(|key| replay.timelines.get(&key).and_then(|t| t.last()).and_then(|s| s.2)).collect()
     }
 
+    /// The changes the model makes of `applied` (write ids by index, 0 for a no-op):
+    /// (index, key, value) for every write that changed the map — a put or a matching
+    /// compare-and-set always, a delete only of a present key — in index order: what a
+    /// watch of every key from index 1 must report.
+    pub fn model_changes(&self, applied: &[u64]) -> Vec<(u64, u32, Option<u64>)> {
+        let replay = self.replay(applied);
+        let mut changes = Vec::new();
+        for (&key, timeline) in &replay.timelines {
+            for pair in timeline.windows(2) {
+                let (before, after) = (pair[0].2, pair[1]);
+                if after.2.is_some() || before.is_some() {
+                    changes.push((after.0 as u64, key, after.2));
+                }
+            }
+        }
+        changes.sort_unstable();
+        changes
+    }
+
     /// `log`: write ids by index (0 for a no-op). A session's writes follow the
     /// session rules (`baton_host::session`): a number below the session's last is not
     /// applied, the last again is not applied again (a compare-and-set that did not

@@ -3,8 +3,9 @@
 
 pub mod checker;
 pub mod cli;
-mod history;
+pub(crate) mod history;
 mod storage;
+mod watch;
 mod world;
 
 pub use world::{SeedReport, World, ELECTION_TIMEOUT_US, HEARTBEAT_US};

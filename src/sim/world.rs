@@ -5,6 +5,7 @@
 use super::checker::{Checker, SimEntry};
 use super::history::{self, Answer, History, WriteKind};
 use super::storage::{Op, Storage};
+use super::watch::{Consumer, TurnSink};
 use baton_common::rng::Rng;
 use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
 use baton_host::apply::Answer as HostAnswer;
@@ -12,9 +13,10 @@ use baton_host::held::HeldWrites;
 use baton_host::kv::Kv;
 use baton_host::reads::PendingReads;
 use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
+use baton_host::watch::Watchers;
 use baton_host::writes::PendingWrites;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
 pub const HEARTBEAT_US: u64 = 100_000;
 pub const ELECTION_TIMEOUT_US: u64 = 1_000_000;
@@ -135,6 +137,8 @@ struct Node {
     /// The last term in which this node, as leader, committed: its first commit of a
     /// term is a moment for the targeted faults.
     first_commit_term: u64,
+    /// The watches this node serves (`baton_host::watch`, the node's own code).
+    watchers: Watchers,
 }
 
 /// Knobs one seed draws for itself.
@@ -234,6 +238,10 @@ pub struct SeedReport {
     /// Client operations in the linearizability check, and of them `--read leader` reads.
     pub client_operations: usize,
     pub leader_reads: usize,
+    /// Changes the watch consumers got and the checker compared, and how many times a
+    /// consumer opened its watch (again) on a node.
+    pub watch_changes: usize,
+    pub watch_opens: u64,
     pub trace: Vec<String>,
 }
 
@@ -286,6 +294,9 @@ pub struct World {
     trace: Option<Vec<String>>,
     /// With a trace, also every delivered message (`BATON_SIM_MESSAGES=1`).
     trace_messages: bool,
+    /// Consumers of watches (every key, and one key), moving between nodes as the
+    /// client library does (see `super::watch`).
+    consumers: Vec<Consumer>,
 }
 
 impl World {
@@ -334,6 +345,7 @@ impl World {
                 releasing: false,
                 queued_reads: Vec::new(),
                 first_commit_term: 0,
+                watchers: Watchers::new(),
             });
         }
         let weather = Weather {
@@ -377,6 +389,7 @@ impl World {
             leader_terms: 0,
             trace: trace.then(Vec::new),
             trace_messages: trace && std::env::var_os("BATON_SIM_MESSAGES").is_some(),
+            consumers: vec![Consumer::new(b""), Consumer::new(&history::key_bytes(1))],
         };
         for node in 0..world.nodes.len() {
             world.after_input(node);
@@ -458,6 +471,14 @@ impl World {
         for node in 0..self.nodes.len() {
             self.check_state_machine(node);
         }
+        // Async mode may lose acknowledged writes at failover: a watch then saw writes
+        // the final log lacks (they are in the discarded journal), as documented.
+        if self.mode != WriteMode::Async {
+            let expected = self.history.model_changes(&took_effect);
+            if let Some(violation) = super::watch::check(&self.consumers, &expected) {
+                self.checker.violations.push(violation);
+            }
+        }
         SeedReport {
             seed,
             nodes: self.nodes.len() as u8,
@@ -468,6 +489,11 @@ impl World {
             isolated_ack_window_us: self.checker.isolated_ack_window_us,
             client_operations: self.history.operations(),
             leader_reads: self.history.reads(),
+            watch_changes: match self.mode {
+                WriteMode::Async => 0,
+                _ => self.consumers.iter().flat_map(|c| &c.segments).map(|s| s.changes.len()).sum(),
+            },
+            watch_opens: self.consumers.iter().map(|c| c.opens).sum(),
             trace: self.trace.take().unwrap_or_default(),
         }
     }
@@ -617,6 +643,7 @@ impl World {
         self.maybe_compact(node);
         self.serve_reads(node);
         self.release_held_writes(node);
+        self.pump_watches(node);
         let now = self.now_us;
         let n = &mut self.nodes[node];
         let Some(replica) = n.replica.as_ref() else {
@@ -891,6 +918,11 @@ impl World {
                     n.applied.truncate(from_index as usize - 1);
                     n.kv = replayed(&self.payloads, &n.applied);
                     self.checker.on_unapply(id, from_index);
+                    let room = HashSet::new();
+                    let mut sink = TurnSink { room: &room, delivered: Vec::new(), ended: Vec::new() };
+                    self.nodes[node].watchers.on_discarded(from_index, &mut sink);
+                    let incarnation = self.nodes[node].incarnation;
+                    self.route_watch_output(node, incarnation, Vec::new(), sink.ended, 0);
                 }
             }
             _ => {}
@@ -1205,6 +1237,7 @@ impl World {
                     self.note(|| format!("FAULT freeze n{}", victim + 1));
                     self.update_connectivity();
                     self.nodes[victim].frozen = true;
+                    self.detach_watches(victim);
                     let pause = 300_000 + self.rng.below(4_000_000);
                     self.schedule(pause, Kind::Unfreeze(victim));
                 }
@@ -1304,6 +1337,76 @@ impl World {
         n.held_writes = HeldWrites::default();
         n.queued_reads.clear();
         n.memory = n.durable.clone();
+        n.watchers = Watchers::new();
+        self.detach_watches(node);
+    }
+
+    /// Consumers watching `node` (crashed or frozen) give it up, as a client whose node
+    /// went silent does, and will watch again elsewhere from where they were.
+    fn detach_watches(&mut self, node: usize) {
+        for consumer in &mut self.consumers {
+            if let Some((at, _, id)) = consumer.at.filter(|(at, ..)| *at == node) {
+                self.nodes[at].watchers.close(id);
+                consumer.at = None;
+            }
+        }
+    }
+
+    /// The node's turn for its watches (the driver does this at the end of every
+    /// turn): consumers that watch nowhere may open their watch here; the node's
+    /// watchers move on through its applied log into the consumers that have room.
+    fn pump_watches(&mut self, node: usize) {
+        if self.nodes[node].replica.is_none() || self.nodes[node].frozen {
+            return;
+        }
+        let incarnation = self.nodes[node].incarnation;
+        let applied = self.nodes[node].kv.applied_index();
+        for c in 0..self.consumers.len() {
+            if self.consumers[c].at.is_none() && self.rng.below(4) == 0 {
+                let (prefix, from) = (self.consumers[c].prefix.clone(), self.consumers[c].next_index());
+                if let Ok(id) = self.nodes[node].watchers.open(prefix, from, applied) {
+                    self.consumers[c].at = Some((node, incarnation, id));
+                    self.consumers[c].opens += 1;
+                }
+            }
+        }
+        let here: Vec<u64> =
+            self.consumers.iter().filter_map(|c| c.at.filter(|(at, ..)| *at == node).map(|(_, _, id)| id)).collect();
+        let room: HashSet<u64> = here.into_iter().filter(|_| self.rng.below(4) != 0).collect();
+        let mut sink = TurnSink { room: &room, delivered: Vec::new(), ended: Vec::new() };
+        let Node { watchers, memory, kv, .. } = &mut self.nodes[node];
+        let payloads = &self.payloads;
+        let log = |index: u64| {
+            let entry = memory.entry(index)?;
+            Some((entry.term, payloads.get(&entry.write_id).cloned().unwrap_or_default()))
+        };
+        watchers.pump(self.now_us, applied, 1, kv.changed(), &log, &mut sink);
+        self.route_watch_output(node, incarnation, sink.delivered, sink.ended, applied);
+    }
+
+    /// Hands what a node's watchers produced to the consumers watching there.
+    fn route_watch_output(
+        &mut self,
+        node: usize,
+        incarnation: u64,
+        delivered: Vec<(u64, baton_host::watch::Batch)>,
+        ended: Vec<(u64, baton_host::watch::End)>,
+        applied: u64,
+    ) {
+        let consumer_of = |consumers: &mut Vec<Consumer>, id: u64| {
+            consumers.iter_mut().position(|c| c.at == Some((node, incarnation, id)))
+        };
+        for (id, batch) in delivered {
+            if let Some(c) = consumer_of(&mut self.consumers, id) {
+                self.consumers[c].take(batch);
+            }
+        }
+        for (id, end) in ended {
+            if let Some(c) = consumer_of(&mut self.consumers, id) {
+                self.note(|| format!("n{} ends watch {id}: {end:?}", node + 1));
+                self.consumers[c].ended(end, applied + 1);
+            }
+        }
     }
 
     /// The node's state machine holds what the model makes of the entries it applied.
