@@ -213,8 +213,22 @@ impl Watchers {
                 ended.push((id, End::Compacted { next_index: watcher.next_index, oldest_index }));
                 continue;
             }
-            if watcher.next_index > applied_index + 1 || !sink.has_room(id) {
-                continue; // Not applied here yet (a lagging node, a rebuild), or no room.
+            if !sink.has_room(id) {
+                continue;
+            }
+            if watcher.next_index > applied_index + 1 {
+                // Not applied here yet (a lagging node, a rebuild, a start ahead): say
+                // so now and then, so the consumer knows the node is alive.
+                let progress_due =
+                    watcher.last_batch_at_us.is_none_or(|at| now_us.saturating_sub(at) >= PROGRESS_INTERVAL_US);
+                if progress_due {
+                    watcher.last_batch_at_us = Some(now_us);
+                    let mark = Batch { changes: Vec::new(), through_index: watcher.next_index - 1 };
+                    if !sink.deliver(id, mark) {
+                        gone.push(id);
+                    }
+                }
+                continue;
             }
             let Some(batch) = next_batch(watcher, applied_index, changed, log) else {
                 ended.push((id, End::Compacted { next_index: watcher.next_index, oldest_index: applied_index + 1 }));
@@ -411,6 +425,8 @@ mod tests {
         }
         let late = watchers.open(Vec::new(), 10, 5).unwrap();
         watchers.pump(0, 5, 1, node.kv.changed(), &node.entry(), &mut sink);
+        let mark = Batch { changes: vec![], through_index: 9 };
+        assert_eq!(sink.got[&late], [mark], "a watch from ahead hears the node is alive");
         watchers.on_discarded(4, &mut sink);
         assert_eq!(sink.ended.get(&early), Some(&End::Discarded { from_index: 4 }));
         assert_eq!(sink.ended.get(&late), None, "it saw nothing yet");
