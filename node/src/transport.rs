@@ -68,16 +68,24 @@ impl Restarts {
     }
 
     /// Records `peer`'s incarnation from its hello. One that differs from the last hello,
-    /// or from the run our link is attached to, means it restarted: the link restarts.
-    /// The same one again (a reconnect) changes nothing, so links never ping-pong.
+    /// or from the run our link is attached to, means it restarted: the link restarts
+    /// (a link dialing or waiting to dial again dials at once). So does a first hello
+    /// while our link has never been up. The same one again (a reconnect) changes
+    /// nothing, so links never ping-pong.
     fn observe(&self, peer: NodeId, incarnation: u64) {
         let mut seen = self.seen.lock().expect("never poisoned");
         let runs = seen.entry(peer).or_default();
         let restarted = [runs.last_hello, runs.attached].into_iter().flatten().any(|known| known != incarnation);
+        // Never attached: our link is still dialing (its first packets may have gone
+        // out before the peer listened, and QUIC retransmits them only after a second or
+        // more), and the peer's hello says it listens now.
+        let never_attached = runs.attached.is_none();
         runs.last_hello = Some(incarnation);
         drop(seen);
         if restarted {
             tracing::info!(%peer, "peer restarted: reconnecting to it");
+        }
+        if restarted || never_attached {
             if let Some(link) = self.links.get(&peer) {
                 link.notify_one();
             }
@@ -116,13 +124,20 @@ pub async fn run_link(
     let mut backoff = crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-        let attempt = match addr.resolve(local).await {
-            Ok(resolved) => {
-                let mut config = client_config.borrow().clone();
-                config.transport_config(link_transport.clone());
-                connect(&endpoint, &config, resolved, &name, membership.my_name()).await
+        let dial = async {
+            let resolved = addr.resolve(local).await?;
+            let mut config = client_config.borrow().clone();
+            config.transport_config(link_transport.clone());
+            connect(&endpoint, &config, resolved, &name, membership.my_name()).await
+        };
+        // A dial to a dead peer waits out QUIC's handshake retransmissions (seconds):
+        // once the peer's own hello says it runs again, dial it afresh at once.
+        let attempt = tokio::select! {
+            attempt = dial => attempt,
+            () = restarted.notified() => {
+                backoff.reset();
+                continue;
             }
-            Err(error) => Err(error),
         };
         match attempt {
             Ok((connection, mut send, peer_incarnation)) => {
@@ -159,7 +174,10 @@ pub async fn run_link(
         }
         // Frames queued while down are stale; the core resends what matters.
         while frames.try_recv().is_ok() {}
-        tokio::time::sleep(backoff.next_pause()).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff.next_pause()) => {}
+            () = restarted.notified() => backoff.reset(), // It runs again: dial now.
+        }
     }
 }
 
