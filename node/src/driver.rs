@@ -134,6 +134,8 @@ pub struct Driver {
     watch_turn_due: bool,
     /// Client requests this node forwarded to the leader, since it started.
     requests_forwarded: u64,
+    /// The index the state machine is to be applied through (see `apply_some`).
+    apply_target: u64,
 }
 
 /// Where the watchers' batches go: each watch's queue to its stream.
@@ -173,6 +175,13 @@ impl Sink for WatchQueues<'_> {
         let _ = sink.end.send(Response::WatchEnded { end });
     }
 }
+
+/// Committed entries applied per turn of the loop at most: a node that restarts with a
+/// long log (hundreds of thousands of entries after its snapshot) applies it over many
+/// turns, answering its leader between them, instead of being silent for the second or
+/// two the whole log takes (a restarted node was out of the replication stream for as
+/// long).
+const APPLY_ENTRIES_PER_TURN_MAX: u64 = 2_048;
 
 /// Leadership changes kept per node.
 const HISTORY_ENTRIES_MAX: usize = 1_000;
@@ -244,6 +253,7 @@ impl Driver {
             watch_sinks: HashMap::new(),
             watch_turn_due: false,
             requests_forwarded: 0,
+            apply_target: 0,
         }
     }
 
@@ -362,7 +372,10 @@ impl Driver {
                     self.replica.handle_timeout(now);
                     self.pump(None);
                 }
-                () = std::future::ready(()), if self.watch_turn_due => {}
+                // More to do (entries to apply, watches to move on): turn again, after
+                // letting the transport's tasks run (on this one thread, a loop that never
+                // waits would starve them: a node that replays a long log went silent).
+                () = tokio::task::yield_now(), if self.watch_turn_due || self.apply_due() => {}
                 _ = housekeeping.tick() => {
                     self.expire_requests();
                     self.maybe_compact();
@@ -375,6 +388,7 @@ impl Driver {
             self.release_held_writes();
             self.pump(None);
             self.maybe_start_sync();
+            self.apply_some();
             self.pump_watchers();
             if let Some(deadline) = self.handover_deadline {
                 if self.replica.role() != Role::Leader {
@@ -577,8 +591,8 @@ impl Driver {
                     if !self.rebuild_kv() {
                         return;
                     }
-                    let commit = self.replica.commit_index().min(from_index - 1);
-                    self.apply_through(commit);
+                    self.apply_target = self.replica.commit_index().min(from_index - 1);
+                    self.apply_some();
                 }
             }
             Output::AppendReceived { seq, first_index, last_index, term } => {
@@ -940,15 +954,29 @@ impl Driver {
         }
     }
 
+    /// Applies the log through `commit_index`, [`APPLY_ENTRIES_PER_TURN_MAX`] entries
+    /// now and the rest in the turns that follow.
     fn apply_through(&mut self, commit_index: u64) {
+        self.apply_target = self.apply_target.max(commit_index);
+        self.apply_some();
+    }
+
+    /// Whether committed entries wait to be applied (the loop turns again at once).
+    fn apply_due(&self) -> bool {
+        self.kv.applied_index() < self.apply_target && self.fatal.is_none()
+    }
+
+    fn apply_some(&mut self) {
         if self.fatal.is_some() {
             return;
         }
         let is_leader = self.replica.role() == Role::Leader;
-        while self.kv.applied_index() < commit_index {
+        let end = self.apply_target.min(self.kv.applied_index() + APPLY_ENTRIES_PER_TURN_MAX);
+        while self.kv.applied_index() < end {
             let index = self.kv.applied_index() + 1;
             let Some((term, payload)) = self.entry(index) else {
                 tracing::error!(index, "a committed entry is missing from the log");
+                self.apply_target = self.kv.applied_index(); // Until the next commit.
                 return;
             };
             let (applied, answered) = baton_host::apply::apply_entry(
