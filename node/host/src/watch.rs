@@ -120,6 +120,13 @@ struct Watcher {
     last_batch_at_us: Option<u64>,
 }
 
+impl Watcher {
+    /// Whether it should hear from the node now even with nothing to report.
+    fn progress_due(&self, now_us: u64) -> bool {
+        self.last_batch_at_us.is_none_or(|at| now_us.saturating_sub(at) >= PROGRESS_INTERVAL_US)
+    }
+}
+
 /// What the node's watchers have done since it started.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
@@ -219,9 +226,7 @@ impl Watchers {
             if watcher.next_index > applied_index + 1 {
                 // Not applied here yet (a lagging node, a rebuild, a start ahead): say
                 // so now and then, so the consumer knows the node is alive.
-                let progress_due =
-                    watcher.last_batch_at_us.is_none_or(|at| now_us.saturating_sub(at) >= PROGRESS_INTERVAL_US);
-                if progress_due {
+                if watcher.progress_due(now_us) {
                     watcher.last_batch_at_us = Some(now_us);
                     let mark = Batch { changes: Vec::new(), through_index: watcher.next_index - 1 };
                     if !sink.deliver(id, mark) {
@@ -235,8 +240,7 @@ impl Watchers {
                 continue;
             };
             let advanced = batch.through_index + 1 > watcher.next_index;
-            let progress_due =
-                watcher.last_batch_at_us.is_none_or(|at| now_us.saturating_sub(at) >= PROGRESS_INTERVAL_US);
+            let progress_due = watcher.progress_due(now_us);
             watcher.next_index = batch.through_index + 1;
             if batch.changes.is_empty() && !(progress_due && (advanced || watcher.next_index == applied_index + 1)) {
                 continue; // Nothing to say yet.
