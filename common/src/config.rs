@@ -7,9 +7,10 @@ use crate::limits::{ELECTION_WINDOW_DIVISOR, LEASE_DRIFT_DIVISOR, NODES_MAX, PRI
 use crate::mode::{ModeError, WriteMode};
 use crate::types::{Micros, NodeId};
 use heapless::Vec;
+use serde::{Deserialize, Serialize};
 
 /// One member of the cluster.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Member {
     pub id: NodeId,
     /// 0 means never leader; higher wins an election tie.
@@ -34,7 +35,9 @@ impl Member {
 pub struct Config {
     /// This node.
     pub id: NodeId,
-    /// Every member, this node included, in any order.
+    /// Every member, this node included, in any order: the membership the cluster was
+    /// formed with. Once running, the replica keeps this as the membership in effect
+    /// (the newest in its log, see [`crate::membership`]).
     pub members: Vec<Member, NODES_MAX>,
     pub mode: WriteMode,
     /// How often the leader sends heartbeats.
@@ -124,8 +127,11 @@ impl Config {
         self.members.iter().find(|m| m.id == id)
     }
 
-    pub fn me(&self) -> &Member {
-        self.member(self.id).expect("validated: self is a member")
+    /// This node as the current membership has it: a node that was removed (or is not
+    /// yet added) is a learner with priority 0, which never campaigns and counts for
+    /// nothing.
+    pub fn me(&self) -> Member {
+        self.member(self.id).copied().unwrap_or(Member { id: self.id, priority: 0, voter: false })
     }
 
     /// The shortest randomised election timeout. No follower campaigns, and no voter

@@ -35,6 +35,7 @@ pub mod config;
 pub mod failover;
 pub mod limits;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod mode;
 pub mod output;
@@ -46,6 +47,7 @@ pub mod types;
 pub use config::{Config, ConfigError, Member};
 pub use failover::{estimate_failover_loss, FailoverEstimate};
 pub use log::LogTerms;
+pub use membership::{Change, ChangeError, Membership, MembershipLog};
 pub use message::{
     AppendOutcome, AppendRequest, AppendResponse, ElectionCause, Message, TimeoutNow, VoteRequest, VoteResponse,
     VoteVerdict, WireError,
@@ -56,5 +58,5 @@ pub use output::{
     TransferOutcome,
 };
 pub use progress::ReplicationState;
-pub use replica::{PeerStatus, Recovered, Replica, Role, Status};
+pub use replica::{MembershipProposal, PeerStatus, Recovered, Replica, Role, Status};
 pub use types::{HardState, LogIndex, Micros, NodeId, Position, Term};

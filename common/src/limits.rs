@@ -42,6 +42,11 @@ pub const MESSAGE_BYTES_MAX: usize = 128;
 /// the largest entries, each with its own small framing.
 pub const FRAME_BYTES_MAX: usize = MESSAGE_BYTES_MAX + BATCH_ENTRIES_MAX * (ENTRY_BYTES_MAX + 16);
 
+/// Most memberships a replica remembers: the one at its snapshot or commit point and the
+/// uncommitted ones after it in its log. One change is in flight at a time, so a log
+/// rarely holds more than two past its commit point.
+pub const MEMBERSHIPS_KEPT_MAX: usize = 8;
+
 /// The highest priority a node can have. Priority 0 means "never leader".
 pub const PRIORITY_MAX: u8 = 100;
 
@@ -62,4 +67,5 @@ const _: () = assert!(PERSIST_PENDING_MAX >= 2);
 const _: () = assert!(OUTPUTS_MAX >= NODES_MAX * (INFLIGHT_BATCHES_MAX + 2));
 const _: () = assert!(FRAME_BYTES_MAX <= 2 * 1024 * 1024, "frames must stay small for edge links");
 const _: () = assert!(LEASE_DRIFT_DIVISOR >= 2);
+const _: () = assert!(MEMBERSHIPS_KEPT_MAX >= 4);
 const _: () = assert!(ELECTION_WINDOW_DIVISOR >= 2);

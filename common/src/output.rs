@@ -174,6 +174,25 @@ pub enum Refusal {
     LeaderReachable {
         last_contact_age_us: Micros,
     },
+    /// Membership: the leader has not yet committed an entry of its own term (it was
+    /// just elected); retry shortly.
+    TermNotCommitted,
+    /// Membership: the change at `index` is not committed yet; one at a time.
+    ChangeInFlight {
+        index: LogIndex,
+    },
+    /// Membership: the change does not fit the current membership.
+    Change(crate::membership::ChangeError),
+    /// Membership: the leader cannot remove itself; move leadership first.
+    RemovesLeader,
+    /// Membership: after the change only `live` voters could be reached, and writes need
+    /// `need`.
+    NoLiveQuorum {
+        live: u8,
+        need: u8,
+    },
+    /// The term table is full until the log is compacted.
+    LogFull,
 }
 
 /// The verdict of a switchover check: the target it would use, or every reason not to.
@@ -211,4 +230,6 @@ pub struct Counters {
     pub outputs_dropped: u64,
     pub elections_started: u64,
     pub leader_terms: u64,
+    /// Uncommitted memberships a follower had to forget (more in its log than it keeps).
+    pub memberships_forgotten: u64,
 }

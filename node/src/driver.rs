@@ -493,7 +493,16 @@ impl Driver {
             Input::SnapshotReceived { received, result } => match result {
                 Ok(snapshot) => {
                     self.received = Some(snapshot);
-                    self.replica.handle_snapshot_received(now, received.from, received.term, received.snapshot);
+                    // Membership is fixed at start on a node (live changes are not wired
+                    // into the node yet): a snapshot carries the membership in effect.
+                    let membership = self.replica.memberships().current().clone();
+                    self.replica.handle_snapshot_received(
+                        now,
+                        received.from,
+                        received.term,
+                        received.snapshot,
+                        membership,
+                    );
                     self.pump(None);
                     if self.received.take().is_some() {
                         // The core did not need it (this log already holds it).
@@ -1281,6 +1290,16 @@ impl Driver {
                 "the leader was heard from {:.0} ms ago; use a switchover to move a live leader",
                 *last_contact_age_us as f64 / 1000.0
             ),
+            Refusal::TermNotCommitted => "the leader has not yet committed an entry of its term; retry shortly".into(),
+            Refusal::ChangeInFlight { index } => {
+                format!("the membership change at index {index} is not committed yet; one change at a time")
+            }
+            Refusal::Change(error) => format!("the change does not fit the membership: {error:?}"),
+            Refusal::RemovesLeader => "the leader cannot remove itself; move leadership first".into(),
+            Refusal::NoLiveQuorum { live, need } => {
+                format!("only {live} voters would be reachable and writes need {need}, so writes would stop")
+            }
+            Refusal::LogFull => "the log's term table is full until it is compacted".into(),
         }
     }
 

@@ -115,7 +115,7 @@ pub async fn run(settings: Settings) -> Result<(), Stop> {
     };
     config.validate().map_err(|e| format!("invalid cluster settings: {e:?}"))?;
     let started = Instant::now();
-    let replica = Replica::new(config, Recovered { hard_state: recovered_hard_state, log }, 0);
+    let replica = Replica::new(config, Recovered { hard_state: recovered_hard_state, log, memberships: None }, 0);
 
     let (input_sender, inputs) = mpsc::channel(INPUT_QUEUE);
     if let Some(addr) = settings.metrics {

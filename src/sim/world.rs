@@ -617,7 +617,10 @@ impl World {
             }
             Payload::Snapshot { term, position, entries } => {
                 self.nodes[node].staged_snapshot = Some((position, entries));
-                self.nodes[node].replica.as_mut().expect("alive").handle_snapshot_received(now, from, term, position);
+                // The simulated cluster keeps its membership: the snapshot carries it.
+                let replica = self.nodes[node].replica.as_mut().expect("alive");
+                let membership = replica.memberships().current().clone();
+                replica.handle_snapshot_received(now, from, term, position, membership);
                 self.after_input(node);
             }
         }
@@ -1439,7 +1442,7 @@ impl World {
         self.note(|| format!("RESTART n{}", node + 1));
         let now = self.now_us;
         let n = &mut self.nodes[node];
-        let recovered = Recovered { hard_state: n.durable.hard, log: n.durable.log_terms() };
+        let recovered = Recovered { hard_state: n.durable.hard, log: n.durable.log_terms(), memberships: None };
         n.replica = Some(Replica::new(n.config.clone(), recovered, now));
         n.memory = n.durable.clone();
         n.applied = n.durable.snapshot_entries.clone();

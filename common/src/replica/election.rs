@@ -52,7 +52,7 @@ impl Replica {
     /// [`crate::estimate_failover_loss`] for what it would lose).
     pub fn handle_campaign(&mut self, now: Micros, dry_run: bool) -> Result<(), Refusal> {
         self.observe_now(now);
-        let me = *self.config.me();
+        let me = self.config.me();
         let result = if !me.voter {
             Err(Refusal::NotAVoter)
         } else if me.priority == 0 {
@@ -245,10 +245,14 @@ impl Replica {
         if self.campaign_seq.is_some() {
             return;
         }
+        // Only the votes of voters in this node's membership count: a learner, or a
+        // node that was removed, may answer but decides nothing.
         let voters = self.config.voters();
         let needed = self.config.mode.election_quorum(voters);
-        let granted = self.votes.iter().filter(|(_, v)| *v == VoteVerdict::Granted).count() as u8;
-        let refused = self.votes.len() as u8 - granted;
+        let is_voter = |id: NodeId| self.config.member(id).is_some_and(|m| m.voter);
+        let counted = self.votes.iter().filter(|(id, _)| is_voter(*id));
+        let granted = counted.clone().filter(|(_, v)| *v == VoteVerdict::Granted).count() as u8;
+        let refused = counted.count() as u8 - granted;
         if granted >= needed {
             match self.role {
                 // Voting for itself is a vote like any other: not while a leader's lease
@@ -292,13 +296,13 @@ impl Replica {
         self.set_timer(Timer::Election, None);
         let next_index = self.log.last_index() + 1;
         self.peers.clear();
-        for index in 0..self.config.members.len() {
-            let member = self.config.members[index];
-            if member.id == self.config.id {
+        for id in self.quorum_member_ids() {
+            if id == self.config.id {
                 continue;
             }
-            let mut progress = Progress::new(member.id, member.voter, next_index);
-            if self.votes.iter().any(|(voter, v)| *voter == member.id && *v == VoteVerdict::Granted) {
+            let voter = self.config.member(id).is_some_and(|m| m.voter);
+            let mut progress = Progress::new(id, voter, next_index);
+            if self.votes.iter().any(|(voter, v)| *voter == id && *v == VoteVerdict::Granted) {
                 // A voter that granted this vote promised, from when the request went
                 // out, not to vote for anyone else for a minimum election timeout.
                 progress.lease_ack_sent_at_us = Some(self.campaign_sent_at_us);

@@ -178,9 +178,17 @@ impl Replica {
     /// The host received a whole snapshot at `snapshot` from `from`, a leader in `term`.
     /// The core decides whether to install it; the answer to the leader follows once the
     /// install is durable.
-    pub fn handle_snapshot_received(&mut self, now: Micros, from: NodeId, term: Term, snapshot: Position) {
+    /// `membership` is the one the snapshot carries (in effect at its last entry).
+    pub fn handle_snapshot_received(
+        &mut self,
+        now: Micros,
+        from: NodeId,
+        term: Term,
+        snapshot: Position,
+        membership: crate::membership::Membership,
+    ) {
         self.observe_now(now);
-        if self.config.member(from).is_none() || from == self.config.id {
+        if !self.knows_node(from) || from == self.config.id {
             self.counters.messages_from_unknown_nodes += 1;
             return;
         }
@@ -200,6 +208,7 @@ impl Replica {
         } else {
             if self.log.matches(snapshot) {
                 self.log.compact_to(snapshot);
+                self.memberships.compact_to(snapshot.index);
             } else {
                 if self.config.mode == WriteMode::Async {
                     // Entries of the snapshot's own term at or below it are in it (one
@@ -217,6 +226,8 @@ impl Replica {
                 // one; the rest counts as durable once the install is.
                 let floor = self.log.snapshot().index;
                 self.log = crate::log::LogTerms::new(snapshot);
+                self.memberships = crate::membership::MembershipLog::new(snapshot.index, membership);
+                self.adopt_current_membership();
                 self.durable_index = self.durable_index.min(floor);
                 for pending in self.pending_persists.iter_mut() {
                     pending.last_index = pending.last_index.min(floor);
@@ -240,6 +251,7 @@ impl Replica {
         assert!(snapshot.index <= self.compactable_index(), "snapshot beyond the compactable index");
         assert!(self.log.matches(snapshot) || snapshot.index <= self.log.snapshot().index);
         self.log.compact_to(snapshot);
+        self.memberships.compact_to(snapshot.index);
         self.assert_invariants();
     }
 }

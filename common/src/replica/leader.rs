@@ -32,8 +32,7 @@ impl Replica {
         if self.transfer.is_some() {
             return Err(ProposeError::TransferInProgress);
         }
-        let need = self.config.mode.write_quorum(self.config.voters());
-        let have = self.in_sync_voters();
+        let (have, need) = self.in_sync_shortfall();
         if have < need {
             return Err(ProposeError::NotEnoughInSync { have, need });
         }
@@ -48,15 +47,21 @@ impl Replica {
     /// Whether `handle_propose` would take a write now: this node leads, no switchover
     /// is under way, and enough voters are in sync (a full term table aside).
     pub fn accepts_writes(&self) -> bool {
-        self.role == Role::Leader
-            && self.transfer.is_none()
-            && self.in_sync_voters() >= self.config.mode.write_quorum(self.config.voters())
+        let (have, need) = self.in_sync_shortfall();
+        self.role == Role::Leader && self.transfer.is_none() && have >= need
     }
 
-    /// Voters in sync, the leader included.
-    fn in_sync_voters(&self) -> u8 {
-        let leader = u8::from(self.config.me().voter);
-        leader + self.peers.iter().filter(|p| p.voter && p.in_sync).count() as u8
+    /// Voters in sync (the leader included) and the write quorum, in the voter set where
+    /// the margin is smallest (two sets while a membership change is in flight).
+    fn in_sync_shortfall(&self) -> (u8, u8) {
+        let (_, have, need) = self.lowest_over_quorum_sets(|membership, mode| {
+            let me = u8::from(membership.is_voter(self.config.id));
+            let peers = self.peers.iter().filter(|p| membership.is_voter(p.id) && p.in_sync).count() as u8;
+            let need = mode.write_quorum(membership.voters());
+            let have = me + peers;
+            (i16::from(have) - i16::from(need), have, need)
+        });
+        (have, need)
     }
 
     /// A linearizable read may be served at the returned commit index once the state
@@ -87,12 +92,16 @@ impl Replica {
     /// voter acknowledged (`L` = the lease quorum; the leader's own is now). Only
     /// acknowledgements of requests sent at or after `floor` count.
     fn lease_until_since(&self, floor: Micros) -> Micros {
-        let needed = usize::from(self.config.mode.lease_quorum(self.config.voters()));
+        self.lowest_over_quorum_sets(|membership, _| self.lease_until_in(membership, floor))
+    }
+
+    fn lease_until_in(&self, membership: &crate::membership::Membership, floor: Micros) -> Micros {
+        let needed = usize::from(self.config.mode.lease_quorum(membership.voters()));
         let mut sent: Vec<Micros, NODES_MAX> = Vec::new();
-        if self.config.me().voter {
+        if membership.is_voter(self.config.id) {
             let _ = sent.push(self.now_us);
         }
-        for peer in self.peers.iter().filter(|p| p.voter) {
+        for peer in self.peers.iter().filter(|p| membership.is_voter(p.id)) {
             if let Some(at) = peer.lease_ack_sent_at_us.filter(|at| *at >= floor) {
                 let _ = sent.push(at);
             }
@@ -125,24 +134,16 @@ impl Replica {
         if self.role != Role::Leader || !self.may_acknowledge() {
             return;
         }
-        let mut matches: Vec<LogIndex, NODES_MAX> = Vec::new();
-        if self.config.me().voter {
-            let _ = matches.push(self.durable_index);
-        }
-        for peer in self.peers.iter().filter(|p| p.voter) {
-            let _ = matches.push(peer.match_index);
-        }
-        let voters = self.config.voters();
-        matches.sort_unstable_by(|a, b| b.cmp(a));
         let term = self.hard.term;
         let current_term = |replica: &Replica, index: LogIndex| replica.log.term_at(index) == Some(term);
-        let candidate = matches[usize::from(self.config.mode.write_quorum(voters)) - 1];
+        let candidate = self.lowest_over_quorum_sets(|m, mode| self.quorum_match(m, mode.write_quorum(m.voters())));
         if candidate > self.commit_index && current_term(self, candidate) {
             self.commit_index = candidate;
             self.push(Output::Commit { commit_index: candidate });
+            self.prune_departed_peers();
         }
         if self.config.mode == WriteMode::Async {
-            let majority = matches[usize::from(crate::mode::majority(voters)) - 1];
+            let majority = self.lowest_over_quorum_sets(|m, _| self.quorum_match(m, crate::mode::majority(m.voters())));
             if majority > self.safe_index && current_term(self, majority) {
                 self.safe_index = majority;
             }
@@ -150,6 +151,20 @@ impl Replica {
             self.safe_index = self.commit_index;
         }
         self.maybe_send_timeout_now();
+    }
+
+    /// The highest index that `copies` voters of `membership` (the leader's own durable
+    /// log included) hold.
+    fn quorum_match(&self, membership: &crate::membership::Membership, copies: u8) -> LogIndex {
+        let mut matches: Vec<LogIndex, NODES_MAX> = Vec::new();
+        if membership.is_voter(self.config.id) {
+            let _ = matches.push(self.durable_index);
+        }
+        for peer in self.peers.iter().filter(|p| membership.is_voter(p.id)) {
+            let _ = matches.push(peer.match_index);
+        }
+        matches.sort_unstable_by(|a, b| b.cmp(a));
+        matches.get(usize::from(copies).max(1) - 1).copied().unwrap_or(0)
     }
 
     // ----- sending -----

@@ -28,11 +28,15 @@
 mod election;
 mod follower;
 mod leader;
+mod membership;
 mod switchover;
+
+pub use membership::MembershipProposal;
 
 use crate::config::Config;
 use crate::limits::{NODES_MAX, OUTPUTS_MAX, PERSIST_PENDING_MAX};
 use crate::log::LogTerms;
+use crate::membership::{Membership, MembershipLog};
 use crate::message::{ElectionCause, Message, VoteResponse, VoteVerdict};
 use crate::output::{Counters, Event, Output, PersistSeq, StepDownReason, TransferOutcome};
 use crate::progress::{Progress, ReplicationState};
@@ -71,12 +75,15 @@ pub struct Recovered {
     pub hard_state: HardState,
     /// The snapshot point and the terms of every entry after it (all durable).
     pub log: LogTerms,
+    /// The membership at the snapshot and every membership entry in the log after it,
+    /// in order (`None`: the one the config was formed with, at index 0).
+    pub memberships: Option<MembershipLog>,
 }
 
 impl Recovered {
     /// A brand-new node: no state, no log.
     pub fn empty() -> Self {
-        Recovered { hard_state: HardState::default(), log: LogTerms::new(Position::ZERO) }
+        Recovered { hard_state: HardState::default(), log: LogTerms::new(Position::ZERO), memberships: None }
     }
 }
 
@@ -134,7 +141,9 @@ pub struct PeerStatus {
 
 #[derive(Debug)]
 pub struct Replica {
+    /// Its `members` are always the membership in effect: `memberships.current()`.
     config: Config,
+    memberships: MembershipLog,
     rng: Rng,
     hard: HardState,
     log: LogTerms,
@@ -189,9 +198,12 @@ pub struct Replica {
 impl Replica {
     /// Starts a replica as a follower. It neither campaigns nor votes for a minimum
     /// election timeout, since it cannot know whether a leader is alive.
-    pub fn new(config: Config, recovered: Recovered, now: Micros) -> Self {
+    pub fn new(mut config: Config, recovered: Recovered, now: Micros) -> Self {
         config.validate().expect("the host validates the config first");
         let log = recovered.log;
+        let memberships =
+            recovered.memberships.unwrap_or_else(|| MembershipLog::new(0, Membership::new(config.members.clone())));
+        config.members = memberships.current().members.clone();
         let mut hard = recovered.hard_state;
         // The current term is never below the last log term. A data directory restored
         // from a backup holds a snapshot from another cluster's term and no hard state:
@@ -234,6 +246,7 @@ impl Replica {
             counters: Counters::default(),
             now_us: now,
             config,
+            memberships,
         };
         replica.reset_election_timer();
         replica.assert_invariants();
@@ -350,6 +363,9 @@ impl Replica {
             pending.last_index = pending.last_index.min(last);
         }
         self.verified_index = self.verified_index.min(last);
+        if self.memberships.truncate_from(from_index) {
+            self.adopt_current_membership();
+        }
         let seq = self.next_persist_seq();
         self.push(Output::TruncateLog { seq, from_index });
     }
@@ -384,11 +400,11 @@ impl Replica {
 
     // ----- inputs from peers -----
 
-    /// A message from `from` arrived. Messages from nodes outside the config are counted
-    /// and dropped.
+    /// A message from `from` arrived. Messages from nodes outside the membership (never
+    /// added, or removed) are counted and dropped.
     pub fn handle_message(&mut self, now: Micros, from: NodeId, message: Message) {
         self.observe_now(now);
-        if from == self.config.id || self.config.member(from).is_none() {
+        if from == self.config.id || !self.knows_node(from) {
             self.counters.messages_from_unknown_nodes += 1;
             return;
         }
@@ -568,7 +584,15 @@ impl Replica {
             Role::Leader => {
                 assert_eq!(self.leader, Some(self.config.id));
                 assert_eq!(self.hard.voted_for, Some(self.config.id));
-                assert!(self.peers.len() + 1 == self.config.members.len());
+                let ids = self.quorum_member_ids();
+                for id in ids.iter().filter(|id| **id != self.config.id) {
+                    assert!(self.peers.iter().any(|p| p.id == *id), "no follower state for member {id}");
+                }
+                for peer in &self.peers {
+                    assert!(ids.contains(&peer.id), "follower state for {} outside the membership", peer.id);
+                    assert_eq!(peer.voter, self.config.member(peer.id).is_some_and(|m| m.voter));
+                }
+                assert!(self.config.member(self.config.id).is_some(), "a leader is a member");
                 for peer in &self.peers {
                     assert!(peer.match_index <= last, "match {} beyond last {}", peer.match_index, last);
                     assert!(peer.next_index >= 1 && peer.next_index <= last + 1);
@@ -583,6 +607,8 @@ impl Replica {
         if self.role != Role::Leader {
             assert!(self.transfer.is_none());
         }
+        assert_eq!(self.config.members, self.memberships.current().members);
+        assert!(self.memberships.current_index() <= last);
     }
 }
 
@@ -590,5 +616,7 @@ impl Replica {
 pub const REPLICA_BYTES_MAX: usize = 32 * 1024;
 const _: () = assert!(Replica::STATE_BYTES <= REPLICA_BYTES_MAX);
 
+#[cfg(test)]
+mod membership_tests;
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ fn config(id: NodeId, mode: WriteMode) -> Config {
     config
 }
 
-fn drain(replica: &mut Replica) -> StdVec<Output> {
+pub(super) fn drain(replica: &mut Replica) -> StdVec<Output> {
     core::iter::from_fn(|| replica.poll_output()).collect()
 }
 
@@ -40,7 +40,7 @@ fn last_persist_seq(outputs: &[Output]) -> Option<PersistSeq> {
     })
 }
 
-fn heartbeat(term: Term, prev: Position, commit: LogIndex, sent_at_us: Micros) -> AppendRequest {
+pub(super) fn heartbeat(term: Term, prev: Position, commit: LogIndex, sent_at_us: Micros) -> AppendRequest {
     AppendRequest {
         term,
         prev,
@@ -55,7 +55,7 @@ fn heartbeat(term: Term, prev: Position, commit: LogIndex, sent_at_us: Micros) -
 
 /// Makes `N1` leader of a 3-node cluster at term 1 with every write durable at once, and
 /// both followers caught up. Returns the leader and the time.
-fn elected_leader(mode: WriteMode) -> (Replica, Micros) {
+pub(super) fn elected_leader(mode: WriteMode) -> (Replica, Micros) {
     let mut leader = Replica::new(config(N1, mode), Recovered::empty(), 0);
     let mut now = 2_000 * MS;
     leader.handle_timeout(now);
@@ -87,7 +87,7 @@ fn elected_leader(mode: WriteMode) -> (Replica, Micros) {
     (leader, now)
 }
 
-fn ack(leader: &mut Replica, now: Micros, from: NodeId, match_index: LogIndex) {
+pub(super) fn ack(leader: &mut Replica, now: Micros, from: NodeId, match_index: LogIndex) {
     let response = AppendResponse {
         term: leader.term(),
         outcome: AppendOutcome::Accepted { match_index },
@@ -208,7 +208,8 @@ fn conflicting_suffix_is_hinted_then_truncated() {
     let mut log = LogTerms::new(Position::ZERO);
     log.append(1, 2).unwrap();
     log.append(2, 3).unwrap(); // indices 3..=5 of term 2 that the new leader never had
-    let recovered = Recovered { hard_state: HardState { term: 2, voted_for: None, paused: false }, log };
+    let recovered =
+        Recovered { hard_state: HardState { term: 2, voted_for: None, paused: false }, log, memberships: None };
     let mut follower = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
     // The leader of term 3 probes at (3, 5): mismatch, hint = start of the term-2 run.
     follower.handle_message(MS, N1, Message::AppendRequest(heartbeat(3, Position::new(3, 5), 0, 1)));
@@ -240,7 +241,8 @@ fn async_truncation_reports_discarded() {
     let mut log = LogTerms::new(Position::ZERO);
     log.append(1, 2).unwrap();
     log.append(2, 3).unwrap();
-    let recovered = Recovered { hard_state: HardState { term: 2, voted_for: Some(N2), paused: false }, log };
+    let recovered =
+        Recovered { hard_state: HardState { term: 2, voted_for: Some(N2), paused: false }, log, memberships: None };
     let mut follower = Replica::new(config(N2, WriteMode::Async), recovered, 0);
     let request = AppendRequest { entry_count: 1, ..heartbeat(3, Position::new(1, 2), 0, 2) };
     follower.handle_message(MS, N1, Message::AppendRequest(request));
@@ -259,7 +261,7 @@ fn priority_zero_and_pause_prevent_campaigns() {
     assert_eq!(never.handle_campaign(MS, false), Err(Refusal::PriorityZero));
 
     let paused = HardState { term: 1, voted_for: None, paused: true };
-    let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO) };
+    let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO), memberships: None };
     let mut follower = Replica::new(super::tests::config(N3, WriteMode::Quorum), recovered, 0);
     follower.handle_timeout(10_000 * MS);
     assert_eq!(follower.role(), Role::Follower, "paused: no campaign");
@@ -401,7 +403,7 @@ fn manual_failover_refused_while_leader_is_alive() {
 #[test]
 fn local_resume_clears_the_pause() {
     let paused = HardState { term: 1, voted_for: None, paused: true };
-    let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO) };
+    let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO), memberships: None };
     let mut follower = Replica::new(config(N3, WriteMode::Quorum), recovered, 0);
     follower.handle_timeout(10_000 * MS);
     assert_eq!(follower.role(), Role::Follower);
@@ -440,7 +442,8 @@ fn local_resume_refused_while_the_leader_is_alive() {
 fn new_leader_learns_follower_match_from_first_heartbeat() {
     let mut log = LogTerms::new(Position::ZERO);
     log.append(1, 2_000).unwrap(); // More than `max_lag_entries` behind a match of 0.
-    let recovered = Recovered { hard_state: HardState { term: 1, voted_for: None, paused: false }, log };
+    let recovered =
+        Recovered { hard_state: HardState { term: 1, voted_for: None, paused: false }, log, memberships: None };
     let mut candidate = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
     let now = 10_000 * MS;
     candidate.handle_campaign(now, false).unwrap();
@@ -494,7 +497,8 @@ fn new_leader_learns_follower_match_from_first_heartbeat() {
 #[test]
 fn restored_snapshot_term_raises_the_current_term() {
     let log = LogTerms::new(Position { index: 500, term: 7 });
-    let recovered = Recovered { hard_state: HardState { term: 0, voted_for: Some(N3), paused: true }, log };
+    let recovered =
+        Recovered { hard_state: HardState { term: 0, voted_for: Some(N3), paused: true }, log, memberships: None };
     let mut candidate = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
     assert_eq!(candidate.hard_state(), HardState { term: 7, voted_for: None, paused: true });
     candidate.handle_campaign(10_000 * MS, false).unwrap();

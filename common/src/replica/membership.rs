@@ -1,0 +1,216 @@
+//! Membership changes in the core: a leader proposing one, a follower recording one it
+//! appended, and which members a leader's quorums are counted over while one is in
+//! flight. The rules are in [`crate::membership`].
+
+use super::{Replica, Role};
+use crate::limits::NODES_MAX;
+use crate::membership::{Change, Membership};
+use crate::mode::WriteMode;
+use crate::output::{Proposal, Refusal, Refused};
+use crate::progress::Progress;
+use crate::types::{LogIndex, Micros, NodeId};
+use heapless::Vec;
+
+/// A membership change the core accepted (or, on a dry run, would accept).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipProposal {
+    /// Where the host stores the change's entry and when it is durable (`None`: dry run).
+    pub proposal: Option<Proposal>,
+    /// The membership once the change is in the log.
+    pub membership: Membership,
+    /// Copies that acknowledge a write, and votes that win an election, once it is.
+    pub write_quorum: u8,
+    pub election_quorum: u8,
+}
+
+impl Replica {
+    /// Proposes one single-node change. On success the host stores an entry carrying the
+    /// returned membership at `proposal.position` (with whatever else it needs, such as
+    /// addresses); the change is in effect at once and done once committed. With
+    /// `dry_run`, only says whether it would be accepted and what the quorums would be.
+    pub fn handle_propose_membership(
+        &mut self,
+        now: Micros,
+        change: Change,
+        dry_run: bool,
+    ) -> Result<MembershipProposal, Refused> {
+        self.observe_now(now);
+        let membership = self.check_membership_change(change)?;
+        let voters = membership.voters();
+        let mut accepted = MembershipProposal {
+            proposal: None,
+            write_quorum: self.config.mode.write_quorum(voters),
+            election_quorum: self.config.mode.election_quorum(voters),
+            membership,
+        };
+        if !dry_run {
+            self.log.append(self.hard.term, 1).expect("checked by would_overflow");
+            let seq = self.next_persist_seq();
+            let position = self.log.last_position();
+            accepted.proposal = Some(Proposal { position, seq });
+            self.record_membership(position.index, accepted.membership.clone());
+        }
+        self.assert_invariants();
+        Ok(accepted)
+    }
+
+    fn check_membership_change(&self, change: Change) -> Result<Membership, Refused> {
+        let target = Some(change.node());
+        let refuse = |reason| Err(Refused::one(target, reason));
+        if self.role != Role::Leader {
+            return refuse(Refusal::NotLeader { leader_hint: self.leader });
+        }
+        if let Some(transfer) = self.transfer {
+            return refuse(Refusal::TransferInProgress { target: transfer.target });
+        }
+        if self.commit_index < self.term_start_index {
+            return refuse(Refusal::TermNotCommitted);
+        }
+        if self.membership_change_pending() {
+            return refuse(Refusal::ChangeInFlight { index: self.memberships.current_index() });
+        }
+        if let Change::Remove { id } = change {
+            if id == self.config.id {
+                return refuse(Refusal::RemovesLeader);
+            }
+        }
+        let next = match self.memberships.current().apply(change, self.config.mode) {
+            Ok(next) => next,
+            Err(error) => return refuse(Refusal::Change(error)),
+        };
+        let window = self.config.election_timeout_us;
+        if let Change::Promote { id } = change {
+            let Some(peer) = self.peers.iter().find(|p| p.id == id) else {
+                return refuse(Refusal::Unreachable { last_contact_age_us: None });
+            };
+            if !peer.reachable(self.now_us, window) {
+                return refuse(Refusal::Unreachable { last_contact_age_us: peer.last_ack_age_us(self.now_us) });
+            }
+            let behind_entries = self.log.last_index().saturating_sub(peer.match_index);
+            if !peer.in_sync || behind_entries > self.config.max_lag_entries {
+                return refuse(Refusal::Lagging { behind_entries });
+            }
+        }
+        if matches!(change, Change::Promote { .. } | Change::Remove { .. }) {
+            // The new voters must be able to take writes at once: a change that stops
+            // writes is the operator's mistake to be told about, not made.
+            let me = u8::from(next.is_voter(self.config.id));
+            let live = self.peers.iter().filter(|p| next.is_voter(p.id) && p.reachable(self.now_us, window)).count();
+            let live = me + live as u8;
+            let need = self.config.mode.write_quorum(next.voters());
+            if live < need {
+                return refuse(Refusal::NoLiveQuorum { live, need });
+            }
+        }
+        if self.log.would_overflow(self.hard.term) {
+            return refuse(Refusal::LogFull);
+        }
+        Ok(next)
+    }
+
+    /// The host appended, from a leader's append request, an entry at `index` that
+    /// carries `membership`. Call it right after the `Output::AppendReceived` that covers
+    /// the entry, before any other input: the membership is in effect from then on.
+    pub fn handle_membership_appended(&mut self, now: Micros, index: LogIndex, membership: Membership) {
+        self.observe_now(now);
+        let in_log = index > self.log.snapshot().index && index <= self.log.last_index();
+        if !in_log || index <= self.memberships.current_index() || self.role == Role::Leader {
+            self.counters.stale_messages += 1;
+            return;
+        }
+        self.record_membership(index, membership);
+        self.assert_invariants();
+    }
+
+    /// The memberships this node knows: the one in effect is `current()`.
+    pub fn memberships(&self) -> &crate::membership::MembershipLog {
+        &self.memberships
+    }
+
+    /// Whether the newest membership change in the log is not committed yet.
+    pub fn membership_change_pending(&self) -> bool {
+        self.memberships.current_index() > self.commit_index
+    }
+
+    fn record_membership(&mut self, index: LogIndex, membership: Membership) {
+        if !self.memberships.push(index, membership, self.commit_index) {
+            self.counters.memberships_forgotten += 1;
+        }
+        self.adopt_current_membership();
+    }
+
+    /// Makes the newest membership in the log the one in effect: the config's members,
+    /// the leader's followers, and whether this node may campaign.
+    pub(super) fn adopt_current_membership(&mut self) {
+        let was_eligible = self.config.me().eligible();
+        self.config.members = self.memberships.current().members.clone();
+        if self.role == Role::Leader {
+            let next_index = self.log.last_index().max(1);
+            for id in self.quorum_member_ids() {
+                let voter = self.config.member(id).is_some_and(|m| m.voter);
+                match self.peers.iter_mut().find(|p| p.id == id) {
+                    Some(peer) => peer.voter = voter,
+                    None if id != self.config.id => {
+                        let _ = self.peers.push(Progress::new(id, voter, next_index));
+                    }
+                    None => {}
+                }
+            }
+            self.prune_departed_peers();
+        } else if was_eligible != self.config.me().eligible() {
+            // A node that was removed stops campaigning; a promoted one may start.
+            self.reset_election_timer();
+        }
+    }
+
+    /// Leader: once the newest change committed, stops replicating to the members it
+    /// removed (they had until then to receive it).
+    pub(super) fn prune_departed_peers(&mut self) {
+        if self.membership_change_pending() {
+            return;
+        }
+        let current = self.memberships.current();
+        self.peers.retain(|p| current.member(p.id).is_some());
+    }
+
+    /// Every member a leader keeps followers for: the current members and, while a
+    /// change is uncommitted, the previous ones.
+    pub(super) fn quorum_member_ids(&self) -> Vec<NodeId, NODES_MAX> {
+        let mut ids: Vec<NodeId, NODES_MAX> = self.memberships.current().members.iter().map(|m| m.id).collect();
+        if let Some(previous) = self.pending_previous_membership() {
+            for member in &previous.members {
+                if !ids.contains(&member.id) {
+                    let _ = ids.push(member.id);
+                }
+            }
+        }
+        ids
+    }
+
+    /// While a change is uncommitted, the membership before it: a leader's quorums must
+    /// hold in it as well as in the current one.
+    pub(super) fn pending_previous_membership(&self) -> Option<&Membership> {
+        if self.membership_change_pending() {
+            self.memberships.previous()
+        } else {
+            None
+        }
+    }
+
+    /// Whether messages from `id` count: a current member, a member of the previous
+    /// membership while a change is in flight, or a follower this leader still feeds.
+    pub(super) fn knows_node(&self, id: NodeId) -> bool {
+        self.config.member(id).is_some()
+            || self.pending_previous_membership().is_some_and(|m| m.member(id).is_some())
+            || self.peers.iter().any(|p| p.id == id)
+    }
+
+    /// The lowest of `value` over the voter sets a leader's quorums must hold in.
+    pub(super) fn lowest_over_quorum_sets<T: Ord>(&self, value: impl Fn(&Membership, WriteMode) -> T) -> T {
+        let current = value(self.memberships.current(), self.config.mode);
+        match self.pending_previous_membership() {
+            Some(previous) => current.min(value(previous, self.config.mode)),
+            None => current,
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Focused tests of membership changes in the core: the one-at-a-time rule, learners,
+//! promotion, removal, both quorums while a change is in flight, and followers adopting
+//! a membership on append and dropping it on truncation.
+
+use super::tests::{ack, drain, elected_leader, heartbeat};
+use super::*;
+use crate::membership::{Change, ChangeError};
+use crate::message::AppendRequest;
+use crate::output::{Refusal, Refused};
+use crate::{Member, WriteMode};
+
+const N1: NodeId = NodeId(1);
+const N2: NodeId = NodeId(2);
+const N3: NodeId = NodeId(3);
+const N4: NodeId = NodeId(4);
+const MS: Micros = 1_000;
+
+fn propose(leader: &mut Replica, now: Micros, change: Change) -> Result<LogIndex, Refused> {
+    let accepted = leader.handle_propose_membership(now, change, false)?;
+    let proposal = accepted.proposal.expect("not a dry run");
+    leader.handle_persisted(now, proposal.seq);
+    drain(leader);
+    Ok(proposal.position.index)
+}
+
+fn write(leader: &mut Replica, now: Micros) -> LogIndex {
+    let proposal = leader.handle_propose(now).expect("takes writes");
+    leader.handle_persisted(now, proposal.seq);
+    drain(leader);
+    proposal.position.index
+}
+
+fn first_reason(result: Result<LogIndex, Refused>) -> Refusal {
+    result.expect_err("refused").reasons[0]
+}
+
+/// Rule: a leader appends a change only once an entry of its term committed, one change
+/// at a time; an added node is a learner that counts toward no quorum.
+#[test]
+fn one_change_at_a_time_and_learners_count_for_nothing() {
+    let (mut leader, now) = elected_leader(WriteMode::Quorum);
+    assert_eq!(leader.commit_index(), 1, "the no-op of its term committed");
+    let index = propose(&mut leader, now, Change::AddLearner { id: N4, priority: 1 }).unwrap();
+    assert!(leader.membership_change_pending());
+    assert_eq!(leader.config().member(N4), Some(&Member { id: N4, priority: 1, voter: false }));
+    assert_eq!(first_reason(propose(&mut leader, now, Change::Remove { id: N3 })), Refusal::ChangeInFlight { index });
+    // N2 alone with the leader is a majority of the three voters; N4 is not needed.
+    ack(&mut leader, now + MS, N2, index);
+    assert_eq!(leader.commit_index(), index);
+    assert!(!leader.membership_change_pending());
+    let next = write(&mut leader, now + 2 * MS);
+    ack(&mut leader, now + 3 * MS, N2, next);
+    assert_eq!(leader.commit_index(), next, "a learner counts toward nothing");
+}
+
+/// Rule: a learner is promoted only once it is reachable and caught up; while the
+/// promotion is uncommitted the leader commits only with a quorum of the old voters and
+/// one of the new (here sync:2: {N1, N4} is a write quorum of the new four voters but
+/// not of the old three).
+#[test]
+fn while_a_change_is_in_flight_both_quorums_count() {
+    let (mut leader, now) = elected_leader(WriteMode::Sync(2));
+    let added = propose(&mut leader, now, Change::AddLearner { id: N4, priority: 1 }).unwrap();
+    ack(&mut leader, now + MS, N2, added);
+    assert_eq!(leader.commit_index(), added);
+    assert!(matches!(
+        first_reason(propose(&mut leader, now + MS, Change::Promote { id: N4 })),
+        Refusal::Unreachable { .. }
+    ));
+    ack(&mut leader, now + 2 * MS, N4, added);
+    leader.handle_timeout(now + 100 * MS);
+    drain(&mut leader);
+    let promoted = propose(&mut leader, now + 100 * MS, Change::Promote { id: N4 }).unwrap();
+    assert_eq!(leader.config().voters(), 4);
+    ack(&mut leader, now + 101 * MS, N4, promoted);
+    assert_eq!(leader.commit_index(), added, "the new quorum alone does not commit the change");
+    ack(&mut leader, now + 102 * MS, N3, promoted);
+    assert_eq!(leader.commit_index(), promoted);
+    let next = write(&mut leader, now + 103 * MS);
+    ack(&mut leader, now + 104 * MS, N4, next);
+    assert_eq!(leader.commit_index(), next, "once committed, the new quorums alone");
+}
+
+/// Rule: a leader does not remove itself, nor a voter whose loss leaves too few
+/// reachable voters for writes; a removed id is never accepted again and its messages
+/// are dropped once the removal committed.
+#[test]
+fn removals_are_refused_with_reasons_and_removed_ids_stay_out() {
+    let (mut leader, now) = elected_leader(WriteMode::Quorum);
+    assert_eq!(first_reason(propose(&mut leader, now, Change::Remove { id: N1 })), Refusal::RemovesLeader);
+    // N3 falls silent for longer than an election timeout while N2 keeps answering.
+    let mut later = now;
+    for _ in 0..15 {
+        later += 100 * MS;
+        ack(&mut leader, later, N2, 1);
+        leader.handle_timeout(later);
+        drain(&mut leader);
+    }
+    assert_eq!(leader.role(), Role::Leader);
+    assert_eq!(
+        first_reason(propose(&mut leader, later, Change::Remove { id: N2 })),
+        Refusal::NoLiveQuorum { live: 1, need: 2 }
+    );
+    let dry = leader.handle_propose_membership(later, Change::Remove { id: N3 }, true).unwrap();
+    assert_eq!((dry.proposal, dry.write_quorum, dry.membership.voters()), (None, 2, 2));
+    let removed = propose(&mut leader, later, Change::Remove { id: N3 }).unwrap();
+    assert_eq!(leader.peer_statuses().count(), 2, "N3 still gets the entry that removes it");
+    ack(&mut leader, later + MS, N2, removed);
+    assert_eq!(leader.commit_index(), removed);
+    assert_eq!(leader.peer_statuses().count(), 1, "then it is dropped");
+    let before = leader.counters().messages_from_unknown_nodes;
+    ack(&mut leader, later + 2 * MS, N3, removed);
+    assert_eq!(leader.counters().messages_from_unknown_nodes, before + 1);
+    assert_eq!(
+        first_reason(propose(&mut leader, later + 3 * MS, Change::AddLearner { id: N3, priority: 1 })),
+        Refusal::Change(ChangeError::Removed)
+    );
+}
+
+/// Rule: a follower adopts a membership when its entry is appended, a truncation takes
+/// it back, and a node the membership no longer holds never campaigns.
+#[test]
+fn followers_adopt_on_append_revert_on_truncation_and_removed_nodes_stay_quiet() {
+    let config = Config::new(N3, &[N1, N2, N3]).unwrap();
+    let mut follower = Replica::new(config, Recovered::empty(), 0);
+    let request = AppendRequest { entry_count: 2, ..heartbeat(1, Position::ZERO, 0, 10) };
+    follower.handle_message(MS, N1, Message::AppendRequest(request));
+    drain(&mut follower);
+    let without_n3 = follower.memberships().current().apply(Change::Remove { id: N3 }, WriteMode::Quorum).unwrap();
+    follower.handle_membership_appended(MS, 2, without_n3.clone());
+    drain(&mut follower);
+    assert_eq!(follower.memberships().current(), &without_n3);
+    assert_eq!(follower.poll_timeout(), None, "a removed node has no election timer");
+    // A leader of term 2 has another entry at index 2: the removal is taken back.
+    let request =
+        AppendRequest { term: 2, entries_term: 2, entry_count: 1, ..heartbeat(2, Position::new(1, 1), 0, 20) };
+    follower.handle_message(2 * MS, N2, Message::AppendRequest(request));
+    drain(&mut follower);
+    assert!(follower.config().member(N3).is_some());
+    assert!(follower.poll_timeout().is_some(), "a member again: it may campaign");
+}
