@@ -75,6 +75,12 @@ pub enum ChangeError {
     TooManyMembers,
     PriorityTooHigh,
     NoVoterLeft,
+    /// Fewer voters could lead (priority above 0) than an election needs votes: if the
+    /// priority-0 voters held the longest logs, no node could ever be elected.
+    TooFewEligibleVoters {
+        eligible: u8,
+        election_quorum: u8,
+    },
     /// The write mode would not fit the new number of voters.
     Mode(ModeError),
 }
@@ -144,6 +150,11 @@ impl Membership {
             return Err(ChangeError::NoVoterLeft);
         }
         mode.validate(next.voters()).map_err(ChangeError::Mode)?;
+        let eligible = next.members.iter().filter(|m| m.eligible()).count() as u8;
+        let election_quorum = mode.election_quorum(next.voters());
+        if eligible < election_quorum {
+            return Err(ChangeError::TooFewEligibleVoters { eligible, election_quorum });
+        }
         Ok(next)
     }
 

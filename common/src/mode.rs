@@ -95,6 +95,12 @@ impl WriteMode {
         }
     }
 
+    /// Copies of a write among `voters` such that every election quorum there holds
+    /// one: `voters - E + 1`, at most the write quorum.
+    pub fn election_overlap(self, voters: u8) -> u8 {
+        voters - self.election_quorum(voters) + 1
+    }
+
     /// Voters, the leader included, whose recent acknowledgements keep the leader's
     /// lease: `N - E + 1`. Fewer than that can no longer stop another election.
     pub fn lease_quorum(self, voters: u8) -> u8 {

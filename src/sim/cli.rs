@@ -31,6 +31,9 @@ struct Args {
     /// Write mode: async, sync:W, quorum or all (default: cycle by seed).
     #[arg(long, value_parser = parse_mode)]
     mode: Option<WriteMode>,
+    /// Membership churn: `on` in every seed, `off` in none (default: half the seeds).
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["on", "off"]))]
+    churn: Option<String>,
     /// Replay exactly this seed and print its trace.
     #[arg(long)]
     seed: Option<u64>,
@@ -52,6 +55,8 @@ struct Totals {
     leader_reads: usize,
     watch_changes: usize,
     watch_opens: u64,
+    churn_seeds: u64,
+    membership_changes: usize,
     leader_terms: u64,
     isolated_ack_window_us: u64,
 }
@@ -64,6 +69,8 @@ impl Totals {
         self.leader_reads += report.leader_reads;
         self.watch_changes += report.watch_changes;
         self.watch_opens += report.watch_opens;
+        self.churn_seeds += u64::from(report.churn);
+        self.membership_changes += report.membership_changes;
         self.leader_terms += report.leader_terms;
         self.isolated_ack_window_us = self.isolated_ack_window_us.max(report.isolated_ack_window_us);
     }
@@ -88,15 +95,17 @@ fn print_failure(report: &SeedReport) {
 pub fn main() {
     let args = Args::parse();
     let nodes = args.nodes.as_deref().map(|n| n.parse::<u8>().expect("3 or 5"));
+    let churn = args.churn.as_deref().map(|c| c == "on");
     if let Some(seed) = args.seed {
-        let report = run_seed(seed, nodes, args.mode, true);
+        let report = run_seed(seed, nodes, args.mode, churn, true);
         for line in &report.trace {
             println!("{line}");
         }
         println!(
-            "seed {seed}: {} nodes, {}, {} leader terms, {} acknowledged writes, isolated-leader ack window {:.1} ms",
+            "seed {seed}: {} nodes, {}, {} membership changes, {} leader terms, {} acknowledged writes, isolated-leader ack window {:.1} ms",
             report.nodes,
             report.mode,
+            report.membership_changes,
             report.leader_terms,
             report.acked_writes,
             report.isolated_ack_window_us as f64 / 1000.0
@@ -124,7 +133,7 @@ pub fn main() {
                 if seed >= end.load(Ordering::Relaxed) {
                     break;
                 }
-                let report = run_seed(seed, nodes, args.mode, false);
+                let report = run_seed(seed, nodes, args.mode, churn, false);
                 totals.lock().expect("no worker panics while holding it").add(&report);
                 if !report.violations.is_empty() {
                     if args.stop_at_first {
@@ -148,7 +157,7 @@ pub fn main() {
         print_failure(report);
     }
     println!(
-        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader reads) checked, {} watched changes checked over {} watch opens, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
+        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader reads) checked, {} watched changes checked over {} watch opens, {} membership changes in {} seeds with churn, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
         started.elapsed().as_secs_f64(),
         failures.len(),
         totals.acked_writes,
@@ -156,6 +165,8 @@ pub fn main() {
         totals.leader_reads,
         totals.watch_changes,
         totals.watch_opens,
+        totals.membership_changes,
+        totals.churn_seeds,
         totals.leader_terms,
         totals.isolated_ack_window_us as f64 / 1000.0,
         super::ELECTION_TIMEOUT_US / 1000

@@ -277,7 +277,7 @@ impl History {
         // Per session: its last number and whether it took effect.
         let mut sessions: HashMap<u32, (u64, bool)> = HashMap::new();
         for (position, &write_id) in log.iter().enumerate() {
-            if write_id == 0 {
+            if write_id == 0 || super::membership::is_membership_write(write_id) {
                 continue;
             }
             let write = self.writes.get(&write_id).expect("only invoked writes are applied");

@@ -4,6 +4,7 @@
 pub mod checker;
 pub mod cli;
 pub(crate) mod history;
+pub mod membership;
 mod storage;
 mod watch;
 mod world;
@@ -22,13 +23,15 @@ pub fn modes_for(nodes: u8) -> Vec<WriteMode> {
 }
 
 /// One seed: the cluster shape and mode come from the seed unless fixed.
-pub fn run_seed(seed: u64, nodes: Option<u8>, mode: Option<WriteMode>, trace: bool) -> SeedReport {
+/// `churn`: whether an operator changes the membership (default: half the seeds).
+pub fn run_seed(seed: u64, nodes: Option<u8>, mode: Option<WriteMode>, churn: Option<bool>, trace: bool) -> SeedReport {
     let nodes = nodes.unwrap_or(if seed.is_multiple_of(2) { 3 } else { 5 });
     let modes = modes_for(nodes);
     let mode = mode.unwrap_or(modes[(seed / 2 % modes.len() as u64) as usize]);
     let safety_us = 12_000_000;
     let liveness_us = 20_000_000;
-    let run = std::panic::catch_unwind(|| World::new(seed, nodes, mode, safety_us, liveness_us, trace).run(seed));
+    let run =
+        std::panic::catch_unwind(|| World::new(seed, nodes, mode, churn, safety_us, liveness_us, trace).run(seed));
     run.unwrap_or_else(|_| {
         let text = LAST_PANIC.with(|last| last.borrow_mut().take()).unwrap_or_default();
         SeedReport {

@@ -4,10 +4,15 @@
 
 use super::checker::{Checker, SimEntry};
 use super::history::{self, Answer, History, WriteKind};
+use super::membership::{is_membership_write, MembershipChecker, QuorumFacts, MEMBERSHIP_WRITE_ID_BASE};
 use super::storage::{Op, Storage};
 use super::watch::{Consumer, TurnSink};
+use baton_common::limits::NODES_MAX;
 use baton_common::rng::Rng;
-use baton_common::{Config, Event, Member, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode};
+use baton_common::{
+    Change, Config, Event, Member, Membership, MembershipLog, Message, NodeId, Output, Position, Recovered, Replica,
+    Role, WriteMode,
+};
 use baton_host::apply::Answer as HostAnswer;
 use baton_host::held::HeldWrites;
 use baton_host::kv::Kv;
@@ -25,6 +30,15 @@ const EVENTS_MAX: u64 = 5_000_000;
 
 /// The host compacts its log once it holds this many entries past the snapshot.
 const COMPACT_ENTRIES: usize = 60;
+
+/// Slots for nodes an operator adds during a seed with membership churn (each added
+/// node takes the next id; a removed one never comes back).
+const SPARE_SLOTS: usize = 3;
+/// An operator's membership changes come this often, at least and at most.
+const CHURN_GAP_MIN_US: u64 = 200_000;
+const CHURN_GAP_MAX_US: u64 = 1_500_000;
+/// An added node is started within this of its addition (before or after it).
+const JOIN_DELAY_MAX_US: u64 = 1_500_000;
 
 #[derive(Clone, Debug)]
 enum Payload {
@@ -73,6 +87,12 @@ enum Kind {
     Unfreeze(usize),
     Heal,
     Liveness,
+    /// An operator changes the membership (see `World::operator_membership`).
+    Membership,
+    /// A node the operator added starts, empty, knowing only the first membership.
+    Join(usize),
+    /// A node whose removal committed is shut down for good (if it has by then).
+    Decommission(usize),
 }
 
 struct Scheduled {
@@ -100,6 +120,9 @@ impl Ord for Scheduled {
 
 struct Node {
     id: NodeId,
+    /// Whether the node's process exists: a spare slot not yet joined, or a node
+    /// decommissioned after its removal, has none (and is never restarted).
+    started: bool,
     config: Config,
     replica: Option<Replica>,
     incarnation: u64,
@@ -242,6 +265,9 @@ pub struct SeedReport {
     /// consumer opened its watch (again) on a node.
     pub watch_changes: usize,
     pub watch_opens: u64,
+    /// Whether an operator changed the membership, and how many changes were applied.
+    pub churn: bool,
+    pub membership_changes: usize,
     pub trace: Vec<String>,
 }
 
@@ -297,10 +323,26 @@ pub struct World {
     /// Consumers of watches (every key, and one key), moving between nodes as the
     /// client library does (see `super::watch`).
     consumers: Vec<Consumer>,
+    /// Whether an operator changes the membership during this seed.
+    churn: bool,
+    /// The membership the cluster was formed with (every node starts knowing it).
+    initial_membership: Membership,
+    /// The membership each membership entry carries, by its write id.
+    memberships: HashMap<u64, Membership>,
+    next_membership_write_id: u64,
+    membership_checker: MembershipChecker,
 }
 
 impl World {
-    pub fn new(seed: u64, nodes: u8, mode: WriteMode, safety_us: u64, liveness_us: u64, trace: bool) -> World {
+    pub fn new(
+        seed: u64,
+        nodes: u8,
+        mode: WriteMode,
+        churn: Option<bool>,
+        safety_us: u64,
+        liveness_us: u64,
+        trace: bool,
+    ) -> World {
         let mut rng = Rng::new(seed ^ 0x5EED_BA70);
         let ids: Vec<NodeId> = (1..=nodes).map(NodeId).collect();
         let mut members = heapless::Vec::new();
@@ -309,44 +351,9 @@ impl World {
             let _ = members.push(Member::voter(*id, priority));
         }
         let mut world_nodes = Vec::new();
+        let initial_membership = Membership::new(members.clone());
         for id in &ids {
-            let config = Config {
-                id: *id,
-                members: members.clone(),
-                mode,
-                heartbeat_interval_us: HEARTBEAT_US,
-                election_timeout_us: ELECTION_TIMEOUT_US,
-                max_lag_entries: 50 + rng.below(200),
-                snapshot_timeout_us: 3 * ELECTION_TIMEOUT_US,
-                seed: seed.wrapping_mul(31).wrapping_add(u64::from(id.0)),
-            };
-            config.validate().expect("simulator configs are valid");
-            let replica = Replica::new(config.clone(), Recovered::empty(), 0);
-            world_nodes.push(Node {
-                id: *id,
-                config,
-                replica: Some(replica),
-                incarnation: 0,
-                memory: Storage::default(),
-                durable: Storage::default(),
-                pending_ops: VecDeque::new(),
-                fsync_scheduled: false,
-                applied: Vec::new(),
-                kv: Kv::default(),
-                timer_at: None,
-                frozen: false,
-                inbox: Vec::new(),
-                pending_writes: PendingWrites::default(),
-                staged_snapshot: None,
-                pending_reads: PendingReads::default(),
-                snapshot_sends: SnapshotSends::default(),
-                queued_writes: Vec::new(),
-                held_writes: HeldWrites::default(),
-                releasing: false,
-                queued_reads: Vec::new(),
-                first_commit_term: 0,
-                watchers: Watchers::new(),
-            });
+            world_nodes.push(new_node(*id, &members, mode, seed, &mut rng));
         }
         let weather = Weather {
             drop_per_mille: rng.below(150),
@@ -359,6 +366,22 @@ impl World {
             slow_fsync_per_mille: rng.below(100),
             written_back_per_mille: rng.below(700),
         };
+        // Half the seeds change the membership as they go; they have spare slots for
+        // the nodes the operator adds.
+        let churn = churn.unwrap_or(rng.below(2) == 0);
+        let spares = if churn { SPARE_SLOTS.min(NODES_MAX - ids.len()) } else { 0 };
+        for spare in 1..=spares as u8 {
+            let id = NodeId(nodes + spare);
+            // A node started to join knows the cluster's first membership and itself
+            // as a learner to be (the core takes the membership from its storage).
+            let mut known = members.clone();
+            let _ = known.push(Member { id, priority: 0, voter: false });
+            let mut node = new_node(id, &known, mode, seed, &mut rng);
+            node.started = false;
+            node.replica = None;
+            world_nodes.push(node);
+        }
+        let slots = world_nodes.len();
         let mut world = World {
             now_us: 0,
             order: 0,
@@ -366,9 +389,9 @@ impl World {
             rng,
             nodes: world_nodes,
             mode,
-            blocked: vec![vec![false; nodes as usize]; nodes as usize],
-            link_up_at_us: vec![vec![0; nodes as usize]; nodes as usize],
-            link_generation: vec![vec![(0, true); nodes as usize]; nodes as usize],
+            blocked: vec![vec![false; slots]; slots],
+            link_up_at_us: vec![vec![0; slots]; slots],
+            link_generation: vec![vec![(0, true); slots]; slots],
             snapshot_sent: HashMap::new(),
             weather,
             next_write_id: 1,
@@ -390,6 +413,11 @@ impl World {
             trace: trace.then(Vec::new),
             trace_messages: trace && std::env::var_os("BATON_SIM_MESSAGES").is_some(),
             consumers: vec![Consumer::new(b""), Consumer::new(&history::key_bytes(1))],
+            churn,
+            membership_checker: MembershipChecker::new(mode == WriteMode::Async, ids.iter().map(|id| id.0).collect()),
+            initial_membership,
+            memberships: HashMap::new(),
+            next_membership_write_id: MEMBERSHIP_WRITE_ID_BASE,
         };
         for node in 0..world.nodes.len() {
             world.after_input(node);
@@ -398,6 +426,9 @@ impl World {
         world.schedule(1_500, Kind::Read);
         world.schedule(300_000, Kind::Fault);
         world.schedule(safety_us, Kind::Heal);
+        if churn {
+            world.schedule(CHURN_GAP_MIN_US, Kind::Membership);
+        }
         world
     }
 
@@ -437,13 +468,14 @@ impl World {
                 .iter()
                 .map(|n| match &n.replica {
                     Some(r) => format!(
-                        "{}:{:?}/t{}/last{}/commit{}/paused{}",
+                        "{}:{:?}/t{}/last{}/commit{}/paused{}/voters{:?}",
                         n.id,
                         r.role(),
                         r.term(),
                         r.log().last_index(),
                         r.commit_index(),
-                        r.hard_state().paused
+                        r.hard_state().paused,
+                        r.config().members.iter().filter(|m| m.voter).map(|m| m.id.0).collect::<Vec<_>>()
                     ),
                     None => format!("{}:down", n.id),
                 })
@@ -455,7 +487,10 @@ impl World {
         let leader = self.leader().unwrap_or(0);
         let final_log = self.nodes[leader].memory.clone();
         let logs: Vec<(u8, Vec<Option<SimEntry>>)> = self.nodes.iter().map(|n| (n.id.0, n.memory.full_log())).collect();
-        self.checker.finish(&|index| final_log.entry(index), &logs);
+        let final_members = self.nodes[leader].replica.as_ref().map(|r| r.config().members.clone()).unwrap_or_default();
+        let departed: Vec<u8> =
+            self.nodes.iter().map(|n| n.id.0).filter(|id| !final_members.iter().any(|m| m.id.0 == *id)).collect();
+        self.checker.finish(&|index| final_log.entry(index), &logs, &departed);
         let took_effect: Vec<u64> = self.nodes[leader].applied.iter().map(|e| e.write_id).collect();
         if let Some(violation) = self.history.check(&took_effect, self.mode == WriteMode::Async) {
             self.checker.violations.push(violation);
@@ -479,9 +514,12 @@ impl World {
                 self.checker.violations.push(violation);
             }
         }
+        self.checker.violations.append(&mut self.membership_checker.violations);
         SeedReport {
             seed,
-            nodes: self.nodes.len() as u8,
+            nodes: self.initial_membership.members.len() as u8,
+            churn: self.churn,
+            membership_changes: self.membership_checker.changes_applied,
             mode: self.mode.to_string(),
             violations: self.checker.violations.clone(),
             acked_writes: self.checker.acked().len(),
@@ -560,6 +598,22 @@ impl World {
             }
             Kind::Heal => self.heal(),
             Kind::Liveness => self.liveness_step(),
+            Kind::Membership => {
+                if self.now_us < self.safety_end_us {
+                    self.operator_membership();
+                    let gap = CHURN_GAP_MIN_US + self.rng.below(CHURN_GAP_MAX_US - CHURN_GAP_MIN_US);
+                    self.schedule(gap, Kind::Membership);
+                }
+            }
+            Kind::Join(node) => {
+                if !self.nodes[node].started {
+                    self.note(|| format!("OPERATOR starts n{} to join", node + 1));
+                    self.nodes[node].started = true;
+                    self.restart(node);
+                    self.update_connectivity();
+                }
+            }
+            Kind::Decommission(node) => self.decommission(node),
         }
     }
 
@@ -616,10 +670,10 @@ impl World {
                 self.after_input_with(node, incoming.as_ref().map(|(prev, e)| (*prev, e.as_slice())));
             }
             Payload::Snapshot { term, position, entries } => {
+                // The snapshot carries the membership in effect at its point.
+                let membership = self.membership_at_end(&entries);
                 self.nodes[node].staged_snapshot = Some((position, entries));
-                // The simulated cluster keeps its membership: the snapshot carries it.
                 let replica = self.nodes[node].replica.as_mut().expect("alive");
-                let membership = replica.memberships().current().clone();
                 replica.handle_snapshot_received(now, from, term, position, membership);
                 self.after_input(node);
             }
@@ -717,6 +771,13 @@ impl World {
                     let entry = entries[(index - prev - 1) as usize];
                     assert_eq!(entry.term, term);
                     self.write(node, seq, Op::Append(index, entry));
+                    if is_membership_write(entry.write_id) {
+                        // As the node's host does: the membership is in effect on append.
+                        let membership = self.memberships[&entry.write_id].clone();
+                        let now = self.now_us;
+                        let replica = self.nodes[node].replica.as_mut().expect("a live node appends");
+                        replica.handle_membership_appended(now, index, membership);
+                    }
                 }
             }
             Output::AppendNoop { seq, position } => {
@@ -816,7 +877,10 @@ impl World {
                 baton_host::apply::apply_entry(&mut n.kv, &mut n.pending_writes, index, entry.term, payload, is_leader);
             assert_eq!(self.nodes[node].kv.applied_index(), index, "the state machine follows the applied log");
             self.checker.on_apply(id, index, entry);
-            if entry.write_id != 0 {
+            if is_membership_write(entry.write_id) {
+                let members = self.memberships[&entry.write_id].members.iter().map(|m| m.id.0).collect();
+                self.membership_checker.on_applied(id, index, members);
+            } else if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
             }
             let Some((sent, answer)) = answered else { continue };
@@ -849,6 +913,8 @@ impl World {
             let acked = SimEntry { term: acked_term, write_id };
             let lost_at = self.quorum_lost_at(node);
             self.checker.on_ack(self.now_us, id, term, acked_index, acked, lost_at);
+            let quorums = self.ack_quorum_facts(node, acked_index, acked);
+            self.membership_checker.on_ack(self.now_us, id, acked_index, &quorums);
             if !heard {
                 continue;
             }
@@ -904,6 +970,7 @@ impl World {
                 self.leader_terms += 1;
                 let memory = self.nodes[node].memory.clone();
                 self.checker.on_leader(self.now_us, id, term, &|index| memory.entry(index));
+                self.membership_checker.on_leader(self.now_us, id, term);
                 self.update_connectivity();
             }
             Event::SteppedDown { .. } => {
@@ -1225,7 +1292,8 @@ impl World {
     fn inject_fault(&mut self) {
         self.update_connectivity();
         let count = self.nodes.len() as u64;
-        let victim = self.rng.below(count) as usize;
+        let started: Vec<usize> = (0..self.nodes.len()).filter(|&n| self.nodes[n].started).collect();
+        let victim = started[self.rng.below(started.len() as u64) as usize];
         match self.rng.below(10) {
             0 | 1 => {
                 if self.nodes[victim].replica.is_some() {
@@ -1296,6 +1364,91 @@ impl World {
             }
         }
         self.update_connectivity();
+    }
+
+    /// An operator's membership change at the leader, during faults as they come: add
+    /// the next node as a learner (started before or after), promote a learner, remove
+    /// a member (and, once that committed, maybe shut it down), change a priority, or
+    /// try to add a removed id back (which must be refused). Some are dry runs.
+    fn operator_membership(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let replica = self.nodes[leader].replica.as_ref().expect("leader is alive");
+        let current = replica.memberships().current().clone();
+        let leader_id = replica.config().id;
+        let pick = |rng: &mut Rng, ids: &[NodeId]| (!ids.is_empty()).then(|| ids[rng.below(ids.len() as u64) as usize]);
+        let learners: Vec<NodeId> = current.members.iter().filter(|m| !m.voter).map(|m| m.id).collect();
+        let others: Vec<NodeId> = current.members.iter().filter(|m| m.id != leader_id).map(|m| m.id).collect();
+        let removed: Vec<NodeId> = (1..current.next_id).map(NodeId).filter(|id| current.is_removed(*id)).collect();
+        let next_slot = usize::from(current.next_id) - 1;
+        let change = match self.rng.below(10) {
+            0..=2 if next_slot < self.nodes.len() => {
+                if !self.nodes[next_slot].started {
+                    // The order of `member add` and the node's start must not matter.
+                    let delay = if self.rng.below(2) == 0 { 0 } else { self.rng.below(JOIN_DELAY_MAX_US) };
+                    self.schedule(delay, Kind::Join(next_slot));
+                }
+                Change::AddLearner { id: NodeId(current.next_id), priority: self.rng.below(3) as u8 }
+            }
+            0..=5 => match pick(&mut self.rng, &learners) {
+                Some(id) => Change::Promote { id },
+                None => return,
+            },
+            6 | 7 => match pick(&mut self.rng, &others) {
+                Some(id) => Change::Remove { id },
+                None => return,
+            },
+            8 => match pick(&mut self.rng, &others) {
+                Some(id) => Change::SetPriority { id, priority: self.rng.below(4) as u8 },
+                None => return,
+            },
+            _ => match pick(&mut self.rng, &removed) {
+                Some(id) => Change::AddLearner { id, priority: 1 },
+                None => return,
+            },
+        };
+        let dry_run = self.rng.below(8) == 0;
+        let now = self.now_us;
+        let replica = self.nodes[leader].replica.as_mut().expect("leader is alive");
+        let result = replica.handle_propose_membership(now, change, dry_run);
+        self.note(|| format!("OPERATOR membership {change:?} (dry run {dry_run}): {result:?}"));
+        let Ok(accepted) = result else { return };
+        if let Change::AddLearner { id, .. } = change {
+            if removed.contains(&id) {
+                self.checker.violations.push(format!("t={now}us: n{} took back removed n{}", leader + 1, id.0));
+            }
+        }
+        let Some(proposal) = accepted.proposal else { return };
+        let write_id = self.next_membership_write_id;
+        self.next_membership_write_id += 1;
+        self.memberships.insert(write_id, accepted.membership);
+        let entry = SimEntry { term: proposal.position.term, write_id };
+        self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
+        if let (Change::Remove { id }, true) = (change, self.rng.below(2) == 0) {
+            let delay = 300_000 + self.rng.below(2_000_000);
+            self.schedule(delay, Kind::Decommission(usize::from(id.0) - 1));
+        }
+        self.after_input(leader);
+    }
+
+    /// Shuts `node` down for good, as an operator does with hardware removed from the
+    /// cluster, once the leader's committed membership no longer holds it; else later.
+    fn decommission(&mut self, node: usize) {
+        let id = self.nodes[node].id;
+        let gone = self
+            .leader()
+            .and_then(|l| self.nodes[l].replica.as_ref())
+            .is_some_and(|r| !r.membership_change_pending() && r.memberships().current().is_removed(id));
+        if !gone {
+            if self.now_us < self.liveness_deadline_us {
+                self.schedule(500_000, Kind::Decommission(node));
+            }
+            return;
+        }
+        if self.nodes[node].replica.is_some() {
+            self.crash(node);
+        }
+        self.note(|| format!("OPERATOR decommissions n{}", node + 1));
+        self.nodes[node].started = false;
     }
 
     fn operator_switchover(&mut self) {
@@ -1436,13 +1589,15 @@ impl World {
     }
 
     fn restart(&mut self, node: usize) {
-        if self.nodes[node].replica.is_some() {
+        if self.nodes[node].replica.is_some() || !self.nodes[node].started {
             return;
         }
         self.note(|| format!("RESTART n{}", node + 1));
         let now = self.now_us;
+        let memberships = self.membership_log_of(&self.nodes[node].durable);
         let n = &mut self.nodes[node];
-        let recovered = Recovered { hard_state: n.durable.hard, log: n.durable.log_terms(), memberships: None };
+        let recovered =
+            Recovered { hard_state: n.durable.hard, log: n.durable.log_terms(), memberships: Some(memberships) };
         n.replica = Some(Replica::new(n.config.clone(), recovered, now));
         n.memory = n.durable.clone();
         n.applied = n.durable.snapshot_entries.clone();
@@ -1511,15 +1666,80 @@ impl World {
         }
     }
 
-    /// When `node` last had its lease quorum of voters each reachable, if not now.
+    /// When `node` last had its lease quorum of voters each reachable, if not now: in
+    /// every voter set its quorums must hold in (both while a change is in flight).
     fn quorum_lost_at(&self, node: usize) -> Option<u64> {
-        let needed = self.mode.lease_quorum(self.nodes.len() as u8) as usize;
-        let mut last_up: Vec<u64> = (0..self.nodes.len())
-            .map(|other| if self.link_up(node, other) { self.now_us } else { self.link_up_at_us[node][other] })
-            .collect();
-        last_up.sort_unstable_by(|a, b| b.cmp(a));
-        let whole_until = last_up[needed - 1];
-        (whole_until < self.now_us).then_some(whole_until)
+        let mut lost_at: Option<u64> = None;
+        for voters in self.voter_sets(node) {
+            let needed = self.mode.lease_quorum(voters.len() as u8) as usize;
+            let mut last_up: Vec<u64> = voters
+                .iter()
+                .map(|&other| if self.link_up(node, other) { self.now_us } else { self.link_up_at_us[node][other] })
+                .collect();
+            last_up.sort_unstable_by(|a, b| b.cmp(a));
+            let whole_until = last_up[needed - 1];
+            if whole_until < self.now_us {
+                lost_at = Some(lost_at.map_or(whole_until, |at| at.min(whole_until)));
+            }
+        }
+        lost_at
+    }
+
+    /// The voter sets (as slots) whose quorums `node`'s acknowledgements need: its
+    /// current membership's voters and, while a change is uncommitted, the previous ones.
+    fn voter_sets(&self, node: usize) -> Vec<Vec<usize>> {
+        let Some(replica) = self.nodes[node].replica.as_ref() else { return Vec::new() };
+        let memberships = replica.memberships();
+        let mut sets = vec![memberships.current()];
+        if replica.membership_change_pending() {
+            sets.extend(memberships.previous());
+        }
+        sets.iter().map(|m| m.members.iter().filter(|m| m.voter).map(|m| usize::from(m.id.0 - 1)).collect()).collect()
+    }
+
+    /// For the membership checker: which voters of each of `node`'s voter sets durably
+    /// hold `entry` at `index`, and how many must.
+    /// (The current set needs the mode's write quorum; the previous one, while a
+    /// change is in flight, enough copies that no election there misses the write.)
+    fn ack_quorum_facts(&self, node: usize, index: u64, entry: SimEntry) -> Vec<QuorumFacts> {
+        self.voter_sets(node)
+            .into_iter()
+            .enumerate()
+            .map(|(set, voters)| QuorumFacts {
+                need: match set {
+                    0 => self.mode.write_quorum(voters.len() as u8),
+                    _ => self.mode.election_overlap(voters.len() as u8),
+                },
+                holders: voters
+                    .iter()
+                    .filter(|&&v| self.nodes[v].durable.entry(index) == Some(entry))
+                    .map(|&v| v as u8 + 1)
+                    .collect(),
+                voters: voters.iter().map(|&v| v as u8 + 1).collect(),
+            })
+            .collect()
+    }
+
+    /// The membership in effect after `entries` (a log from index 1).
+    fn membership_at_end(&self, entries: &[SimEntry]) -> Membership {
+        entries
+            .iter()
+            .rev()
+            .find(|e| is_membership_write(e.write_id))
+            .map_or_else(|| self.initial_membership.clone(), |e| self.memberships[&e.write_id].clone())
+    }
+
+    /// What a restarting node's host reads back from its disk: the membership at its
+    /// snapshot, then every membership entry in its log.
+    fn membership_log_of(&self, storage: &Storage) -> MembershipLog {
+        let snapshot = storage.snapshot.index;
+        let mut log = MembershipLog::new(snapshot, self.membership_at_end(&storage.snapshot_entries));
+        for (offset, entry) in storage.log.iter().enumerate() {
+            if is_membership_write(entry.write_id) {
+                let _ = log.push(snapshot + 1 + offset as u64, self.memberships[&entry.write_id].clone(), snapshot);
+            }
+        }
+        log
     }
 
     /// Ends a fault; at the end of the safety phase, ends every fault for good.
@@ -1565,6 +1785,7 @@ impl World {
             None if any_paused && now > self.safety_end_us + 2 * ELECTION_TIMEOUT_US => {
                 // The operator fails over by hand to the most up-to-date node.
                 let best = (0..self.nodes.len())
+                    .filter(|&n| self.nodes[n].replica.as_ref().is_some_and(|r| r.config().me().eligible()))
                     .max_by_key(|&n| self.nodes[n].replica.as_ref().map(|r| r.log().last_position()));
                 if let Some(best) = best {
                     let _ =
@@ -1578,7 +1799,15 @@ impl World {
             // Every node applied the probe write itself at its index (not merely as many
             // entries: a node whose log went another way has as many, and must first be
             // brought onto the leader's log).
-            self.converged = self.nodes.iter().all(|n| n.applied.get(index as usize - 1) == Some(&entry));
+            // (Of the members: a node removed and still running hears nothing more.)
+            let members =
+                self.leader().and_then(|l| self.nodes[l].replica.as_ref()).map(|r| r.config().members.clone());
+            self.converged = members.is_some_and(|members| {
+                self.nodes
+                    .iter()
+                    .filter(|n| members.iter().any(|m| m.id == n.id))
+                    .all(|n| n.applied.get(index as usize - 1) == Some(&entry))
+            });
         }
         if !self.converged {
             self.schedule(100_000, Kind::Liveness);
@@ -1612,4 +1841,46 @@ fn replayed(payloads: &HashMap<u64, Vec<u8>>, entries: &[SimEntry]) -> Kv {
         kv.apply(position as u64 + 1, entry.term, payload);
     }
     kv
+}
+
+/// A node `id` that knows `members`, as formed (or started to join), with an empty disk.
+fn new_node(id: NodeId, members: &heapless::Vec<Member, NODES_MAX>, mode: WriteMode, seed: u64, rng: &mut Rng) -> Node {
+    let config = Config {
+        id,
+        members: members.clone(),
+        mode,
+        heartbeat_interval_us: HEARTBEAT_US,
+        election_timeout_us: ELECTION_TIMEOUT_US,
+        max_lag_entries: 50 + rng.below(200),
+        snapshot_timeout_us: 3 * ELECTION_TIMEOUT_US,
+        seed: seed.wrapping_mul(31).wrapping_add(u64::from(id.0)),
+    };
+    config.validate().expect("simulator configs are valid");
+    let replica = Replica::new(config.clone(), Recovered::empty(), 0);
+    Node {
+        id,
+        started: true,
+        config,
+        replica: Some(replica),
+        incarnation: 0,
+        memory: Storage::default(),
+        durable: Storage::default(),
+        pending_ops: VecDeque::new(),
+        fsync_scheduled: false,
+        applied: Vec::new(),
+        kv: Kv::default(),
+        timer_at: None,
+        frozen: false,
+        inbox: Vec::new(),
+        pending_writes: PendingWrites::default(),
+        staged_snapshot: None,
+        pending_reads: PendingReads::default(),
+        snapshot_sends: SnapshotSends::default(),
+        queued_writes: Vec::new(),
+        held_writes: HeldWrites::default(),
+        releasing: false,
+        queued_reads: Vec::new(),
+        first_commit_term: 0,
+        watchers: Watchers::new(),
+    }
 }

@@ -11,6 +11,8 @@
 //! campaigns first and no vote splits.
 
 use super::{Replica, Role, Timer};
+use crate::config::Member;
+use crate::membership::Membership;
 use crate::message::{ElectionCause, Message, TimeoutNow, VoteRequest, VoteResponse, VoteVerdict};
 use crate::output::{Event, Refusal};
 use crate::progress::Progress;
@@ -112,9 +114,13 @@ impl Replica {
             attempt: self.attempt,
         };
         self.campaign_sent_at_us = self.now_us;
-        for index in 0..self.config.members.len() {
-            let member = self.config.members[index];
-            if member.voter && member.id != self.config.id {
+        // The voters of the current membership and, while a change is uncommitted here,
+        // of the previous one: the election must be won in both (see `tally_votes`).
+        let mut asked: heapless::Vec<NodeId, { crate::limits::NODES_MAX }> = heapless::Vec::new();
+        let previous = self.pending_previous_membership().map(|m| m.members.clone()).unwrap_or_default();
+        for member in self.config.members.clone().iter().chain(previous.iter()) {
+            if member.voter && member.id != self.config.id && !asked.contains(&member.id) {
+                let _ = asked.push(member.id);
                 self.send(member.id, Message::VoteRequest(request));
             }
         }
@@ -173,10 +179,11 @@ impl Replica {
     /// Decides a vote, adopting a newer term when the request is a real one that may be
     /// heard.
     fn judge_vote(&mut self, from: NodeId, request: VoteRequest) -> VoteVerdict {
-        let Some(candidate) = self.config.member(from).copied() else {
-            return VoteVerdict::NotEligible;
-        };
-        if !candidate.eligible() {
+        let my_last = self.log.last_position();
+        // A candidate whose log is ahead of this one may know a newer membership (one
+        // that added or promoted it): then its own view decides whether it may lead.
+        let candidate = self.config.member(from).copied().unwrap_or(Member { id: from, priority: 0, voter: false });
+        if !candidate.eligible() && request.last <= my_last {
             return VoteVerdict::NotEligible;
         }
         if request.term < self.hard.term {
@@ -192,7 +199,6 @@ impl Replica {
         if self.hard.paused && request.cause == ElectionCause::Timeout {
             return VoteVerdict::Paused;
         }
-        let my_last = self.log.last_position();
         if request.last < my_last {
             return VoteVerdict::LogBehind;
         }
@@ -246,14 +252,26 @@ impl Replica {
             return;
         }
         // Only the votes of voters in this node's membership count: a learner, or a
-        // node that was removed, may answer but decides nothing.
-        let voters = self.config.voters();
-        let needed = self.config.mode.election_quorum(voters);
-        let is_voter = |id: NodeId| self.config.member(id).is_some_and(|m| m.voter);
-        let counted = self.votes.iter().filter(|(id, _)| is_voter(*id));
-        let granted = counted.clone().filter(|(_, v)| *v == VoteVerdict::Granted).count() as u8;
-        let refused = counted.count() as u8 - granted;
-        if granted >= needed {
+        // node that was removed, may answer but decides nothing. While a membership
+        // change is uncommitted in this node's log, the election must be won among the
+        // previous voters too: with flexible quorums (`sync:W` below a majority) a
+        // leader that has not heard of the change may have committed with the previous
+        // voters' write quorum, which the new voters' election quorum need not meet.
+        let won_in = |membership: &Membership| {
+            let voters = membership.voters();
+            let needed = self.config.mode.election_quorum(voters);
+            let counted = self.votes.iter().filter(|(id, _)| membership.is_voter(*id));
+            let granted = counted.clone().filter(|(_, v)| *v == VoteVerdict::Granted).count() as u8;
+            let refused = counted.count() as u8 - granted;
+            (granted >= needed, voters - refused < needed)
+        };
+        let (mut won, mut lost) = won_in(self.memberships().current());
+        if let Some(previous) = self.pending_previous_membership() {
+            let (won_previous, lost_previous) = won_in(previous);
+            won &= won_previous;
+            lost |= lost_previous;
+        }
+        if won {
             match self.role {
                 // Voting for itself is a vote like any other: not while a leader's lease
                 // may rely on this node.
@@ -262,7 +280,7 @@ impl Replica {
                 Role::Candidate => self.become_leader(),
                 _ => {}
             }
-        } else if voters - refused < needed {
+        } else if lost {
             self.lose_election();
         }
     }

@@ -188,7 +188,7 @@ impl Replica {
         membership: crate::membership::Membership,
     ) {
         self.observe_now(now);
-        if !self.knows_node(from) || from == self.config.id {
+        if self.refuses_sender(from) {
             self.counters.messages_from_unknown_nodes += 1;
             return;
         }

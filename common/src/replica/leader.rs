@@ -54,10 +54,9 @@ impl Replica {
     /// Voters in sync (the leader included) and the write quorum, in the voter set where
     /// the margin is smallest (two sets while a membership change is in flight).
     fn in_sync_shortfall(&self) -> (u8, u8) {
-        let (_, have, need) = self.lowest_over_quorum_sets(|membership, mode| {
+        let (_, have, need) = self.lowest_over_quorum_sets(|membership, need| {
             let me = u8::from(membership.is_voter(self.config.id));
             let peers = self.peers.iter().filter(|p| membership.is_voter(p.id) && p.in_sync).count() as u8;
-            let need = mode.write_quorum(membership.voters());
             let have = me + peers;
             (i16::from(have) - i16::from(need), have, need)
         });
@@ -136,11 +135,10 @@ impl Replica {
         }
         let term = self.hard.term;
         let current_term = |replica: &Replica, index: LogIndex| replica.log.term_at(index) == Some(term);
-        let candidate = self.lowest_over_quorum_sets(|m, mode| self.quorum_match(m, mode.write_quorum(m.voters())));
+        let candidate = self.lowest_over_quorum_sets(|m, copies| self.quorum_match(m, copies));
         if candidate > self.commit_index && current_term(self, candidate) {
             self.commit_index = candidate;
             self.push(Output::Commit { commit_index: candidate });
-            self.prune_departed_peers();
         }
         if self.config.mode == WriteMode::Async {
             let majority = self.lowest_over_quorum_sets(|m, _| self.quorum_match(m, crate::mode::majority(m.voters())));
@@ -150,6 +148,7 @@ impl Replica {
         } else {
             self.safe_index = self.commit_index;
         }
+        self.prune_departed_peers();
         self.maybe_send_timeout_now();
     }
 

@@ -5,7 +5,6 @@
 use super::{Replica, Role};
 use crate::limits::NODES_MAX;
 use crate::membership::{Change, Membership};
-use crate::mode::WriteMode;
 use crate::output::{Proposal, Refusal, Refused};
 use crate::progress::Progress;
 use crate::types::{LogIndex, Micros, NodeId};
@@ -63,7 +62,9 @@ impl Replica {
         if let Some(transfer) = self.transfer {
             return refuse(Refusal::TransferInProgress { target: transfer.target });
         }
-        if self.commit_index < self.term_start_index {
+        // (The safe index: in async mode the leader's commit is its own alone, and a
+        // change needs an entry of its term that every later leader holds.)
+        if self.safe_index < self.term_start_index {
             return refuse(Refusal::TermNotCommitted);
         }
         if self.membership_change_pending() {
@@ -127,13 +128,15 @@ impl Replica {
         &self.memberships
     }
 
-    /// Whether the newest membership change in the log is not committed yet.
+    /// Whether the newest membership change in the log is not committed yet: not
+    /// through the safe index, so that in async mode too a change is done only once
+    /// every later leader will hold it.
     pub fn membership_change_pending(&self) -> bool {
-        self.memberships.current_index() > self.commit_index
+        self.memberships.current_index() > self.safe_index
     }
 
     fn record_membership(&mut self, index: LogIndex, membership: Membership) {
-        if !self.memberships.push(index, membership, self.commit_index) {
+        if !self.memberships.push(index, membership, self.safe_index) {
             self.counters.memberships_forgotten += 1;
         }
         self.adopt_current_membership();
@@ -197,19 +200,40 @@ impl Replica {
         }
     }
 
-    /// Whether messages from `id` count: a current member, a member of the previous
-    /// membership while a change is in flight, or a follower this leader still feeds.
-    pub(super) fn knows_node(&self, id: NodeId) -> bool {
-        self.config.member(id).is_some()
-            || self.pending_previous_membership().is_some_and(|m| m.member(id).is_some())
-            || self.peers.iter().any(|p| p.id == id)
+    /// Whether messages from `id` are dropped: this node's own id, id 0, or a node whose
+    /// removal has committed (a tombstone: it can never lead or vote again, so nothing
+    /// it says counts). Any other sender counts, even one this node has not heard added:
+    /// a node whose log is behind learns of its leader's membership from that leader's
+    /// appends, and a node that joins knows only the membership it started with.
+    pub(super) fn refuses_sender(&self, id: NodeId) -> bool {
+        id == self.config.id || id.0 == 0 || self.committed_membership().is_removed(id)
     }
 
-    /// The lowest of `value` over the voter sets a leader's quorums must hold in.
-    pub(super) fn lowest_over_quorum_sets<T: Ord>(&self, value: impl Fn(&Membership, WriteMode) -> T) -> T {
-        let current = value(self.memberships.current(), self.config.mode);
+    /// The newest membership this node knows to be committed for good (through the
+    /// safe index: in async mode a leader's own commit can still be discarded).
+    fn committed_membership(&self) -> &Membership {
+        let mut committed = self.memberships.iter().next().map(|(_, m)| m).expect("never empty");
+        for (index, membership) in self.memberships.iter() {
+            if *index <= self.safe_index {
+                committed = membership;
+            }
+        }
+        committed
+    }
+
+    /// The lowest of `value` over the voter sets a leader's quorums must hold in, each
+    /// given the copies a write needs there. In the current membership that is the
+    /// mode's write quorum. In the previous one, while a change is in flight, it is
+    /// enough copies that no election there can miss the write (voters less the
+    /// election quorum, plus one): with flexible quorums (`sync:W` below a majority) a
+    /// node that has not heard of the change could otherwise be elected without it, and
+    /// asking the old write quorum instead would make removing a dead node from an
+    /// `all` cluster wait for that node for ever.
+    pub(super) fn lowest_over_quorum_sets<T: Ord>(&self, value: impl Fn(&Membership, u8) -> T) -> T {
+        let current = self.memberships.current();
+        let current = value(current, self.config.mode.write_quorum(current.voters()));
         match self.pending_previous_membership() {
-            Some(previous) => current.min(value(previous, self.config.mode)),
+            Some(previous) => current.min(value(previous, self.config.mode.election_overlap(previous.voters()))),
             None => current,
         }
     }

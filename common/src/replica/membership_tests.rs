@@ -139,3 +139,31 @@ fn followers_adopt_on_append_revert_on_truncation_and_removed_nodes_stay_quiet()
     assert!(follower.config().member(N3).is_some());
     assert!(follower.poll_timeout().is_some(), "a member again: it may campaign");
 }
+
+/// Rule: a node whose log is behind follows a leader it has not heard added (it learns
+/// of it from that leader's appends), and a node that joins follows the cluster's
+/// leader while it knows only the membership it started with. A node whose removal
+/// committed is never heard again.
+#[test]
+fn followers_hear_leaders_they_have_not_heard_added_but_never_removed_ones() {
+    let config = Config::new(N2, &[N1, N2, N3]).unwrap();
+    let mut follower = Replica::new(config, Recovered::empty(), 0);
+    follower.handle_message(MS, N4, Message::AppendRequest(heartbeat(3, Position::ZERO, 0, 10)));
+    drain(&mut follower);
+    assert_eq!((follower.term(), follower.leader()), (3, Some(N4)));
+    assert_eq!(follower.counters().messages_from_unknown_nodes, 0);
+    // Entries 1 (remove n3) and 2, committed: n3 is a tombstone from then on.
+    let request = AppendRequest { entry_count: 2, ..heartbeat(3, Position::ZERO, 2, 20) };
+    follower.handle_message(2 * MS, N4, Message::AppendRequest(request));
+    let without_n3 = follower.memberships().current().apply(Change::Remove { id: N3 }, WriteMode::Quorum).unwrap();
+    follower.handle_membership_appended(2 * MS, 1, without_n3);
+    for output in drain(&mut follower) {
+        if let Output::AppendReceived { seq, .. } = output {
+            follower.handle_persisted(2 * MS, seq);
+        }
+    }
+    assert_eq!(follower.commit_index(), 2);
+    follower.handle_message(3 * MS, N3, Message::AppendRequest(heartbeat(9, Position::new(3, 2), 2, 30)));
+    assert_eq!(follower.counters().messages_from_unknown_nodes, 1);
+    assert_eq!(follower.term(), 3, "a removed node changes nothing");
+}

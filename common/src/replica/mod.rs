@@ -400,11 +400,11 @@ impl Replica {
 
     // ----- inputs from peers -----
 
-    /// A message from `from` arrived. Messages from nodes outside the membership (never
-    /// added, or removed) are counted and dropped.
+    /// A message from `from` arrived. Messages from a node whose removal committed (and
+    /// from this node's own id, or id 0) are counted and dropped.
     pub fn handle_message(&mut self, now: Micros, from: NodeId, message: Message) {
         self.observe_now(now);
-        if from == self.config.id || !self.knows_node(from) {
+        if self.refuses_sender(from) {
             self.counters.messages_from_unknown_nodes += 1;
             return;
         }

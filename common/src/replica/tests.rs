@@ -347,9 +347,10 @@ fn switchover_times_out_and_leader_resumes() {
 #[test]
 fn bad_input_is_counted_not_fatal() {
     let mut follower = Replica::new(config(N2, WriteMode::Quorum), Recovered::empty(), 0);
-    follower.handle_message(MS, NodeId(42), Message::AppendRequest(heartbeat(9, Position::ZERO, 0, 0)));
-    assert_eq!(follower.counters().messages_from_unknown_nodes, 1);
-    assert_eq!(follower.term(), 0, "an unknown node changes nothing");
+    follower.handle_message(MS, NodeId(0), Message::AppendRequest(heartbeat(9, Position::ZERO, 0, 0)));
+    follower.handle_message(MS, N2, Message::AppendRequest(heartbeat(9, Position::ZERO, 0, 0)));
+    assert_eq!(follower.counters().messages_from_unknown_nodes, 2);
+    assert_eq!(follower.term(), 0, "a message from no node, or from itself, changes nothing");
     // A spurious timeout is harmless.
     follower.handle_timeout(2 * MS);
     assert_eq!(follower.role(), Role::Follower);
