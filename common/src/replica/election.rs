@@ -116,12 +116,11 @@ impl Replica {
         self.campaign_sent_at_us = self.now_us;
         // The voters of the current membership and, while a change is uncommitted here,
         // of the previous one: the election must be won in both (see `tally_votes`).
-        let mut asked: heapless::Vec<NodeId, { crate::limits::NODES_MAX }> = heapless::Vec::new();
-        let previous = self.pending_previous_membership().map(|m| m.members.clone()).unwrap_or_default();
-        for member in self.config.members.clone().iter().chain(previous.iter()) {
-            if member.voter && member.id != self.config.id && !asked.contains(&member.id) {
-                let _ = asked.push(member.id);
-                self.send(member.id, Message::VoteRequest(request));
+        for id in self.quorum_member_ids() {
+            let previous_voter = self.pending_previous_membership().is_some_and(|m| m.is_voter(id));
+            let voter = self.config.member(id).is_some_and(|m| m.voter) || previous_voter;
+            if voter && id != self.config.id {
+                self.send(id, Message::VoteRequest(request));
             }
         }
         self.tally_votes();
