@@ -7,6 +7,7 @@ mod bench;
 mod confine;
 mod exit;
 mod local;
+mod members;
 mod status;
 mod tui;
 mod watch;
@@ -177,6 +178,12 @@ enum Command {
         election_timeout_ms: u64,
         #[arg(long)]
         json: bool,
+    },
+    /// The cluster's members, and live changes to them: add (as a learner), promote,
+    /// remove, set-priority. Each is checked first; refusals say why.
+    Member {
+        #[command(subcommand)]
+        action: members::MemberAction,
     },
     /// Hand leadership to a caught-up follower (or the best one); exits 0 once it leads.
     Switchover {
@@ -524,6 +531,7 @@ async fn run(args: Args) -> ExitCode {
                 }
             }
             Command::Switchover { to, dry_run, wait } => admin::switchover(&mut client, to, dry_run, wait).await,
+            Command::Member { action } => members::run(&mut client, action).await,
             Command::Failover { to, yes } => admin::failover(&mut client, &to, yes).await,
             Command::Backup { out, json } => {
                 let backup = client.backup(&out).await?;

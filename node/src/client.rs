@@ -307,7 +307,16 @@ impl Client {
     pub async fn request(&mut self, request: Request) -> Result<Response, ClientError> {
         let started = Instant::now();
         let in_session = matches!(request, Request::Session { .. });
-        let write = in_session || matches!(request, Request::Put { .. } | Request::Delete { .. } | Request::Cas { .. });
+        // A membership change is never resent either once it may have arrived: a second
+        // one would be refused (already a member, a change in flight), hiding the first.
+        let write = in_session
+            || matches!(
+                request,
+                Request::Put { .. }
+                    | Request::Delete { .. }
+                    | Request::Cas { .. }
+                    | Request::ChangeMembers { dry_run: false, .. }
+            );
         let deadline = if in_session { self.deadline.min(SESSION_RESEND_WINDOW) } else { self.deadline };
         let request = match self.via {
             Some(_) if request.forwardable() => Request::ViaLeader { request: Box::new(request) },

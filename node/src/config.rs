@@ -22,8 +22,15 @@ pub struct Args {
     #[arg(long)]
     pub advertise: Option<NodeAddr>,
     /// Another member, as ID=HOST:PORT (an IP address or a host name); repeat for each.
+    /// Read only when the cluster is first formed: from then on the membership lives in
+    /// the cluster (`baton member`) and in the data directory.
     #[arg(long = "peer", value_parser = parse_peer)]
     pub peers: Vec<(String, NodeAddr)>,
+    /// Join a running cluster through this member (HOST:PORT; repeat for more): the
+    /// node must have been added first (`baton member add ID --addr HOST:PORT`) and its
+    /// data directory must be empty. It waits until it has been added.
+    #[arg(long = "join", value_name = "HOST:PORT")]
+    pub join: Vec<NodeAddr>,
     /// Where the log and state live (one node per directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -72,6 +79,8 @@ pub struct FileConfig {
     pub advertise: Option<NodeAddr>,
     #[serde(default)]
     pub peers: std::collections::BTreeMap<String, NodeAddr>,
+    #[serde(default)]
+    pub join: Vec<NodeAddr>,
     pub data_dir: Option<PathBuf>,
     pub certs: Option<PathBuf>,
     pub mode: Option<String>,
@@ -91,6 +100,8 @@ pub struct Settings {
     /// Where the others reach this node: in leader hints and status answers.
     pub advertise: NodeAddr,
     pub peers: Vec<(String, NodeAddr)>,
+    /// Members to ask for the membership when this node joins (see `Args::join`).
+    pub join: Vec<NodeAddr>,
     pub data_dir: PathBuf,
     pub certs: PathBuf,
     pub mode: WriteMode,
@@ -160,6 +171,7 @@ impl Settings {
             listen,
             advertise,
             peers,
+            join: if args.join.is_empty() { file.join } else { args.join },
             data_dir: args.data_dir.or(file.data_dir).ok_or_else(|| missing("data-dir"))?,
             certs: args.certs.or(file.certs).ok_or_else(|| missing("certs"))?,
             mode,

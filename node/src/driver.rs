@@ -9,7 +9,7 @@ use crate::frame::{
 };
 use crate::handoff::{Input, LinkState, Outbound, ScanView, SnapshotChunk, TransportCounters, WatchSink};
 use crate::kv::{Applied, Command, Kv};
-use crate::membership::Membership;
+use crate::membership::Directory;
 use crate::status::{FollowerStatus, NodeStatus};
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
@@ -18,6 +18,7 @@ use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
 use baton_host::apply::{Answer, NotApplied};
+use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
 use baton_host::route::Route;
 use baton_host::watch::{Batch, End, Refusal, Sink, WatchId, Watchers};
 use std::collections::{HashMap, VecDeque};
@@ -70,7 +71,14 @@ pub struct Driver {
     hard_state: HardStateFile,
     kv: Kv,
     cache: VecDeque<CachedEntry>,
-    membership: Membership,
+    /// The members as this node sees them, shared with the transport.
+    membership: Directory,
+    /// The membership records at the snapshot and in the log (see `baton_host::members`).
+    records: MemberRecords,
+    /// Starts and stops peer links as members come and go (none in unit setups).
+    links: Option<crate::transport::Links>,
+    /// The index of this leader's record choosing the cluster's id, while in its log.
+    cluster_id_proposed_at: Option<u64>,
     outbound: Outbound,
     inputs: mpsc::Receiver<Input>,
     loopback: mpsc::Sender<Input>,
@@ -106,7 +114,7 @@ pub struct Driver {
     link_states: std::collections::HashMap<NodeId, Arc<LinkState>>,
     receiver: Option<crate::transfer::Receiver>,
     /// A received, checked snapshot waiting for the core's decision.
-    received: Option<Snapshot>,
+    received: Option<Box<Snapshot>>,
     snapshots_taken: u64,
     snapshots_installed: u64,
     /// Resent session writes answered with their first outcome instead of applied again.
@@ -196,8 +204,7 @@ impl Driver {
         replica: Replica,
         wal: Wal,
         hard_state: HardStateFile,
-        membership: Membership,
-        outbound: Outbound,
+        membership: Directory,
         inputs: mpsc::Receiver<Input>,
         loopback: mpsc::Sender<Input>,
         started: Instant,
@@ -209,8 +216,11 @@ impl Driver {
             hard_state,
             kv: Kv::default(),
             cache: VecDeque::new(),
+            records: MemberRecords::new(0, membership.record()),
             membership,
-            outbound,
+            links: None,
+            cluster_id_proposed_at: None,
+            outbound: Outbound::new(),
             inputs,
             loopback,
             unsynced_seq: None,
@@ -269,11 +279,57 @@ impl Driver {
         self
     }
 
-    /// The outgoing links' states, so a snapshot send starts only on a link that is up
-    /// and starts again when the link it went out on failed.
-    pub fn with_link_states(mut self, states: std::collections::HashMap<NodeId, Arc<LinkState>>) -> Driver {
-        self.link_states = states;
+    /// The membership records recovered from the snapshot and the log, and how to start
+    /// links to the members: one link to each is started now.
+    pub fn with_members(mut self, records: MemberRecords, links: crate::transport::Links) -> Driver {
+        self.records = records;
+        self.links = Some(links);
+        self.members_changed();
         self
+    }
+
+    /// The records changed (appended, truncated, installed): the shared view follows,
+    /// and links start to new members and stop to members gone from every record kept.
+    fn members_changed(&mut self) {
+        let me = self.membership.me();
+        let was_member = self.membership.record().membership.member(me).is_some();
+        self.membership.replace(self.records.current().clone());
+        if was_member && self.records.current().membership.is_removed(me) {
+            tracing::warn!(
+                "this node was removed from the cluster: it takes no further part (its id is never accepted \
+                 again). Fix: stop it; to bring this machine back, empty its data directory and `baton member add` it"
+            );
+        }
+        let Some(links) = &self.links else { return };
+        let wanted: Vec<NodeId> = self.records.linked_ids().into_iter().filter(|id| *id != me).collect();
+        for &peer in &wanted {
+            if !self.outbound.contains_key(&peer) {
+                let (sender, state) = links.start(peer);
+                tracing::info!(peer = %self.membership.name_of(peer), "starting the link to a member");
+                self.outbound.insert(peer, sender);
+                self.link_states.insert(peer, state);
+            }
+        }
+        let gone: Vec<NodeId> = self.outbound.keys().filter(|id| !wanted.contains(id)).copied().collect();
+        for peer in gone {
+            tracing::info!(peer = %self.membership.name_of(peer), "stopping the link to a node no longer a member");
+            self.outbound.remove(&peer);
+            self.link_states.remove(&peer);
+            links.stopped(peer);
+        }
+    }
+
+    /// An entry at `index` was appended to this node's log: if it is a membership record,
+    /// it is in effect from now on. `from_leader`: it came in a leader's append request
+    /// (a leader's own records are in its core already). Returns whether it was one.
+    fn on_appended(&mut self, index: u64, payload: &[u8], from_leader: bool) -> bool {
+        let Some(record) = crate::kv::Command::member_record(payload) else { return false };
+        if from_leader && record.change.is_some() {
+            let now = self.now();
+            self.replica.handle_membership_appended(now, index, record.membership.clone());
+        }
+        self.records.push(index, record);
+        true
     }
 
     /// Where discarded writes are kept (under the data directory).
@@ -377,6 +433,7 @@ impl Driver {
                 // waits would starve them: a node that replays a long log went silent).
                 () = tokio::task::yield_now(), if self.watch_turn_due || self.apply_due() => {}
                 _ = housekeeping.tick() => {
+                    self.tend_members();
                     self.expire_requests();
                     self.maybe_compact();
                     self.track_follower_progress();
@@ -492,10 +549,13 @@ impl Driver {
             Input::SnapshotChunk(chunk) => self.on_snapshot_chunk(chunk),
             Input::SnapshotReceived { received, result } => match result {
                 Ok(snapshot) => {
+                    // The snapshot's membership, or (a snapshot of a cluster whose
+                    // membership never changed) the one this node has at that point.
+                    let membership = match &snapshot.members {
+                        Some(record) => record.membership.clone(),
+                        None => self.records.at(received.snapshot.index).membership.clone(),
+                    };
                     self.received = Some(snapshot);
-                    // Membership is fixed at start on a node (live changes are not wired
-                    // into the node yet): a snapshot carries the membership in effect.
-                    let membership = self.replica.memberships().current().clone();
                     self.replica.handle_snapshot_received(
                         now,
                         received.from,
@@ -591,6 +651,12 @@ impl Driver {
                 }
                 self.cache.retain(|e| e.index < from_index);
                 self.unsynced_seq = Some(seq);
+                if self.records.truncate_from(from_index) {
+                    self.members_changed();
+                }
+                if self.cluster_id_proposed_at.is_some_and(|at| at >= from_index) {
+                    self.cluster_id_proposed_at = None;
+                }
                 if self.kv.has_applied(from_index) {
                     let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries: 0 };
                     self.watchers.on_discarded(from_index, &mut queues);
@@ -606,11 +672,16 @@ impl Driver {
             }
             Output::AppendReceived { seq, first_index, last_index, term } => {
                 let (prev, payloads) = incoming.expect("AppendReceived follows an append request");
+                let mut members_changed = false;
                 for index in first_index..=last_index {
                     let payload = payloads[(index - prev - 1) as usize].clone();
+                    members_changed |= self.on_appended(index, &payload, true);
                     if !self.append(index, term, payload) {
                         return;
                     }
+                }
+                if members_changed {
+                    self.members_changed();
                 }
                 self.entries_received += last_index - first_index + 1;
                 self.unsynced_seq = Some(seq);
@@ -773,6 +844,7 @@ impl Driver {
         assert!(position.index <= self.replica.compactable_index(), "compactable when taken, compactable now");
         assert_eq!(self.wal.term_at(position.index), Some(position.term), "a committed entry stays");
         let detached = self.wal.detach_through(position.index);
+        self.records.compact_to(position.index);
         self.kv.forget_changes_before(self.wal.first_index().unwrap_or(position.index + 1));
         let now = self.now();
         self.replica.handle_compacted(now, position);
@@ -804,7 +876,7 @@ impl Driver {
                         .and_then(|()| crate::storage::snapshot::read(&received.path).map_err(|e| e.to_string()))
                         .and_then(|snapshot| {
                             if snapshot.position == received.snapshot {
-                                Ok(snapshot)
+                                Ok(Box::new(snapshot))
                             } else {
                                 Err(format!("the file holds {:?}, not {:?}", snapshot.position, received.snapshot))
                             }
@@ -841,6 +913,16 @@ impl Driver {
         self.cache.retain(|e| e.index > snapshot.index);
         self.snapshot = snapshot;
         self.snapshots_installed += 1;
+        // The records from the snapshot's point on: its own, then those of the log kept.
+        let at_snapshot = received.members.clone().unwrap_or_else(|| self.records.at(snapshot.index).clone());
+        let mut records = MemberRecords::new(snapshot.index, at_snapshot);
+        if keeps_tail {
+            for (index, record) in self.records.iter().filter(|(index, _)| *index > snapshot.index) {
+                records.push(*index, record.clone());
+            }
+        }
+        self.records = records;
+        self.members_changed();
         self.kv = received.into_kv();
         self.enforce_revocations();
         tracing::info!(
@@ -1083,7 +1165,7 @@ impl Driver {
     }
 
     fn leader_hint(&self) -> Option<String> {
-        self.replica.leader().map(|id| self.membership.addr_of(id).to_string())
+        self.replica.leader().and_then(|id| self.membership.addr_of(id)).map(|addr| addr.to_string())
     }
 
     fn error(&self, code: ErrorCode, message: impl Into<String>) -> Response {
@@ -1159,6 +1241,15 @@ impl Driver {
                 let _ = reply.send(self.error(ErrorCode::Unsupported, "a watch or a scan takes a stream of its own"));
                 return;
             }
+            Request::Members => {
+                let _ = reply.send(Response::Members(Json(self.members_view())));
+                return;
+            }
+            Request::ChangeMembers { change, dry_run } => {
+                self.change_members(now, change, dry_run, reply);
+                self.pump(None);
+                return;
+            }
             Request::Backup => return self.backup(reply),
             Request::BackupChunk { index, offset } => return self.backup_chunk(index, offset, reply),
             Request::Get { key, read } => return self.read(key, read, reply),
@@ -1187,6 +1278,186 @@ impl Driver {
             return;
         }
         self.propose(HeldWrite { command, reply, since: Instant::now() });
+    }
+
+    /// The members as this node knows them (`baton member list`, and a joining node).
+    fn members_view(&self) -> crate::status::MembersView {
+        let record = self.records.current().clone();
+        let mode = self.replica.config().mode;
+        let voters = record.membership.voters();
+        crate::status::MembersView {
+            from: self.membership.my_name().to_string(),
+            leader: self.replica.leader().map(|id| self.membership.name_of(id)),
+            record,
+            change_index: self.replica.memberships().current_index(),
+            // A follower knows the commit index, not the leader's safe index.
+            change_pending: match self.replica.role() {
+                Role::Leader => self.replica.membership_change_pending(),
+                _ => self.replica.memberships().current_index() > self.replica.commit_index(),
+            },
+            mode: mode.to_string(),
+            write_quorum: mode.write_quorum(voters),
+            election_quorum: mode.election_quorum(voters),
+        }
+    }
+
+    /// An operator's membership change: refused with every reason, judged (dry run), or
+    /// appended and answered `Written` once committed (see `baton_common::membership`).
+    fn change_members(
+        &mut self,
+        now: u64,
+        change: crate::frame::MemberChange,
+        dry_run: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        use crate::frame::MemberChange;
+        let record = self.records.current().clone();
+        let refuse = |name: &str, reason: String| {
+            let verdict = crate::status::MembersVerdict {
+                dry_run,
+                name: name.to_string(),
+                reasons: vec![reason],
+                ..Default::default()
+            };
+            Response::MembersVerdict(Json(verdict))
+        };
+        let member_id = |name: &str| record.id_of(name).filter(|id| record.membership.member(*id).is_some());
+        let (name, change, added) = match change {
+            MemberChange::Add { name, addr, priority, learner_only } => {
+                if let Err(error) = crate::certs::check_name(&name) {
+                    let _ = reply.send(refuse(&name, error.to_string()));
+                    return;
+                }
+                if let Err(error) = addr.parse::<crate::addr::NodeAddr>() {
+                    let _ = reply.send(refuse(&name, format!("address {addr:?}: {error}")));
+                    return;
+                }
+                if member_id(&name).is_some() {
+                    let _ = reply.send(refuse(&name, format!("{name} is already a member")));
+                    return;
+                }
+                let id = NodeId(record.membership.next_id);
+                let entry = MemberEntry { id: id.0, name: name.clone(), addr, promote_when_caught_up: !learner_only };
+                (name, baton_common::Change::AddLearner { id, priority }, Some(entry))
+            }
+            MemberChange::Promote { ref name }
+            | MemberChange::Remove { ref name }
+            | MemberChange::SetPriority { ref name, .. } => {
+                let name = name.clone();
+                let Some(id) = member_id(&name) else {
+                    let _ = reply.send(refuse(&name, format!("{name} is not a member")));
+                    return;
+                };
+                let change = match change {
+                    MemberChange::Promote { .. } => baton_common::Change::Promote { id },
+                    MemberChange::Remove { .. } => baton_common::Change::Remove { id },
+                    MemberChange::SetPriority { priority, .. } => baton_common::Change::SetPriority { id, priority },
+                    MemberChange::Add { .. } => unreachable!("matched above"),
+                };
+                (name, change, None)
+            }
+        };
+        match self.replica.handle_propose_membership(now, change, dry_run) {
+            Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
+                let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
+            }
+            Err(refused) => {
+                let reasons = refused.reasons.iter().map(|r| self.describe(r)).collect();
+                let verdict = crate::status::MembersVerdict {
+                    dry_run,
+                    name,
+                    node_id: change.node().0,
+                    reasons,
+                    ..Default::default()
+                };
+                let _ = reply.send(Response::MembersVerdict(Json(verdict)));
+            }
+            Ok(accepted) => {
+                let next = record.changed(change, accepted.membership.clone(), added);
+                let Some(proposal) = accepted.proposal else {
+                    let names = |voter: bool| {
+                        let members = next.membership.members.iter().filter(move |m| m.voter == voter);
+                        members.map(|m| next.name_of(m.id).unwrap_or("?").to_string()).collect()
+                    };
+                    let verdict = crate::status::MembersVerdict {
+                        accepted: true,
+                        dry_run,
+                        name,
+                        node_id: change.node().0,
+                        reasons: Vec::new(),
+                        voters: names(true),
+                        learners: names(false),
+                        write_quorum: accepted.write_quorum,
+                        election_quorum: accepted.election_quorum,
+                    };
+                    let _ = reply.send(Response::MembersVerdict(Json(verdict)));
+                    return;
+                };
+                tracing::info!(?change, %name, index = proposal.position.index, "membership change proposed");
+                self.append_own_record(proposal, next, Some(reply));
+            }
+        }
+    }
+
+    /// Appends this leader's membership record at `proposal` (a change the core
+    /// accepted, or the record choosing the cluster's id); `reply` hears once it commits.
+    fn append_own_record(
+        &mut self,
+        proposal: baton_common::Proposal,
+        record: MemberRecord,
+        reply: Option<oneshot::Sender<Response>>,
+    ) {
+        let position = proposal.position;
+        let payload = Command::Members(record).encode();
+        self.on_appended(position.index, &payload, false);
+        if !self.append(position.index, position.term, payload) {
+            return;
+        }
+        self.members_changed();
+        self.unsynced_seq = Some(proposal.seq);
+        let since = Instant::now();
+        let since_us = since.saturating_duration_since(self.started).as_micros() as u64;
+        // A change nobody waits for (a promotion the leader made itself): its answer
+        // goes nowhere.
+        let reply = reply.unwrap_or_else(|| oneshot::channel().0);
+        self.pending_writes.insert(position.index, position.term, since_us, (since, reply));
+    }
+
+    /// Leader's housekeeping for the membership: a cluster whose id is not chosen yet
+    /// gets one (random, in a record of its own); a learner marked to be promoted once
+    /// caught up is promoted as soon as the core accepts it.
+    fn tend_members(&mut self) {
+        if self.replica.role() != Role::Leader || self.fatal.is_some() {
+            return;
+        }
+        let now = self.now();
+        if self.records.cluster_id() == 0 && self.cluster_id_proposed_at.is_none() {
+            let mut bytes = [0u8; 8];
+            if getrandom::fill(&mut bytes).is_ok() {
+                let mut record = self.records.current().clone();
+                record.cluster_id = u64::from_le_bytes(bytes).max(1);
+                record.change = None;
+                if let Ok(proposal) = self.replica.handle_propose(now) {
+                    tracing::info!(cluster_id = format!("{:016x}", record.cluster_id), "chose the cluster's id");
+                    self.cluster_id_proposed_at = Some(proposal.position.index);
+                    self.append_own_record(proposal, record, None);
+                }
+            }
+        }
+        let learners: Vec<NodeId> = self.records.current().learners_to_promote().collect();
+        for id in learners {
+            let change = baton_common::Change::Promote { id };
+            if self.replica.handle_propose_membership(now, change, true).is_err() {
+                continue;
+            }
+            let Ok(accepted) = self.replica.handle_propose_membership(now, change, false) else { continue };
+            let Some(proposal) = accepted.proposal else { continue };
+            tracing::info!(member = %self.membership.name_of(id), "the learner caught up: promoting it to voter");
+            let next = self.records.current().changed(change, accepted.membership, None);
+            self.append_own_record(proposal, next, None);
+            break; // One change at a time.
+        }
+        self.pump(None);
     }
 
     /// Appends a client's write, holds it while leadership is moving, or refuses it.
@@ -1249,16 +1520,14 @@ impl Driver {
             None => None,
         };
         match self.replica.handle_switchover(now, target, dry_run) {
-            Ok(id) => Response::Switchover {
-                target: Some(self.membership.name_of(id).into()),
-                reasons: vec![],
-                started: !dry_run,
-            },
+            Ok(id) => {
+                Response::Switchover { target: Some(self.membership.name_of(id)), reasons: vec![], started: !dry_run }
+            }
             Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
                 self.error(ErrorCode::NotLeader, "switchovers go through the leader")
             }
             Err(refused) => Response::Switchover {
-                target: refused.target.map(|id| self.membership.name_of(id).into()),
+                target: refused.target.map(|id| self.membership.name_of(id)),
                 reasons: refused.reasons.iter().map(|r| self.describe(r)).collect(),
                 started: false,
             },
@@ -1394,7 +1663,7 @@ impl Driver {
                 };
                 FollowerStatus {
                     id: name(peer.id),
-                    addr: self.membership.addr_of(peer.id).to_string(),
+                    addr: self.membership.addr_of(peer.id).map(|a| a.to_string()).unwrap_or_default(),
                     match_index: peer.match_index,
                     lag_entries: peer.lag_entries,
                     lag_bytes,
@@ -1455,7 +1724,7 @@ impl Driver {
             write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            addr: self.membership.addr_of(self.membership.me()).to_string(),
+            addr: self.membership.addr_of(self.membership.me()).map(|a| a.to_string()).unwrap_or_default(),
             role: match status.role {
                 Role::Follower => "follower",
                 Role::PreCandidate => "pre-candidate",
@@ -1485,14 +1754,21 @@ impl Driver {
             cost: crate::cost::ProcessCost::now(),
             keys: self.kv.len() as u64,
             data_bytes: self.kv.data_bytes(),
-            members: self
-                .membership
-                .ids()
-                .map(|id| crate::status::MemberAddr {
-                    id: self.membership.name_of(id).to_string(),
-                    addr: self.membership.addr_of(id).to_string(),
-                })
-                .collect(),
+            members: {
+                let record = self.records.current();
+                record
+                    .membership
+                    .members
+                    .iter()
+                    .map(|member| crate::status::MemberAddr {
+                        id: self.membership.name_of(member.id),
+                        addr: record.addr_of(member.id).unwrap_or_default().to_string(),
+                        role: if member.voter { "voter" } else { "learner" }.into(),
+                        node_id: member.id.0,
+                        priority: member.priority,
+                    })
+                    .collect()
+            },
         }
     }
 }
@@ -1558,7 +1834,9 @@ fn operator_only(request: &Request) -> bool {
         | Request::SetPaused { .. }
         | Request::Backup
         | Request::BackupChunk { .. }
-        | Request::Revoke { .. } => true,
+        | Request::Revoke { .. }
+        | Request::ChangeMembers { .. } => true,
+        Request::Members => false,
         Request::Put { .. }
         | Request::Get { .. }
         | Request::Delete { .. }
@@ -1585,7 +1863,7 @@ fn oversized(command: &Command) -> Option<String> {
             (key, larger)
         }
         Command::Session { .. } => return Some("a session write inside another".into()),
-        Command::Revoke { .. } => return None,
+        Command::Revoke { .. } | Command::Members(_) => return None,
     };
     if key.len() > KEY_BYTES_MAX {
         return Some(format!("key of {} bytes is over the {KEY_BYTES_MAX}-byte limit", key.len()));
@@ -1609,6 +1887,7 @@ fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::D
             Ok(Command::Delete { key }) => ("delete", text(key), None),
             Ok(Command::Cas { key, new, .. }) => ("cas", text(key), new.as_deref().map(text)),
             Ok(Command::Revoke { holder, .. }) => ("revoke", holder.clone(), None),
+            Ok(Command::Members(record)) => ("members", format!("{:?}", record.change), None),
             Ok(Command::Session { .. }) | Err(_) => ("undecodable", String::new(), None),
         }
     };

@@ -106,6 +106,17 @@ pub enum Frame {
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     } = 5,
+    /// A node's hello on a connection to a peer: its name (as its certificate has it),
+    /// its id in the cluster (0: it holds no state yet and asks to join) and the
+    /// cluster's id (0: not chosen yet). Checked against the receiver's membership
+    /// (see `crate::membership::Directory::admit`).
+    PeerHello {
+        protocol: u16,
+        name: String,
+        incarnation: u64,
+        node_id: u8,
+        cluster_id: u64,
+    } = 6,
 }
 
 /// Bytes of snapshot per [`Frame::SnapshotChunk`]: well under a frame's limit.
@@ -224,6 +235,38 @@ pub enum Request {
     ViaLeader {
         request: Box<Request>,
     } = 17,
+    /// The cluster's members as this node knows them, with the record a joining node
+    /// starts from.
+    Members = 18,
+    /// A membership change (operators only): refused with reasons, or (not on a dry
+    /// run) answered `Written` once it has committed.
+    ChangeMembers {
+        change: MemberChange,
+        dry_run: bool,
+    } = 19,
+}
+
+/// A membership change as an operator asks for it, by name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum MemberChange {
+    /// A new node, as a learner; promoted to voter once caught up unless `learner_only`.
+    Add {
+        name: String,
+        addr: String,
+        priority: u8,
+        learner_only: bool,
+    } = 0,
+    Promote {
+        name: String,
+    } = 1,
+    Remove {
+        name: String,
+    } = 2,
+    SetPriority {
+        name: String,
+        priority: u8,
+    } = 3,
 }
 
 impl Request {
@@ -396,6 +439,10 @@ pub enum Response {
         index: u64,
         done: bool,
     } = 15,
+    Members(Json<crate::status::MembersView>) = 16,
+    /// A membership change's verdict: every reason it is refused (none: accepted, or
+    /// on a dry run would be), and the quorums it leaves.
+    MembersVerdict(Json<crate::status::MembersVerdict>) = 17,
 }
 
 /// Pairs of byte strings, each as a byte string (one copy to decode, as `byte_strings`).

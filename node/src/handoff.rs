@@ -36,7 +36,7 @@ pub enum Input {
     /// A whole received snapshot, fsynced and checked (or why it is unusable).
     SnapshotReceived {
         received: Received,
-        result: Result<Snapshot, String>,
+        result: Result<Box<Snapshot>, String>,
     },
     /// A local snapshot at `position` is written and fsynced to its temporary file.
     SnapshotWritten {

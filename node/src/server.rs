@@ -5,16 +5,16 @@
 use crate::certs::{Credentials, Identity};
 use crate::config::Settings;
 use crate::driver::Driver;
-use crate::handoff::{Input, LinkState, Outbound, TransportCounters};
+use crate::handoff::{Input, TransportCounters};
 use crate::kv::Kv;
-use crate::membership::Membership;
+use crate::membership::Directory;
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::lock::DirLock;
 use crate::storage::snapshot::SnapshotDir;
 use crate::storage::wal::Wal;
-use crate::transport::{accept_loop, run_link, Restarts, LINK_QUEUE_FRAMES};
+use crate::transport::{accept_loop, Links, Restarts};
 use baton_common::{Config, LogTerms, Member, Position, Recovered, Replica};
-use std::collections::HashMap;
+use baton_host::members::{MemberRecord, MemberRecords};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::mpsc;
@@ -83,25 +83,34 @@ pub async fn run(settings: Settings) -> Result<(), Stop> {
         "recovered storage"
     );
 
-    let membership =
-        Membership::new(&settings.id, settings.advertise.clone(), &settings.peers).map_err(|e| e.to_string())?;
     let identity = Identity::Node(settings.id.clone());
     // Revocations in the snapshot hold from the start; the driver replays the log's and
     // keeps the list current.
     let revocations = crate::revocation::RevocationList::default();
     revocations.replace(kv.revoked());
     let open_connections = Arc::new(crate::revocation::OpenConnections::default());
-    let (server_config, client_config) = load_tls(&settings.certs, &identity, &revocations)?;
+    let (server_config, client_config, join_config) = load_tls(&settings.certs, &identity, &revocations)?;
     let endpoint = quinn::Endpoint::server(server_config, settings.listen)
         .map_err(|e| format!("cannot listen on {}: {e}. Fix: pick a free --listen address", settings.listen))?;
+
+    let holds_state = snapshot.index > 0 || wal.last_index().is_some() || recovered_hard_state.term > 0;
+    let (base, me) = base_membership(&settings, &endpoint, &join_config, holds_state).await?;
+    let mut records = MemberRecords::new(snapshot.index, kv.members().cloned().unwrap_or(base));
+    for index in snapshot.index + 1..=wal.last_index().unwrap_or(0) {
+        let entry = wal.read(index).map_err(|e| e.to_string())?;
+        if let Some(record) = entry.and_then(|e| crate::kv::Command::member_record(&e.payload)) {
+            records.push(index, record);
+        }
+    }
+    let directory = Directory::new(&settings.id, me, records.current().clone());
     let (client_configs, client_config) = tokio::sync::watch::channel(client_config);
     let reload = (settings.certs.clone(), identity, revocations.clone());
     tokio::spawn(reload_on_hangup(hangups, endpoint.clone(), reload, client_configs));
 
-    let me = membership.me();
-    let mut members = heapless::Vec::new();
-    for id in membership.ids() {
-        let _ = members.push(Member::voter(id, 1));
+    let mut members = records.current().membership.members.clone();
+    if !members.iter().any(|m| m.id == me) {
+        // Removed (or never added): it counts for nothing and never campaigns.
+        let _ = members.push(Member { id: me, priority: 0, voter: false });
     }
     let config = Config {
         id: me,
@@ -115,7 +124,8 @@ pub async fn run(settings: Settings) -> Result<(), Stop> {
     };
     config.validate().map_err(|e| format!("invalid cluster settings: {e:?}"))?;
     let started = Instant::now();
-    let replica = Replica::new(config, Recovered { hard_state: recovered_hard_state, log, memberships: None }, 0);
+    let recovered = Recovered { hard_state: recovered_hard_state, log, memberships: Some(records.membership_log()) };
+    let replica = Replica::new(config, recovered, 0);
 
     let (input_sender, inputs) = mpsc::channel(INPUT_QUEUE);
     if let Some(addr) = settings.metrics {
@@ -125,38 +135,32 @@ pub async fn run(settings: Settings) -> Result<(), Stop> {
         tracing::info!(%addr, "serving Prometheus metrics at /metrics");
         tokio::spawn(crate::metrics::serve(listener, input_sender.clone()));
     }
-    let mut outbound = Outbound::new();
-    let mut link_states = HashMap::new();
-    let restarts = Arc::new(Restarts::new(membership.peers()));
-    for peer in membership.peers() {
-        let (sender, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
-        outbound.insert(peer, sender);
-        let state = Arc::new(LinkState::default());
-        link_states.insert(peer, state.clone());
-        let dialer = crate::transport::Dialer {
+    let restarts = Arc::new(Restarts::default());
+    let links = Links {
+        dialer: crate::transport::Dialer {
             endpoint: endpoint.clone(),
             client_config: client_config.clone(),
             open: open_connections.clone(),
             silence_max: std::time::Duration::from_millis(settings.election_timeout_ms),
-        };
-        tokio::spawn(run_link(dialer, membership.clone(), peer, frames, restarts.clone(), state));
-    }
+        },
+        directory: directory.clone(),
+        restarts: restarts.clone(),
+    };
     let counters = Arc::new(TransportCounters::default());
     let open = open_connections.clone();
     tokio::spawn(accept_loop(
         endpoint.clone(),
-        membership.clone(),
+        directory.clone(),
         input_sender.clone(),
         counters.clone(),
         restarts,
         open,
     ));
-    let driver =
-        Driver::new(replica, wal, hard_state, membership, outbound, inputs, input_sender.clone(), started, counters)
-            .with_discarded_dir(settings.data_dir.join("discarded"))
-            .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes)
-            .with_link_states(link_states)
-            .with_revocations(revocations, open_connections);
+    let driver = Driver::new(replica, wal, hard_state, directory, inputs, input_sender.clone(), started, counters)
+        .with_discarded_dir(settings.data_dir.join("discarded"))
+        .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes)
+        .with_members(records, links)
+        .with_revocations(revocations, open_connections);
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, advertise = %settings.advertise, mode = %settings.mode, "baton-node started");
 
@@ -187,6 +191,69 @@ pub async fn run(settings: Settings) -> Result<(), Stop> {
     endpoint.close(0u32.into(), b"shutting down");
     endpoint.wait_idle().await;
     Ok(())
+}
+
+/// The membership this node started from, and its own id in it: as recorded in its data
+/// directory; else, with `--join`, as a member of the running cluster tells it (the
+/// node must have been added, and hold no state); else formed from `--id`,
+/// `--advertise` and the `--peer` list, ids in the names' sorted order. The record is
+/// stored on first start, so later starts never depend on the flags again.
+async fn base_membership(
+    settings: &Settings,
+    endpoint: &quinn::Endpoint,
+    join_config: &quinn::ClientConfig,
+    holds_state: bool,
+) -> Result<(MemberRecord, baton_common::NodeId), String> {
+    let data_dir = &settings.data_dir;
+    let base = match crate::membership::load_base(data_dir)? {
+        Some(base) => {
+            if !settings.join.is_empty() {
+                tracing::info!("this node already belongs to a cluster; --join is only read on the first start");
+            }
+            base
+        }
+        None if !settings.join.is_empty() => {
+            if holds_state {
+                return Err(format!(
+                    "{}: --join needs an empty data directory, and this one holds a node's log or snapshot. Fix: \
+                     move it aside, or start without --join",
+                    data_dir.display()
+                ));
+            }
+            let joins: Vec<String> = settings.join.iter().map(ToString::to_string).collect();
+            tracing::info!(via = %joins.join(","), "joining the cluster");
+            let view = crate::transport::join(endpoint, join_config, &settings.id, &settings.join).await;
+            tracing::info!(from = %view.from, "joined: the cluster added this node as a learner");
+            crate::membership::store_base(data_dir, &view.record)?;
+            view.record
+        }
+        None => {
+            let mut named: Vec<(String, String)> =
+                settings.peers.iter().map(|(name, addr)| (name.clone(), addr.to_string())).collect();
+            named.push((settings.id.clone(), settings.advertise.to_string()));
+            let mut names: Vec<&String> = named.iter().map(|(name, _)| name).collect();
+            names.sort();
+            if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(format!("node {:?} is listed twice", pair[0]));
+            }
+            if named.len() > baton_common::limits::NODES_MAX {
+                return Err(format!("at most {} nodes, got {}", baton_common::limits::NODES_MAX, named.len()));
+            }
+            let base = MemberRecord::formed(&named);
+            crate::membership::store_base(data_dir, &base)?;
+            base
+        }
+    };
+    // The id as the node was formed or joined: fixed for the life of its data.
+    let me = base.id_of(&settings.id).ok_or_else(|| {
+        format!(
+            "{}: the membership recorded there does not name {}. Fix: start with the --id this data directory \
+             belongs to",
+            crate::membership::base_path(data_dir).display(),
+            settings.id
+        )
+    })?;
+    Ok((base, me))
 }
 
 /// The core's view of the log: the snapshot point, then the term of every entry the log
@@ -228,11 +295,13 @@ fn recover_log(settings: &Settings, wal: &mut Wal, snapshot: Position) -> Result
 /// Refuses an expired certificate (peers with a correct clock would refuse it anyway)
 /// with the fix; warns when it expires within [`CERT_EXPIRY_WARNING_DAYS`] or when this
 /// machine's clock is behind its start.
+/// The server's TLS configuration, the one for dialing peers by name, and the one for
+/// dialing any member by address (to join).
 fn load_tls(
     certs: &std::path::Path,
     identity: &Identity,
     revocations: &crate::revocation::RevocationList,
-) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig, quinn::ClientConfig), String> {
     let credentials = Credentials::load(certs, identity).map_err(|e| e.to_string())?;
     let path = certs.join(format!("{}.pem", identity.file_stem()));
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
@@ -257,7 +326,8 @@ fn load_tls(
     }
     let server_config = crate::tls::server_config(&credentials, revocations).map_err(|e| e.to_string())?;
     let client_config = crate::tls::node_client_config(&credentials, revocations).map_err(|e| e.to_string())?;
-    Ok((server_config, client_config))
+    let join_config = crate::tls::any_node_client_config(&credentials).map_err(|e| e.to_string())?;
+    Ok((server_config, client_config, join_config))
 }
 
 /// A node's certificate this close to its end is warned about at start and on reload.
@@ -274,7 +344,7 @@ async fn reload_on_hangup(
 ) {
     while hangups.recv().await.is_some() {
         match load_tls(&certs, &identity, &revocations) {
-            Ok((server_config, client_config)) => {
+            Ok((server_config, client_config, _)) => {
                 endpoint.set_server_config(Some(server_config));
                 client_configs.send_replace(client_config);
                 tracing::info!(

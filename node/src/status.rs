@@ -103,6 +103,47 @@ pub struct NodeStatus {
 pub struct MemberAddr {
     pub id: String,
     pub addr: String,
+    /// "voter" or "learner" (empty from nodes before live membership).
+    pub role: String,
+    /// The numeric id the cluster gave it (never reused).
+    pub node_id: u8,
+    /// 0: never leader; higher wins an election tie.
+    pub priority: u8,
+}
+
+/// `baton member list`: the members as one node knows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersView {
+    /// The node that answered, and whether it leads.
+    pub from: String,
+    pub leader: Option<String>,
+    /// The record in effect at the end of its log (a joining node starts from it).
+    pub record: baton_host::members::MemberRecord,
+    /// The index of the newest membership change, and whether it has committed.
+    pub change_index: u64,
+    pub change_pending: bool,
+    /// The quorums of the current voters in the write mode.
+    pub mode: String,
+    pub write_quorum: u8,
+    pub election_quorum: u8,
+}
+
+/// A membership change's verdict (see `frame::Request::ChangeMembers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MembersVerdict {
+    pub accepted: bool,
+    pub dry_run: bool,
+    /// The node the change is about, and its id (a new node's id is handed out here).
+    pub name: String,
+    pub node_id: u8,
+    /// Why it is refused, each in words an operator can act on.
+    pub reasons: Vec<String>,
+    /// Voters and learners after the change, and the quorums they give.
+    pub voters: Vec<String>,
+    pub learners: Vec<String>,
+    pub write_quorum: u8,
+    pub election_quorum: u8,
 }
 
 impl NodeStatus {

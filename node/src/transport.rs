@@ -9,7 +9,7 @@
 use crate::certs::Identity;
 use crate::frame::{read_frame, write_frame, ErrorCode, Frame, FrameError, Response, PROTOCOL_VERSION};
 use crate::handoff::{Input, LinkState, SnapshotChunk, TransportCounters};
-use crate::membership::Membership;
+use crate::membership::Directory;
 use crate::tls::{node_server_name, peer_identity};
 use baton_common::NodeId;
 use std::collections::HashMap;
@@ -50,16 +50,19 @@ struct PeerRuns {
 #[derive(Debug, Default)]
 pub struct Restarts {
     seen: Mutex<HashMap<NodeId, PeerRuns>>,
-    links: HashMap<NodeId, Arc<tokio::sync::Notify>>,
+    /// Each outgoing link's wake-up, by peer (links come and go with the membership).
+    links: Mutex<HashMap<NodeId, Arc<tokio::sync::Notify>>>,
 }
 
 impl Restarts {
-    pub fn new(peers: impl Iterator<Item = NodeId>) -> Restarts {
-        Restarts { seen: Mutex::default(), links: peers.map(|p| (p, Arc::new(tokio::sync::Notify::new()))).collect() }
+    fn link(&self, peer: NodeId) -> Arc<tokio::sync::Notify> {
+        self.links.lock().expect("never poisoned").entry(peer).or_default().clone()
     }
 
-    fn link(&self, peer: NodeId) -> Arc<tokio::sync::Notify> {
-        self.links[&peer].clone()
+    /// The link to `peer` is gone (the peer left the membership).
+    fn forget(&self, peer: NodeId) {
+        self.links.lock().expect("never poisoned").remove(&peer);
+        self.seen.lock().expect("never poisoned").remove(&peer);
     }
 
     /// Our link to `peer` is attached to this run of it.
@@ -86,7 +89,7 @@ impl Restarts {
             tracing::info!(%peer, "peer restarted: reconnecting to it");
         }
         if restarted || never_attached {
-            if let Some(link) = self.links.get(&peer) {
+            if let Some(link) = self.links.lock().expect("never poisoned").get(&peer) {
                 link.notify_one();
             }
         }
@@ -106,10 +109,39 @@ pub struct Dialer {
     pub silence_max: Duration,
 }
 
-/// Keeps one outgoing replication stream to `peer` alive and feeds it frames.
+/// Starts and stops the outgoing links: one per peer in the membership, started when
+/// the peer joins it and stopped when it leaves.
+#[derive(Clone)]
+pub struct Links {
+    pub dialer: Dialer,
+    pub directory: Directory,
+    pub restarts: Arc<Restarts>,
+}
+
+impl Links {
+    /// Starts the link to `peer`: frames sent into the returned queue go out on it, and
+    /// it runs until the queue's sender is dropped.
+    pub fn start(&self, peer: NodeId) -> (mpsc::Sender<Frame>, Arc<LinkState>) {
+        let (sender, frames) = mpsc::channel(LINK_QUEUE_FRAMES);
+        let state = Arc::new(LinkState::default());
+        let (dialer, directory, restarts) = (self.dialer.clone(), self.directory.clone(), self.restarts.clone());
+        tokio::spawn(run_link(dialer, directory, peer, frames, restarts, state.clone()));
+        (sender, state)
+    }
+
+    /// The link to `peer` was stopped (its queue's sender dropped): wake it so it ends
+    /// now, not at its next dial.
+    pub fn stopped(&self, peer: NodeId) {
+        self.restarts.link(peer).notify_one();
+        self.restarts.forget(peer);
+    }
+}
+
+/// Keeps one outgoing replication stream to `peer` alive and feeds it frames, until
+/// the driver drops the sender of `frames`.
 pub async fn run_link(
     dialer: Dialer,
-    membership: Membership,
+    directory: Directory,
     peer: NodeId,
     mut frames: mpsc::Receiver<Frame>,
     restarts: Arc<Restarts>,
@@ -118,17 +150,30 @@ pub async fn run_link(
     let Dialer { endpoint, client_config, open, silence_max } = dialer;
     let link_transport = crate::tls::peer_link_transport(silence_max);
     let restarted = restarts.link(peer);
-    let name = membership.name_of(peer).to_string();
-    // Resolved again at each attempt: a peer known by name may have moved.
-    let addr = membership.addr_of(peer).clone();
     let mut backoff = crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let mut last_refusal = None;
     loop {
+        if frames.is_closed() {
+            return; // The peer left the membership.
+        }
+        // Looked up at each attempt: the membership may give the peer a new address,
+        // and a peer known by a host name may have moved.
+        let name = directory.name_of(peer);
+        let Some(addr) = directory.addr_of(peer) else {
+            tracing::debug!(peer = %name, "no address known for the peer yet");
+            tokio::select! {
+                () = tokio::time::sleep(BACKOFF_MAX) => {}
+                () = restarted.notified() => {}
+            }
+            continue;
+        };
         let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
         let dial = async {
             let resolved = addr.resolve(local).await?;
             let mut config = client_config.borrow().clone();
             config.transport_config(link_transport.clone());
-            connect(&endpoint, &config, resolved, &name, membership.my_name()).await
+            let hello = peer_hello(&directory);
+            connect(&endpoint, &config, resolved, &name, hello).await
         };
         // A dial to a dead peer waits out QUIC's handshake retransmissions (seconds):
         // once the peer's own hello says it runs again, dial it afresh at once.
@@ -170,14 +215,34 @@ pub async fn run_link(
                     return;
                 }
             }
+            // A refusal is the peer's verdict on this node (removed, another cluster):
+            // said once, loudly; an unreachable peer is routine.
+            Err(error) if error.starts_with("hello refused") && last_refusal.as_ref() != Some(&error) => {
+                tracing::warn!(peer = %name, %addr, %error, "the peer refuses this node");
+                last_refusal = Some(error);
+            }
             Err(error) => tracing::debug!(peer = %name, %addr, %error, "cannot reach peer"),
         }
         // Frames queued while down are stale; the core resends what matters.
         while frames.try_recv().is_ok() {}
+        if frames.is_closed() {
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(backoff.next_pause()) => {}
             () = restarted.notified() => backoff.reset(), // It runs again: dial now.
         }
+    }
+}
+
+/// This node's hello to a peer: its name, its id, and the cluster it belongs to.
+fn peer_hello(directory: &Directory) -> Frame {
+    Frame::PeerHello {
+        protocol: PROTOCOL_VERSION,
+        name: directory.my_name().to_string(),
+        incarnation: incarnation(),
+        node_id: directory.me().0,
+        cluster_id: directory.cluster_id(),
     }
 }
 
@@ -186,19 +251,14 @@ async fn connect(
     config: &quinn::ClientConfig,
     addr: std::net::SocketAddr,
     peer: &str,
-    me: &str,
+    hello: Frame,
 ) -> Result<(quinn::Connection, quinn::SendStream, u64), String> {
     let attempt = async {
         let connecting =
             endpoint.connect_with(config.clone(), addr, &node_server_name(peer)).map_err(|e| e.to_string())?;
         let connection = connecting.await.map_err(|e| e.to_string())?;
         let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
-        write_frame(
-            &mut send,
-            &Frame::Hello { protocol: PROTOCOL_VERSION, name: me.to_string(), incarnation: incarnation() },
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+        write_frame(&mut send, &hello).await.map_err(|e| e.to_string())?;
         match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
             Some(Frame::HelloReply { accepted: true, incarnation, .. }) => Ok((connection, send, incarnation)),
             Some(Frame::HelloReply { reason, .. }) => Err(format!("hello refused: {reason}")),
@@ -208,10 +268,64 @@ async fn connect(
     tokio::time::timeout(CONNECT_TIMEOUT, attempt).await.map_err(|_| "timed out".to_string())?
 }
 
+/// Asks the members at `addrs` (in turn, until one answers) for the membership record
+/// a node named as this one's certificate is starts from: the node was added as a
+/// learner (`baton member add`) and holds no state yet. Waits, retrying every second,
+/// until it has been added; each new refusal is logged with its reason.
+pub async fn join(
+    endpoint: &quinn::Endpoint,
+    config: &quinn::ClientConfig,
+    my_name: &str,
+    addrs: &[crate::addr::NodeAddr],
+) -> crate::status::MembersView {
+    let hello = Frame::PeerHello {
+        protocol: PROTOCOL_VERSION,
+        name: my_name.to_string(),
+        incarnation: incarnation(),
+        node_id: 0,
+        cluster_id: 0,
+    };
+    let mut last_reason = String::new();
+    loop {
+        for addr in addrs {
+            let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+            let attempt = async {
+                let resolved = addr.resolve(local).await?;
+                // The member's certificate is checked against the CA, not against a
+                // name: a joining node does not know the members' names yet.
+                let (connection, _, _) = connect(endpoint, config, resolved, "any", hello.clone()).await?;
+                let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
+                write_frame(&mut send, &Frame::Request { request: crate::frame::Request::Members })
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let answer = read_frame(&mut receive).await.map_err(|e| e.to_string())?;
+                connection.close(0u32.into(), b"joined");
+                match answer {
+                    Some(Frame::Response { response: Response::Members(view) }) => Ok(view.0),
+                    other => Err(format!("unexpected answer: {other:?}")),
+                }
+            };
+            match tokio::time::timeout(CONNECT_TIMEOUT * 2, attempt).await {
+                Ok(Ok(view)) => match view.record.id_of(my_name) {
+                    Some(id) if view.record.membership.member(id).is_some() => return view,
+                    _ => last_reason = format!("{addr} answered with a membership without {my_name}"),
+                },
+                Ok(Err(reason)) if reason != last_reason => {
+                    tracing::warn!(%addr, %reason, "cannot join yet; trying again every second");
+                    last_reason = reason;
+                }
+                Ok(Err(_)) => {}
+                Err(_) => tracing::debug!(%addr, "no answer to the join in time"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
 /// Accepts connections until the endpoint closes.
 pub async fn accept_loop(
     endpoint: quinn::Endpoint,
-    membership: Membership,
+    membership: Directory,
     inputs: mpsc::Sender<Input>,
     counters: Arc<TransportCounters>,
     restarts: Arc<Restarts>,
@@ -244,7 +358,7 @@ pub async fn accept_loop(
 
 async fn serve_connection(
     connection: &quinn::Connection,
-    membership: &Membership,
+    membership: &Directory,
     inputs: &mpsc::Sender<Input>,
     counters: &Arc<TransportCounters>,
     restarts: &Restarts,
@@ -258,15 +372,30 @@ async fn serve_connection(
         .await
         .map_err(|_| "no hello in time".to_string())?
         .map_err(|e| e.to_string())?;
+    // A node's hello says which id it holds (see `Directory::admit`).
+    let mut peer = None;
     let refusal = match (&hello, &identity) {
-        (Some(Frame::Hello { protocol, .. }), _) if *protocol != PROTOCOL_VERSION => {
+        (Some(Frame::Hello { protocol, .. } | Frame::PeerHello { protocol, .. }), _)
+            if *protocol != PROTOCOL_VERSION =>
+        {
             Some(format!("protocol {protocol}; this node speaks {PROTOCOL_VERSION}"))
         }
-        (Some(Frame::Hello { name, .. }), Identity::Node(certified)) if name != certified => {
+        (Some(Frame::Hello { name, .. } | Frame::PeerHello { name, .. }), Identity::Node(certified))
+            if name != certified =>
+        {
             Some(format!("hello names {name} but the certificate names {certified}"))
         }
-        (Some(Frame::Hello { .. }), Identity::Node(certified)) if membership.id_of(certified).is_none() => {
-            Some(format!("node {certified} is not a member of this cluster"))
+        (Some(Frame::Hello { .. }), Identity::Node(certified)) => {
+            Some(format!("node {certified} runs an older baton-node, whose hello does not say its id. Fix: upgrade it"))
+        }
+        (Some(Frame::PeerHello { node_id, cluster_id, .. }), Identity::Node(certified)) => {
+            match membership.admit(certified, *node_id, *cluster_id) {
+                Ok(id) => {
+                    peer = Some((id, *node_id == 0));
+                    None
+                }
+                Err(refused) => Some(refused.0),
+            }
         }
         (Some(Frame::Hello { .. }), _) => None,
         (other, _) => Some(format!("expected a hello, got {other:?}")),
@@ -287,9 +416,16 @@ async fn serve_connection(
         .await
         .map_err(|e| e.to_string())?;
     match identity {
+        Identity::Node(_) if peer.is_some_and(|(_, joining)| joining) => {
+            // A node joining asks for the membership record and goes; nothing it sends
+            // counts for replication.
+            let Ok((send, receive)) = connection.accept_bi().await else { return Ok(()) };
+            serve_requests(send, receive, inputs.clone(), counters.clone(), Origin::Joining).await;
+            Ok(())
+        }
         Identity::Node(name) => {
-            let from = membership.id_of(&name).expect("checked above");
-            if let Some(Frame::Hello { incarnation, .. }) = hello {
+            let (from, _) = peer.expect("admitted above");
+            if let Some(Frame::PeerHello { incarnation, .. }) = hello {
                 restarts.observe(from, incarnation);
             }
             // Further streams on a peer's connection carry its clients' requests, which
@@ -361,6 +497,8 @@ enum Origin {
     Operator,
     /// A follower forwarding its clients' requests to this node.
     Forwarded,
+    /// A node asking to join, which may only ask for the membership.
+    Joining,
 }
 
 /// Answers the requests on one stream in turn: a client keeps one stream for its
@@ -394,6 +532,8 @@ async fn serve_requests(
             _ => break,
         };
         let request = match request {
+            crate::frame::Request::Members => request,
+            _ if origin == Origin::Joining => break,
             crate::frame::Request::Watch { prefix, from_index } if origin != Origin::Forwarded => {
                 crate::watch_stream::serve_watch(&mut send, &inputs, prefix, from_index).await;
                 return;

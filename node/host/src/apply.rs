@@ -60,7 +60,9 @@ pub fn answer(verdict: Verdict, applied: &Applied, index: u64, term: u64) -> Ans
         Applied::CasMismatchEarlier { term, index } => {
             Answer::NotApplied(NotApplied::CasMismatchEarlier { term: *term, index: *index })
         }
-        Applied::Noop | Applied::Done | Applied::Undecodable | Applied::Revoked => Answer::Written { term, index },
+        Applied::Noop | Applied::Done | Applied::Undecodable | Applied::Revoked | Applied::Members => {
+            Answer::Written { term, index }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::changed::ChangedBits;
 use crate::map::Map;
+use crate::members::MemberRecord;
 use crate::session::{Admission, Outcome, SessionId, Sessions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -48,11 +49,27 @@ pub enum Command {
     /// An operator revoked the certificate with this fingerprint (see
     /// `baton_node::revocation`): every node refuses it from this entry on.
     Revoke { fingerprint: Fingerprint, holder: String } = 4,
+    /// The cluster's members from here on (see [`crate::members`]): in effect on every
+    /// node as soon as it is in its log; applying it only keeps it for snapshots.
+    Members(MemberRecord) = 5,
 }
 
 impl Command {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("commands always serialize")
+    }
+
+    /// The membership record a log entry's payload carries, if it is one. Cheap for
+    /// every other entry: only the first byte (the command's tag) is looked at.
+    pub fn member_record(payload: &[u8]) -> Option<MemberRecord> {
+        const MEMBERS_TAG: u8 = 5;
+        if payload.first() != Some(&MEMBERS_TAG) {
+            return None;
+        }
+        match postcard::from_bytes::<Command>(payload) {
+            Ok(Command::Members(record)) => Some(record),
+            _ => None,
+        }
     }
 
     /// The put, delete or compare-and-set itself, inside its session if it has one.
@@ -97,6 +114,8 @@ pub enum Applied {
     Revoked,
     /// The revocation list is full: not applied.
     RevokedFull,
+    /// A membership record (see [`Command::Members`]).
+    Members,
 }
 
 /// The state machine's parts a snapshot is written from and restored to.
@@ -106,6 +125,9 @@ pub struct Contents {
     pub sessions: Sessions,
     /// Revoked certificates by fingerprint, with their holders' names.
     pub revoked: BTreeMap<Fingerprint, String>,
+    /// The newest membership record applied (none: the cluster's membership never
+    /// changed, and it is as the node was formed).
+    pub members: Option<MemberRecord>,
 }
 
 #[derive(Debug)]
@@ -114,6 +136,8 @@ pub struct Kv {
     sessions: Sessions,
     /// Revoked certificates by fingerprint, with their holders' names.
     revoked: BTreeMap<Fingerprint, String>,
+    /// The newest membership record applied.
+    members: Option<MemberRecord>,
     applied_index: u64,
     /// Which entries applied since the last restore changed the map (for watches).
     changed: ChangedBits,
@@ -157,6 +181,11 @@ impl Kv {
         &self.sessions
     }
 
+    /// The newest membership record applied, if the membership ever changed.
+    pub fn members(&self) -> Option<&MemberRecord> {
+        self.members.as_ref()
+    }
+
     pub fn revoked(&self) -> &BTreeMap<Fingerprint, String> {
         &self.revoked
     }
@@ -187,7 +216,7 @@ impl Kv {
         }
         let Ok(command) = postcard::from_bytes::<Command>(payload) else { return (Applied::Undecodable, false) };
         let Command::Session { id, seq, acked_seq, at_ms, write } = command else { return self.run(command) };
-        if matches!(*write, Command::Session { .. } | Command::Revoke { .. }) {
+        if matches!(*write, Command::Session { .. } | Command::Revoke { .. } | Command::Members(_)) {
             return (Applied::Undecodable, false);
         }
         let refused = match self.sessions.admit(&id, seq, acked_seq, at_ms) {
@@ -259,20 +288,29 @@ impl Kv {
                 self.revoked.insert(fingerprint, holder);
                 (Applied::Revoked, false)
             }
+            Command::Members(record) => {
+                self.members = Some(record);
+                (Applied::Members, false)
+            }
             Command::Session { .. } => (Applied::Undecodable, false),
         }
     }
 
     /// The state a snapshot of `applied_index` holds.
     pub fn restore(applied_index: u64, contents: Contents) -> Kv {
-        let Contents { map, sessions, revoked } = contents;
-        Kv { map, sessions, revoked, applied_index, changed: ChangedBits::starting_at(applied_index + 1) }
+        let Contents { map, sessions, revoked, members } = contents;
+        Kv { map, sessions, revoked, members, applied_index, changed: ChangedBits::starting_at(applied_index + 1) }
     }
 
     /// What a snapshot of this state holds (cheap: the map is shared, see [`Map`]);
     /// write it off the node loop.
     pub fn contents(&self) -> Contents {
-        Contents { map: self.map.clone(), sessions: self.sessions.clone(), revoked: self.revoked.clone() }
+        Contents {
+            map: self.map.clone(),
+            sessions: self.sessions.clone(),
+            revoked: self.revoked.clone(),
+            members: self.members.clone(),
+        }
     }
 
     /// The whole map, for writing a snapshot: clone it (O(1), see [`Map`]) and write
@@ -290,6 +328,21 @@ impl Kv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Goal: a membership record is found by its tag and nothing else is taken for one.
+    #[test]
+    fn member_records_are_told_from_other_entries() {
+        let record = crate::members::MemberRecord::formed(&[("n1".into(), "h:1".into())]);
+        let payload = Command::Members(record.clone()).encode();
+        assert_eq!(Command::member_record(&payload), Some(record.clone()));
+        assert_eq!(Command::member_record(&put("k", "v").encode()), None);
+        assert_eq!(Command::member_record(&[]), None);
+        assert_eq!(Command::member_record(&[5, 0xff]), None, "a damaged record is no record");
+        let mut kv = Kv::default();
+        assert_eq!(kv.apply(1, 1, &payload), Applied::Members);
+        assert_eq!(kv.members(), Some(&record));
+        assert_eq!(Kv::restore(1, kv.contents()).members(), Some(&record));
+    }
 
     /// Goal: put, delete and compare-and-set behave, in log order.
     #[test]

@@ -9,13 +9,15 @@
 //! - [`snapshot_sends`]: which of the core's snapshot requests start a transfer;
 //! - [`apply`]: applying a committed entry and what its client is told;
 //! - [`kv`]: the replicated state machine (a key-value [`map`] and client
-//!   [`session`]s), applied from the log.
+//!   [`session`]s), applied from the log;
+//! - [`members`]: the members' names, addresses and records, beside the core's ids.
 
 pub mod apply;
 pub mod changed;
 pub mod held;
 pub mod kv;
 pub mod map;
+pub mod members;
 pub mod reads;
 pub mod route;
 pub mod session;

@@ -8,8 +8,11 @@
 //! u64, outcome u8 (0 a compare-and-set that did not match, 1 written) with term u64 and
 //! index u64 (for 0, where it did not match; files before that hold 0, 0); from version 3
 //! the revoked certificates (see `crate::revocation`): count u64, and per certificate its
-//! fingerprint (32 bytes), holder length u32 and holder; and at the end a CRC-32 of
-//! everything before it. Version 1 (no sessions) and 2 (no revocations) files still load. Written to `snapshot.tmp`, fsynced,
+//! fingerprint (32 bytes), holder length u32 and holder; from version 4 the membership
+//! record (see `baton_host::members`): its length u32 (0: none, the membership is as the
+//! cluster was formed) and its postcard bytes; and at the end a CRC-32 of everything
+//! before it. Versions 1 (no sessions), 2 (no revocations) and 3 (no membership) still
+//! load. Written to `snapshot.tmp`, fsynced,
 //! renamed over `snapshot`, and the directory fsynced: a crash leaves the old snapshot or
 //! the new one, never a mix. A received snapshot is checked the same way before it is
 //! installed.
@@ -22,11 +25,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"BATONSN1";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 /// The first version, without sessions: still read.
 const FORMAT_VERSION_WITHOUT_SESSIONS: u32 = 1;
 /// The second, with sessions but without revocations: still read.
 const FORMAT_VERSION_WITHOUT_REVOCATIONS: u32 = 2;
+/// The third, with revocations but without the membership record: still read.
+const FORMAT_VERSION_WITHOUT_MEMBERS: u32 = 3;
+/// A membership record longer than this means the file is damaged.
+const MEMBERS_BYTES_MAX: u32 = 64 * 1024;
 const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 8;
 /// A key or value longer than this in a snapshot means the file is damaged.
 const FIELD_BYTES_MAX: u32 = baton_common::limits::ENTRY_BYTES_MAX as u32;
@@ -44,6 +51,7 @@ pub use crate::kv::Contents;
 pub use crate::map::Map;
 use crate::revocation::{Fingerprint, HOLDER_BYTES_MAX, REVOKED_MAX};
 use crate::session::{Outcome, Session, Sessions};
+use baton_host::members::MemberRecord;
 use std::collections::BTreeMap;
 
 /// What a snapshot file holds: the state machine as of one log position.
@@ -53,13 +61,14 @@ pub struct Snapshot {
     pub map: Map,
     pub sessions: Sessions,
     pub revoked: BTreeMap<Fingerprint, String>,
+    pub members: Option<MemberRecord>,
 }
 
 impl Snapshot {
     /// The state machine this snapshot holds.
     pub fn into_kv(self) -> crate::kv::Kv {
-        let Snapshot { position, map, sessions, revoked } = self;
-        crate::kv::Kv::restore(position.index, Contents { map, sessions, revoked })
+        let Snapshot { position, map, sessions, revoked, members } = self;
+        crate::kv::Kv::restore(position.index, Contents { map, sessions, revoked, members })
     }
 }
 
@@ -289,7 +298,7 @@ impl SnapshotDir {
 
 /// Writes and fsyncs `contents` as a snapshot at `position` to `path`.
 fn write_file(tmp: &Path, position: Position, contents: &Contents) -> Result<(), StorageError> {
-    let Contents { map, sessions, revoked } = contents;
+    let Contents { map, sessions, revoked, members } = contents;
     let file = File::create(tmp).map_err(StorageError::io(tmp))?;
     let mut writer = CrcWriter { inner: BufWriter::with_capacity(IO_BUFFER_BYTES, file), hasher: Default::default() };
     let written = (|| -> std::io::Result<()> {
@@ -333,6 +342,9 @@ fn write_file(tmp: &Path, position: Position, contents: &Contents) -> Result<(),
             writer.write_all(&(holder.len() as u32).to_le_bytes())?;
             writer.write_all(holder.as_bytes())?;
         }
+        let members = members.as_ref().map(MemberRecord::encode).unwrap_or_default();
+        writer.write_all(&(members.len() as u32).to_le_bytes())?;
+        writer.write_all(&members)?;
         let crc = writer.hasher.clone().finalize();
         writer.inner.write_all(&crc.to_le_bytes())?;
         let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
@@ -347,10 +359,11 @@ fn write_file(tmp: &Path, position: Position, contents: &Contents) -> Result<(),
 /// Restores a backup into `data_dir` for a node to start from: checks the whole file
 /// (CRC, lengths), refuses a data directory that already holds a node's state, and
 /// installs the file as the directory's snapshot (temporary file, fsync, rename,
-/// directory fsync). Returns the backup's position and how many keys it holds.
+/// directory fsync), without the old cluster's membership record: the restored cluster
+/// is formed anew and gets a cluster id of its own. Returns the backup's position and how many keys it holds.
 pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
     let snapshot = read(from).map_err(|e| e.to_string())?;
-    let Snapshot { position, map, sessions, revoked } = &snapshot;
+    let Snapshot { position, map, sessions, revoked, members: _ } = &snapshot;
     if let Ok(entries) = std::fs::read_dir(data_dir) {
         let held: Vec<String> = entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         if !held.is_empty() {
@@ -363,7 +376,10 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<Restored, String> {
         }
     }
     let snapshots = SnapshotDir::new(data_dir);
-    let contents = Contents { map: map.clone(), sessions: sessions.clone(), revoked: revoked.clone() };
+    // The backup's membership record stays behind: a restored cluster is formed anew
+    // from its nodes' flags (their addresses may be new), and its first leader chooses a
+    // new cluster id, so nodes of the old cluster are refused by the restored ones.
+    let contents = Contents { map: map.clone(), sessions: sessions.clone(), revoked: revoked.clone(), members: None };
     let tmp = snapshots.write_tmp(*position, &contents).map_err(|e| e.to_string())?;
     snapshots.install(&tmp, *position).map_err(|e| e.to_string())?;
     if let Some(parent) = data_dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -487,6 +503,23 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
             revoked.insert(fingerprint, String::from_utf8_lossy(&holder).into_owned());
         }
     }
+    let mut members = None;
+    if version > FORMAT_VERSION_WITHOUT_MEMBERS {
+        let mut length = [0u8; 4];
+        reader.read_exact(&mut length).map_err(truncated)?;
+        let length = u32::from_le_bytes(length);
+        if length > MEMBERS_BYTES_MAX {
+            return Err(bad(format!("a membership record of {length} bytes, over the limit")));
+        }
+        if length > 0 {
+            let mut bytes = vec![0u8; length as usize];
+            reader.read_exact(&mut bytes).map_err(truncated)?;
+            let record: MemberRecord =
+                postcard::from_bytes(&bytes).map_err(|e| bad(format!("the membership record does not decode: {e}")))?;
+            record.validate().map_err(|e| bad(format!("the membership record: {e}")))?;
+            members = Some(record);
+        }
+    }
     let expected = reader.hasher.clone().finalize();
     let mut trailer = [0u8; 4];
     reader.inner.read_exact(&mut trailer).map_err(truncated)?;
@@ -496,7 +529,7 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
     if reader.inner.read(&mut [0u8; 1]).map_err(StorageError::io(path))? != 0 {
         return Err(bad("bytes after the checksum".into()));
     }
-    Ok(Snapshot { position, map, sessions, revoked })
+    Ok(Snapshot { position, map, sessions, revoked, members })
 }
 
 #[cfg(test)]
@@ -545,7 +578,7 @@ mod tests {
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(
             read(&path).unwrap(),
-            Snapshot { position, map, sessions: Sessions::default(), revoked: BTreeMap::new() }
+            Snapshot { position, map, sessions: Sessions::default(), revoked: BTreeMap::new(), members: None }
         );
     }
 
@@ -584,11 +617,17 @@ mod tests {
         assert_eq!(snapshots.load().unwrap(), None);
         snapshots.write(Position { index: 5, term: 1 }, &Contents::default()).unwrap();
         let (map, sessions, revoked) = (sample(), sample_sessions(), sample_revoked());
-        let contents = Contents { map: map.clone(), sessions: sessions.clone(), revoked: revoked.clone() };
+        let members = Some(MemberRecord::formed(&[("n1".into(), "h1:1".into()), ("n2".into(), "h2:1".into())]));
+        let contents = Contents {
+            map: map.clone(),
+            sessions: sessions.clone(),
+            revoked: revoked.clone(),
+            members: members.clone(),
+        };
         snapshots.write(Position { index: 1234, term: 7 }, &contents).unwrap();
         assert_eq!(snapshots.position().unwrap(), Some(Position { index: 1234, term: 7 }));
         let position = Position { index: 1234, term: 7 };
-        assert_eq!(snapshots.load().unwrap(), Some(Snapshot { position, map, sessions, revoked }));
+        assert_eq!(snapshots.load().unwrap(), Some(Snapshot { position, map, sessions, revoked, members }));
         assert!(!snapshots.tmp_path().exists());
     }
 
@@ -610,11 +649,11 @@ mod tests {
         let (_, position, bytes) = snapshots.open_installed().unwrap();
         assert_eq!((position, bytes), (newer, std::fs::metadata(snapshots.path()).unwrap().len()));
         let newest = Position { index: 300, term: 3 };
-        let contents = Contents { map: sample(), sessions: sample_sessions(), revoked: BTreeMap::new() };
+        let contents = Contents { map: sample(), sessions: sample_sessions(), ..Default::default() };
         let tmp = taker.write_tmp(newest, &contents).unwrap();
         assert!(taker.install_if_newer(&tmp, newest).unwrap().is_some());
-        let loaded =
-            Snapshot { position: newest, map: sample(), sessions: sample_sessions(), revoked: BTreeMap::new() };
+        let (map, sessions) = (sample(), sample_sessions());
+        let loaded = Snapshot { position: newest, map, sessions, revoked: BTreeMap::new(), members: None };
         assert_eq!(snapshots.load().unwrap(), Some(loaded));
     }
 
@@ -623,7 +662,8 @@ mod tests {
     fn damage_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let snapshots = SnapshotDir::new(dir.path());
-        let contents = Contents { map: sample(), sessions: sample_sessions(), revoked: sample_revoked() };
+        let members = Some(MemberRecord::formed(&[("n1".into(), "h1:1".into())]));
+        let contents = Contents { map: sample(), sessions: sample_sessions(), revoked: sample_revoked(), members };
         snapshots.write(Position { index: 9, term: 2 }, &contents).unwrap();
         let good = std::fs::read(snapshots.path()).unwrap();
         // The sessions sit just before the CRC: flip bytes there too.
