@@ -198,6 +198,20 @@ impl Poller {
     }
 }
 
+/// The role to show for `status`: its replica's role, except that a follower the
+/// leader's membership holds as a learner is a "learner", and a node the leader's
+/// membership no longer holds is "removed" (it takes no part; it should be stopped).
+fn shown_role(leader: Option<&NodeStatus>, status: &NodeStatus) -> String {
+    let Some(leader) = leader.filter(|l| l.members.iter().all(|m| !m.role.is_empty())) else {
+        return status.role.clone(); // No leader, or one from before live membership.
+    };
+    match leader.members.iter().find(|m| m.id == status.id) {
+        None => "removed".into(),
+        Some(member) if member.role == "learner" && status.role == "follower" => "learner".into(),
+        Some(_) => status.role.clone(),
+    }
+}
+
 /// Joins each node's answer with the leader's view of it. A follower's lag is shown only
 /// once this leader has heard from it: before that, the leader only knows the follower
 /// holds at least nothing, and "behind by the whole log" would be made up.
@@ -229,9 +243,9 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     in_sync: if is_leader { Some(true) } else { view.map(|v| v.in_sync) },
                     state: if is_leader { Some("leader".into()) } else { view.map(|v| v.state.clone()) },
                     snapshot_percent: view.and_then(|v| v.snapshot_percent).or(status.snapshot_receiving_percent),
+                    role: Some(shown_role(leader.as_ref(), &status)),
                     id: Some(status.id),
                     addr,
-                    role: Some(status.role),
                     term: Some(status.term),
                     last_index: Some(status.last_index),
                     last_term: Some(status.last_term),
@@ -497,6 +511,32 @@ mod tests {
         let leaderless = assemble(vec![("127.0.0.1:7202".into(), None, Ok(follower))]);
         assert_eq!(leaderless.mode.as_deref(), Some("all"), "the mode is known without a leader");
         assert_eq!(leaderless.durability, "no leader: writes wait for an election");
+    }
+
+    /// Goal: a follower the leader's membership holds as a learner shows as "learner",
+    /// one it no longer holds as "removed"; a leader from before live membership (no
+    /// roles in its list) changes nothing.
+    #[test]
+    fn learners_and_removed_nodes_are_shown_by_the_leaders_membership() {
+        use baton_node::status::MemberAddr;
+        let member = |id: &str, role: &str| MemberAddr { id: id.into(), role: role.into(), ..Default::default() };
+        let leader = NodeStatus {
+            id: "n1".into(),
+            role: "leader".into(),
+            members: vec![member("n1", "voter"), member("n4", "learner")],
+            ..Default::default()
+        };
+        let follower = |id: &str| NodeStatus { id: id.into(), role: "follower".into(), ..Default::default() };
+        let status = assemble(vec![
+            ("a:1".into(), None, Ok(leader.clone())),
+            ("a:4".into(), None, Ok(follower("n4"))),
+            ("a:2".into(), None, Ok(follower("n2"))),
+        ]);
+        let roles: Vec<_> = status.nodes.iter().map(|n| n.role.clone().unwrap()).collect();
+        assert_eq!(roles, ["leader", "learner", "removed"]);
+        let older = NodeStatus { members: vec![member("n1", "")], ..leader };
+        let status = assemble(vec![("a:1".into(), None, Ok(older)), ("a:2".into(), None, Ok(follower("n2")))]);
+        assert_eq!(status.nodes[1].role.as_deref(), Some("follower"));
     }
 
     /// Goal: `status` names every problem (and exits 3 on any): no leader, an unreachable

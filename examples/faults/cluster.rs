@@ -31,7 +31,18 @@ pub struct Cluster {
     pub certs: PathBuf,
     pub nodes: Vec<Node>,
     bin_dir: PathBuf,
+    /// Where data, certificates and logs live.
+    dir: PathBuf,
+    mode: String,
     pub faketime: bool,
+}
+
+/// The flags every node starts with.
+fn node_args(id: &str, addr: SocketAddr, data_dir: &Path, certs: &Path, mode: &str) -> Vec<String> {
+    let args = ["--id", id, "--listen", &addr.to_string(), "--data-dir", &data_dir.display().to_string()];
+    let mut args: Vec<String> = args.map(String::from).to_vec();
+    args.extend(["--certs".to_string(), certs.display().to_string(), "--mode".into(), mode.into()]);
+    args
 }
 
 impl Cluster {
@@ -53,18 +64,8 @@ impl Cluster {
         let faketime = Path::new(LIBFAKETIME).exists();
         let mut nodes = Vec::new();
         for (i, id) in ids.iter().enumerate() {
-            let mut args = vec![
-                "--id".to_string(),
-                id.clone(),
-                "--listen".into(),
-                addrs[i].to_string(),
-                "--data-dir".into(),
-                dir.join(id).display().to_string(),
-                "--certs".into(),
-                certs.display().to_string(),
-                "--mode".into(),
-                mode.into(),
-            ];
+            let data_dir = dir.join(id);
+            let mut args = node_args(id, addrs[i], &data_dir, &certs, mode);
             for (j, peer) in ids.iter().enumerate().filter(|(j, _)| *j != i) {
                 args.push("--peer".into());
                 args.push(format!("{peer}={}", addrs[j]));
@@ -81,7 +82,14 @@ impl Cluster {
                 paused: false,
             });
         }
-        let mut cluster = Cluster { certs, nodes, bin_dir: bin_dir.to_path_buf(), faketime };
+        let mut cluster = Cluster {
+            certs,
+            nodes,
+            bin_dir: bin_dir.to_path_buf(),
+            dir: dir.to_path_buf(),
+            mode: mode.into(),
+            faketime,
+        };
         for i in 0..count {
             cluster.start_node(i)?;
         }
@@ -124,6 +132,26 @@ impl Cluster {
         }
         node.child = Some(command.spawn().map_err(|e| format!("cannot start baton-node: {e}"))?);
         node.paused = false;
+        Ok(())
+    }
+
+    /// A new machine in slot `i`'s place: the old process is killed and its data left
+    /// behind, and the slot (same address) gets the name `name`, a certificate from the
+    /// cluster's CA, an empty data directory and `--join` through the other slots. It
+    /// is started by the caller, once it has been added.
+    pub fn replace_node(&mut self, i: usize, name: &str) -> Result<(), String> {
+        self.kill_node(i);
+        baton_node::certs::generate_cluster(&self.certs, &[name.to_string()]).map_err(|e| e.to_string())?;
+        let others: Vec<SocketAddr> =
+            self.nodes.iter().filter(|n| n.addr != self.nodes[i].addr).map(|n| n.addr).collect();
+        let node = &mut self.nodes[i];
+        node.id = name.to_string();
+        node.log = self.dir.join(format!("{name}.log"));
+        // A name of its own, so a data directory of its own.
+        node.args = node_args(name, node.addr, &self.dir.join(name), &self.certs, &self.mode);
+        for other in others {
+            node.args.extend(["--join".to_string(), other.to_string()]);
+        }
         Ok(())
     }
 

@@ -30,7 +30,8 @@ use workload::Counts;
 
 #[derive(Parser, Debug)]
 struct Args {
-    /// partition, isolate-leader, one-way, bridge, loss, kill, pause, clock, mix, or none
+    /// partition, isolate-leader, one-way, bridge, loss, kill, pause, clock, member, mix,
+    /// or none
     #[arg(long, default_value = "mix")]
     nemesis: String,
     #[arg(long, default_value_t = 60)]
@@ -70,7 +71,8 @@ const RECOVERY_WATCH_MAX: Duration = Duration::from_secs(20);
 const RECOVERY_FAIL_AFTER: Duration = Duration::from_secs(3);
 /// How long the cluster may take to agree once the last fault is healed.
 const CONVERGENCE_MAX: Duration = Duration::from_secs(60);
-const NEMESES: [&str; 8] = ["partition", "isolate-leader", "one-way", "bridge", "loss", "kill", "pause", "clock"];
+const NEMESES: [&str; 9] =
+    ["partition", "isolate-leader", "one-way", "bridge", "loss", "kill", "pause", "clock", "member"];
 
 #[derive(Serialize, Debug)]
 struct FaultRecord {
@@ -184,6 +186,7 @@ async fn run(args: Args) -> Result<Summary, String> {
     }
     let mut faults = Vec::new();
     let mut problems = Vec::new();
+    let mut replacements = 0u32;
     let end = started + Duration::from_secs(args.seconds);
     // The last heal leaves time for writes after it, which its figures need.
     let per_fault = Duration::from_secs(args.calm_seconds + args.fault_seconds) + RECOVERY_FAIL_AFTER;
@@ -199,7 +202,10 @@ async fn run(args: Args) -> Result<Summary, String> {
         }
         let (leader, term_before) = cluster.leader(&mut control).await.unzip();
         let at = started.elapsed();
-        let (detail, undo) = apply(&nemesis, &mut cluster, &mut rng, leader)?;
+        let (detail, undo) = match nemesis.as_str() {
+            "member" => replace_member(&mut cluster, &mut control, &mut rng, leader, &mut replacements).await?,
+            _ => apply(&nemesis, &mut cluster, &mut rng, leader)?,
+        };
         eprintln!("[{:7.2} s] {nemesis}: {detail}", at.as_secs_f64());
         tokio::time::sleep(Duration::from_secs(args.fault_seconds)).await;
         for undo in undo {
@@ -456,6 +462,90 @@ fn apply(
         }
         other => return Err(format!("unknown nemesis {other}")),
     })
+}
+
+/// The membership nemesis: a follower's machine is replaced while the network may be
+/// cut. Half the time a random node other than the leader and the victim is cut from
+/// the rest first (with three nodes, that makes the removal unsafe, and it must be
+/// refused). The victim is removed through the leader; once that committed, its process
+/// is killed, a new machine under a new name is added in its slot and started with
+/// `--join` at once, during the fault: it must catch up and be promoted by itself.
+/// Whatever was decided is in the detail; the heal undoes the cut.
+async fn replace_member(
+    cluster: &mut Cluster,
+    control: &mut baton_node::client::Client,
+    rng: &mut fastrand::Rng,
+    leader: Option<usize>,
+    replacements: &mut u32,
+) -> Result<(String, Vec<Undo>), String> {
+    use baton_node::frame::{Json, MemberChange, Request, Response};
+    let count = cluster.nodes.len();
+    let Some(leader) = leader else { return Ok(("no leader: no membership change".into(), vec![])) };
+    let followers: Vec<usize> = (0..count).filter(|&i| i != leader).collect();
+    let victim = followers[rng.usize(..followers.len())];
+    let mut undo = Vec::new();
+    let mut detail = String::new();
+    let bystanders: Vec<usize> = followers.iter().copied().filter(|&i| i != victim).collect();
+    if rng.bool() && !bystanders.is_empty() {
+        let cut = bystanders[rng.usize(..bystanders.len())];
+        let ips: Vec<_> = (0..count).map(net::node_ip).collect();
+        for other in (0..count).filter(|&o| o != cut) {
+            net::block(ips[cut], ips[other])?;
+            net::block(ips[other], ips[cut])?;
+        }
+        undo.push(Undo::Network);
+        detail.push_str(&format!("{} cut from the rest; ", cluster.nodes[cut].id));
+    }
+    let old = cluster.nodes[victim].id.clone();
+    let remove = Request::ChangeMembers { change: MemberChange::Remove { name: old.clone() }, dry_run: false };
+    match control.request(remove).await {
+        Ok(Response::Written { index, .. }) => detail.push_str(&format!("{old} removed at index {index}")),
+        Ok(Response::MembersVerdict(Json(verdict))) => {
+            detail.push_str(&format!("removing {old} refused: {}", verdict.reasons.join("; ")));
+            return Ok((detail, undo));
+        }
+        other => {
+            // The outcome is unknown: the leader's membership tells, once it settles.
+            let started = Instant::now();
+            let removed = loop {
+                if let Ok(Response::Members(Json(view))) = control.request(Request::Members).await {
+                    let member = view.record.id_of(&old).and_then(|id| view.record.membership.member(id));
+                    if !view.change_pending || member.is_none() {
+                        break member.is_none();
+                    }
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    break false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            detail.push_str(&format!("removing {old}: {other:?}; removed after all: {removed}"));
+            if !removed {
+                return Ok((detail, undo));
+            }
+        }
+    }
+    *replacements += 1;
+    let base = old.split('-').next().unwrap_or(&old).to_string();
+    let new = format!("{base}-r{replacements}");
+    cluster.replace_node(victim, &new)?;
+    let addr = cluster.nodes[victim].addr.to_string();
+    let add = MemberChange::Add { name: new.clone(), addr, priority: 1, learner_only: false };
+    // The removal may still be settling (one change at a time): retry briefly.
+    let started = Instant::now();
+    let added = loop {
+        match control.request(Request::ChangeMembers { change: add.clone(), dry_run: false }).await {
+            Ok(Response::Written { index, .. }) => break format!("; {new} added at index {index} in its slot"),
+            Ok(Response::MembersVerdict(Json(verdict))) if started.elapsed() < Duration::from_secs(3) => {
+                let _ = verdict;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break format!("; adding {new}: {other:?}"),
+        }
+    };
+    detail.push_str(&added);
+    cluster.start_node(victim)?;
+    Ok((detail, undo))
 }
 
 /// How long until a leader reports every other node in sync and acking, within `max`.

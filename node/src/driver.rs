@@ -291,6 +291,14 @@ impl Driver {
     /// The records changed (appended, truncated, installed): the shared view follows,
     /// and links start to new members and stop to members gone from every record kept.
     fn members_changed(&mut self) {
+        // The host's records and the core's memberships move together (appends,
+        // truncations, snapshots): the newest record that made a change is the core's.
+        let core = self.replica.memberships().current();
+        let host = self.records.membership_log();
+        if host.current() != core {
+            tracing::error!(?core, host = ?host.current(), "the membership records diverge from the core's");
+            debug_assert!(false, "the membership records diverge from the core's: {core:?} vs {:?}", host.current());
+        }
         let me = self.membership.me();
         let was_member = self.membership.record().membership.member(me).is_some();
         self.membership.replace(self.records.current().clone());
@@ -913,15 +921,7 @@ impl Driver {
         self.cache.retain(|e| e.index > snapshot.index);
         self.snapshot = snapshot;
         self.snapshots_installed += 1;
-        // The records from the snapshot's point on: its own, then those of the log kept.
-        let at_snapshot = received.members.clone().unwrap_or_else(|| self.records.at(snapshot.index).clone());
-        let mut records = MemberRecords::new(snapshot.index, at_snapshot);
-        if keeps_tail {
-            for (index, record) in self.records.iter().filter(|(index, _)| *index > snapshot.index) {
-                records.push(*index, record.clone());
-            }
-        }
-        self.records = records;
+        self.records.install(snapshot.index, received.members.clone(), keeps_tail);
         self.members_changed();
         self.kv = received.into_kv();
         self.enforce_revocations();
@@ -1566,7 +1566,19 @@ impl Driver {
             Refusal::Change(error) => format!("the change does not fit the membership: {error:?}"),
             Refusal::RemovesLeader => "the leader cannot remove itself; move leadership first".into(),
             Refusal::NoLiveQuorum { live, need } => {
-                format!("only {live} voters would be reachable and writes need {need}, so writes would stop")
+                // Name who is not heard from: that is what the operator fixes first.
+                let window_us = self.replica.config().election_timeout_us;
+                let silent: Vec<String> = self
+                    .replica
+                    .peer_statuses()
+                    .filter(|p| p.voter && p.last_ack_age_us.is_none_or(|age| age > window_us))
+                    .map(|p| self.membership.name_of(p.id))
+                    .collect();
+                let silent = match silent.as_slice() {
+                    [] => String::new(),
+                    names => format!(" ({} not heard from within an election timeout)", names.join(", ")),
+                };
+                format!("only {live} voters would be reachable{silent} and writes need {need}, so writes would stop")
             }
             Refusal::LogFull => "the log's term table is full until it is compacted".into(),
         }

@@ -10,12 +10,12 @@ use super::watch::{Consumer, TurnSink};
 use baton_common::limits::NODES_MAX;
 use baton_common::rng::Rng;
 use baton_common::{
-    Change, Config, Event, Member, Membership, MembershipLog, Message, NodeId, Output, Position, Recovered, Replica,
-    Role, WriteMode,
+    Change, Config, Event, Member, Membership, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode,
 };
 use baton_host::apply::Answer as HostAnswer;
 use baton_host::held::HeldWrites;
 use baton_host::kv::Kv;
+use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
 use baton_host::reads::PendingReads;
 use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
 use baton_host::watch::Watchers;
@@ -162,6 +162,9 @@ struct Node {
     first_commit_term: u64,
     /// The watches this node serves (`baton_host::watch`, the node's own code).
     watchers: Watchers,
+    /// The membership records at its snapshot and in its log (`baton_host::members`,
+    /// the node's own code): after every input they must agree with the core's.
+    records: MemberRecords,
 }
 
 /// Knobs one seed draws for itself.
@@ -327,8 +330,8 @@ pub struct World {
     churn: bool,
     /// The membership the cluster was formed with (every node starts knowing it).
     initial_membership: Membership,
-    /// The membership each membership entry carries, by its write id.
-    memberships: HashMap<u64, Membership>,
+    /// Each membership entry's record, by write id (the node stores it in the entry).
+    memberships: HashMap<u64, MemberRecord>,
     next_membership_write_id: u64,
     membership_checker: MembershipChecker,
 }
@@ -706,6 +709,17 @@ impl World {
         let Some(replica) = n.replica.as_ref() else {
             return;
         };
+        // The host's membership records move with the core's memberships.
+        let host = n.records.membership_log();
+        if host.current() != replica.memberships().current() {
+            let violation = format!(
+                "t={now}us: n{}'s host records say {:?}, its core {:?}",
+                n.id.0,
+                host.current(),
+                replica.memberships().current()
+            );
+            self.checker.violations.push(violation);
+        }
         let timeout = replica.poll_timeout();
         if timeout != n.timer_at {
             n.timer_at = timeout;
@@ -764,6 +778,7 @@ impl World {
                 let last = self.nodes[node].memory.last_index();
                 self.note(|| format!("n{} truncates {from_index}..={last}", id.0));
                 self.write(node, seq, Op::Truncate(from_index));
+                self.nodes[node].records.truncate_from(from_index);
             }
             Output::AppendReceived { seq, first_index, last_index, term } => {
                 let (prev, entries) = incoming.expect("AppendReceived follows an append request");
@@ -773,10 +788,11 @@ impl World {
                     self.write(node, seq, Op::Append(index, entry));
                     if is_membership_write(entry.write_id) {
                         // As the node's host does: the membership is in effect on append.
-                        let membership = self.memberships[&entry.write_id].clone();
+                        let record = self.memberships[&entry.write_id].clone();
                         let now = self.now_us;
                         let replica = self.nodes[node].replica.as_mut().expect("a live node appends");
-                        replica.handle_membership_appended(now, index, membership);
+                        replica.handle_membership_appended(now, index, record.membership.clone());
+                        self.nodes[node].records.push(index, record);
                     }
                 }
             }
@@ -790,6 +806,11 @@ impl World {
                 self.checker.on_state_reset(id.0, &entries);
                 self.nodes[node].kv = replayed(&self.payloads, &entries);
                 self.nodes[node].applied = entries.clone();
+                let memory = &self.nodes[node].memory;
+                let keeps_tail = memory.last_index() >= snapshot.index
+                    && memory.entry(snapshot.index).map(|e| e.term) == Some(snapshot.term);
+                let at_snapshot = self.record_at_end(&entries);
+                self.nodes[node].records.install(snapshot.index, Some(at_snapshot), keeps_tail);
                 self.write(node, seq, Op::Install(snapshot, entries));
             }
             Output::Commit { commit_index } => {
@@ -878,7 +899,7 @@ impl World {
             assert_eq!(self.nodes[node].kv.applied_index(), index, "the state machine follows the applied log");
             self.checker.on_apply(id, index, entry);
             if is_membership_write(entry.write_id) {
-                let members = self.memberships[&entry.write_id].members.iter().map(|m| m.id.0).collect();
+                let members = self.memberships[&entry.write_id].membership.members.iter().map(|m| m.id.0).collect();
                 self.membership_checker.on_applied(id, index, members);
             } else if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
@@ -950,6 +971,7 @@ impl World {
         n.durable.install(snapshot, entries);
         let id = n.id.0;
         replica.handle_compacted(self.now_us, snapshot);
+        n.records.compact_to(snapshot.index);
         self.note(|| format!("n{id} compacts through {snapshot:?}"));
     }
 
@@ -1420,7 +1442,15 @@ impl World {
         let Some(proposal) = accepted.proposal else { return };
         let write_id = self.next_membership_write_id;
         self.next_membership_write_id += 1;
-        self.memberships.insert(write_id, accepted.membership);
+        // The record as the node's host makes it (`MemberRecord::changed`), kept in the
+        // leader's records as its driver does.
+        let added = match change {
+            Change::AddLearner { id, .. } => Some(sim_entry(id)),
+            _ => None,
+        };
+        let record = self.nodes[leader].records.current().changed(change, accepted.membership, added);
+        self.nodes[leader].records.push(proposal.position.index, record.clone());
+        self.memberships.insert(write_id, record);
         let entry = SimEntry { term: proposal.position.term, write_id };
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
         if let (Change::Remove { id }, true) = (change, self.rng.below(2) == 0) {
@@ -1594,8 +1624,10 @@ impl World {
         }
         self.note(|| format!("RESTART n{}", node + 1));
         let now = self.now_us;
-        let memberships = self.membership_log_of(&self.nodes[node].durable);
+        let records = self.records_of(&self.nodes[node].durable);
+        let memberships = records.membership_log();
         let n = &mut self.nodes[node];
+        n.records = records;
         let recovered =
             Recovered { hard_state: n.durable.hard, log: n.durable.log_terms(), memberships: Some(memberships) };
         n.replica = Some(Replica::new(n.config.clone(), recovered, now));
@@ -1722,24 +1754,30 @@ impl World {
 
     /// The membership in effect after `entries` (a log from index 1).
     fn membership_at_end(&self, entries: &[SimEntry]) -> Membership {
+        self.record_at_end(entries).membership
+    }
+
+    /// The membership record in effect after `entries`: the last membership entry's,
+    /// or the one the cluster was formed with.
+    fn record_at_end(&self, entries: &[SimEntry]) -> MemberRecord {
         entries
             .iter()
             .rev()
             .find(|e| is_membership_write(e.write_id))
-            .map_or_else(|| self.initial_membership.clone(), |e| self.memberships[&e.write_id].clone())
+            .map_or_else(|| sim_record(self.initial_membership.clone()), |e| self.memberships[&e.write_id].clone())
     }
 
-    /// What a restarting node's host reads back from its disk: the membership at its
-    /// snapshot, then every membership entry in its log.
-    fn membership_log_of(&self, storage: &Storage) -> MembershipLog {
+    /// What a restarting node's host reads back from its disk: the record at its
+    /// snapshot, then every membership entry's in its log (as `baton_node::server` does).
+    fn records_of(&self, storage: &Storage) -> MemberRecords {
         let snapshot = storage.snapshot.index;
-        let mut log = MembershipLog::new(snapshot, self.membership_at_end(&storage.snapshot_entries));
+        let mut records = MemberRecords::new(snapshot, self.record_at_end(&storage.snapshot_entries));
         for (offset, entry) in storage.log.iter().enumerate() {
             if is_membership_write(entry.write_id) {
-                let _ = log.push(snapshot + 1 + offset as u64, self.memberships[&entry.write_id].clone(), snapshot);
+                records.push(snapshot + 1 + offset as u64, self.memberships[&entry.write_id].clone());
             }
         }
-        log
+        records
     }
 
     /// Ends a fault; at the end of the safety phase, ends every fault for good.
@@ -1882,5 +1920,16 @@ fn new_node(id: NodeId, members: &heapless::Vec<Member, NODES_MAX>, mode: WriteM
         queued_reads: Vec::new(),
         first_commit_term: 0,
         watchers: Watchers::new(),
+        records: MemberRecords::new(0, sim_record(Membership::new(members.clone()))),
     }
+}
+
+/// A membership record as the node's host stores it, with made-up names and addresses.
+fn sim_record(membership: Membership) -> MemberRecord {
+    let directory = membership.members.iter().map(|m| sim_entry(m.id)).collect();
+    MemberRecord { cluster_id: 0, membership, directory, change: None }
+}
+
+fn sim_entry(id: NodeId) -> MemberEntry {
+    MemberEntry { id: id.0, name: format!("n{}", id.0), addr: format!("sim:{}", id.0), promote_when_caught_up: false }
 }

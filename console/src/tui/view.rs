@@ -200,6 +200,8 @@ fn render_table(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         let role_style = match node.role.as_deref() {
             Some("leader") => theme.fg(Color::Green).add_modifier(Modifier::BOLD),
             Some("follower") => Style::default(),
+            Some("learner") => theme.fg(Color::Cyan),
+            Some("removed") => theme.fg(Color::Red),
             _ => theme.fg(Color::Yellow),
         };
         let mut cells = vec![

@@ -212,6 +212,20 @@ impl MemberRecords {
         self.entries.len() != before
     }
 
+    /// A snapshot of `index` was installed, carrying `at_snapshot` (or, from a cluster
+    /// whose records it does not hold, the one this node has at that point). The log
+    /// after it stays only if `keeps_tail` (it held the snapshot's last entry), and with
+    /// it the records after the snapshot.
+    pub fn install(&mut self, index: u64, at_snapshot: Option<MemberRecord>, keeps_tail: bool) {
+        let at_snapshot = at_snapshot.unwrap_or_else(|| self.at(index).clone());
+        let tail: Vec<(u64, MemberRecord)> = match keeps_tail {
+            true => self.entries.iter().filter(|(at, _)| *at > index).cloned().collect(),
+            false => Vec::new(),
+        };
+        self.entries = vec![(index, at_snapshot)];
+        self.entries.extend(tail);
+    }
+
     /// Drops records superseded at or before `index` (a snapshot point).
     pub fn compact_to(&mut self, index: u64) {
         while self.entries.len() > 1 && self.entries[1].0 <= index {
@@ -322,6 +336,14 @@ mod tests {
         records.compact_to(12);
         assert_eq!(records.iter().count(), 1);
         assert_eq!(records.current(), &next);
+        // A snapshot at 20 whose log tail stays keeps the records after it.
+        records.push(25, named.clone());
+        records.install(20, None, true);
+        assert_eq!(records.iter().map(|(at, _)| *at).collect::<Vec<_>>(), vec![20, 25]);
+        assert_eq!(records.at(20), &next, "without a record in the snapshot, the one this node had there");
+        records.install(30, Some(base.clone()), false);
+        assert_eq!(records.iter().map(|(at, _)| *at).collect::<Vec<_>>(), vec![30]);
+        assert_eq!(records.current(), &base);
     }
 
     #[test]
