@@ -150,6 +150,12 @@ fn main() {
 /// What a fault changed, for its heal to undo.
 enum Undo {
     Network,
+    /// The new machine in this slot must be a member (its add may have failed or
+    /// timed out during the fault).
+    Join(usize),
+    /// The removal of this slot's member had no answer: once it settles, a removed
+    /// member is replaced (and then must be a member).
+    SettleRemoval(usize),
     Restart(usize),
     Resume(usize),
     Clock(usize),
@@ -214,6 +220,27 @@ async fn run(args: Args) -> Result<Summary, String> {
                 Undo::Restart(i) => cluster.start_node(i)?,
                 Undo::Resume(i) => cluster.pause_node(i, false),
                 Undo::Clock(i) => cluster.set_clock(i, "+0")?,
+                Undo::Join(i) => {
+                    let (name, addr) = (cluster.nodes[i].id.clone(), cluster.nodes[i].addr);
+                    let added = add_member(&mut control, &name, addr, RECOVERY_WATCH_MAX).await;
+                    eprintln!("[{:7.2} s] {name}: {added}", started.elapsed().as_secs_f64());
+                }
+                Undo::SettleRemoval(i) => {
+                    let old = cluster.nodes[i].id.clone();
+                    let outcome = match removed(&mut control, &old, RECOVERY_WATCH_MAX).await {
+                        Some(true) => {
+                            let replaced = replace_slot(&mut cluster, &mut control, i, &mut replacements).await?;
+                            let (name, addr) = (cluster.nodes[i].id.clone(), cluster.nodes[i].addr);
+                            format!(
+                                "removed; {replaced}; {}",
+                                add_member(&mut control, &name, addr, RECOVERY_WATCH_MAX).await
+                            )
+                        }
+                        Some(false) => "still a member".into(),
+                        None => "the membership did not settle".into(),
+                    };
+                    eprintln!("[{:7.2} s] {old}: {outcome}", started.elapsed().as_secs_f64());
+                }
             }
         }
         let healed = started.elapsed();
@@ -499,53 +526,83 @@ async fn replace_member(
     let old = cluster.nodes[victim].id.clone();
     let remove = Request::ChangeMembers { change: MemberChange::Remove { name: old.clone() }, dry_run: false };
     match control.request(remove).await {
-        Ok(Response::Written { index, .. }) => detail.push_str(&format!("{old} removed at index {index}")),
+        Ok(Response::Written { index, .. }) => {
+            detail.push_str(&format!("{old} removed at index {index}; "));
+            detail.push_str(&replace_slot(cluster, control, victim, replacements).await?);
+            undo.push(Undo::Join(victim));
+        }
         Ok(Response::MembersVerdict(Json(verdict))) => {
             detail.push_str(&format!("removing {old} refused: {}", verdict.reasons.join("; ")));
-            return Ok((detail, undo));
         }
         other => {
-            // The outcome is unknown: the leader's membership tells, once it settles.
-            let started = Instant::now();
-            let removed = loop {
-                if let Ok(Response::Members(Json(view))) = control.request(Request::Members).await {
-                    let member = view.record.id_of(&old).and_then(|id| view.record.membership.member(id));
-                    if !view.change_pending || member.is_none() {
-                        break member.is_none();
-                    }
-                }
-                if started.elapsed() > Duration::from_secs(10) {
-                    break false;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            };
-            detail.push_str(&format!("removing {old}: {other:?}; removed after all: {removed}"));
-            if !removed {
-                return Ok((detail, undo));
-            }
+            // It may commit once the cut heals: the heal settles it.
+            detail.push_str(&format!("removing {old}: {other:?}; settled at the heal"));
+            undo.push(Undo::SettleRemoval(victim));
         }
     }
+    Ok((detail, undo))
+}
+
+/// Whether `name` is out of the leader's membership for good (its removal committed),
+/// once the membership settles within `within`; `None` if it did not settle.
+async fn removed(control: &mut baton_node::client::Client, name: &str, within: Duration) -> Option<bool> {
+    use baton_node::frame::{Json, Request, Response};
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if let Ok(Response::Members(Json(view))) = control.request(Request::Members).await {
+            let member = view.record.id_of(name).and_then(|id| view.record.membership.member(id));
+            if !view.change_pending && view.leader.as_deref() == Some(view.from.as_str()) {
+                return Some(member.is_none());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// A new machine in slot `victim` (whose member was removed), under a new name, started
+/// with `--join` before it is added, as an operator's would be; says how it went.
+async fn replace_slot(
+    cluster: &mut Cluster,
+    control: &mut baton_node::client::Client,
+    victim: usize,
+    replacements: &mut u32,
+) -> Result<String, String> {
     *replacements += 1;
+    let old = cluster.nodes[victim].id.clone();
     let base = old.split('-').next().unwrap_or(&old).to_string();
     let new = format!("{base}-r{replacements}");
     cluster.replace_node(victim, &new)?;
-    let addr = cluster.nodes[victim].addr.to_string();
-    let add = MemberChange::Add { name: new.clone(), addr, priority: 1, learner_only: false };
-    // The removal may still be settling (one change at a time): retry briefly.
-    let started = Instant::now();
-    let added = loop {
-        match control.request(Request::ChangeMembers { change: add.clone(), dry_run: false }).await {
-            Ok(Response::Written { index, .. }) => break format!("; {new} added at index {index} in its slot"),
-            Ok(Response::MembersVerdict(Json(verdict))) if started.elapsed() < Duration::from_secs(3) => {
-                let _ = verdict;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            other => break format!("; adding {new}: {other:?}"),
-        }
-    };
-    detail.push_str(&added);
     cluster.start_node(victim)?;
-    Ok((detail, undo))
+    let added = add_member(control, &new, cluster.nodes[victim].addr, Duration::from_secs(2)).await;
+    Ok(format!("{new} in its slot, {added}"))
+}
+
+/// Adds `name` at `addr` through the leader, trying for `within` (a change still in
+/// flight, a leader busy or cut off); says how it went.
+async fn add_member(
+    control: &mut baton_node::client::Client,
+    name: &str,
+    addr: std::net::SocketAddr,
+    within: Duration,
+) -> String {
+    use baton_node::frame::{Json, MemberChange, Request, Response};
+    let add = MemberChange::Add { name: name.into(), addr: addr.to_string(), priority: 1, learner_only: false };
+    let started = Instant::now();
+    loop {
+        let answer = control.request(Request::ChangeMembers { change: add.clone(), dry_run: false }).await;
+        let outcome = match answer {
+            Ok(Response::Written { index, .. }) => return format!("added at index {index}"),
+            Ok(Response::MembersVerdict(Json(verdict))) if verdict.reasons.iter().any(|r| r.contains("already")) => {
+                return "added (already a member)".into()
+            }
+            other => format!("{other:?}"),
+        };
+        if started.elapsed() > within {
+            return format!("not added yet: {outcome}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// How long until a leader reports every other node in sync and acking, within `max`.
