@@ -10,6 +10,9 @@ use baton_node::client::Client;
 use baton_node::frame::{Json, MemberChange, ReadMode, Request, Response};
 use baton_node::status::{MembersVerdict, MembersView};
 use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use support::{free_port, Cluster, Node};
 
@@ -35,6 +38,60 @@ fn joiner(cluster: &Cluster, name: &str, via: SocketAddr) -> Node {
     ];
     let log = cluster.dir.path().join(format!("{name}.log"));
     Node { id: name.into(), addr, data_dir, args: args.map(String::from).to_vec(), child: None, log }
+}
+
+/// Runs the `baton` binary against `cluster` with `args`: its exit code and stderr.
+fn baton(cluster: &Cluster, args: &[&str]) -> (Option<i32>, String) {
+    let addrs: Vec<String> = cluster.addrs().iter().map(ToString::to_string).collect();
+    let output = Command::new(support::binaries().join("baton"))
+        .args(["--cluster", &addrs.join(","), "--certs", &cluster.certs.display().to_string()])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code(), text)
+}
+
+/// A writer that puts `<prefix><i>` until stopped: acknowledged and failed counts.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Writer {
+    fn start(cluster: &Cluster, prefix: &str) -> Writer {
+        let (stop, acked, failed) = (Arc::new(AtomicBool::new(false)), Arc::default(), Arc::default());
+        let mut client = cluster.client();
+        let (stop_in, acked_in, failed_in): (Arc<AtomicBool>, Arc<AtomicU64>, Arc<AtomicU64>) =
+            (stop.clone(), Arc::clone(&acked), Arc::clone(&failed));
+        let prefix = prefix.to_string();
+        let task = tokio::spawn(async move {
+            let mut errors = Vec::new();
+            let mut i = 0u64;
+            while !stop_in.load(Ordering::Relaxed) {
+                match client.put(format!("{prefix}{i}").as_bytes(), b"w").await {
+                    Ok(_) => acked_in.fetch_add(1, Ordering::Relaxed),
+                    Err(error) => {
+                        errors.push(format!("{prefix}{i}: {error}"));
+                        failed_in.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                i += 1;
+            }
+            errors
+        });
+        Writer { stop, acked, failed, task }
+    }
+
+    /// Stops it: the writes that failed, each with its error.
+    async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let errors = self.task.await.unwrap();
+        assert_eq!(errors.len() as u64, self.failed.load(Ordering::Relaxed));
+        (self.acked.load(Ordering::Relaxed), errors)
+    }
 }
 
 async fn change(client: &mut Client, change: MemberChange, dry_run: bool) -> Response {
@@ -83,6 +140,8 @@ async fn a_node_joins_catches_up_is_promoted_leads_and_a_member_is_removed() {
     });
     assert!(waiting.is_some(), "a node not yet added says how to add it\n{}", cluster.logs());
 
+    // Under a steady write load from here on: no write may fail.
+    let writer = Writer::start(&cluster, "load-");
     let add = MemberChange::Add { name: "n4".into(), addr: n4.addr.to_string(), priority: 1, learner_only: false };
     match change(&mut client, add.clone(), false).await {
         Response::Written { .. } => {}
@@ -102,6 +161,24 @@ async fn a_node_joins_catches_up_is_promoted_leads_and_a_member_is_removed() {
         other => panic!("n4 should serve what was written before it joined: {other:?}"),
     }
     assert!(matches!(change(&mut client, add, true).await, Response::MembersVerdict(_)), "added once only");
+    let (acked, failed) = writer.stop().await;
+    assert!(acked > 0 && failed.is_empty(), "{acked} writes acknowledged, failed: {failed:?}");
+    let status = client.status_of(n4_addr).await.unwrap();
+    assert_eq!(status.membership_role, "voter");
+    match client
+        .call(n4_addr, &Request::Get { key: format!("load-{}", acked - 1).into_bytes(), read: ReadMode::After(0) })
+        .await
+    {
+        Ok(Response::Value { .. }) => {}
+        other => panic!("n4 answers reads: {other:?}"),
+    }
+    let leader_status = client.status_of(cluster.node(&leader).addr).await.unwrap();
+    let caught_up = wait_until!(CATCH_UP, {
+        let status = client.status_of(n4_addr).await.ok();
+        status.filter(|s| s.applied_index >= leader_status.commit_index && s.keys >= leader_status.keys)
+    });
+    let n4_status = caught_up.unwrap_or_else(|| panic!("n4 did not catch up\n{}", cluster.logs()));
+    assert!(n4_status.keys >= 300 + acked, "n4 holds every key written ({} of {})", n4_status.keys, 300 + acked);
 
     // Remove a follower other than n4, then let it try to come back.
     let removed = ["n1", "n2", "n3"].into_iter().find(|n| *n != leader).unwrap().to_string();
@@ -186,4 +263,141 @@ async fn harmful_changes_are_refused_with_their_reasons() {
     let view = members_at(&mut client, cluster.node(&leader).addr).await.unwrap();
     assert_eq!(view.record.membership.voters(), 3, "nothing changed");
     client.put(b"still", b"writable").await.unwrap();
+}
+
+/// Goal: removing the leader with `baton member remove` hands leadership over first,
+/// and nothing acknowledged is lost; a removed id is never taken back; a second change
+/// while one is in flight is refused with the index of the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_leader_moves_leadership_first_and_ids_are_never_reused() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let writer = Writer::start(&cluster, "w-");
+    let (code, output) = baton(&cluster, &["member", "remove", &leader, "--dry-run"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("hands leadership over first"), "{output}");
+    let (code, output) = baton(&cluster, &["member", "remove", &leader]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.contains("handing leadership over first") && output.contains("committed at index"), "{output}");
+    let (acked, failed) = writer.stop().await;
+    assert!(failed.is_empty(), "writes failed across the removal of the leader: {failed:?}");
+    let others: Vec<String> = ["n1", "n2", "n3"].into_iter().filter(|n| *n != leader).map(String::from).collect();
+    let mut survivors = Client::new(
+        others.iter().map(|n| cluster.node(n).addr).collect(),
+        &cluster.certs,
+        &baton_node::certs::Identity::Operator("operator".into()),
+    )
+    .unwrap();
+    for i in [0, acked / 2, acked - 1] {
+        let (value, _) = survivors.get(format!("w-{i}").as_bytes(), ReadMode::Leader).await.unwrap();
+        assert_eq!(value.as_deref(), Some(&b"w"[..]), "acknowledged write w-{i} is there");
+    }
+    let old = client.status_of(cluster.node(&leader).addr).await.unwrap();
+    assert_eq!(old.membership_role, "removed");
+
+    // The removed id (by its name) is never taken back.
+    let addr = cluster.node(&leader).addr.to_string();
+    let (code, output) = baton(&cluster, &["member", "add", &leader, &addr]);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(output.contains("ids are never reused"), "{output}");
+
+    // A second change while one is in flight: with both followers stopped, an added
+    // learner cannot commit; a second change is refused with the first one's index.
+    let (first, second) = (others[0].clone(), others[1].clone());
+    let new_leader = cluster.wait_for_leader(&mut survivors, ELECTION).await;
+    let follower = if new_leader == first { second } else { first };
+    cluster.node(&follower).signal("STOP");
+    let mut adder = Client::new(
+        vec![cluster.node(&new_leader).addr],
+        &cluster.certs,
+        &baton_node::certs::Identity::Operator("operator".into()),
+    )
+    .unwrap();
+    let pending = tokio::spawn(async move {
+        let add = MemberChange::Add { name: "n7".into(), addr: "127.0.0.1:9".into(), priority: 1, learner_only: true };
+        adder.request(Request::ChangeMembers { change: add, dry_run: false }).await
+    });
+    // (The leader steps down an election timeout after losing its only follower: the
+    // probe asks briefly and often.)
+    survivors.deadline = Duration::from_millis(500);
+    let in_flight = wait_until!(Duration::from_secs(5), {
+        let priority = MemberChange::SetPriority { name: new_leader.clone(), priority: 2 };
+        match survivors.request(Request::ChangeMembers { change: priority, dry_run: true }).await {
+            Ok(Response::MembersVerdict(Json(MembersVerdict { accepted: false, reasons, .. })))
+                if reasons.iter().any(|r| r.contains("one change at a time")) =>
+            {
+                Some(reasons)
+            }
+            _ => None,
+        }
+    });
+    cluster.node(&follower).signal("CONT");
+    assert!(in_flight.is_some(), "a second change in flight must be refused\n{}", cluster.logs());
+    let _ = pending.await;
+}
+
+/// Goal: `baton member replace OLD NEW ADDR` replaces a node killed for good by a new
+/// machine with a new id and an empty disk: NEW is added, catches up, is promoted, and
+/// OLD is removed; writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_replaced_by_a_new_one() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    for i in 0..100 {
+        client.put(format!("k{i}").as_bytes(), b"v").await.unwrap();
+    }
+    let dead = ["n1", "n2", "n3"].into_iter().find(|n| *n != leader).unwrap().to_string();
+    cluster.node(&dead).kill();
+    let via = cluster.node(&leader).addr;
+    let mut n4 = joiner(&cluster, "n4", via);
+    n4.start();
+    let (code, output) = baton(&cluster, &["member", "replace", &dead, "n4", &n4.addr.to_string()]);
+    assert_eq!(code, Some(0), "{output}\n{}", cluster.logs());
+    let view = members_at(&mut client, via).await.unwrap();
+    assert_eq!(role_of(&view, "n4"), Some("voter"));
+    assert_eq!(role_of(&view, &dead), None);
+    assert_eq!(view.record.membership.voters(), 3);
+    client.put(b"after-replace", b"v").await.unwrap();
+    let status = client.status_of(n4.addr).await.unwrap();
+    assert!(status.keys >= 100, "n4 holds the data: {} keys", status.keys);
+}
+
+/// Goal: a node of another cluster (same CA, another cluster id) is refused with both
+/// ids named, and the cluster goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_another_cluster_is_refused() {
+    let cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    cluster.wait_for_leader(&mut client, ELECTION).await;
+    client.put(b"k", b"v").await.unwrap();
+    // A one-node cluster of its own, from the same CA: it elects itself and chooses
+    // its own cluster id.
+    baton_node::certs::generate_cluster(&cluster.certs, &["n9".to_string()]).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let data_dir = cluster.dir.path().join("n9");
+    let args = ["--id", "n9", "--listen", &addr.to_string(), "--data-dir", &data_dir.display().to_string()];
+    let mut args: Vec<String> = args.map(String::from).to_vec();
+    args.extend(["--certs".into(), cluster.certs.display().to_string()]);
+    let log = cluster.dir.path().join("n9.log");
+    let mut other = Node { id: "n9".into(), addr, data_dir, args, child: None, log: log.clone() };
+    other.start();
+    let mut other_client =
+        Client::new(vec![addr], &cluster.certs, &baton_node::certs::Identity::Operator("operator".into())).unwrap();
+    let chose =
+        wait_until!(ELECTION, { members_at(&mut other_client, addr).await.filter(|v| v.record.cluster_id != 0) });
+    assert!(chose.is_some(), "the other cluster chose its id");
+    // This cluster is told n9 is a new member at that address: its leader dials it and
+    // is refused, with both cluster ids named.
+    let add = MemberChange::Add { name: "n9".into(), addr: addr.to_string(), priority: 1, learner_only: true };
+    assert!(matches!(change(&mut client, add, false).await, Response::Written { .. }));
+    let refused = wait_until!(ELECTION, {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.lines().find(|l| l.contains("belongs to cluster")).map(str::to_string)
+    });
+    let line = refused
+        .unwrap_or_else(|| panic!("no refusal in n9's log\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+    assert!(line.contains("this node to cluster"), "{line}");
+    client.put(b"still", b"fine").await.unwrap();
 }

@@ -10,7 +10,7 @@ use baton_node::frame::{Json, MemberChange, Request, Response};
 use baton_node::status::{MembersVerdict, MembersView};
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long `list` waits for one member's status.
 const STATUS_WAIT: Duration = Duration::from_secs(2);
@@ -19,69 +19,91 @@ const CLIENT_SOCKET: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net:
 
 #[derive(clap::Subcommand, Debug)]
 pub enum MemberAction {
-    /// The members: id, role (voter or learner), priority, address, and how far each is
-    /// behind the leader.
+    /// The members: id, role (voter or learner), priority, address, and each one's
+    /// state and lag as it reports them.
     List {
         #[arg(long)]
         json: bool,
     },
     /// Add a node as a learner: it gets a snapshot and the log and counts toward nothing
     /// until it is promoted, which the leader does once it has caught up (unless
-    /// --learner). Then start the node with `baton-node --id NAME --join LEADER ...`.
+    /// --learner). Start the node with `baton-node --id ID --join MEMBER ...`, before or
+    /// after this.
     Add {
-        /// Its name, as its certificate has it (see `baton certs`).
-        name: String,
+        /// Its id, as its certificate names it (`baton certs --out DIR --nodes ID`).
+        id: String,
         /// Where the other nodes reach it (HOST:PORT).
-        #[arg(long)]
         addr: String,
-        /// 0: never leader; higher wins an election tie.
-        #[arg(long, default_value_t = 1)]
-        priority: u8,
         /// Keep it a learner (a read replica) until `baton member promote`.
         #[arg(long)]
         learner: bool,
+        /// 0: never leader; higher wins an election tie.
+        #[arg(long, default_value_t = 1)]
+        priority: u8,
         /// Only say whether it would be accepted, and the quorums it would leave.
         #[arg(long)]
         dry_run: bool,
     },
     /// Make a caught-up learner a voter.
     Promote {
-        name: String,
+        id: String,
         #[arg(long)]
         dry_run: bool,
     },
-    /// Remove a member for good: its id is never accepted again.
+    /// Remove a member for good (its id is never accepted again). Removing the leader
+    /// hands leadership to a caught-up follower first.
     Remove {
-        name: String,
+        id: String,
         #[arg(long)]
         dry_run: bool,
     },
-    /// Change a member's priority (0: never leader).
-    SetPriority {
-        name: String,
+    /// Replace OLD by a new node NEW at ADDR: add NEW, wait until it is promoted (start
+    /// it with --join meanwhile), then remove OLD.
+    Replace { old: String, new: String, addr: String },
+    /// Change a member's settings.
+    Set {
+        id: String,
+        /// 0: never leader; higher wins an election tie.
+        #[arg(long)]
         priority: u8,
         #[arg(long)]
         dry_run: bool,
     },
 }
 
+/// How long `replace` waits for the new node to catch up and be promoted.
+const PROMOTION_WAIT: Duration = Duration::from_secs(600);
+
 pub async fn run(client: &mut Client, action: MemberAction) -> Result<ExitCode, ClientError> {
     let (change, dry_run) = match action {
         MemberAction::List { json } => return list(client, json).await,
-        MemberAction::Add { name, addr, priority, learner, dry_run } => {
-            (MemberChange::Add { name, addr, priority, learner_only: learner }, dry_run)
+        MemberAction::Replace { old, new, addr } => return replace(client, old, new, addr).await,
+        MemberAction::Add { id, addr, priority, learner, dry_run } => {
+            (MemberChange::Add { name: id, addr, priority, learner_only: learner }, dry_run)
         }
-        MemberAction::Promote { name, dry_run } => (MemberChange::Promote { name }, dry_run),
-        MemberAction::Remove { name, dry_run } => (MemberChange::Remove { name }, dry_run),
-        MemberAction::SetPriority { name, priority, dry_run } => {
-            (MemberChange::SetPriority { name, priority }, dry_run)
+        MemberAction::Promote { id, dry_run } => (MemberChange::Promote { name: id }, dry_run),
+        MemberAction::Remove { id, dry_run } => (MemberChange::Remove { name: id }, dry_run),
+        MemberAction::Set { id, priority, dry_run } => (MemberChange::SetPriority { name: id, priority }, dry_run),
+    };
+    change_member(client, change, dry_run).await
+}
+
+/// Judges `change` (printing the verdict), then, unless a dry run, makes it; a removal
+/// of the leader moves leadership first.
+async fn change_member(client: &mut Client, change: MemberChange, dry_run: bool) -> Result<ExitCode, ClientError> {
+    let mut verdict = judge(client, &change).await?;
+    if !verdict.accepted && verdict.removes_leader {
+        if dry_run {
+            eprintln!("{} leads: `baton member remove` without --dry-run hands leadership over first", verdict.name);
+            return Ok(ExitCode::SUCCESS);
         }
-    };
-    // The verdict first: refused with its reasons, or what it would leave.
-    let verdict = match client.request(Request::ChangeMembers { change: change.clone(), dry_run: true }).await? {
-        Response::MembersVerdict(Json(verdict)) => verdict,
-        other => return Err(ClientError::Unexpected(Box::new(other))),
-    };
+        eprintln!("{} leads: handing leadership over first", verdict.name);
+        if !hand_over(client, &verdict.name).await? {
+            eprintln!("baton: leadership did not move away from {}; nothing was removed", verdict.name);
+            return Ok(ExitCode::from(crate::exit::NOT_DONE));
+        }
+        verdict = judge(client, &change).await?;
+    }
     if !verdict.accepted {
         return Ok(refused(&verdict));
     }
@@ -110,6 +132,82 @@ pub async fn run(client: &mut Client, action: MemberAction) -> Result<ExitCode, 
     }
 }
 
+/// The leader's verdict on `change`, as a dry run.
+async fn judge(client: &mut Client, change: &MemberChange) -> Result<MembersVerdict, ClientError> {
+    match client.request(Request::ChangeMembers { change: change.clone(), dry_run: true }).await? {
+        Response::MembersVerdict(Json(verdict)) => Ok(verdict),
+        other => Err(ClientError::Unexpected(Box::new(other))),
+    }
+}
+
+/// Moves leadership away from `leader` (a switchover to the best caught-up follower);
+/// whether it moved.
+async fn hand_over(client: &mut Client, leader: &str) -> Result<bool, ClientError> {
+    match client.request(Request::Switchover { to: None, dry_run: false }).await? {
+        Response::Switchover { reasons, .. } if !reasons.is_empty() => {
+            for reason in reasons {
+                eprintln!("  - {reason}");
+            }
+            return Ok(false);
+        }
+        Response::Switchover { .. } => {}
+        other => return Err(ClientError::Unexpected(Box::new(other))),
+    }
+    let started = Instant::now();
+    while started.elapsed() < HAND_OVER_WAIT {
+        let leading = gather(client).await.leader;
+        if leading.is_some_and(|now| now != leader) {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(false)
+}
+
+/// How long a removal of the leader waits for leadership to move.
+const HAND_OVER_WAIT: Duration = Duration::from_secs(15);
+
+/// `member replace OLD NEW ADDR`: add NEW, wait until it is a voter, remove OLD.
+async fn replace(client: &mut Client, old: String, new: String, addr: String) -> Result<ExitCode, ClientError> {
+    // Both checked before anything changes: a replace that could not finish is not begun.
+    let removal = MemberChange::Remove { name: old.clone() };
+    let view = members(client).await?;
+    if view.record.id_of(&old).and_then(|id| view.record.membership.member(id)).is_none() {
+        eprintln!("baton: {old} is not a member; nothing was changed");
+        return Ok(ExitCode::from(crate::exit::REFUSED));
+    }
+    let add = MemberChange::Add { name: new.clone(), addr, priority: 1, learner_only: false };
+    let code = change_member(client, add, false).await?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    eprintln!("waiting for {new} to catch up and be promoted (start it with --join if it is not running)");
+    let started = Instant::now();
+    loop {
+        let view = members(client).await?;
+        let id = view.record.id_of(&new);
+        if id.is_some_and(|id| view.record.membership.is_voter(id)) && !view.change_pending {
+            break;
+        }
+        if started.elapsed() > PROMOTION_WAIT {
+            eprintln!(
+                "baton: {new} was not promoted within {PROMOTION_WAIT:?}; {old} stays. Fix: see `baton member list`"
+            );
+            return Ok(ExitCode::from(crate::exit::NOT_DONE));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("{new} is a voter; removing {old}");
+    change_member(client, removal, false).await
+}
+
+async fn members(client: &mut Client) -> Result<MembersView, ClientError> {
+    match client.request(Request::Members).await? {
+        Response::Members(Json(view)) => Ok(view),
+        other => Err(ClientError::Unexpected(Box::new(other))),
+    }
+}
+
 fn refused(verdict: &MembersVerdict) -> ExitCode {
     eprintln!("baton: the change to {} is refused:", verdict.name);
     for reason in &verdict.reasons {
@@ -132,10 +230,7 @@ fn print_verdict(verdict: &MembersVerdict) {
 }
 
 async fn list(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> {
-    let view: MembersView = match client.request(Request::Members).await? {
-        Response::Members(Json(view)) => view,
-        other => return Err(ClientError::Unexpected(Box::new(other))),
-    };
+    let view = members(client).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&view).expect("views serialize"));
         return Ok(ExitCode::SUCCESS);

@@ -26,10 +26,10 @@ pub struct Args {
     /// the cluster (`baton member`) and in the data directory.
     #[arg(long = "peer", value_parser = parse_peer)]
     pub peers: Vec<(String, NodeAddr)>,
-    /// Join a running cluster through this member (HOST:PORT; repeat for more): the
+    /// Join a running cluster through these members (HOST:PORT, comma-separated): the
     /// node must have been added first (`baton member add ID --addr HOST:PORT`) and its
     /// data directory must be empty. It waits until it has been added.
-    #[arg(long = "join", value_name = "HOST:PORT")]
+    #[arg(long = "join", value_name = "HOST:PORT", value_delimiter = ',')]
     pub join: Vec<NodeAddr>,
     /// Where the log and state live (one node per directory).
     #[arg(long)]

@@ -1336,6 +1336,17 @@ impl Driver {
                     let _ = reply.send(refuse(&name, format!("{name} is already a member")));
                     return;
                 }
+                // Ids are never reused: a stale process of the removed node, or its
+                // old data, must never pass for the new machine.
+                if let Some(removed) = record.id_of(&name).filter(|id| record.membership.is_removed(*id)) {
+                    let reason = format!(
+                        "{name} was removed from this cluster (as id {}), and ids are never reused. Fix: give the \
+                         new machine a new id (`baton certs --out DIR --nodes NEWID`), then `baton member add NEWID ADDR`",
+                        removed.0
+                    );
+                    let _ = reply.send(refuse(&name, reason));
+                    return;
+                }
                 let id = NodeId(record.membership.next_id);
                 let entry = MemberEntry { id: id.0, name: name.clone(), addr, promote_when_caught_up: !learner_only };
                 (name, baton_common::Change::AddLearner { id, priority }, Some(entry))
@@ -1363,11 +1374,13 @@ impl Driver {
             }
             Err(refused) => {
                 let reasons = refused.reasons.iter().map(|r| self.describe(r)).collect();
+                let removes_leader = refused.reasons.contains(&baton_common::Refusal::RemovesLeader);
                 let verdict = crate::status::MembersVerdict {
                     dry_run,
                     name,
                     node_id: change.node().0,
                     reasons,
+                    removes_leader,
                     ..Default::default()
                 };
                 let _ = reply.send(Response::MembersVerdict(Json(verdict)));
@@ -1384,11 +1397,11 @@ impl Driver {
                         dry_run,
                         name,
                         node_id: change.node().0,
-                        reasons: Vec::new(),
                         voters: names(true),
                         learners: names(false),
                         write_quorum: accepted.write_quorum,
                         election_quorum: accepted.election_quorum,
+                        ..Default::default()
                     };
                     let _ = reply.send(Response::MembersVerdict(Json(verdict)));
                     return;
@@ -1735,6 +1748,17 @@ impl Driver {
             writes_acknowledged: self.writes_acknowledged,
             write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),
+            membership_role: {
+                let me = self.membership.me();
+                let membership = &self.records.current().membership;
+                match membership.member(me) {
+                    Some(member) if member.voter => "voter",
+                    Some(_) => "learner",
+                    None if membership.is_removed(me) => "removed",
+                    None => "not yet a member",
+                }
+                .into()
+            },
             version: env!("CARGO_PKG_VERSION").to_string(),
             addr: self.membership.addr_of(self.membership.me()).map(|a| a.to_string()).unwrap_or_default(),
             role: match status.role {

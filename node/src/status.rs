@@ -60,6 +60,9 @@ pub struct NodeStatus {
     /// Every member of the cluster as this node knows it (itself included): a tool
     /// given one address finds the others.
     pub members: Vec<MemberAddr>,
+    /// This node in its own membership: voter, learner, removed, or "not yet a member"
+    /// (empty from nodes before live membership).
+    pub membership_role: String,
     /// What the node's process has cost its machine so far: bytes written to storage,
     /// fsyncs, CPU time, and resident memory now.
     pub cost: crate::cost::ProcessCost,
@@ -139,6 +142,8 @@ pub struct MembersVerdict {
     pub node_id: u8,
     /// Why it is refused, each in words an operator can act on.
     pub reasons: Vec<String>,
+    /// Refused only because it would remove the leader: after a switchover it may pass.
+    pub removes_leader: bool,
     /// Voters and learners after the change, and the quorums they give.
     pub voters: Vec<String>,
     pub learners: Vec<String>,
