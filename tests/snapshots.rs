@@ -239,6 +239,14 @@ async fn backup_then_restore_into_a_new_cluster() {
         let applied = wait_until!(ELECTION, status_of(&mut restored, addr).await.filter(|s| s.applied_index >= index));
         assert!(applied.is_some(), "{addr} did not apply the new write");
     }
+    // The restored cluster is a new one: a cluster id of its own, chosen by its leader.
+    let cluster_id = |response: Response| match response {
+        Response::Members(baton_node::frame::Json(view)) => view.record.cluster_id,
+        other => panic!("{other:?}"),
+    };
+    let old_id = cluster_id(client.request(Request::Members).await.unwrap());
+    let new_id = cluster_id(restored.request(Request::Members).await.unwrap());
+    assert!(old_id != 0 && new_id != 0 && old_id != new_id, "cluster ids {old_id:x} and {new_id:x}");
 }
 
 /// Goal (issue 17): a session write resent long after it took effect is answered with its

@@ -180,7 +180,7 @@ enum Command {
         json: bool,
     },
     /// The cluster's members, and live changes to them: add (as a learner), promote,
-    /// remove, set-priority. Each is checked first; refusals say why.
+    /// remove, replace, set. Each is checked first; refusals say why.
     Member {
         #[command(subcommand)]
         action: members::MemberAction,

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long = "peer", value_parser = parse_peer)]
     pub peers: Vec<(String, NodeAddr)>,
     /// Join a running cluster through these members (HOST:PORT, comma-separated): the
-    /// node must have been added first (`baton member add ID --addr HOST:PORT`) and its
+    /// node must have been added first (`baton member add ID HOST:PORT`) and its
     /// data directory must be empty. It waits until it has been added.
     #[arg(long = "join", value_name = "HOST:PORT", value_delimiter = ',')]
     pub join: Vec<NodeAddr>,

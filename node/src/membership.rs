@@ -92,11 +92,11 @@ impl Directory {
                 Some(id) if !record.membership.is_voter(id) => Ok(id),
                 Some(_) => refuse(format!(
                     "node {name} is a voter here, and only a learner just added joins. Fix: if its machine was \
-                     replaced, `baton member remove {name}`, then `baton member add {name} --addr HOST:PORT`"
+                     replaced, `baton member replace {name} NEWID HOST:PORT` (ids are never reused)"
                 )),
                 None => refuse(format!(
                     "node {name} is not a member of this cluster. Fix: on the operator's machine run \
-                     `baton member add {name} --addr HOST:PORT`, then start it with --join"
+                     `baton member add {name} HOST:PORT`, then start it with --join"
                 )),
             };
         }
