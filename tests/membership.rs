@@ -142,7 +142,13 @@ async fn a_node_joins_catches_up_is_promoted_leads_and_a_member_is_removed() {
 
     // Under a steady write load from here on: no write may fail.
     let writer = Writer::start(&cluster, "load-");
-    let add = MemberChange::Add { name: "n4".into(), addr: n4.addr.to_string(), priority: 1, learner_only: false };
+    let add = MemberChange::Add {
+        name: "n4".into(),
+        addr: n4.addr.to_string(),
+        priority: 1,
+        learner_only: false,
+        upstream: None,
+    };
     match change(&mut client, add.clone(), false).await {
         Response::Written { .. } => {}
         other => panic!("add refused: {other:?}"),
@@ -239,12 +245,23 @@ async fn harmful_changes_are_refused_with_their_reasons() {
     client.put(b"k", b"v").await.unwrap();
     let reasons = refusal(change(&mut client, MemberChange::Remove { name: leader.clone() }, true).await);
     assert!(reasons[0].contains("cannot remove itself"), "{reasons:?}");
-    let again = MemberChange::Add { name: "n2".into(), addr: "127.0.0.1:9".into(), priority: 1, learner_only: false };
+    let again = MemberChange::Add {
+        name: "n2".into(),
+        addr: "127.0.0.1:9".into(),
+        priority: 1,
+        learner_only: false,
+        upstream: None,
+    };
     assert!(refusal(change(&mut client, again, false).await)[0].contains("already a member"));
     assert!(refusal(change(&mut client, MemberChange::Promote { name: "n9".into() }, false).await)[0]
         .contains("not a member"));
-    let bad =
-        MemberChange::Add { name: "bad name!".into(), addr: "127.0.0.1:9".into(), priority: 1, learner_only: false };
+    let bad = MemberChange::Add {
+        name: "bad name!".into(),
+        addr: "127.0.0.1:9".into(),
+        priority: 1,
+        learner_only: false,
+        upstream: None,
+    };
     assert!(!refusal(change(&mut client, bad, false).await).is_empty());
 
     // With one follower down, removing the other would leave the leader alone.
@@ -315,7 +332,13 @@ async fn removing_the_leader_moves_leadership_first_and_ids_are_never_reused() {
     )
     .unwrap();
     let pending = tokio::spawn(async move {
-        let add = MemberChange::Add { name: "n7".into(), addr: "127.0.0.1:9".into(), priority: 1, learner_only: true };
+        let add = MemberChange::Add {
+            name: "n7".into(),
+            addr: "127.0.0.1:9".into(),
+            priority: 1,
+            learner_only: true,
+            upstream: None,
+        };
         adder.request(Request::ChangeMembers { change: add, dry_run: false }).await
     });
     // (The leader steps down an election timeout after losing its only follower: the
@@ -390,7 +413,13 @@ async fn a_node_of_another_cluster_is_refused() {
     assert!(chose.is_some(), "the other cluster chose its id");
     // This cluster is told n9 is a new member at that address: its leader dials it and
     // is refused, with both cluster ids named.
-    let add = MemberChange::Add { name: "n9".into(), addr: addr.to_string(), priority: 1, learner_only: true };
+    let add = MemberChange::Add {
+        name: "n9".into(),
+        addr: addr.to_string(),
+        priority: 1,
+        learner_only: true,
+        upstream: None,
+    };
     assert!(matches!(change(&mut client, add, false).await, Response::Written { .. }));
     let refused = wait_until!(ELECTION, {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -400,4 +429,63 @@ async fn a_node_of_another_cluster_is_refused() {
         .unwrap_or_else(|| panic!("no refusal in n9's log\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
     assert!(line.contains("this node to cluster"), "{line}");
     client.put(b"still", b"fine").await.unwrap();
+}
+
+/// Goal: a cascading learner (`--upstream`) receives the log through its upstream: the
+/// leader sends it only the requests, the upstream fills in the entries from its own
+/// log; when the upstream is killed, the learner falls back to the leader and keeps up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cascading_learner_gets_the_log_through_its_upstream_and_falls_back_to_the_leader() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let upstream = ["n1", "n2", "n3"].into_iter().find(|n| *n != leader).unwrap().to_string();
+    let via = cluster.node(&leader).addr;
+    let mut n4 = joiner(&cluster, "n4", via);
+    n4.start();
+    let add = MemberChange::Add {
+        name: "n4".into(),
+        addr: n4.addr.to_string(),
+        priority: 1,
+        learner_only: true,
+        upstream: Some(upstream.clone()),
+    };
+    assert!(matches!(change(&mut client, add, false).await, Response::Written { .. }));
+    for i in 0..300 {
+        client.put(format!("a{i}").as_bytes(), b"v").await.unwrap();
+    }
+    let n4_addr = n4.addr;
+    let leader_addr = cluster.node(&leader).addr;
+    let learner = wait_until!(CATCH_UP, {
+        let leader_status = client.status_of(leader_addr).await.ok();
+        let learner = client.status_of(n4_addr).await.ok();
+        match (leader_status, learner) {
+            (Some(l), Some(n)) if n.applied_index >= l.commit_index && n.keys >= 300 => Some(n),
+            _ => None,
+        }
+    });
+    let learner = learner.unwrap_or_else(|| panic!("n4 did not catch up\n{}", cluster.logs()));
+    assert_eq!(learner.membership_role, "learner");
+    let upstream_status = client.status_of(cluster.node(&upstream).addr).await.unwrap();
+    let leader_status = client.status_of(leader_addr).await.unwrap();
+    assert!(upstream_status.frames_relayed > 0, "{upstream} passed nothing on");
+    assert!(leader_status.relays_sent > 0, "the leader sent nothing through {upstream}");
+    let members = members_at(&mut client, leader_addr).await.unwrap();
+    let n4_entry = members.record.entry(members.record.id_of("n4").unwrap()).unwrap();
+    assert_eq!(n4_entry.upstream, members.record.id_of(&upstream).map(|id| id.0));
+
+    // The upstream dies: the leader sends to n4 itself.
+    cluster.node(&upstream).kill();
+    for i in 0..100 {
+        client.put(format!("b{i}").as_bytes(), b"v").await.unwrap();
+    }
+    let fell_back = wait_until!(CATCH_UP, {
+        let leader_status = client.status_of(leader_addr).await.ok();
+        let learner = client.status_of(n4_addr).await.ok();
+        match (leader_status, learner) {
+            (Some(l), Some(n)) if n.applied_index >= l.commit_index && n.keys >= 400 => Some(()),
+            _ => None,
+        }
+    });
+    assert!(fell_back.is_some(), "n4 did not keep up once its upstream was gone\n{}", cluster.logs());
 }

@@ -40,6 +40,11 @@ pub enum MemberAction {
         /// 0: never leader; higher wins an election tie.
         #[arg(long, default_value_t = 1)]
         priority: u8,
+        /// Receive the log through this member instead of the leader (a cascading
+        /// learner, for a remote site with one slow uplink); it falls back to the leader
+        /// when that member is down or behind.
+        #[arg(long)]
+        upstream: Option<String>,
         /// Only say whether it would be accepted, and the quorums it would leave.
         #[arg(long)]
         dry_run: bool,
@@ -65,7 +70,10 @@ pub enum MemberAction {
         id: String,
         /// 0: never leader; higher wins an election tie.
         #[arg(long)]
-        priority: u8,
+        priority: Option<u8>,
+        /// The member it receives the log through; `none`: the leader.
+        #[arg(long)]
+        upstream: Option<String>,
         #[arg(long)]
         dry_run: bool,
     },
@@ -78,12 +86,30 @@ pub async fn run(client: &mut Client, action: MemberAction) -> Result<ExitCode, 
     let (change, dry_run) = match action {
         MemberAction::List { json } => return list(client, json).await,
         MemberAction::Replace { old, new, addr } => return replace(client, old, new, addr).await,
-        MemberAction::Add { id, addr, priority, learner, dry_run } => {
-            (MemberChange::Add { name: id, addr, priority, learner_only: learner }, dry_run)
+        MemberAction::Add { id, addr, priority, learner, upstream, dry_run } => {
+            (MemberChange::Add { name: id, addr, priority, learner_only: learner, upstream }, dry_run)
         }
         MemberAction::Promote { id, dry_run } => (MemberChange::Promote { name: id }, dry_run),
         MemberAction::Remove { id, dry_run } => (MemberChange::Remove { name: id }, dry_run),
-        MemberAction::Set { id, priority, dry_run } => (MemberChange::SetPriority { name: id, priority }, dry_run),
+        MemberAction::Set { id, priority, upstream, dry_run } => {
+            let upstream = upstream.map(|name| (name != "none").then_some(name));
+            let changes = [
+                priority.map(|priority| MemberChange::SetPriority { name: id.clone(), priority }),
+                upstream.map(|upstream| MemberChange::SetUpstream { name: id.clone(), upstream }),
+            ];
+            let changes: Vec<MemberChange> = changes.into_iter().flatten().collect();
+            if changes.is_empty() {
+                eprintln!("baton: member set needs --priority N or --upstream ID (or none)");
+                return Ok(ExitCode::from(crate::exit::USAGE));
+            }
+            for change in changes {
+                let code = change_member(client, change, dry_run).await?;
+                if code != ExitCode::SUCCESS {
+                    return Ok(code);
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     change_member(client, change, dry_run).await
 }
@@ -176,7 +202,7 @@ async fn replace(client: &mut Client, old: String, new: String, addr: String) ->
         eprintln!("baton: {old} is not a member; nothing was changed");
         return Ok(ExitCode::from(crate::exit::REFUSED));
     }
-    let add = MemberChange::Add { name: new.clone(), addr, priority: 1, learner_only: false };
+    let add = MemberChange::Add { name: new.clone(), addr, priority: 1, learner_only: false, upstream: None };
     let code = change_member(client, add, false).await?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
@@ -250,7 +276,7 @@ async fn list(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> 
     let leader_last_index =
         gather(client).await.nodes.iter().find(|n| n.role.as_deref() == Some("leader")).and_then(|n| n.last_index);
     println!(
-        "{:<12} {:>3} {:<8} {:>8} {:<24} {:<10} {:>10}",
+        "{:<12} {:>3} {:<8} {:>8} {:<24} {:<10} {:>10} UPSTREAM",
         "NAME", "ID", "ROLE", "PRIORITY", "ADDRESS", "STATE", "LAG"
     );
     for member in &view.record.membership.members {
@@ -274,11 +300,13 @@ async fn list(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> 
             (false, true) => "learner+",
             (false, false) => "learner",
         };
+        let upstream = entry.and_then(|e| e.upstream).and_then(|up| view.record.name_of(baton_common::NodeId(up)));
         println!(
-            "{name:<12} {:>3} {role:<8} {:>8} {:<24} {state:<10} {lag:>10}",
+            "{name:<12} {:>3} {role:<8} {:>8} {:<24} {state:<10} {lag:>10} {}",
             member.id.0,
             member.priority,
             entry.map_or("?", |e| e.addr.as_str()),
+            upstream.unwrap_or("leader"),
         );
     }
     println!("(learner+: promoted to voter once caught up)");

@@ -587,7 +587,13 @@ async fn add_member(
     within: Duration,
 ) -> String {
     use baton_node::frame::{Json, MemberChange, Request, Response};
-    let add = MemberChange::Add { name: name.into(), addr: addr.to_string(), priority: 1, learner_only: false };
+    let add = MemberChange::Add {
+        name: name.into(),
+        addr: addr.to_string(),
+        priority: 1,
+        learner_only: false,
+        upstream: None,
+    };
     let started = Instant::now();
     loop {
         let answer = control.request(Request::ChangeMembers { change: add.clone(), dry_run: false }).await;

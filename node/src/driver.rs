@@ -142,6 +142,11 @@ pub struct Driver {
     watch_turn_due: bool,
     /// Client requests this node forwarded to the leader, since it started.
     requests_forwarded: u64,
+    /// Cascading learners (see `relay_via`): append requests this leader sent through
+    /// an upstream, and those this node passed on as an upstream or could not.
+    relays_sent: u64,
+    frames_relayed: u64,
+    relays_dropped: u64,
     /// The index the state machine is to be applied through (see `apply_some`).
     apply_target: u64,
 }
@@ -263,6 +268,9 @@ impl Driver {
             watch_sinks: HashMap::new(),
             watch_turn_due: false,
             requests_forwarded: 0,
+            relays_sent: 0,
+            frames_relayed: 0,
+            relays_dropped: 0,
             apply_target: 0,
         }
     }
@@ -555,6 +563,7 @@ impl Driver {
             }
             Input::Shutdown => {}
             Input::SnapshotChunk(chunk) => self.on_snapshot_chunk(chunk),
+            Input::Relay { from, to, message } => self.relay(from, to, message),
             Input::SnapshotReceived { received, result } => match result {
                 Ok(snapshot) => {
                     // The snapshot's membership, or (a snapshot of a cluster whose
@@ -635,6 +644,10 @@ impl Driver {
         }
         match output {
             Output::Send { to, message } => {
+                if let Some(upstream) = self.relay_via(to, &message) {
+                    self.relays_sent += 1;
+                    return self.send(upstream, Frame::Relay { to: to.0, message });
+                }
                 let mut entries = Vec::new();
                 if let Message::AppendRequest(request) = message {
                     for index in request.prev.index + 1..=request.last_index() {
@@ -1280,6 +1293,55 @@ impl Driver {
         self.propose(HeldWrite { command, reply, since: Instant::now() });
     }
 
+    /// The upstream an append request for `to` goes through, if `to` is a cascading
+    /// learner: only a request that carries entries (heartbeats and everything else go
+    /// straight), and only while the upstream's link is up and it acknowledged, within
+    /// an election timeout, holding every entry the request carries. Otherwise the
+    /// leader sends it itself: a learner whose upstream is gone or behind falls back to
+    /// the leader.
+    fn relay_via(&self, to: NodeId, message: &Message) -> Option<NodeId> {
+        let Message::AppendRequest(request) = message else { return None };
+        if request.is_heartbeat() {
+            return None;
+        }
+        let upstream = self.records.current().upstream_of(to, self.membership.me())?;
+        let link_up = self.link_states.get(&upstream).is_some_and(|state| state.is_up());
+        let window_us = self.replica.config().election_timeout_us;
+        let holds_them = self.replica.peer_statuses().any(|peer| {
+            peer.id == upstream
+                && peer.match_index >= request.last_index()
+                && peer.last_ack_age_us.is_some_and(|age| age <= window_us)
+        });
+        (link_up && holds_them).then_some(upstream)
+    }
+
+    /// As an upstream: sends learner `to` the leader's append request with the entries
+    /// from this node's own log. Only for the leader this node follows, in its term, and
+    /// only entries of the request's term (a batch never spans terms): otherwise, or if
+    /// an entry is gone, it is dropped (counted) and the leader sends it again, itself.
+    fn relay(&mut self, from: NodeId, to: NodeId, message: Message) {
+        let Message::AppendRequest(request) = &message else {
+            self.relays_dropped += 1;
+            return;
+        };
+        if self.replica.leader() != Some(from) || request.term != self.replica.term() {
+            self.relays_dropped += 1;
+            return;
+        }
+        let mut entries = Vec::with_capacity(usize::from(request.entry_count));
+        for index in request.prev.index + 1..=request.last_index() {
+            match self.entry(index) {
+                Some((term, payload)) if term == request.entries_term => entries.push(payload),
+                _ => {
+                    self.relays_dropped += 1;
+                    return;
+                }
+            }
+        }
+        self.frames_relayed += 1;
+        self.send(to, Frame::Relayed { from: from.0, message, entries });
+    }
+
     /// The members as this node knows them (`baton member list`, and a joining node).
     fn members_view(&self) -> crate::status::MembersView {
         let record = self.records.current().clone();
@@ -1323,7 +1385,10 @@ impl Driver {
         };
         let member_id = |name: &str| record.id_of(name).filter(|id| record.membership.member(*id).is_some());
         let (name, change, added) = match change {
-            MemberChange::Add { name, addr, priority, learner_only } => {
+            MemberChange::SetUpstream { name, upstream } => {
+                return self.set_upstream(now, name, upstream, dry_run, reply);
+            }
+            MemberChange::Add { name, addr, priority, learner_only, upstream } => {
                 if let Err(error) = crate::certs::check_name(&name) {
                     let _ = reply.send(refuse(&name, error.to_string()));
                     return;
@@ -1347,8 +1412,16 @@ impl Driver {
                     let _ = reply.send(refuse(&name, reason));
                     return;
                 }
+                let upstream = match upstream_id(&record, &name, upstream) {
+                    Ok(upstream) => upstream,
+                    Err(reason) => {
+                        let _ = reply.send(refuse(&name, reason));
+                        return;
+                    }
+                };
                 let id = NodeId(record.membership.next_id);
-                let entry = MemberEntry { id: id.0, name: name.clone(), addr, promote_when_caught_up: !learner_only };
+                let promote_when_caught_up = !learner_only;
+                let entry = MemberEntry { id: id.0, name: name.clone(), addr, promote_when_caught_up, upstream };
                 (name, baton_common::Change::AddLearner { id, priority }, Some(entry))
             }
             MemberChange::Promote { ref name }
@@ -1363,7 +1436,7 @@ impl Driver {
                     MemberChange::Promote { .. } => baton_common::Change::Promote { id },
                     MemberChange::Remove { .. } => baton_common::Change::Remove { id },
                     MemberChange::SetPriority { priority, .. } => baton_common::Change::SetPriority { id, priority },
-                    MemberChange::Add { .. } => unreachable!("matched above"),
+                    MemberChange::Add { .. } | MemberChange::SetUpstream { .. } => unreachable!("matched above"),
                 };
                 (name, change, None)
             }
@@ -1408,6 +1481,53 @@ impl Driver {
                 };
                 tracing::info!(?change, %name, index = proposal.position.index, "membership change proposed");
                 self.append_own_record(proposal, next, Some(reply));
+            }
+        }
+    }
+
+    /// Which member `name` receives the log through: a record that changes nothing the
+    /// core counts, appended as a plain entry (judged only, on a dry run).
+    fn set_upstream(
+        &mut self,
+        now: u64,
+        name: String,
+        upstream: Option<String>,
+        dry_run: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let mut record = self.records.current().clone();
+        let verdict = |accepted: bool, reasons: Vec<String>| {
+            let verdict =
+                crate::status::MembersVerdict { accepted, dry_run, name: name.clone(), reasons, ..Default::default() };
+            Response::MembersVerdict(Json(verdict))
+        };
+        let Some(id) = record.id_of(&name).filter(|id| record.membership.member(*id).is_some()) else {
+            let _ = reply.send(verdict(false, vec![format!("{name} is not a member")]));
+            return;
+        };
+        let upstream = match upstream_id(&record, &name, upstream) {
+            Ok(upstream) => upstream,
+            Err(reason) => {
+                let _ = reply.send(verdict(false, vec![reason]));
+                return;
+            }
+        };
+        if self.replica.role() != Role::Leader {
+            let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
+            return;
+        }
+        if dry_run {
+            let _ = reply.send(verdict(true, Vec::new()));
+            return;
+        }
+        record.change = None;
+        if let Some(entry) = record.directory.iter_mut().find(|e| e.id == id.0) {
+            entry.upstream = upstream;
+        }
+        match self.replica.handle_propose(now) {
+            Ok(proposal) => self.append_own_record(proposal, record, Some(reply)),
+            Err(error) => {
+                let _ = reply.send(self.error(ErrorCode::NotLeader, format!("not proposed: {error:?}")));
             }
         }
     }
@@ -1745,6 +1865,9 @@ impl Driver {
             watches_ended: watch.ended_compacted + watch.ended_discarded,
             watch_changes_sent: watch.changes_delivered,
             requests_forwarded: self.requests_forwarded,
+            relays_sent: self.relays_sent,
+            frames_relayed: self.frames_relayed,
+            relays_dropped: self.relays_dropped,
             writes_acknowledged: self.writes_acknowledged,
             write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),
@@ -1802,6 +1925,10 @@ impl Driver {
                         role: if member.voter { "voter" } else { "learner" }.into(),
                         node_id: member.id.0,
                         priority: member.priority,
+                        upstream: record
+                            .entry(member.id)
+                            .and_then(|e| e.upstream)
+                            .map_or_else(String::new, |up| self.membership.name_of(NodeId(up))),
                     })
                     .collect()
             },
@@ -1886,6 +2013,18 @@ fn operator_only(request: &Request) -> bool {
         Request::ViaLeader { request } => operator_only(request),
         // Only writes go in a session (checked when it is proposed).
         Request::Session { write, .. } => operator_only(write),
+    }
+}
+
+/// The id of the member named `upstream` that `name` is to receive the log through.
+fn upstream_id(record: &MemberRecord, name: &str, upstream: Option<String>) -> Result<Option<u8>, String> {
+    let Some(upstream) = upstream else { return Ok(None) };
+    if upstream == name {
+        return Err(format!("{name} cannot receive the log through itself"));
+    }
+    match record.id_of(&upstream).filter(|id| record.membership.member(*id).is_some()) {
+        Some(id) => Ok(Some(id.0)),
+        None => Err(format!("the upstream {upstream} is not a member")),
     }
 }
 

@@ -117,6 +117,21 @@ pub enum Frame {
         node_id: u8,
         cluster_id: u64,
     } = 6,
+    /// From the leader to a learner's upstream (a cascading learner, see
+    /// `crate::relay`): an append request for learner `to`, without its entries, which
+    /// the upstream fills in from its own log and sends on as [`Frame::Relayed`].
+    Relay {
+        to: u8,
+        message: Message,
+    } = 7,
+    /// From an upstream to its learner: the leader's (`from`) append request, with the
+    /// entries from the upstream's own log. The learner answers the leader directly.
+    Relayed {
+        from: u8,
+        message: Message,
+        #[serde(with = "byte_strings")]
+        entries: Vec<Vec<u8>>,
+    } = 8,
 }
 
 /// Bytes of snapshot per [`Frame::SnapshotChunk`]: well under a frame's limit.
@@ -256,6 +271,8 @@ pub enum MemberChange {
         addr: String,
         priority: u8,
         learner_only: bool,
+        /// The member it receives the log through (a cascading learner).
+        upstream: Option<String>,
     } = 0,
     Promote {
         name: String,
@@ -267,6 +284,11 @@ pub enum MemberChange {
         name: String,
         priority: u8,
     } = 3,
+    /// Which member `name` receives the log through (none: the leader).
+    SetUpstream {
+        name: String,
+        upstream: Option<String>,
+    } = 4,
 }
 
 impl Request {
@@ -504,7 +526,9 @@ impl Frame {
             Some(&FRAME_REQUEST_TAG) => FrameError::UnknownRequest(e.to_string()),
             _ => FrameError::Malformed(e.to_string()),
         })?;
-        if let Frame::Replication { message: Message::AppendRequest(request), entries } = &frame {
+        if let Frame::Replication { message: Message::AppendRequest(request), entries }
+        | Frame::Relayed { message: Message::AppendRequest(request), entries, .. } = &frame
+        {
             if entries.len() != usize::from(request.entry_count) || entries.len() > BATCH_ENTRIES_MAX {
                 return Err(FrameError::Malformed(format!(
                     "{} entries for an append of {}",

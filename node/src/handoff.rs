@@ -26,6 +26,13 @@ pub enum Input {
         forwarded: bool,
         reply: oneshot::Sender<Response>,
     },
+    /// The leader (`from`) asks this node to send learner `to` an append request with
+    /// entries from this node's own log (see `crate::frame::Frame::Relay`).
+    Relay {
+        from: NodeId,
+        to: NodeId,
+        message: Message,
+    },
     Synced {
         seq: PersistSeq,
         result: Result<(), String>,

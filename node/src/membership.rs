@@ -194,7 +194,8 @@ mod tests {
         let record = three();
         let change = Change::AddLearner { id: NodeId(4), priority: 1 };
         let membership = record.membership.apply(change, WriteMode::Quorum).unwrap();
-        let entry = MemberEntry { id: 4, name: "n4".into(), addr: "127.0.0.1:4".into(), promote_when_caught_up: true };
+        let (name, addr) = ("n4".to_string(), "127.0.0.1:4".to_string());
+        let entry = MemberEntry { id: 4, name, addr, promote_when_caught_up: true, upstream: None };
         let record = record.changed(change, membership, Some(entry));
         let removal = Change::Remove { id: NodeId(2) };
         let membership = record.membership.apply(removal, WriteMode::Quorum).unwrap();

@@ -63,6 +63,11 @@ pub struct NodeStatus {
     /// This node in its own membership: voter, learner, removed, or "not yet a member"
     /// (empty from nodes before live membership).
     pub membership_role: String,
+    /// Cascading learners: append requests this node (as leader) sent through an
+    /// upstream, those it passed on as an upstream, and those it could not.
+    pub relays_sent: u64,
+    pub frames_relayed: u64,
+    pub relays_dropped: u64,
     /// What the node's process has cost its machine so far: bytes written to storage,
     /// fsyncs, CPU time, and resident memory now.
     pub cost: crate::cost::ProcessCost,
@@ -112,6 +117,8 @@ pub struct MemberAddr {
     pub node_id: u8,
     /// 0: never leader; higher wins an election tie.
     pub priority: u8,
+    /// The member it receives the log through (empty: the leader).
+    pub upstream: String,
 }
 
 /// `baton member list`: the members as one node knows them.

@@ -451,6 +451,19 @@ async fn serve_connection(
                             return Ok(()); // Shutting down.
                         }
                     }
+                    Ok(Some(Frame::Relay { to, message })) => {
+                        if inputs.send(Input::Relay { from, to: NodeId(to), message }).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    // An upstream passing on its leader's append request: it counts as
+                    // the leader's (this node answers the leader directly).
+                    Ok(Some(Frame::Relayed { from: leader, message, entries })) => {
+                        let from = NodeId(leader);
+                        if inputs.send(Input::Peer { from, message, entries }).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                     Ok(Some(Frame::SnapshotChunk {
                         term,
                         snapshot_index,

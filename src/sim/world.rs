@@ -1931,5 +1931,6 @@ fn sim_record(membership: Membership) -> MemberRecord {
 }
 
 fn sim_entry(id: NodeId) -> MemberEntry {
-    MemberEntry { id: id.0, name: format!("n{}", id.0), addr: format!("sim:{}", id.0), promote_when_caught_up: false }
+    let (name, addr) = (format!("n{}", id.0), format!("sim:{}", id.0));
+    MemberEntry { id: id.0, name, addr, promote_when_caught_up: false, upstream: None }
 }

@@ -28,6 +28,10 @@ pub struct MemberEntry {
     /// A learner the leader promotes to voter once it has caught up; false: it stays a
     /// learner until an operator promotes it.
     pub promote_when_caught_up: bool,
+    /// A cascading learner's upstream: the member that sends it the log the leader
+    /// would (the leader still decides what; see `baton_node::relay`). None: the leader.
+    #[serde(default)]
+    pub upstream: Option<u8>,
 }
 
 /// The members at one point of the log, with everything the host needs about them.
@@ -80,7 +84,7 @@ impl MemberRecord {
         for (position, (name, addr)) in sorted.into_iter().enumerate() {
             let id = position as u8 + 1;
             let _ = members.push(Member::voter(NodeId(id), 1));
-            directory.push(MemberEntry { id, name, addr, promote_when_caught_up: true });
+            directory.push(MemberEntry { id, name, addr, promote_when_caught_up: true, upstream: None });
         }
         MemberRecord { cluster_id: 0, membership: Membership::new(members), directory, change: None }
     }
@@ -146,6 +150,13 @@ impl MemberRecord {
             next.directory.push(entry);
         }
         next
+    }
+
+    /// The member `id` receives the log through, if not the leader: its upstream while
+    /// that is a member other than `leader` (else the leader sends it directly).
+    pub fn upstream_of(&self, id: NodeId, leader: NodeId) -> Option<NodeId> {
+        let upstream = NodeId(self.entry(id)?.upstream?);
+        (upstream != leader && upstream != id && self.membership.member(upstream).is_some()).then_some(upstream)
     }
 
     /// The learners the leader should promote now that they may be: those marked to be
@@ -290,11 +301,20 @@ mod tests {
         assert_eq!(record.id_of("n2"), Some(NodeId(2)), "a removed name still resolves, for history");
         let change = Change::AddLearner { id: NodeId(4), priority: 1 };
         let added = record.membership.apply(change, WriteMode::Quorum).unwrap();
-        let entry = MemberEntry { id: 4, name: "n2".into(), addr: "h2b:1".into(), promote_when_caught_up: true };
+        let entry = MemberEntry {
+            id: 4,
+            name: "n2".into(),
+            addr: "h2b:1".into(),
+            promote_when_caught_up: true,
+            upstream: Some(3),
+        };
         let record = record.changed(change, added, Some(entry));
         record.validate().unwrap();
         assert_eq!(record.id_of("n2"), Some(NodeId(4)), "the member of that name wins");
         assert_eq!(record.learners_to_promote().collect::<Vec<_>>(), vec![NodeId(4)]);
+        assert_eq!(record.upstream_of(NodeId(4), NodeId(1)), Some(NodeId(3)));
+        assert_eq!(record.upstream_of(NodeId(4), NodeId(3)), None, "the leader sends it directly");
+        assert_eq!(record.upstream_of(NodeId(1), NodeId(3)), None);
     }
 
     #[test]
@@ -316,7 +336,8 @@ mod tests {
         let mut records = MemberRecords::new(0, base.clone());
         let change = Change::AddLearner { id: NodeId(4), priority: 1 };
         let added = base.membership.apply(change, WriteMode::Quorum).unwrap();
-        let entry = MemberEntry { id: 4, name: "n4".into(), addr: "h4:1".into(), promote_when_caught_up: true };
+        let entry =
+            MemberEntry { id: 4, name: "n4".into(), addr: "h4:1".into(), promote_when_caught_up: true, upstream: None };
         let next = base.changed(change, added, Some(entry));
         assert!(records.push(10, next.clone()));
         assert!(!records.push(10, next.clone()), "a repeat is ignored");
