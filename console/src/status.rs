@@ -61,6 +61,9 @@ pub struct NodeRow {
     pub state: Option<String>,
     /// While a snapshot is on its way to it: how much has been sent, in percent.
     pub snapshot_percent: Option<u8>,
+    /// The member it receives the log through (a cascading learner), as the leader's
+    /// membership says.
+    pub upstream: Option<String>,
     pub entries_received: Option<u64>,
     pub discarded_entries: Option<u64>,
     /// Free space on its data disk, and how much its log and next snapshot may still need.
@@ -244,6 +247,11 @@ pub fn assemble(answers: Vec<(String, Option<String>, Result<NodeStatus, String>
                     state: if is_leader { Some("leader".into()) } else { view.map(|v| v.state.clone()) },
                     snapshot_percent: view.and_then(|v| v.snapshot_percent).or(status.snapshot_receiving_percent),
                     role: Some(shown_role(leader.as_ref(), &status)),
+                    upstream: leader
+                        .as_ref()
+                        .and_then(|l| l.members.iter().find(|m| m.id == status.id))
+                        .map(|m| m.upstream.clone())
+                        .filter(|upstream| !upstream.is_empty()),
                     id: Some(status.id),
                     addr,
                     term: Some(status.term),

@@ -521,7 +521,20 @@ pub fn diff(previous: &ClusterStatus, next: &ClusterStatus) -> Vec<String> {
     for node in &next.nodes {
         let Some(id) = &node.id else { continue };
         // A node never heard from before is starting up, not recovering.
-        let Some(before) = previous.nodes.iter().find(|n| n.addr == node.addr && n.id.is_some()) else { continue };
+        let Some(before) = previous.nodes.iter().find(|n| n.addr == node.addr && n.id.is_some()) else {
+            if node.role.as_deref() == Some("learner") && !previous.nodes.is_empty() {
+                events.push(format!("{id} joins as a learner"));
+            }
+            continue;
+        };
+        // Membership changes, as the roles the leader's membership gives show them.
+        match (before.role.as_deref(), node.role.as_deref()) {
+            (Some(was), Some("removed")) if was != "removed" => {
+                events.push(format!("{id} was removed from the cluster"))
+            }
+            (Some("learner"), Some("follower" | "leader")) => events.push(format!("{id} was promoted to voter")),
+            _ => {}
+        }
         if before.health != node.health {
             events.push(match node.health.as_str() {
                 "unreachable" => format!("{id} unreachable: {}", node.error.as_deref().unwrap_or("no answer")),
@@ -723,6 +736,26 @@ mod tests {
         assert!(events.iter().any(|e| e == "n2 leads term 3"), "{events:?}");
         assert!(events.iter().any(|e| e.starts_with("n3 unreachable")), "{events:?}");
         assert!(events.iter().any(|e| e.contains("PAUSED")), "{events:?}");
+    }
+
+    /// Goal: membership changes show in the events pane: a node that joins as a
+    /// learner, its promotion, a removal.
+    #[test]
+    fn membership_changes_become_events() {
+        let before = cluster("n1", 2);
+        let mut after = cluster("n1", 2);
+        after.nodes[1].role = Some("removed".into());
+        let mut learner = after.nodes[2].clone();
+        learner.id = Some("n4".into());
+        learner.addr = "127.0.0.1:7104".into();
+        learner.role = Some("learner".into());
+        after.nodes.push(learner);
+        let events = diff(&before, &after);
+        assert!(events.iter().any(|e| e == "n4 joins as a learner"), "{events:?}");
+        assert!(events.iter().any(|e| e == "n2 was removed from the cluster"), "{events:?}");
+        let mut promoted = after.clone();
+        promoted.nodes[3].role = Some("follower".into());
+        assert_eq!(diff(&after, &promoted), vec!["n4 was promoted to voter".to_string()]);
     }
 
     /// Goal: events stay in time order (newest shown first) when the leader's history

@@ -252,9 +252,10 @@ fn render_details(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
         ],
         Some(node) => vec![
             Line::raw(format!(
-                "{} at {}: commit {}  applied {}  durable {}  snapshot {}  lag {} / {}",
+                "{} at {}{}: commit {}  applied {}  durable {}  snapshot {}  lag {} / {}",
                 node.id.as_deref().unwrap_or("?"),
                 node.addr,
+                node.upstream.as_ref().map_or_else(String::new, |upstream| format!(" (log through {upstream})")),
                 show(node.commit_index),
                 show(node.applied_index),
                 show(node.durable_index),
