@@ -118,7 +118,7 @@ pub enum Frame {
         cluster_id: u64,
     } = 6,
     /// From the leader to a learner's upstream (a cascading learner, see
-    /// `crate::relay`): an append request for learner `to`, without its entries, which
+    /// `Driver::relay_via`): an append request for learner `to`, without its entries, which
     /// the upstream fills in from its own log and sends on as [`Frame::Relayed`].
     Relay {
         to: u8,

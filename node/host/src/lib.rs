@@ -2,7 +2,7 @@
 //! clock of its own (times come in as microseconds), so the tokio driver
 //! (`baton-node`) and the simulator (`baton-suite`) run the same code.
 //!
-//! It grows one owner at a time out of `node/src/driver.rs` (issue 18); so far:
+//! It grows one owner at a time out of `node/src/driver/` (issue 18); so far:
 //! - [`writes`]: client writes waiting for their commit, and what each is answered;
 //! - [`held`]: client writes held while leadership moves, instead of refused;
 //! - [`reads`]: reads waiting for the index they must be served at;

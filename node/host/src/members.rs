@@ -29,7 +29,7 @@ pub struct MemberEntry {
     /// learner until an operator promotes it.
     pub promote_when_caught_up: bool,
     /// A cascading learner's upstream: the member that sends it the log the leader
-    /// would (the leader still decides what; see `baton_node::relay`). None: the leader.
+    /// would (the leader still decides what; see `baton_node::driver`). None: the leader.
     #[serde(default)]
     pub upstream: Option<u8>,
 }

@@ -1,0 +1,389 @@
+//! The driver's part in live membership (see `baton_host::members` and
+//! docs/replication.md, "In the node"): keeping the membership records and the shared
+//! directory in step with the log, starting and stopping peer links, operators'
+//! changes (`baton member`), the leader's own records (the cluster's id, promotions of
+//! caught-up learners), and cascading learners' relays. It decides nothing the core
+//! decides: every change to who counts goes through `Replica::handle_propose_membership`.
+
+use super::Driver;
+use crate::frame::{ErrorCode, Frame, Json, Response};
+use crate::kv::Command;
+use baton_common::{Message, NodeId, Role};
+use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+impl Driver {
+    /// The membership records recovered from the snapshot and the log, and how to start
+    /// links to the members: one link to each is started now.
+    pub fn with_members(mut self, records: MemberRecords, links: crate::transport::Links) -> Driver {
+        self.records = records;
+        self.links = Some(links);
+        self.members_changed();
+        self
+    }
+
+    /// The records changed (appended, truncated, installed): the shared view follows,
+    /// and links start to new members and stop to members gone from every record kept.
+    pub(super) fn members_changed(&mut self) {
+        // The host's records and the core's memberships move together (appends,
+        // truncations, snapshots): the newest record that made a change is the core's.
+        let core = self.replica.memberships().current();
+        let host = self.records.membership_log();
+        if host.current() != core {
+            tracing::error!(?core, host = ?host.current(), "the membership records diverge from the core's");
+            debug_assert!(false, "the membership records diverge from the core's: {core:?} vs {:?}", host.current());
+        }
+        let me = self.membership.me();
+        let was_member = self.membership.record().membership.member(me).is_some();
+        self.membership.replace(self.records.current().clone());
+        if was_member && self.records.current().membership.is_removed(me) {
+            tracing::warn!(
+                "this node was removed from the cluster: it takes no further part (its id is never accepted \
+                 again). Fix: stop it; to bring this machine back, empty its data directory and `baton member add` it"
+            );
+        }
+        let Some(links) = &self.links else { return };
+        let wanted: Vec<NodeId> = self.records.linked_ids().into_iter().filter(|id| *id != me).collect();
+        for &peer in &wanted {
+            if !self.outbound.contains_key(&peer) {
+                let (sender, state) = links.start(peer);
+                tracing::info!(peer = %self.membership.name_of(peer), "starting the link to a member");
+                self.outbound.insert(peer, sender);
+                self.link_states.insert(peer, state);
+            }
+        }
+        let gone: Vec<NodeId> = self.outbound.keys().filter(|id| !wanted.contains(id)).copied().collect();
+        for peer in gone {
+            tracing::info!(peer = %self.membership.name_of(peer), "stopping the link to a node no longer a member");
+            self.outbound.remove(&peer);
+            self.link_states.remove(&peer);
+            links.stopped(peer);
+        }
+    }
+
+    /// An entry at `index` was appended to this node's log: if it is a membership record,
+    /// it is in effect from now on. `from_leader`: it came in a leader's append request
+    /// (a leader's own records are in its core already). Returns whether it was one.
+    pub(super) fn on_appended(&mut self, index: u64, payload: &[u8], from_leader: bool) -> bool {
+        let Some(record) = crate::kv::Command::member_record(payload) else { return false };
+        if from_leader && record.change.is_some() {
+            let now = self.now();
+            self.replica.handle_membership_appended(now, index, record.membership.clone());
+        }
+        self.records.push(index, record);
+        true
+    }
+
+    /// The upstream an append request for `to` goes through, if `to` is a cascading
+    /// learner: only a request that carries entries (heartbeats and everything else go
+    /// straight), and only while the upstream's link is up and it acknowledged, within
+    /// an election timeout, holding every entry the request carries. Otherwise the
+    /// leader sends it itself: a learner whose upstream is gone or behind falls back to
+    /// the leader.
+    pub(super) fn relay_via(&self, to: NodeId, message: &Message) -> Option<NodeId> {
+        let Message::AppendRequest(request) = message else { return None };
+        if request.is_heartbeat() {
+            return None;
+        }
+        let upstream = self.records.current().upstream_of(to, self.membership.me())?;
+        let link_up = self.link_states.get(&upstream).is_some_and(|state| state.is_up());
+        let window_us = self.replica.config().election_timeout_us;
+        let holds_them = self.replica.peer_statuses().any(|peer| {
+            peer.id == upstream
+                && peer.match_index >= request.last_index()
+                && peer.last_ack_age_us.is_some_and(|age| age <= window_us)
+        });
+        (link_up && holds_them).then_some(upstream)
+    }
+
+    /// As an upstream: sends learner `to` the leader's append request with the entries
+    /// from this node's own log. Only for the leader this node follows, in its term, and
+    /// only entries of the request's term (a batch never spans terms): otherwise, or if
+    /// an entry is gone, it is dropped (counted) and the leader sends it again, itself.
+    pub(super) fn relay(&mut self, from: NodeId, to: NodeId, message: Message) {
+        let Message::AppendRequest(request) = &message else {
+            self.relays_dropped += 1;
+            return;
+        };
+        if self.replica.leader() != Some(from) || request.term != self.replica.term() {
+            self.relays_dropped += 1;
+            return;
+        }
+        let mut entries = Vec::with_capacity(usize::from(request.entry_count));
+        for index in request.prev.index + 1..=request.last_index() {
+            match self.entry(index) {
+                Some((term, payload)) if term == request.entries_term => entries.push(payload),
+                _ => {
+                    self.relays_dropped += 1;
+                    return;
+                }
+            }
+        }
+        self.frames_relayed += 1;
+        self.send(to, Frame::Relayed { from: from.0, message, entries });
+    }
+
+    /// The members as this node knows them (`baton member list`, and a joining node).
+    pub(super) fn members_view(&self) -> crate::status::MembersView {
+        let record = self.records.current().clone();
+        let mode = self.replica.config().mode;
+        let voters = record.membership.voters();
+        crate::status::MembersView {
+            from: self.membership.my_name().to_string(),
+            leader: self.replica.leader().map(|id| self.membership.name_of(id)),
+            record,
+            change_index: self.replica.memberships().current_index(),
+            // A follower knows the commit index, not the leader's safe index.
+            change_pending: match self.replica.role() {
+                Role::Leader => self.replica.membership_change_pending(),
+                _ => self.replica.memberships().current_index() > self.replica.commit_index(),
+            },
+            mode: mode.to_string(),
+            write_quorum: mode.write_quorum(voters),
+            election_quorum: mode.election_quorum(voters),
+        }
+    }
+
+    /// An operator's membership change: refused with every reason, judged (dry run), or
+    /// appended and answered `Written` once committed (see `baton_common::membership`).
+    pub(super) fn change_members(
+        &mut self,
+        now: u64,
+        change: crate::frame::MemberChange,
+        dry_run: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        use crate::frame::MemberChange;
+        let record = self.records.current().clone();
+        let refuse = |name: &str, reason: String| {
+            let verdict = crate::status::MembersVerdict {
+                dry_run,
+                name: name.to_string(),
+                reasons: vec![reason],
+                ..Default::default()
+            };
+            Response::MembersVerdict(Json(verdict))
+        };
+        let member_id = |name: &str| record.id_of(name).filter(|id| record.membership.member(*id).is_some());
+        let (name, change, added) = match change {
+            MemberChange::SetUpstream { name, upstream } => {
+                return self.set_upstream(now, name, upstream, dry_run, reply);
+            }
+            MemberChange::Add { name, addr, priority, learner_only, upstream } => {
+                if let Err(error) = crate::certs::check_name(&name) {
+                    let _ = reply.send(refuse(&name, error.to_string()));
+                    return;
+                }
+                if let Err(error) = addr.parse::<crate::addr::NodeAddr>() {
+                    let _ = reply.send(refuse(&name, format!("address {addr:?}: {error}")));
+                    return;
+                }
+                if member_id(&name).is_some() {
+                    let _ = reply.send(refuse(&name, format!("{name} is already a member")));
+                    return;
+                }
+                // Ids are never reused: a stale process of the removed node, or its
+                // old data, must never pass for the new machine.
+                if let Some(removed) = record.id_of(&name).filter(|id| record.membership.is_removed(*id)) {
+                    let reason = format!(
+                        "{name} was removed from this cluster (as id {}), and ids are never reused. Fix: give the \
+                         new machine a new id (`baton certs --out DIR --nodes NEWID`), then `baton member add NEWID ADDR`",
+                        removed.0
+                    );
+                    let _ = reply.send(refuse(&name, reason));
+                    return;
+                }
+                let upstream = match upstream_id(&record, &name, upstream) {
+                    Ok(upstream) => upstream,
+                    Err(reason) => {
+                        let _ = reply.send(refuse(&name, reason));
+                        return;
+                    }
+                };
+                let id = NodeId(record.membership.next_id);
+                let promote_when_caught_up = !learner_only;
+                let entry = MemberEntry { id: id.0, name: name.clone(), addr, promote_when_caught_up, upstream };
+                (name, baton_common::Change::AddLearner { id, priority }, Some(entry))
+            }
+            MemberChange::Promote { ref name }
+            | MemberChange::Remove { ref name }
+            | MemberChange::SetPriority { ref name, .. } => {
+                let name = name.clone();
+                let Some(id) = member_id(&name) else {
+                    let _ = reply.send(refuse(&name, format!("{name} is not a member")));
+                    return;
+                };
+                let change = match change {
+                    MemberChange::Promote { .. } => baton_common::Change::Promote { id },
+                    MemberChange::Remove { .. } => baton_common::Change::Remove { id },
+                    MemberChange::SetPriority { priority, .. } => baton_common::Change::SetPriority { id, priority },
+                    MemberChange::Add { .. } | MemberChange::SetUpstream { .. } => unreachable!("matched above"),
+                };
+                (name, change, None)
+            }
+        };
+        match self.replica.handle_propose_membership(now, change, dry_run) {
+            Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
+                let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
+            }
+            Err(refused) => {
+                let reasons = refused.reasons.iter().map(|r| self.describe(r)).collect();
+                let removes_leader = refused.reasons.contains(&baton_common::Refusal::RemovesLeader);
+                let verdict = crate::status::MembersVerdict {
+                    dry_run,
+                    name,
+                    node_id: change.node().0,
+                    reasons,
+                    removes_leader,
+                    ..Default::default()
+                };
+                let _ = reply.send(Response::MembersVerdict(Json(verdict)));
+            }
+            Ok(accepted) => {
+                let next = record.changed(change, accepted.membership.clone(), added);
+                let Some(proposal) = accepted.proposal else {
+                    let names = |voter: bool| {
+                        let members = next.membership.members.iter().filter(move |m| m.voter == voter);
+                        members.map(|m| next.name_of(m.id).unwrap_or("?").to_string()).collect()
+                    };
+                    let verdict = crate::status::MembersVerdict {
+                        accepted: true,
+                        dry_run,
+                        name,
+                        node_id: change.node().0,
+                        voters: names(true),
+                        learners: names(false),
+                        write_quorum: accepted.write_quorum,
+                        election_quorum: accepted.election_quorum,
+                        ..Default::default()
+                    };
+                    let _ = reply.send(Response::MembersVerdict(Json(verdict)));
+                    return;
+                };
+                tracing::info!(?change, %name, index = proposal.position.index, "membership change proposed");
+                self.append_own_record(proposal, next, Some(reply));
+            }
+        }
+    }
+
+    /// Which member `name` receives the log through: a record that changes nothing the
+    /// core counts, appended as a plain entry (judged only, on a dry run).
+    pub(super) fn set_upstream(
+        &mut self,
+        now: u64,
+        name: String,
+        upstream: Option<String>,
+        dry_run: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let mut record = self.records.current().clone();
+        let verdict = |accepted: bool, reasons: Vec<String>| {
+            let verdict =
+                crate::status::MembersVerdict { accepted, dry_run, name: name.clone(), reasons, ..Default::default() };
+            Response::MembersVerdict(Json(verdict))
+        };
+        let Some(id) = record.id_of(&name).filter(|id| record.membership.member(*id).is_some()) else {
+            let _ = reply.send(verdict(false, vec![format!("{name} is not a member")]));
+            return;
+        };
+        let upstream = match upstream_id(&record, &name, upstream) {
+            Ok(upstream) => upstream,
+            Err(reason) => {
+                let _ = reply.send(verdict(false, vec![reason]));
+                return;
+            }
+        };
+        if self.replica.role() != Role::Leader {
+            let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
+            return;
+        }
+        if dry_run {
+            let _ = reply.send(verdict(true, Vec::new()));
+            return;
+        }
+        record.change = None;
+        if let Some(entry) = record.directory.iter_mut().find(|e| e.id == id.0) {
+            entry.upstream = upstream;
+        }
+        match self.replica.handle_propose(now) {
+            Ok(proposal) => self.append_own_record(proposal, record, Some(reply)),
+            Err(error) => {
+                let _ = reply.send(self.error(ErrorCode::NotLeader, format!("not proposed: {error:?}")));
+            }
+        }
+    }
+
+    /// Appends this leader's membership record at `proposal` (a change the core
+    /// accepted, or the record choosing the cluster's id); `reply` hears once it commits.
+    pub(super) fn append_own_record(
+        &mut self,
+        proposal: baton_common::Proposal,
+        record: MemberRecord,
+        reply: Option<oneshot::Sender<Response>>,
+    ) {
+        let position = proposal.position;
+        let payload = Command::Members(record).encode();
+        self.on_appended(position.index, &payload, false);
+        if !self.append(position.index, position.term, payload) {
+            return;
+        }
+        self.members_changed();
+        self.unsynced_seq = Some(proposal.seq);
+        let since = Instant::now();
+        let since_us = since.saturating_duration_since(self.started).as_micros() as u64;
+        // A change nobody waits for (a promotion the leader made itself): its answer
+        // goes nowhere.
+        let reply = reply.unwrap_or_else(|| oneshot::channel().0);
+        self.pending_writes.insert(position.index, position.term, since_us, (since, reply));
+    }
+
+    /// Leader's housekeeping for the membership: a cluster whose id is not chosen yet
+    /// gets one (random, in a record of its own); a learner marked to be promoted once
+    /// caught up is promoted as soon as the core accepts it.
+    pub(super) fn tend_members(&mut self) {
+        if self.replica.role() != Role::Leader || self.fatal.is_some() {
+            return;
+        }
+        let now = self.now();
+        if self.records.cluster_id() == 0 && self.cluster_id_proposed_at.is_none() {
+            let mut bytes = [0u8; 8];
+            if getrandom::fill(&mut bytes).is_ok() {
+                let mut record = self.records.current().clone();
+                record.cluster_id = u64::from_le_bytes(bytes).max(1);
+                record.change = None;
+                if let Ok(proposal) = self.replica.handle_propose(now) {
+                    tracing::info!(cluster_id = format!("{:016x}", record.cluster_id), "chose the cluster's id");
+                    self.cluster_id_proposed_at = Some(proposal.position.index);
+                    self.append_own_record(proposal, record, None);
+                }
+            }
+        }
+        let learners: Vec<NodeId> = self.records.current().learners_to_promote().collect();
+        for id in learners {
+            let change = baton_common::Change::Promote { id };
+            if self.replica.handle_propose_membership(now, change, true).is_err() {
+                continue;
+            }
+            let Ok(accepted) = self.replica.handle_propose_membership(now, change, false) else { continue };
+            let Some(proposal) = accepted.proposal else { continue };
+            tracing::info!(member = %self.membership.name_of(id), "the learner caught up: promoting it to voter");
+            let next = self.records.current().changed(change, accepted.membership, None);
+            self.append_own_record(proposal, next, None);
+            break; // One change at a time.
+        }
+        self.pump(None);
+    }
+}
+
+/// The id of the member named `upstream` that `name` is to receive the log through.
+fn upstream_id(record: &MemberRecord, name: &str, upstream: Option<String>) -> Result<Option<u8>, String> {
+    let Some(upstream) = upstream else { return Ok(None) };
+    if upstream == name {
+        return Err(format!("{name} cannot receive the log through itself"));
+    }
+    match record.id_of(&upstream).filter(|id| record.membership.member(*id).is_some()) {
+        Some(id) => Ok(Some(id.0)),
+        None => Err(format!("the upstream {upstream} is not a member")),
+    }
+}
