@@ -46,4 +46,9 @@ pub struct HardState {
     pub term: Term,
     pub voted_for: Option<NodeId>,
     pub paused: bool,
+    /// The index of the newest membership change this node knows committed (0: none):
+    /// the commit index is not durable, and a restarted node that took a committed
+    /// change for one in flight would need the previous voters to elect anyone, though
+    /// they may be gone for good.
+    pub membership_committed: LogIndex,
 }

@@ -173,6 +173,7 @@ impl Replica {
             self.push(Output::Commit { commit_index: commit });
         }
         self.safe_index = self.safe_index.max(commit);
+        self.persist_committed_membership();
     }
 
     /// The host received a whole snapshot at `snapshot` from `from`, a leader in `term`.

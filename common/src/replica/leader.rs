@@ -146,8 +146,10 @@ impl Replica {
                 self.safe_index = majority;
             }
         } else {
-            self.safe_index = self.commit_index;
+            // (Never below what this node knew safe before a restart: see `Replica::new`.)
+            self.safe_index = self.safe_index.max(self.commit_index);
         }
+        self.persist_committed_membership();
         self.prune_departed_peers();
         self.maybe_send_timeout_now();
     }

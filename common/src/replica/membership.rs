@@ -135,6 +135,18 @@ impl Replica {
         self.memberships.current_index() > self.safe_index
     }
 
+    /// Once the newest membership change is safe (committed for good), records that in
+    /// the hard state: a restarted node must not take it for a change in flight, which
+    /// would make it need the previous voters (perhaps shut down for good) to elect
+    /// anyone. Rare: once per change.
+    pub(super) fn persist_committed_membership(&mut self) {
+        let index = self.memberships.current_index();
+        if index > self.hard.membership_committed && index <= self.safe_index {
+            self.hard.membership_committed = index;
+            let _ = self.persist_hard_state();
+        }
+    }
+
     fn record_membership(&mut self, index: LogIndex, membership: Membership) {
         if !self.memberships.push(index, membership, self.safe_index) {
             self.counters.memberships_forgotten += 1;

@@ -167,3 +167,49 @@ fn followers_hear_leaders_they_have_not_heard_added_but_never_removed_ones() {
     assert_eq!(follower.counters().messages_from_unknown_nodes, 1);
     assert_eq!(follower.term(), 3, "a removed node changes nothing");
 }
+
+/// Rule: a node that learned a membership change committed keeps that across a restart
+/// (the commit index itself is not durable). Found by 100,000 churn seeds (82236): the
+/// last voter, restarted after removing the other (who was then shut down for good),
+/// took the removal for a change in flight and waited for the removed node's vote for
+/// ever.
+#[test]
+fn a_restarted_last_voter_knows_its_removal_of_the_other_committed() {
+    let (mut leader, now) = elected_leader(WriteMode::Quorum);
+    let removed_n3 = propose(&mut leader, now, Change::Remove { id: N3 }).unwrap();
+    ack(&mut leader, now + MS, N2, removed_n3);
+    let removed_n2 = propose(&mut leader, now + 2 * MS, Change::Remove { id: N2 }).unwrap();
+    // The last voter commits alone once its own copy is durable (both quorums: {N1}).
+    let outputs = drain(&mut leader);
+    assert_eq!(leader.commit_index(), removed_n2, "{outputs:?}");
+    let hard_state = leader.hard_state();
+    assert_eq!(hard_state.membership_committed, removed_n2, "recorded in the hard state");
+
+    // Restarted: its log and memberships as its host recovers them.
+    let restart = |hard_state: HardState| {
+        let mut memberships = leader.memberships().clone();
+        memberships.compact_to(0);
+        let recovered = Recovered { hard_state, log: leader.log().clone(), memberships: Some(memberships) };
+        let mut config = super::tests::config(N1, WriteMode::Quorum);
+        config.members = leader.memberships().current().members.clone();
+        Replica::new(config, recovered, 100 * MS)
+    };
+    let mut restarted = restart(hard_state);
+    assert!(!restarted.membership_change_pending());
+    let later = 100 * MS + 10 * restarted.config().election_timeout_us;
+    restarted.handle_timeout(later);
+    for output in drain(&mut restarted) {
+        if let Output::PersistHardState { seq, .. } = output {
+            restarted.handle_persisted(later, seq);
+        }
+    }
+    drain(&mut restarted);
+    assert_eq!(restarted.role(), Role::Leader, "alone, it leads again");
+
+    // Without the record (a build before it), it waits for N2 for ever.
+    let mut forgetful = restart(HardState { membership_committed: 0, ..hard_state });
+    assert!(forgetful.membership_change_pending());
+    forgetful.handle_timeout(later);
+    drain(&mut forgetful);
+    assert_ne!(forgetful.role(), Role::Leader);
+}

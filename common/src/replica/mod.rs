@@ -211,14 +211,17 @@ impl Replica {
         // term does not carry over). Otherwise the first election here would run in a
         // lower term than the log's end.
         if hard.term < log.last_position().term {
-            hard = HardState { term: log.last_position().term, voted_for: None, paused: hard.paused };
+            hard = HardState { term: log.last_position().term, voted_for: None, ..hard };
         }
+        // What this node knew committed before it stopped: at least its snapshot, and the
+        // newest membership change it learned had committed (as far as its log reaches).
+        let safe_index = hard.membership_committed.min(log.last_index()).max(log.snapshot().index);
         let mut replica = Replica {
             rng: Rng::new(config.seed),
             hard,
             durable_index: log.last_index(),
             commit_index: log.snapshot().index,
-            safe_index: log.snapshot().index,
+            safe_index,
             log,
             next_seq: 1,
             pending_persists: Deque::new(),

@@ -12,7 +12,7 @@ const N2: NodeId = NodeId(2);
 const N3: NodeId = NodeId(3);
 const MS: Micros = 1_000;
 
-fn config(id: NodeId, mode: WriteMode) -> Config {
+pub(super) fn config(id: NodeId, mode: WriteMode) -> Config {
     let mut config = Config::new(id, &[N1, N2, N3]).unwrap();
     config.mode = mode;
     config
@@ -208,8 +208,11 @@ fn conflicting_suffix_is_hinted_then_truncated() {
     let mut log = LogTerms::new(Position::ZERO);
     log.append(1, 2).unwrap();
     log.append(2, 3).unwrap(); // indices 3..=5 of term 2 that the new leader never had
-    let recovered =
-        Recovered { hard_state: HardState { term: 2, voted_for: None, paused: false }, log, memberships: None };
+    let recovered = Recovered {
+        hard_state: HardState { term: 2, voted_for: None, paused: false, membership_committed: 0 },
+        log,
+        memberships: None,
+    };
     let mut follower = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
     // The leader of term 3 probes at (3, 5): mismatch, hint = start of the term-2 run.
     follower.handle_message(MS, N1, Message::AppendRequest(heartbeat(3, Position::new(3, 5), 0, 1)));
@@ -241,8 +244,11 @@ fn async_truncation_reports_discarded() {
     let mut log = LogTerms::new(Position::ZERO);
     log.append(1, 2).unwrap();
     log.append(2, 3).unwrap();
-    let recovered =
-        Recovered { hard_state: HardState { term: 2, voted_for: Some(N2), paused: false }, log, memberships: None };
+    let recovered = Recovered {
+        hard_state: HardState { term: 2, voted_for: Some(N2), paused: false, membership_committed: 0 },
+        log,
+        memberships: None,
+    };
     let mut follower = Replica::new(config(N2, WriteMode::Async), recovered, 0);
     let request = AppendRequest { entry_count: 1, ..heartbeat(3, Position::new(1, 2), 0, 2) };
     follower.handle_message(MS, N1, Message::AppendRequest(request));
@@ -260,7 +266,7 @@ fn priority_zero_and_pause_prevent_campaigns() {
     assert_eq!(never.poll_timeout(), None, "no election timer at all");
     assert_eq!(never.handle_campaign(MS, false), Err(Refusal::PriorityZero));
 
-    let paused = HardState { term: 1, voted_for: None, paused: true };
+    let paused = HardState { term: 1, voted_for: None, paused: true, membership_committed: 0 };
     let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO), memberships: None };
     let mut follower = Replica::new(super::tests::config(N3, WriteMode::Quorum), recovered, 0);
     follower.handle_timeout(10_000 * MS);
@@ -403,7 +409,7 @@ fn manual_failover_refused_while_leader_is_alive() {
 /// then campaigns on its timeout again.
 #[test]
 fn local_resume_clears_the_pause() {
-    let paused = HardState { term: 1, voted_for: None, paused: true };
+    let paused = HardState { term: 1, voted_for: None, paused: true, membership_committed: 0 };
     let recovered = Recovered { hard_state: paused, log: LogTerms::new(Position::ZERO), memberships: None };
     let mut follower = Replica::new(config(N3, WriteMode::Quorum), recovered, 0);
     follower.handle_timeout(10_000 * MS);
@@ -443,8 +449,11 @@ fn local_resume_refused_while_the_leader_is_alive() {
 fn new_leader_learns_follower_match_from_first_heartbeat() {
     let mut log = LogTerms::new(Position::ZERO);
     log.append(1, 2_000).unwrap(); // More than `max_lag_entries` behind a match of 0.
-    let recovered =
-        Recovered { hard_state: HardState { term: 1, voted_for: None, paused: false }, log, memberships: None };
+    let recovered = Recovered {
+        hard_state: HardState { term: 1, voted_for: None, paused: false, membership_committed: 0 },
+        log,
+        memberships: None,
+    };
     let mut candidate = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
     let now = 10_000 * MS;
     candidate.handle_campaign(now, false).unwrap();
@@ -498,10 +507,13 @@ fn new_leader_learns_follower_match_from_first_heartbeat() {
 #[test]
 fn restored_snapshot_term_raises_the_current_term() {
     let log = LogTerms::new(Position { index: 500, term: 7 });
-    let recovered =
-        Recovered { hard_state: HardState { term: 0, voted_for: Some(N3), paused: true }, log, memberships: None };
+    let recovered = Recovered {
+        hard_state: HardState { term: 0, voted_for: Some(N3), paused: true, membership_committed: 0 },
+        log,
+        memberships: None,
+    };
     let mut candidate = Replica::new(config(N2, WriteMode::Quorum), recovered, 0);
-    assert_eq!(candidate.hard_state(), HardState { term: 7, voted_for: None, paused: true });
+    assert_eq!(candidate.hard_state(), HardState { term: 7, voted_for: None, paused: true, membership_committed: 0 });
     candidate.handle_campaign(10_000 * MS, false).unwrap();
     let terms: StdVec<Term> = drain(&mut candidate)
         .into_iter()

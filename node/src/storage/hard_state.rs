@@ -1,8 +1,10 @@
-//! The hard state file: term, vote and pause flag, updated in place in two slots.
+//! The hard state file: term, vote, pause flag and the newest membership change known
+//! committed, updated in place in two slots.
 //!
-//! Layout: two 32-byte slots. Each slot (little endian): magic `BATONHS2`, sequence
-//! u64, term u64, voted_for u8 (0 = none), paused u8, two zero bytes, CRC-32 of the 28
-//! bytes before it. An all-zero slot is empty. Load takes the valid slot with the higher
+//! Layout: two 48-byte slots. Each slot (little endian): magic `BATONHS3`, sequence
+//! u64, term u64, voted_for u8 (0 = none), paused u8, six zero bytes, the index of the
+//! newest membership change known committed u64, CRC-32 of the 44 bytes before it, four
+//! zero bytes. An all-zero slot is empty. Load takes the valid slot with the higher
 //! sequence.
 //!
 //! A store overwrites the older slot with `pwrite` and one `fdatasync`. The file never
@@ -14,8 +16,9 @@
 //! returned, so nothing acted on it): the valid slot is used, with a warning, as the
 //! log treats a torn tail. Two damaged slots refuse start-up with the file and the fix.
 //!
-//! A file in the earlier format (`BATONHS1`, replaced by rename) is read, and rewritten
-//! in this one on the first store.
+//! Files in the earlier formats (`BATONHS1`, one record; `BATONHS2`, two 32-byte slots
+//! without the membership index) are read, and rewritten in this one (replaced by
+//! rename) on the first store.
 
 use super::{sync_dir, StorageError};
 use baton_common::{HardState, NodeId};
@@ -24,13 +27,19 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"BATONHS2";
-const SLOT_BYTES: usize = 32;
+const MAGIC: &[u8; 8] = b"BATONHS3";
+const SLOT_BYTES: usize = 48;
+/// The bytes a slot's CRC covers.
+const SLOT_CHECKED_BYTES: usize = 44;
 const SLOTS: usize = 2;
 const FILE_BYTES: usize = SLOT_BYTES * SLOTS;
 /// The earlier single-record format, read for upgrades.
 const MAGIC_V1: &[u8; 8] = b"BATONHS1";
 const FILE_BYTES_V1: usize = 8 + 8 + 1 + 1 + 4;
+/// The earlier two-slot format (32-byte slots, no membership index), read for upgrades.
+const MAGIC_V2: &[u8; 8] = b"BATONHS2";
+const SLOT_BYTES_V2: usize = 32;
+const FILE_BYTES_V2: usize = SLOT_BYTES_V2 * SLOTS;
 
 #[derive(Debug)]
 pub struct HardStateFile {
@@ -48,26 +57,34 @@ fn encode_slot(seq: u64, hard_state: &HardState) -> [u8; SLOT_BYTES] {
     slot[16..24].copy_from_slice(&hard_state.term.to_le_bytes());
     slot[24] = hard_state.voted_for.map_or(0, |id| id.0);
     slot[25] = u8::from(hard_state.paused);
-    let crc = crc32fast::hash(&slot[..28]);
-    slot[28..32].copy_from_slice(&crc.to_le_bytes());
+    slot[32..40].copy_from_slice(&hard_state.membership_committed.to_le_bytes());
+    let crc = crc32fast::hash(&slot[..SLOT_CHECKED_BYTES]);
+    slot[SLOT_CHECKED_BYTES..SLOT_CHECKED_BYTES + 4].copy_from_slice(&crc.to_le_bytes());
     slot
 }
 
-/// `Ok(None)` for an empty slot, `Err` for a damaged one.
+/// `Ok(None)` for an empty slot, `Err` for a damaged one; a slot of this format
+/// (`SLOT_BYTES`) or of the earlier one (`SLOT_BYTES_V2`).
 fn decode_slot(slot: &[u8]) -> Result<Option<(u64, HardState)>, &'static str> {
     if slot.iter().all(|b| *b == 0) {
         return Ok(None);
     }
-    if &slot[..8] != MAGIC {
+    let (magic, checked) = if slot.len() == SLOT_BYTES_V2 { (MAGIC_V2, 28) } else { (MAGIC, SLOT_CHECKED_BYTES) };
+    if &slot[..8] != magic {
         return Err("not a Baton hard-state file");
     }
-    if crc32fast::hash(&slot[..28]) != u32::from_le_bytes(slot[28..32].try_into().expect("4 bytes")) {
+    if crc32fast::hash(&slot[..checked]) != u32::from_le_bytes(slot[checked..checked + 4].try_into().expect("4 bytes"))
+    {
         return Err("checksum mismatch");
     }
     let seq = u64::from_le_bytes(slot[8..16].try_into().expect("8 bytes"));
     let term = u64::from_le_bytes(slot[16..24].try_into().expect("8 bytes"));
     let voted_for = (slot[24] != 0).then_some(NodeId(slot[24]));
-    Ok(Some((seq, HardState { term, voted_for, paused: slot[25] != 0 })))
+    let membership_committed = match slot.len() {
+        SLOT_BYTES_V2 => 0,
+        _ => u64::from_le_bytes(slot[32..40].try_into().expect("8 bytes")),
+    };
+    Ok(Some((seq, HardState { term, voted_for, paused: slot[25] != 0, membership_committed })))
 }
 
 impl HardStateFile {
@@ -99,12 +116,14 @@ impl HardStateFile {
             }
             let term = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes"));
             let voted_for = (bytes[16] != 0).then_some(NodeId(bytes[16]));
-            return Ok(HardState { term, voted_for, paused: bytes[17] != 0 });
+            return Ok(HardState { term, voted_for, paused: bytes[17] != 0, membership_committed: 0 });
         }
-        if bytes.len() != FILE_BYTES {
-            return Err(bad("not a Baton hard-state file (wrong size)"));
-        }
-        let slots: Vec<_> = bytes.chunks_exact(SLOT_BYTES).map(decode_slot).collect();
+        let slot_bytes = match bytes.len() {
+            FILE_BYTES => SLOT_BYTES,
+            FILE_BYTES_V2 => SLOT_BYTES_V2,
+            _ => return Err(bad("not a Baton hard-state file (wrong size)")),
+        };
+        let slots: Vec<_> = bytes.chunks_exact(slot_bytes).map(decode_slot).collect();
         let mut newest: Option<(u64, HardState)> = None;
         let mut damaged = None;
         for slot in &slots {
@@ -121,7 +140,10 @@ impl HardStateFile {
             }
             (None, _) => {}
         }
-        self.file = Some(OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?);
+        // A file in the earlier format is replaced whole at the first store.
+        if slot_bytes == SLOT_BYTES {
+            self.file = Some(OpenOptions::new().write(true).open(&path).map_err(StorageError::io(&path))?);
+        }
         self.newest_seq = newest.map_or(0, |(seq, _)| seq);
         Ok(newest.map(|(_, state)| state).unwrap_or_default())
     }
@@ -172,7 +194,8 @@ mod tests {
         let mut file = HardStateFile::new(dir.path());
         assert_eq!(file.load().unwrap(), HardState::default());
         for term in 1..=5 {
-            let state = HardState { term, voted_for: Some(NodeId(3)), paused: term % 2 == 0 };
+            let state =
+                HardState { term, voted_for: Some(NodeId(3)), paused: term % 2 == 0, membership_committed: term * 7 };
             file.store(&state).unwrap();
             assert_eq!(HardStateFile::new(dir.path()).load().unwrap(), state, "after store {term}");
         }
@@ -181,7 +204,7 @@ mod tests {
         // Store 5 went to slot 1, store 4 (term 4) to slot 0.
         let bytes = std::fs::read(&path).unwrap();
         let mut torn = bytes.clone();
-        torn[SLOT_BYTES + 20] ^= 0xff;
+        torn[SLOT_BYTES + 36] ^= 0xff;
         let copy = tempfile::tempdir().unwrap();
         std::fs::write(copy.path().join("hardstate"), &torn).unwrap();
         assert_eq!(HardStateFile::new(copy.path()).load().unwrap().term, 4);
@@ -209,8 +232,30 @@ mod tests {
         std::fs::write(dir.path().join("hardstate"), &v1).unwrap();
         let mut file = HardStateFile::new(dir.path());
         let state = file.load().unwrap();
-        assert_eq!(state, HardState { term: 9, voted_for: Some(NodeId(2)), paused: true });
+        assert_eq!(state, HardState { term: 9, voted_for: Some(NodeId(2)), paused: true, membership_committed: 0 });
         let next = HardState { term: 10, ..state };
+        file.store(&next).unwrap();
+        assert_eq!(HardStateFile::new(dir.path()).load().unwrap(), next);
+        assert_eq!(std::fs::metadata(dir.path().join("hardstate")).unwrap().len(), FILE_BYTES as u64);
+
+        // The two-slot format of 32-byte slots, newest in slot 1.
+        let v2_slot = |seq: u64, term: u64| {
+            let mut slot = [0u8; SLOT_BYTES_V2];
+            slot[..8].copy_from_slice(MAGIC_V2);
+            slot[8..16].copy_from_slice(&seq.to_le_bytes());
+            slot[16..24].copy_from_slice(&term.to_le_bytes());
+            slot[24] = 3;
+            let crc = crc32fast::hash(&slot[..28]);
+            slot[28..32].copy_from_slice(&crc.to_le_bytes());
+            slot
+        };
+        let mut v2 = v2_slot(4, 6).to_vec();
+        v2.extend_from_slice(&v2_slot(5, 7));
+        std::fs::write(dir.path().join("hardstate"), &v2).unwrap();
+        let mut file = HardStateFile::new(dir.path());
+        let state = file.load().unwrap();
+        assert_eq!(state, HardState { term: 7, voted_for: Some(NodeId(3)), paused: false, membership_committed: 0 });
+        let next = HardState { membership_committed: 12, ..state };
         file.store(&next).unwrap();
         assert_eq!(HardStateFile::new(dir.path()).load().unwrap(), next);
         assert_eq!(std::fs::metadata(dir.path().join("hardstate")).unwrap().len(), FILE_BYTES as u64);
