@@ -468,7 +468,9 @@ async fn a_cascading_learner_gets_the_log_through_its_upstream_and_falls_back_to
     assert_eq!(learner.membership_role, "learner");
     let upstream_status = client.status_of(cluster.node(&upstream).addr).await.unwrap();
     let leader_status = client.status_of(leader_addr).await.unwrap();
-    assert!(upstream_status.frames_relayed > 0, "{upstream} passed nothing on");
+    // In steady state too (every write goes to both at once), not only while n4
+    // catches up: most of the 300 writes reach n4 through its upstream.
+    assert!(upstream_status.frames_relayed >= 200, "{upstream} passed on only {}", upstream_status.frames_relayed);
     assert!(leader_status.relays_sent > 0, "the leader sent nothing through {upstream}");
     let members = members_at(&mut client, leader_addr).await.unwrap();
     let n4_entry = members.record.entry(members.record.id_of("n4").unwrap()).unwrap();

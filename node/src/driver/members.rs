@@ -77,10 +77,10 @@ impl Driver {
 
     /// The upstream an append request for `to` goes through, if `to` is a cascading
     /// learner: only a request that carries entries (heartbeats and everything else go
-    /// straight), and only while the upstream's link is up and it acknowledged, within
-    /// an election timeout, holding every entry the request carries. Otherwise the
-    /// leader sends it itself: a learner whose upstream is gone or behind falls back to
-    /// the leader.
+    /// straight), and only while the upstream's link is up, it is replicating (heard
+    /// within an election timeout) and this leader has sent it every entry the request
+    /// carries. Otherwise the leader sends it itself: a learner whose upstream is gone or
+    /// behind falls back to the leader.
     pub(super) fn relay_via(&self, to: NodeId, message: &Message) -> Option<NodeId> {
         let Message::AppendRequest(request) = message else { return None };
         if request.is_heartbeat() {
@@ -89,12 +89,16 @@ impl Driver {
         let upstream = self.records.current().upstream_of(to, self.membership.me())?;
         let link_up = self.link_states.get(&upstream).is_some_and(|state| state.is_up());
         let window_us = self.replica.config().election_timeout_us;
-        let holds_them = self.replica.peer_statuses().any(|peer| {
+        // The upstream has the entries, or they are on their way to it ahead of this
+        // request on the same stream (the core made every batch before the host sends
+        // any; the upstream appends its own before it passes this one on).
+        let sent_them = self.replica.peer_statuses().any(|peer| {
             peer.id == upstream
-                && peer.match_index >= request.last_index()
+                && peer.state == baton_common::ReplicationState::Replicate
+                && peer.next_index > request.last_index()
                 && peer.last_ack_age_us.is_some_and(|age| age <= window_us)
         });
-        (link_up && holds_them).then_some(upstream)
+        (link_up && sent_them).then_some(upstream)
     }
 
     /// As an upstream: sends learner `to` the leader's append request with the entries
