@@ -17,11 +17,21 @@ pub struct Member {
     pub priority: u8,
     /// Voters count towards quorums. Non-voters replicate and serve reads only.
     pub voter: bool,
+    /// A witness stores log positions and no data: it votes (as a voter) and never
+    /// leads (its priority is always 0). The leader sends it entries no further than a
+    /// healthy data voter holds, so that while the data nodes are healthy every
+    /// acknowledged write is on two of them (docs/replication.md, "Witness").
+    pub witness: bool,
 }
 
 impl Member {
     pub const fn voter(id: NodeId, priority: u8) -> Self {
-        Member { id, priority, voter: true }
+        Member { id, priority, voter: true, witness: false }
+    }
+
+    /// A member that replicates and counts toward nothing, as every new member starts.
+    pub const fn learner(id: NodeId, priority: u8) -> Self {
+        Member { id, priority, voter: false, witness: false }
     }
 
     /// Whether this member may ever lead.
@@ -131,7 +141,7 @@ impl Config {
     /// yet added) is a learner with priority 0, which never campaigns and counts for
     /// nothing.
     pub fn me(&self) -> Member {
-        self.member(self.id).copied().unwrap_or(Member { id: self.id, priority: 0, voter: false })
+        self.member(self.id).copied().unwrap_or(Member::learner(self.id, 0))
     }
 
     /// The shortest randomised election timeout. No follower campaigns, and no voter

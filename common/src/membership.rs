@@ -39,6 +39,11 @@ pub enum Change {
         id: NodeId,
         priority: u8,
     },
+    /// A new witness, as a learner (promoted like any learner): it stores positions,
+    /// no data, and never leads.
+    AddWitness {
+        id: NodeId,
+    },
     /// A learner becomes a voter.
     Promote {
         id: NodeId,
@@ -57,6 +62,7 @@ impl Change {
     pub fn node(&self) -> NodeId {
         match *self {
             Change::AddLearner { id, .. }
+            | Change::AddWitness { id }
             | Change::Promote { id }
             | Change::Remove { id }
             | Change::SetPriority { id, .. } => id,
@@ -74,6 +80,14 @@ pub enum ChangeError {
     NotALearner,
     TooManyMembers,
     PriorityTooHigh,
+    /// A witness never leads: its priority stays 0.
+    WitnessNeverLeads,
+    /// As many voting witnesses as a write needs copies: a write could be
+    /// acknowledged with no data node holding it but the leader.
+    TooManyWitnesses {
+        witnesses: u8,
+        write_quorum: u8,
+    },
     NoVoterLeft,
     /// Fewer voters could lead (priority above 0) than an election needs votes: if the
     /// priority-0 voters held the longest logs, no node could ever be elected.
@@ -114,17 +128,21 @@ impl Membership {
     pub fn apply(&self, change: Change, mode: WriteMode) -> Result<Membership, ChangeError> {
         let mut next = self.clone();
         match change {
-            Change::AddLearner { id, priority } => {
+            Change::AddLearner { id, .. } | Change::AddWitness { id } => {
                 if self.member(id).is_some() {
                     return Err(ChangeError::AlreadyMember);
                 }
                 if self.is_removed(id) || id.0 == 0 {
                     return Err(ChangeError::Removed);
                 }
-                if priority > PRIORITY_MAX {
-                    return Err(ChangeError::PriorityTooHigh);
-                }
-                next.members.push(Member { id, priority, voter: false }).map_err(|_| ChangeError::TooManyMembers)?;
+                let member = match change {
+                    Change::AddLearner { priority, .. } if priority > PRIORITY_MAX => {
+                        return Err(ChangeError::PriorityTooHigh)
+                    }
+                    Change::AddLearner { priority, .. } => Member::learner(id, priority),
+                    _ => Member { witness: true, ..Member::learner(id, 0) },
+                };
+                next.members.push(member).map_err(|_| ChangeError::TooManyMembers)?;
                 next.next_id = id.0.saturating_add(1);
             }
             Change::Promote { id } => {
@@ -143,6 +161,9 @@ impl Membership {
                     return Err(ChangeError::PriorityTooHigh);
                 }
                 let member = next.members.iter_mut().find(|m| m.id == id).ok_or(self.missing(id))?;
+                if member.witness && priority > 0 {
+                    return Err(ChangeError::WitnessNeverLeads);
+                }
                 member.priority = priority;
             }
         }
@@ -150,6 +171,14 @@ impl Membership {
             return Err(ChangeError::NoVoterLeft);
         }
         mode.validate(next.voters()).map_err(ChangeError::Mode)?;
+        // Every write quorum must hold a data node, or a write could be acknowledged
+        // with its only data on one node that then fails. (Async: the leader's own copy
+        // is always one of them.)
+        let witnesses = next.members.iter().filter(|m| m.voter && m.witness).count() as u8;
+        let write_quorum = mode.write_quorum(next.voters());
+        if mode != WriteMode::Async && witnesses >= write_quorum {
+            return Err(ChangeError::TooManyWitnesses { witnesses, write_quorum });
+        }
         let eligible = next.members.iter().filter(|m| m.eligible()).count() as u8;
         let election_quorum = mode.election_quorum(next.voters());
         if eligible < election_quorum {

@@ -49,6 +49,11 @@ pub enum StepDownReason {
     LeaseExpired,
     /// It handed over to a switchover target.
     Switchover,
+    /// The membership change that removed it committed (it led only to commit it).
+    Removed,
+    /// It is being removed and could not commit the first entry of its term within an
+    /// election timeout: the other voters know its removal committed and ignore it.
+    RemovalStalled,
 }
 
 /// How a switchover ended.

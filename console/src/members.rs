@@ -19,7 +19,7 @@ const CLIENT_SOCKET: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net:
 
 #[derive(clap::Subcommand, Debug)]
 pub enum MemberAction {
-    /// The members: id, role (voter or learner), priority, address, and each one's
+    /// The members: id, role (voter, learner or witness), priority, address, and each one's
     /// state and lag as it reports them.
     List {
         #[arg(long)]
@@ -37,6 +37,11 @@ pub enum MemberAction {
         /// Keep it a learner (a read replica) until `baton member promote`.
         #[arg(long)]
         learner: bool,
+        /// A witness: it votes and stores log positions but no data, and never leads,
+        /// so that a pair of data nodes survives the loss of either (start it with
+        /// `baton-node --witness`).
+        #[arg(long, conflicts_with_all = ["learner", "upstream", "priority"])]
+        witness: bool,
         /// 0: never leader; higher wins an election tie.
         #[arg(long, default_value_t = 1)]
         priority: u8,
@@ -86,7 +91,10 @@ pub async fn run(client: &mut Client, action: MemberAction) -> Result<ExitCode, 
     let (change, dry_run) = match action {
         MemberAction::List { json } => return list(client, json).await,
         MemberAction::Replace { old, new, addr } => return replace(client, old, new, addr).await,
-        MemberAction::Add { id, addr, priority, learner, upstream, dry_run } => {
+        MemberAction::Add { id, addr, witness: true, dry_run, .. } => {
+            (MemberChange::AddWitness { name: id, addr }, dry_run)
+        }
+        MemberAction::Add { id, addr, priority, learner, upstream, dry_run, .. } => {
             (MemberChange::Add { name: id, addr, priority, learner_only: learner, upstream }, dry_run)
         }
         MemberAction::Promote { id, dry_run } => (MemberChange::Promote { name: id }, dry_run),
@@ -140,11 +148,16 @@ async fn change_member(client: &mut Client, change: MemberChange, dry_run: bool)
     match client.request(Request::ChangeMembers { change: change.clone(), dry_run: false }).await? {
         Response::Written { index, .. } => {
             println!("done: committed at index {index}");
-            if let MemberChange::Add { name, learner_only, .. } = &change {
+            let added = match &change {
+                MemberChange::Add { name, learner_only, .. } => Some((name, *learner_only, "")),
+                MemberChange::AddWitness { name, .. } => Some((name, false, " --witness")),
+                _ => None,
+            };
+            if let Some((name, learner_only, witness)) = added {
                 let leader = gather(client).await.nodes.into_iter().find(|n| n.role.as_deref() == Some("leader"));
                 let join = leader.map_or_else(|| "LEADER:PORT".to_string(), |n| n.addr);
                 println!(
-                    "start it with an empty data directory: baton-node --id {name} --join {join} --listen ... \
+                    "start it with an empty data directory: baton-node --id {name} --join {join}{witness} --listen ... \
                      --data-dir ... --certs ..."
                 );
                 if !learner_only {
@@ -296,6 +309,8 @@ async fn list(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> 
             _ => "-".to_string(),
         };
         let role = match (member.voter, entry.is_some_and(|e| e.promote_when_caught_up)) {
+            _ if member.witness && !member.voter => "witness+",
+            _ if member.witness => "witness",
             (true, _) => "voter",
             (false, true) => "learner+",
             (false, false) => "learner",
@@ -309,6 +324,6 @@ async fn list(client: &mut Client, json: bool) -> Result<ExitCode, ClientError> 
             upstream.unwrap_or("leader"),
         );
     }
-    println!("(learner+: promoted to voter once caught up)");
+    println!("(learner+, witness+: promoted to voter once caught up)");
     Ok(ExitCode::SUCCESS)
 }

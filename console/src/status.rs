@@ -202,7 +202,7 @@ impl Poller {
 }
 
 /// The role to show for `status`: its replica's role, except that a follower the
-/// leader's membership holds as a learner is a "learner", and a node the leader's
+/// leader's membership holds as a learner is a "learner" (a witness a "witness"), and a node the leader's
 /// membership no longer holds is "removed" (it takes no part; it should be stopped).
 fn shown_role(leader: Option<&NodeStatus>, status: &NodeStatus) -> String {
     let Some(leader) = leader.filter(|l| l.members.iter().all(|m| !m.role.is_empty())) else {
@@ -211,6 +211,7 @@ fn shown_role(leader: Option<&NodeStatus>, status: &NodeStatus) -> String {
     match leader.members.iter().find(|m| m.id == status.id) {
         None => "removed".into(),
         Some(member) if member.role == "learner" && status.role == "follower" => "learner".into(),
+        Some(member) if member.role == "witness" && status.role == "follower" => "witness".into(),
         Some(_) => status.role.clone(),
     }
 }

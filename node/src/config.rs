@@ -31,6 +31,11 @@ pub struct Args {
     /// data directory must be empty. It waits until it has been added.
     #[arg(long = "join", value_name = "HOST:PORT", value_delimiter = ',')]
     pub join: Vec<NodeAddr>,
+    /// Run as a witness (`baton member add ID ADDR --witness`): it votes and stores log
+    /// positions but no data, and never leads. The node refuses to run should the
+    /// cluster hold it as a data member.
+    #[arg(long)]
+    pub witness: bool,
     /// Where the log and state live (one node per directory).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -81,6 +86,8 @@ pub struct FileConfig {
     pub peers: std::collections::BTreeMap<String, NodeAddr>,
     #[serde(default)]
     pub join: Vec<NodeAddr>,
+    #[serde(default)]
+    pub witness: bool,
     pub data_dir: Option<PathBuf>,
     pub certs: Option<PathBuf>,
     pub mode: Option<String>,
@@ -102,6 +109,8 @@ pub struct Settings {
     pub peers: Vec<(String, NodeAddr)>,
     /// Members to ask for the membership when this node joins (see `Args::join`).
     pub join: Vec<NodeAddr>,
+    /// Started as a witness (see `Args::witness`).
+    pub witness: bool,
     pub data_dir: PathBuf,
     pub certs: PathBuf,
     pub mode: WriteMode,
@@ -172,6 +181,7 @@ impl Settings {
             advertise,
             peers,
             join: if args.join.is_empty() { file.join } else { args.join },
+            witness: args.witness || file.witness,
             data_dir: args.data_dir.or(file.data_dir).ok_or_else(|| missing("data-dir"))?,
             certs: args.certs.or(file.certs).ok_or_else(|| missing("certs"))?,
             mode,

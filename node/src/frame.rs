@@ -289,6 +289,12 @@ pub enum MemberChange {
         name: String,
         upstream: Option<String>,
     } = 4,
+    /// A new witness, as a learner promoted once caught up: it votes, stores log
+    /// positions and membership records but no data, and never leads.
+    AddWitness {
+        name: String,
+        addr: String,
+    } = 5,
 }
 
 impl Request {

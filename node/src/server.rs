@@ -110,7 +110,7 @@ pub async fn run(settings: Settings) -> Result<(), Stop> {
     let mut members = records.current().membership.members.clone();
     if !members.iter().any(|m| m.id == me) {
         // Removed (or never added): it counts for nothing and never campaigns.
-        let _ = members.push(Member { id: me, priority: 0, voter: false });
+        let _ = members.push(Member::learner(me, 0));
     }
     let config = Config {
         id: me,
@@ -160,6 +160,7 @@ pub async fn run(settings: Settings) -> Result<(), Stop> {
         .with_discarded_dir(settings.data_dir.join("discarded"))
         .with_snapshots(snapshots, snapshot, kv, settings.max_log_bytes)
         .with_members(records, links)
+        .started_as_witness(settings.witness)
         .with_revocations(revocations, open_connections);
     let driver = tokio::spawn(driver.run());
     tracing::info!(id = %settings.id, listen = %settings.listen, advertise = %settings.advertise, mode = %settings.mode, "baton-node started");

@@ -111,7 +111,7 @@ pub struct NodeStatus {
 pub struct MemberAddr {
     pub id: String,
     pub addr: String,
-    /// "voter" or "learner" (empty from nodes before live membership).
+    /// "voter", "learner" or "witness" (empty from nodes before live membership).
     pub role: String,
     /// The numeric id the cluster gave it (never reused).
     pub node_id: u8,

@@ -40,7 +40,8 @@ pub struct Sends {
 }
 
 impl Sends {
-    /// Starts streaming the installed snapshot (the driver knows it as `snapshot`) to
+    /// Starts streaming the installed snapshot (the driver knows it as `snapshot`; to a
+    /// witness, its data-less copy: `witness`) to
     /// `to`, replacing any send already going there, unless the same snapshot went or is
     /// going there in the same term less than `resend_after` ago: the core asks again
     /// whenever a heartbeat answer shows the follower still without it, which is expected
@@ -61,6 +62,7 @@ impl Sends {
         link: (mpsc::Sender<Frame>, Option<&LinkState>),
         now_us: u64,
         resend_after: Duration,
+        witness: bool,
     ) -> bool {
         let (link, link_state) = link;
         let request = baton_host::snapshot_sends::SendRequest {
@@ -76,7 +78,8 @@ impl Sends {
         if let Some(send) = self.sends.remove(&to) {
             send.task.abort();
         }
-        let (file, position, total_bytes) = match snapshots.open_installed() {
+        let opened = if witness { snapshots.open_witness() } else { snapshots.open_installed() };
+        let (file, position, total_bytes) = match opened {
             Ok(opened) => opened,
             Err(error) => {
                 tracing::warn!(%to, %error, "cannot open the snapshot to send; the leader retries after its timeout");
@@ -86,7 +89,7 @@ impl Sends {
         };
         let sent_bytes = Arc::new(AtomicU64::new(0));
         let progress = sent_bytes.clone();
-        let path = snapshots.path();
+        let path = if witness { snapshots.witness_path() } else { snapshots.path() };
         let task = tokio::spawn(async move {
             let file = tokio::fs::File::from_std(file);
             if let Err(error) = stream(file, &path, term, position, total_bytes, link, &progress).await {

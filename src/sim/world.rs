@@ -378,7 +378,7 @@ impl World {
             // A node started to join knows the cluster's first membership and itself
             // as a learner to be (the core takes the membership from its storage).
             let mut known = members.clone();
-            let _ = known.push(Member { id, priority: 0, voter: false });
+            let _ = known.push(Member::learner(id, 0));
             let mut node = new_node(id, &known, mode, seed, &mut rng);
             node.started = false;
             node.replica = None;
@@ -720,6 +720,9 @@ impl World {
             );
             self.checker.violations.push(violation);
         }
+        if replica.role() == Role::Leader {
+            self.membership_checker.on_leading(now, n.id.0, ELECTION_TIMEOUT_US);
+        }
         let timeout = replica.poll_timeout();
         if timeout != n.timer_at {
             n.timer_at = timeout;
@@ -900,7 +903,8 @@ impl World {
             self.checker.on_apply(id, index, entry);
             if is_membership_write(entry.write_id) {
                 let members = self.memberships[&entry.write_id].membership.members.iter().map(|m| m.id.0).collect();
-                self.membership_checker.on_applied(id, index, members);
+                let leading = self.nodes[node].replica.as_ref().is_some_and(|r| r.role() == Role::Leader);
+                self.membership_checker.on_applied(self.now_us, id, index, members, leading);
             } else if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
             }
@@ -992,10 +996,15 @@ impl World {
                 self.leader_terms += 1;
                 let memory = self.nodes[node].memory.clone();
                 self.checker.on_leader(self.now_us, id, term, &|index| memory.entry(index));
-                self.membership_checker.on_leader(self.now_us, id, term);
+                let applied_index = self.nodes[node].applied.len() as u64;
+                self.membership_checker.on_leader(self.now_us, id, term, applied_index);
+                if self.is_witness(node, node) {
+                    self.membership_checker.on_witness_leader(self.now_us, id, term);
+                }
                 self.update_connectivity();
             }
             Event::SteppedDown { .. } => {
+                self.membership_checker.on_stepped_down(id);
                 self.nodes[node].snapshot_sends.forget_all();
                 // Clients waiting on this node get "leadership lost, outcome unknown".
                 for sent in self.nodes[node].pending_writes.on_stepped_down() {
@@ -1409,7 +1418,11 @@ impl World {
                     let delay = if self.rng.below(2) == 0 { 0 } else { self.rng.below(JOIN_DELAY_MAX_US) };
                     self.schedule(delay, Kind::Join(next_slot));
                 }
-                Change::AddLearner { id: NodeId(current.next_id), priority: self.rng.below(3) as u8 }
+                let id = NodeId(current.next_id);
+                match self.rng.below(3) {
+                    0 => Change::AddWitness { id },
+                    _ => Change::AddLearner { id, priority: self.rng.below(3) as u8 },
+                }
             }
             0..=5 => match pick(&mut self.rng, &learners) {
                 Some(id) => Change::Promote { id },
@@ -1434,7 +1447,7 @@ impl World {
         let result = replica.handle_propose_membership(now, change, dry_run);
         self.note(|| format!("OPERATOR membership {change:?} (dry run {dry_run}): {result:?}"));
         let Ok(accepted) = result else { return };
-        if let Change::AddLearner { id, .. } = change {
+        if let Change::AddLearner { id, .. } | Change::AddWitness { id } = change {
             if removed.contains(&id) {
                 self.checker.violations.push(format!("t={now}us: n{} took back removed n{}", leader + 1, id.0));
             }
@@ -1445,7 +1458,7 @@ impl World {
         // The record as the node's host makes it (`MemberRecord::changed`), kept in the
         // leader's records as its driver does.
         let added = match change {
-            Change::AddLearner { id, .. } => Some(sim_entry(id)),
+            Change::AddLearner { id, .. } | Change::AddWitness { id } => Some(sim_entry(id)),
             _ => None,
         };
         let record = self.nodes[leader].records.current().changed(change, accepted.membership, added);
@@ -1507,6 +1520,8 @@ impl World {
             let count = written;
             self.note(|| format!("n{}'s disk kept {count} unsynced writes", node + 1));
         }
+        let id = self.nodes[node].id.0;
+        self.membership_checker.on_stepped_down(id);
         let n = &mut self.nodes[node];
         n.replica = None;
         n.incarnation += 1;
@@ -1733,11 +1748,19 @@ impl World {
     /// hold `entry` at `index`, and how many must.
     /// (The current set needs the mode's write quorum; the previous one, while a
     /// change is in flight, enough copies that no election there misses the write.)
+    /// Whether `node`'s membership in effect holds `other` as a witness.
+    fn is_witness(&self, node: usize, other: usize) -> bool {
+        let Some(replica) = self.nodes[node].replica.as_ref() else { return false };
+        let id = NodeId(other as u8 + 1);
+        replica.memberships().iter().any(|(_, m)| m.member(id).is_some_and(|m| m.witness))
+    }
+
     fn ack_quorum_facts(&self, node: usize, index: u64, entry: SimEntry) -> Vec<QuorumFacts> {
         self.voter_sets(node)
             .into_iter()
             .enumerate()
             .map(|(set, voters)| QuorumFacts {
+                witnesses: voters.iter().filter(|&&v| self.is_witness(node, v)).map(|&v| v as u8 + 1).collect(),
                 need: match set {
                     0 => self.mode.write_quorum(voters.len() as u8),
                     _ => self.mode.election_overlap(voters.len() as u8),
@@ -1821,10 +1844,19 @@ impl World {
                 }
             }
             None if any_paused && now > self.safety_end_us + 2 * ELECTION_TIMEOUT_US => {
-                // The operator fails over by hand to the most up-to-date node.
+                // The operator fails over by hand to the most up-to-date node that may
+                // campaign (as `baton failover --dry-run` says: a node whose removal is
+                // not committed yet may, and may be the only one that can win).
                 let best = (0..self.nodes.len())
-                    .filter(|&n| self.nodes[n].replica.as_ref().is_some_and(|r| r.config().me().eligible()))
-                    .max_by_key(|&n| self.nodes[n].replica.as_ref().map(|r| r.log().last_position()));
+                    .filter(|&n| self.nodes[n].replica.as_mut().is_some_and(|r| r.handle_campaign(now, true).is_ok()))
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    // (Among equal logs, a member rather than a node being removed: the
+                    // others may know its removal committed and ignore it.)
+                    .max_by_key(|&n| {
+                        let replica = self.nodes[n].replica.as_ref();
+                        replica.map(|r| (r.log().last_position(), r.config().me().eligible()))
+                    });
                 if let Some(best) = best {
                     let _ =
                         self.nodes[best].replica.as_mut().expect("all alive when healed").handle_campaign(now, false);

@@ -11,7 +11,6 @@
 //! campaigns first and no vote splits.
 
 use super::{Replica, Role, Timer};
-use crate::config::Member;
 use crate::membership::Membership;
 use crate::message::{ElectionCause, Message, TimeoutNow, VoteRequest, VoteResponse, VoteVerdict};
 use crate::output::{Event, Refusal};
@@ -21,7 +20,7 @@ use crate::types::{Micros, NodeId};
 impl Replica {
     /// Arms the election timer: `T_min + slot * width + jitter`, within `[T_min, T)`.
     pub(super) fn reset_election_timer(&mut self) {
-        if !self.config.me().eligible() {
+        if !self.may_campaign() {
             self.set_timer(Timer::Election, None);
             return;
         }
@@ -43,7 +42,8 @@ impl Replica {
                     self.start_pre_vote(ElectionCause::Timeout);
                 }
             }
-            Role::Follower if self.hard.paused => self.reset_election_timer(),
+            // (A node whose removal committed since the timer was armed stops here.)
+            Role::Follower if self.hard.paused || !self.may_campaign() => self.reset_election_timer(),
             Role::Follower => self.start_pre_vote(ElectionCause::Timeout),
         }
     }
@@ -54,7 +54,7 @@ impl Replica {
     /// [`crate::estimate_failover_loss`] for what it would lose).
     pub fn handle_campaign(&mut self, now: Micros, dry_run: bool) -> Result<(), Refusal> {
         self.observe_now(now);
-        let me = self.config.me();
+        let me = self.candidate_member(self.config.id);
         let result = if !me.voter {
             Err(Refusal::NotAVoter)
         } else if me.priority == 0 {
@@ -128,7 +128,7 @@ impl Replica {
 
     pub(super) fn on_timeout_now(&mut self, from: NodeId, message: TimeoutNow) {
         let from_leader = self.role == Role::Follower && self.leader == Some(from);
-        if message.term == self.hard.term && from_leader && self.config.me().eligible() {
+        if message.term == self.hard.term && from_leader && self.may_campaign() {
             self.attempt = 0;
             self.become_candidate(ElectionCause::Switchover);
         } else {
@@ -181,7 +181,8 @@ impl Replica {
         let my_last = self.log.last_position();
         // A candidate whose log is ahead of this one may know a newer membership (one
         // that added or promoted it): then its own view decides whether it may lead.
-        let candidate = self.config.member(from).copied().unwrap_or(Member { id: from, priority: 0, voter: false });
+        // One whose removal is uncommitted here may still lead (`may_campaign`).
+        let candidate = self.candidate_member(from);
         if !candidate.eligible() && request.last <= my_last {
             return VoteVerdict::NotEligible;
         }

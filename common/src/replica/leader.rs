@@ -135,7 +135,13 @@ impl Replica {
         }
         let term = self.hard.term;
         let current_term = |replica: &Replica, index: LogIndex| replica.log.term_at(index) == Some(term);
-        let candidate = self.lowest_over_quorum_sets(|m, copies| self.quorum_match(m, copies));
+        let mut candidate = self.lowest_over_quorum_sets(|m, copies| self.quorum_match(m, copies));
+        if self.config.mode == WriteMode::Async {
+            // Acknowledged when durable on the leader: a follower's copy alone would let
+            // the write vanish with no node to report it, should the leader crash before
+            // its fsync and that follower be removed before it rejoins (seed 70760).
+            candidate = candidate.min(self.durable_index);
+        }
         if candidate > self.commit_index && current_term(self, candidate) {
             self.commit_index = candidate;
             self.push(Output::Commit { commit_index: candidate });
@@ -152,6 +158,7 @@ impl Replica {
         self.persist_committed_membership();
         self.prune_departed_peers();
         self.maybe_send_timeout_now();
+        self.step_down_if_removed();
     }
 
     /// The highest index that `copies` voters of `membership` (the leader's own durable
@@ -188,6 +195,7 @@ impl Replica {
             ReplicationState::Probe => peer.probe_sent_at_us.is_none(),
             ReplicationState::Replicate => !peer.inflight.is_full(),
         };
+        let last = last.min(self.witness_limit(peer));
         if !has_room || peer.next_index > last {
             return None;
         }
@@ -213,6 +221,21 @@ impl Replica {
             }
         }
         Some(Output::Send { to, message: Message::AppendRequest(request) })
+    }
+
+    /// How far a follower may be sent entries: a witness no further than a healthy
+    /// data voter holds (reachable within an election timeout), so that it never makes
+    /// a quorum with the leader alone while another data node could. With no healthy
+    /// data voter, as far as the log goes: the witness then lets the leader commit
+    /// alone, which is what it is for.
+    fn witness_limit(&self, peer: &crate::progress::Progress) -> LogIndex {
+        let is_witness = |id| self.config.member(id).is_some_and(|m| m.witness);
+        if !is_witness(peer.id) {
+            return LogIndex::MAX;
+        }
+        let window = self.config.election_timeout_us;
+        let healthy = self.peers.iter().filter(|p| p.voter && !is_witness(p.id) && p.reachable(self.now_us, window));
+        healthy.map(|p| p.match_index).max().unwrap_or(LogIndex::MAX)
     }
 
     fn append_request(&self, prev: Position, entries_term: u64, count: u64) -> AppendRequest {
@@ -283,6 +306,10 @@ impl Replica {
                 }
             }
             self.update_in_sync(index);
+        }
+        if self.removal_stalled() {
+            self.step_down(crate::output::StepDownReason::RemovalStalled);
+            return;
         }
         self.broadcast_heartbeats();
         self.set_timer(Timer::Heartbeat, Some(now + interval));

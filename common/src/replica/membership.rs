@@ -3,6 +3,7 @@
 //! flight. The rules are in [`crate::membership`].
 
 use super::{Replica, Role};
+use crate::config::Member;
 use crate::limits::NODES_MAX;
 use crate::membership::{Change, Membership};
 use crate::output::{Proposal, Refusal, Refused};
@@ -157,7 +158,6 @@ impl Replica {
     /// Makes the newest membership in the log the one in effect: the config's members,
     /// the leader's followers, and whether this node may campaign.
     pub(super) fn adopt_current_membership(&mut self) {
-        let was_eligible = self.config.me().eligible();
         self.config.members = self.memberships.current().members.clone();
         if self.role == Role::Leader {
             let next_index = self.log.last_index().max(1);
@@ -172,9 +172,60 @@ impl Replica {
                 }
             }
             self.prune_departed_peers();
-        } else if was_eligible != self.config.me().eligible() {
-            // A node that was removed stops campaigning; a promoted one may start.
+        } else if self.may_campaign() != self.timers[super::Timer::Election as usize].is_some() {
+            // A promoted node may start campaigning; one whose removal is known
+            // committed stops.
             self.reset_election_timer();
+        }
+    }
+
+    /// Whether this node may campaign: it is an eligible voter of the membership in
+    /// effect or, while the change that removed it is uncommitted, was one of the
+    /// previous membership (Raft thesis 4.2.2). Until its removal commits it may be the
+    /// only node holding the longest log, and so the only one that can be elected to
+    /// commit it; its own vote counts only where it is a voter (see `tally_votes`), and
+    /// as leader it steps down once the removal commits (`step_down_if_removed`).
+    pub(super) fn may_campaign(&self) -> bool {
+        self.candidate_member(self.config.id).eligible()
+    }
+
+    /// How this node sees `id` as a candidate: its entry in the membership in effect
+    /// or, while a change is uncommitted, its entry before it (a node being removed);
+    /// otherwise a learner of priority 0, which cannot lead.
+    pub(super) fn candidate_member(&self, id: NodeId) -> Member {
+        let current = self.memberships.current().member(id);
+        let previous = || self.pending_previous_membership().and_then(|m| m.member(id));
+        current.or_else(previous).copied().unwrap_or(Member::learner(id, 0))
+    }
+
+    /// Whether this node knows the change that removed it committed: it never
+    /// campaigns, and as leader hands over (`step_down_if_removed`).
+    pub(super) fn removed_for_good(&self) -> bool {
+        self.memberships.current().member(self.config.id).is_none() && !self.membership_change_pending()
+    }
+
+    /// Leader being removed: whether it has failed to make even the first entry of its
+    /// term safe within an election timeout of campaigning. It leads only to commit its
+    /// removal; voters that know the removal committed ignore it as a tombstone (and the
+    /// nodes refuse its links), so it must make way for one of them (churn seed 1129).
+    pub(super) fn removal_stalled(&self) -> bool {
+        let being_removed = self.memberships.current().member(self.config.id).is_none();
+        let waited = self.now_us >= self.campaign_sent_at_us + self.config.election_timeout_us;
+        being_removed && self.safe_index < self.term_start_index && waited
+    }
+
+    /// Leader: once the change that removed it has committed, it hands over as a
+    /// switchover does (no new writes; the best caught-up voter told to campaign once
+    /// it holds everything and knows everything committed, so it need not wait for an
+    /// election timeout nor for this node's vote), or steps down at once when no voter
+    /// can take over. A handover that times out steps down too (`on_transfer_timeout`).
+    pub(super) fn step_down_if_removed(&mut self) {
+        if self.role != Role::Leader || !self.removed_for_good() || self.transfer.is_some() {
+            return;
+        }
+        match self.check_switchover(None) {
+            Ok(target) => self.start_transfer(target),
+            Err(_) => self.step_down(crate::output::StepDownReason::Removed),
         }
     }
 

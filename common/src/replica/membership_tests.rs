@@ -5,8 +5,10 @@
 use super::tests::{ack, drain, elected_leader, heartbeat};
 use super::*;
 use crate::membership::{Change, ChangeError};
-use crate::message::AppendRequest;
+use crate::message::{AppendRequest, TimeoutNow, VoteResponse, VoteVerdict};
+use crate::output::Event;
 use crate::output::{Refusal, Refused};
+use crate::types::Term;
 use crate::{Member, WriteMode};
 
 const N1: NodeId = NodeId(1);
@@ -42,7 +44,7 @@ fn one_change_at_a_time_and_learners_count_for_nothing() {
     assert_eq!(leader.commit_index(), 1, "the no-op of its term committed");
     let index = propose(&mut leader, now, Change::AddLearner { id: N4, priority: 1 }).unwrap();
     assert!(leader.membership_change_pending());
-    assert_eq!(leader.config().member(N4), Some(&Member { id: N4, priority: 1, voter: false }));
+    assert_eq!(leader.config().member(N4), Some(&Member::learner(N4, 1)));
     assert_eq!(first_reason(propose(&mut leader, now, Change::Remove { id: N3 })), Refusal::ChangeInFlight { index });
     // N2 alone with the leader is a majority of the three voters; N4 is not needed.
     ack(&mut leader, now + MS, N2, index);
@@ -117,10 +119,11 @@ fn removals_are_refused_with_reasons_and_removed_ids_stay_out() {
     );
 }
 
-/// Rule: a follower adopts a membership when its entry is appended, a truncation takes
-/// it back, and a node the membership no longer holds never campaigns.
+/// Rule: a follower adopts a membership when its entry is appended and a truncation
+/// takes it back. A node whose removal is uncommitted may still campaign (Raft thesis
+/// 4.2.2; see `a_node_being_removed_may_lead_to_commit_its_removal`).
 #[test]
-fn followers_adopt_on_append_revert_on_truncation_and_removed_nodes_stay_quiet() {
+fn followers_adopt_on_append_and_revert_on_truncation() {
     let config = Config::new(N3, &[N1, N2, N3]).unwrap();
     let mut follower = Replica::new(config, Recovered::empty(), 0);
     let request = AppendRequest { entry_count: 2, ..heartbeat(1, Position::ZERO, 0, 10) };
@@ -130,7 +133,7 @@ fn followers_adopt_on_append_revert_on_truncation_and_removed_nodes_stay_quiet()
     follower.handle_membership_appended(MS, 2, without_n3.clone());
     drain(&mut follower);
     assert_eq!(follower.memberships().current(), &without_n3);
-    assert_eq!(follower.poll_timeout(), None, "a removed node has no election timer");
+    assert!(follower.poll_timeout().is_some(), "its removal uncommitted, it may still campaign");
     // A leader of term 2 has another entry at index 2: the removal is taken back.
     let request =
         AppendRequest { term: 2, entries_term: 2, entry_count: 1, ..heartbeat(2, Position::new(1, 1), 0, 20) };
@@ -138,6 +141,90 @@ fn followers_adopt_on_append_revert_on_truncation_and_removed_nodes_stay_quiet()
     drain(&mut follower);
     assert!(follower.config().member(N3).is_some());
     assert!(follower.poll_timeout().is_some(), "a member again: it may campaign");
+}
+
+fn persist_all(replica: &mut Replica, now: Micros) {
+    for output in drain(replica) {
+        match output {
+            Output::AppendReceived { seq, .. }
+            | Output::PersistHardState { seq, .. }
+            | Output::TruncateLog { seq, .. }
+            | Output::AppendNoop { seq, .. } => replica.handle_persisted(now, seq),
+            _ => {}
+        }
+    }
+    drain(replica);
+}
+
+fn grant(replica: &mut Replica, now: Micros, from: NodeId, term: Term, pre_vote: bool) {
+    let response = VoteResponse { term, pre_vote, verdict: VoteVerdict::Granted };
+    replica.handle_message(now, from, Message::VoteResponse(response));
+}
+
+/// N3, a follower of N1 in term 1 whose log holds its own removal (index 2),
+/// uncommitted.
+fn being_removed_n3() -> Replica {
+    let config = Config::new(N3, &[N1, N2, N3]).unwrap();
+    let mut node = Replica::new(config, Recovered::empty(), 0);
+    let request = AppendRequest { entry_count: 2, ..heartbeat(1, Position::ZERO, 0, 10) };
+    node.handle_message(MS, N1, Message::AppendRequest(request));
+    let without_n3 = node.memberships().current().apply(Change::Remove { id: N3 }, WriteMode::Quorum).unwrap();
+    node.handle_membership_appended(MS, 2, without_n3);
+    persist_all(&mut node, MS);
+    node
+}
+
+/// Rule (Raft thesis 4.2.2): a node whose own removal is in its log but not committed
+/// may still be the only one that can be elected (it holds the longest log; the others
+/// need its vote, which it refuses them). So it campaigns, counting its own vote only
+/// where it is a voter (the previous membership), leads until the removal commits, and
+/// then steps down and stays quiet. Found by 100,000 churn seeds (45964): without it
+/// the cluster never elected again.
+#[test]
+fn a_node_being_removed_may_lead_to_commit_its_removal() {
+    let mut node = being_removed_n3();
+    assert!(node.membership_change_pending());
+
+    // N1 goes silent: N3 campaigns. In the membership {N1, N2} its own vote does not
+    // count, so N2's grant alone is not enough.
+    let now = 10 * node.config().election_timeout_us;
+    node.handle_timeout(now);
+    drain(&mut node);
+    assert_eq!(node.role(), Role::PreCandidate);
+    grant(&mut node, now, N2, 2, true);
+    assert_eq!(node.role(), Role::PreCandidate, "{{N3, N2}} is no quorum of {{N1, N2}}");
+    grant(&mut node, now, N1, 2, true);
+    assert_eq!(node.role(), Role::Candidate);
+    persist_all(&mut node, now);
+    grant(&mut node, now, N1, 2, false);
+    grant(&mut node, now, N2, 2, false);
+    assert_eq!(node.role(), Role::Leader);
+    persist_all(&mut node, now);
+    assert!(node.handle_propose_membership(now, Change::Remove { id: N2 }, true).is_err(), "no change of its own");
+
+    // Its no-op at index 3 commits with N1 and N2; that commits its removal too.
+    ack(&mut node, now + MS, N1, 3);
+    assert_eq!(node.role(), Role::Leader, "one voter of {{N1, N2}} is not enough");
+    ack(&mut node, now + MS, N2, 3);
+    let outputs = drain(&mut node);
+    assert_eq!(node.commit_index(), 3);
+    // Removed for good, it hands over at once to a caught-up voter (as a switchover),
+    // which then knows the removal committed and needs no vote of N3's.
+    assert!(outputs.contains(&Output::Event(Event::TransferStarted { term: 2, target: N1 })), "{outputs:?}");
+    assert!(outputs.contains(&Output::Send { to: N1, message: Message::TimeoutNow(TimeoutNow { term: 2 }) }));
+    assert!(node.handle_propose(now + MS).is_err(), "no new writes");
+    // Should nobody take over within an election timeout, it steps down all the same
+    // (its lease still fresh: it does not resume).
+    let timeout = node.config().election_timeout_us;
+    ack(&mut node, now + timeout / 2, N1, 3);
+    ack(&mut node, now + timeout / 2, N2, 3);
+    drain(&mut node);
+    node.handle_timeout(now + MS + timeout);
+    let outputs = drain(&mut node);
+    let stepped_down = Event::SteppedDown { term: 2, reason: crate::output::StepDownReason::Removed };
+    assert!(outputs.contains(&Output::Event(stepped_down)), "{outputs:?}");
+    assert_eq!(node.role(), Role::Follower);
+    assert_eq!(node.poll_timeout(), None, "removed for good: it never campaigns again");
 }
 
 /// Rule: a node whose log is behind follows a leader it has not heard added (it learns
@@ -212,4 +299,37 @@ fn a_restarted_last_voter_knows_its_removal_of_the_other_committed() {
     forgetful.handle_timeout(later);
     drain(&mut forgetful);
     assert_ne!(forgetful.role(), Role::Leader);
+}
+
+/// Rule: a leader being removed that cannot commit even the first entry of its term
+/// within an election timeout steps down (churn seed 1129: the others knew its removal
+/// committed and ignored it; it held their lease for ever and nobody else could lead).
+#[test]
+fn a_leader_being_removed_that_cannot_commit_steps_down() {
+    let mut node = being_removed_n3();
+    let now = 10 * node.config().election_timeout_us;
+    node.handle_timeout(now);
+    drain(&mut node);
+    for pre_vote in [true, false] {
+        grant(&mut node, now, N1, 2, pre_vote);
+        grant(&mut node, now, N2, 2, pre_vote);
+        persist_all(&mut node, now);
+    }
+    assert_eq!(node.role(), Role::Leader);
+    // Both answer (the lease holds), but N2 never takes its no-op at index 3.
+    let timeout = node.config().election_timeout_us;
+    let mut at = now;
+    while node.role() == Role::Leader && at < now + 3 * timeout {
+        at += timeout / 10;
+        ack(&mut node, at, N1, 3);
+        ack(&mut node, at, N2, 2);
+        node.handle_timeout(at);
+        let outputs = drain(&mut node);
+        let stalled = Event::SteppedDown { term: 2, reason: crate::output::StepDownReason::RemovalStalled };
+        if node.role() != Role::Leader {
+            assert!(outputs.contains(&Output::Event(stalled)), "{outputs:?}");
+        }
+    }
+    assert_eq!(node.role(), Role::Follower);
+    assert!(at >= now + timeout && at <= now + timeout + timeout / 5, "after about an election timeout");
 }

@@ -595,7 +595,10 @@ impl Replica {
                     assert!(ids.contains(&peer.id), "follower state for {} outside the membership", peer.id);
                     assert_eq!(peer.voter, self.config.member(peer.id).is_some_and(|m| m.voter));
                 }
-                assert!(self.config.member(self.config.id).is_some(), "a leader is a member");
+                // A leader is a voter, or was one before the uncommitted change that
+                // removed it; once that commits, it is handing over.
+                let voter = self.candidate_member(self.config.id).voter;
+                assert!(voter || self.transfer.is_some(), "a leader is a voter or hands over");
                 for peer in &self.peers {
                     assert!(peer.match_index <= last, "match {} beyond last {}", peer.match_index, last);
                     assert!(peer.next_index >= 1 && peer.next_index <= last + 1);

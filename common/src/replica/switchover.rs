@@ -27,7 +27,7 @@ impl Replica {
         verdict
     }
 
-    fn check_switchover(&self, target: Option<NodeId>) -> Result<NodeId, Refused> {
+    pub(super) fn check_switchover(&self, target: Option<NodeId>) -> Result<NodeId, Refused> {
         if self.role != Role::Leader {
             return Err(Refused::one(target, Refusal::NotLeader { leader_hint: self.leader }));
         }
@@ -100,7 +100,7 @@ impl Replica {
         reasons
     }
 
-    fn start_transfer(&mut self, target: NodeId) {
+    pub(super) fn start_transfer(&mut self, target: NodeId) {
         let deadline_us = self.now_us + self.config.election_timeout_us;
         self.transfer = Some(Transfer { target, handoff_sent: false });
         self.set_timer(Timer::Transfer, Some(deadline_us));
@@ -136,6 +136,11 @@ impl Replica {
         }
         let outcome = TransferOutcome::TimedOut;
         self.event(Event::TransferFinished { term: self.hard.term, target: transfer.target, outcome });
+        if self.removed_for_good() {
+            // A leader that was removed does not resume.
+            self.step_down(crate::output::StepDownReason::Removed);
+            return;
+        }
         self.broadcast_heartbeats();
     }
 

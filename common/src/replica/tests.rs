@@ -172,6 +172,22 @@ fn leader_commits_only_durable_quorum() {
     assert!(outputs.contains(&Output::Commit { commit_index: proposal.position.index }), "{outputs:?}");
 }
 
+/// Rule: an async leader acknowledges a write once its own copy is durable, never on a
+/// follower's copy alone: should it crash before its fsync and that follower be removed
+/// before rejoining, no node would ever report the write discarded (churn seed 70760).
+#[test]
+fn async_leader_acknowledges_on_its_own_durable_copy() {
+    let (mut leader, now) = elected_leader(WriteMode::Async);
+    let proposal = leader.handle_propose(now).unwrap();
+    drain(&mut leader);
+    ack(&mut leader, now, N2, proposal.position.index);
+    let outputs = drain(&mut leader);
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Commit { .. })), "{outputs:?}");
+    leader.handle_persisted(now, proposal.seq);
+    let outputs = drain(&mut leader);
+    assert!(outputs.contains(&Output::Commit { commit_index: proposal.position.index }), "{outputs:?}");
+}
+
 /// Rule: with too few in-sync replicas for the mode, a write fails fast, never hangs.
 #[test]
 fn write_fails_fast_without_enough_in_sync_replicas() {

@@ -201,6 +201,7 @@ fn render_table(frame: &mut Frame, app: &App, theme: &Theme, area: Rect) {
             Some("leader") => theme.fg(Color::Green).add_modifier(Modifier::BOLD),
             Some("follower") => Style::default(),
             Some("learner") => theme.fg(Color::Cyan),
+            Some("witness") => theme.fg(Color::Magenta),
             Some("removed") => theme.fg(Color::Red),
             _ => theme.fg(Color::Yellow),
         };

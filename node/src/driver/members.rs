@@ -39,9 +39,19 @@ impl Driver {
         self.membership.replace(self.records.current().clone());
         if was_member && self.records.current().membership.is_removed(me) {
             tracing::warn!(
-                "this node was removed from the cluster: it takes no further part (its id is never accepted \
-                 again). Fix: stop it; to bring this machine back, empty its data directory and `baton member add` it"
+                "this node's removal from the cluster is in its log: once that commits it takes no further part \
+                 (its id is never accepted again). Fix: stop it then; to bring this machine back, empty its data \
+                 directory and `baton member add` it under a new id"
             );
+        }
+        let mine = self.records.current().membership.member(me).copied();
+        if let Some(member) = mine.filter(|m| self.started_as_witness && !m.witness) {
+            let role = if member.voter { "voter" } else { "learner" };
+            self.stop(format!(
+                "this node was started with --witness, but the cluster holds it as a data member ({role}), which \
+                 stores every write. Fix: start it without --witness, or `baton member remove` it and add a new id \
+                 with `baton member add ID ADDR --witness`"
+            ));
         }
         let Some(links) = &self.links else { return };
         let wanted: Vec<NodeId> = self.records.linked_ids().into_iter().filter(|id| *id != me).collect();
@@ -159,22 +169,53 @@ impl Driver {
         reply: oneshot::Sender<Response>,
     ) {
         use crate::frame::MemberChange;
-        let record = self.records.current().clone();
-        let refuse = |name: &str, reason: String| {
-            let verdict = crate::status::MembersVerdict {
-                dry_run,
-                name: name.to_string(),
-                reasons: vec![reason],
-                ..Default::default()
-            };
-            Response::MembersVerdict(Json(verdict))
+        let name = match &change {
+            MemberChange::SetUpstream { name, upstream } => {
+                return self.set_upstream(now, name.clone(), upstream.clone(), dry_run, reply);
+            }
+            MemberChange::AddWitness { name, addr } => {
+                let add = MemberChange::Add {
+                    name: name.clone(),
+                    addr: addr.clone(),
+                    priority: 0,
+                    learner_only: false,
+                    upstream: None,
+                };
+                return self.change_members_adding(now, add, true, dry_run, reply);
+            }
+            MemberChange::Add { .. } => return self.change_members_adding(now, change, false, dry_run, reply),
+            MemberChange::Promote { name } | MemberChange::Remove { name } | MemberChange::SetPriority { name, .. } => {
+                name.clone()
+            }
         };
+        let record = self.records.current();
+        let Some(id) = record.id_of(&name).filter(|id| record.membership.member(*id).is_some()) else {
+            let _ = reply.send(refusal(dry_run, &name, format!("{name} is not a member")));
+            return;
+        };
+        let change = match change {
+            MemberChange::Remove { .. } => baton_common::Change::Remove { id },
+            MemberChange::SetPriority { priority, .. } => baton_common::Change::SetPriority { id, priority },
+            _ => baton_common::Change::Promote { id },
+        };
+        self.propose_members(now, name, change, None, dry_run, reply);
+    }
+
+    /// `member add` and `member add --witness`: checks the name, address and upstream,
+    /// hands out the next id, and proposes the learner.
+    fn change_members_adding(
+        &mut self,
+        now: u64,
+        change: crate::frame::MemberChange,
+        witness: bool,
+        dry_run: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let record = self.records.current().clone();
+        let refuse = |name: &str, reason: String| refusal(dry_run, name, reason);
         let member_id = |name: &str| record.id_of(name).filter(|id| record.membership.member(*id).is_some());
         let (name, change, added) = match change {
-            MemberChange::SetUpstream { name, upstream } => {
-                return self.set_upstream(now, name, upstream, dry_run, reply);
-            }
-            MemberChange::Add { name, addr, priority, learner_only, upstream } => {
+            crate::frame::MemberChange::Add { name, addr, priority, learner_only, upstream } => {
                 if let Err(error) = crate::certs::check_name(&name) {
                     let _ = reply.send(refuse(&name, error.to_string()));
                     return;
@@ -208,25 +249,29 @@ impl Driver {
                 let id = NodeId(record.membership.next_id);
                 let promote_when_caught_up = !learner_only;
                 let entry = MemberEntry { id: id.0, name: name.clone(), addr, promote_when_caught_up, upstream };
-                (name, baton_common::Change::AddLearner { id, priority }, Some(entry))
-            }
-            MemberChange::Promote { ref name }
-            | MemberChange::Remove { ref name }
-            | MemberChange::SetPriority { ref name, .. } => {
-                let name = name.clone();
-                let Some(id) = member_id(&name) else {
-                    let _ = reply.send(refuse(&name, format!("{name} is not a member")));
-                    return;
+                let change = if witness {
+                    baton_common::Change::AddWitness { id }
+                } else {
+                    baton_common::Change::AddLearner { id, priority }
                 };
-                let change = match change {
-                    MemberChange::Promote { .. } => baton_common::Change::Promote { id },
-                    MemberChange::Remove { .. } => baton_common::Change::Remove { id },
-                    MemberChange::SetPriority { priority, .. } => baton_common::Change::SetPriority { id, priority },
-                    MemberChange::Add { .. } | MemberChange::SetUpstream { .. } => unreachable!("matched above"),
-                };
-                (name, change, None)
+                (name, change, Some(entry))
             }
+            _ => unreachable!("only additions come here"),
         };
+        self.propose_members(now, name, change, added, dry_run, reply);
+    }
+
+    /// Judges a change in the core and, unless a dry run, appends its record.
+    fn propose_members(
+        &mut self,
+        now: u64,
+        name: String,
+        change: baton_common::Change,
+        added: Option<MemberEntry>,
+        dry_run: bool,
+        reply: oneshot::Sender<Response>,
+    ) {
+        let record = self.records.current().clone();
         match self.replica.handle_propose_membership(now, change, dry_run) {
             Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
                 let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
@@ -381,13 +426,21 @@ impl Driver {
 }
 
 /// The id of the member named `upstream` that `name` is to receive the log through.
+/// A change refused for one reason, before the core judged it.
+fn refusal(dry_run: bool, name: &str, reason: String) -> Response {
+    let verdict =
+        crate::status::MembersVerdict { dry_run, name: name.to_string(), reasons: vec![reason], ..Default::default() };
+    Response::MembersVerdict(Json(verdict))
+}
+
 fn upstream_id(record: &MemberRecord, name: &str, upstream: Option<String>) -> Result<Option<u8>, String> {
     let Some(upstream) = upstream else { return Ok(None) };
     if upstream == name {
         return Err(format!("{name} cannot receive the log through itself"));
     }
-    match record.id_of(&upstream).filter(|id| record.membership.member(*id).is_some()) {
-        Some(id) => Ok(Some(id.0)),
+    match record.id_of(&upstream).and_then(|id| record.membership.member(id)) {
+        Some(member) if member.witness => Err(format!("{upstream} is a witness: it holds no data to pass on")),
+        Some(member) => Ok(Some(member.id.0)),
         None => Err(format!("the upstream {upstream} is not a member")),
     }
 }

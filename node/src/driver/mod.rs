@@ -14,7 +14,7 @@ use crate::kv::{Applied, Command, Kv};
 use crate::membership::Directory;
 use crate::status::{FollowerStatus, NodeStatus};
 use crate::storage::hard_state::HardStateFile;
-use crate::storage::snapshot::{Snapshot, SnapshotDir};
+use crate::storage::snapshot::{Contents, Snapshot, SnapshotDir};
 use crate::storage::wal::Wal;
 use baton_common::{
     Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
@@ -108,6 +108,12 @@ pub struct Driver {
     /// The installed snapshot's position and size.
     snapshot: Position,
     snapshot_bytes: u64,
+    /// Started with `--witness`: it must not run as a data member.
+    started_as_witness: bool,
+    /// The position of the data-less snapshot last written for witnesses.
+    witness_snapshot_at: Option<Position>,
+    /// Payload bytes kept from witnesses (they get positions, not data).
+    witness_bytes_withheld: u64,
     /// A snapshot is taken once the log holds half of this, so it stays under it.
     max_log_bytes: u64,
     /// A local snapshot is being written.
@@ -249,6 +255,9 @@ impl Driver {
             snapshots: None,
             snapshot: Position::ZERO,
             snapshot_bytes: 0,
+            witness_snapshot_at: None,
+            started_as_witness: false,
+            witness_bytes_withheld: 0,
             max_log_bytes: u64::MAX,
             compacting: false,
             sends: crate::transfer::Sends::default(),
@@ -275,6 +284,13 @@ impl Driver {
             relays_dropped: 0,
             apply_target: 0,
         }
+    }
+
+    /// The node was started with `--witness`: the membership must hold it as a witness.
+    pub fn started_as_witness(mut self, witness: bool) -> Driver {
+        self.started_as_witness = witness;
+        self.members_changed();
+        self
     }
 
     /// Where snapshots live, the recovered one (with the map as of it), and the log bound.
@@ -590,9 +606,15 @@ impl Driver {
                     return self.send(upstream, Frame::Relay { to: to.0, message });
                 }
                 let mut entries = Vec::new();
+                // A witness gets the positions and membership records, no data.
+                let witness = self.is_witness(to);
                 if let Message::AppendRequest(request) = message {
                     for index in request.prev.index + 1..=request.last_index() {
                         match self.entry(index) {
+                            Some((_, payload)) if witness && Command::member_record(&payload).is_none() => {
+                                self.witness_bytes_withheld += payload.len() as u64;
+                                entries.push(Vec::new());
+                            }
                             Some((_, payload)) => entries.push(payload),
                             None => return, // Compacted or damaged: the core will retry.
                         }
@@ -656,11 +678,16 @@ impl Driver {
             }
             Output::InstallSnapshot { seq, snapshot } => self.install_snapshot(seq, snapshot),
             Output::SendSnapshot { to, term } => {
+                let witness = self.is_witness(to);
+                if witness && !self.write_witness_snapshot() {
+                    return;
+                }
                 let (Some(snapshots), Some(link)) = (&self.snapshots, self.outbound.get(&to)) else { return };
                 let resend_after = Duration::from_micros(self.replica.config().snapshot_timeout_us);
                 let link_state = self.link_states.get(&to).map(|state| &**state);
                 let now = self.now();
-                if self.sends.start(to, term, self.snapshot, snapshots, (link.clone(), link_state), now, resend_after) {
+                let link = (link.clone(), link_state);
+                if self.sends.start(to, term, self.snapshot, snapshots, link, now, resend_after, witness) {
                     tracing::info!(
                         to = self.membership.name_of(to),
                         index = self.snapshot.index,
@@ -919,6 +946,37 @@ impl Driver {
     }
 
     /// An entry's term and payload, from memory or disk.
+    /// Whether `id` is a witness in the membership in effect.
+    fn is_witness(&self, id: NodeId) -> bool {
+        self.replica.config().member(id).is_some_and(|m| m.witness)
+    }
+
+    /// Writes the snapshot a witness gets, unless written already for the installed
+    /// snapshot's position: the same position and membership record, no data. Returns
+    /// whether it is there to send.
+    fn write_witness_snapshot(&mut self) -> bool {
+        let Some(snapshots) = &self.snapshots else { return false };
+        if self.witness_snapshot_at == Some(self.snapshot) {
+            return true;
+        }
+        let contents = Contents {
+            map: Default::default(),
+            sessions: Default::default(),
+            revoked: Default::default(),
+            members: Some(self.records.at(self.snapshot.index).clone()),
+        };
+        match snapshots.write_witness(self.snapshot, &contents) {
+            Ok(_) => {
+                self.witness_snapshot_at = Some(self.snapshot);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot write the witness's snapshot; the leader retries after its timeout");
+                false
+            }
+        }
+    }
+
     fn entry(&self, index: u64) -> Option<(u64, Vec<u8>)> {
         entry_in(&self.cache, &self.wal, index)
     }
@@ -951,6 +1009,11 @@ impl Driver {
 
     /// A client's watch: opened, or refused with the reason.
     fn open_watch(&mut self, prefix: Vec<u8>, from_index: u64, sink: WatchSink) {
+        if self.is_witness(self.replica.id()) {
+            let message = "this node is a witness: it holds no data to watch. Fix: watch a data node";
+            let _ = sink.end.send(self.error(ErrorCode::Unsupported, message));
+            return;
+        }
         if prefix.len() > KEY_BYTES_MAX {
             let message = format!("a prefix of {} bytes is over the {KEY_BYTES_MAX}-byte key limit", prefix.len());
             let _ = sink.end.send(self.error(ErrorCode::TooLarge, message));
@@ -1359,6 +1422,11 @@ impl Driver {
     }
 
     fn read(&mut self, key: Vec<u8>, mode: ReadMode, reply: oneshot::Sender<Response>) {
+        if self.is_witness(self.replica.id()) && mode != ReadMode::Leader {
+            let message = "this node is a witness: it votes but holds no data. Fix: read from a data node";
+            let _ = reply.send(self.error(ErrorCode::Unsupported, message));
+            return;
+        }
         let index = match mode {
             ReadMode::Any => 0,
             ReadMode::After(index) => index,
@@ -1516,6 +1584,7 @@ impl Driver {
                 let me = self.membership.me();
                 let membership = &self.records.current().membership;
                 match membership.member(me) {
+                    Some(member) if member.witness => "witness",
                     Some(member) if member.voter => "voter",
                     Some(_) => "learner",
                     None if membership.is_removed(me) => "removed",
@@ -1563,7 +1632,12 @@ impl Driver {
                     .map(|member| crate::status::MemberAddr {
                         id: self.membership.name_of(member.id),
                         addr: record.addr_of(member.id).unwrap_or_default().to_string(),
-                        role: if member.voter { "voter" } else { "learner" }.into(),
+                        role: match (member.witness, member.voter) {
+                            (true, _) => "witness",
+                            (false, true) => "voter",
+                            (false, false) => "learner",
+                        }
+                        .into(),
                         node_id: member.id.0,
                         priority: member.priority,
                         upstream: record

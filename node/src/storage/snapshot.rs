@@ -127,6 +127,21 @@ impl SnapshotDir {
         self.dir.join("snapshot.tmp")
     }
 
+    /// The snapshot a witness gets: the installed one's position and membership, no data.
+    pub fn witness_path(&self) -> PathBuf {
+        self.dir.join("witness-snapshot")
+    }
+
+    /// Writes the witness's snapshot (small: no data) atomically. Returns its size.
+    pub fn write_witness(&self, position: Position, contents: &Contents) -> Result<u64, StorageError> {
+        self.create()?;
+        let tmp = self.dir.join("witness-snapshot.tmp");
+        write_file(&tmp, position, contents)?;
+        let path = self.witness_path();
+        std::fs::rename(&tmp, &path).map_err(StorageError::io(&path))?;
+        Ok(std::fs::metadata(&path).map_err(StorageError::io(&path))?.len())
+    }
+
     /// Where a snapshot being received from the leader goes, chunk by chunk.
     pub fn incoming_path(&self) -> PathBuf {
         self.dir.join("incoming.tmp")
@@ -263,7 +278,15 @@ impl SnapshotDir {
     /// Opens the installed snapshot to send it: the open file, the position its header
     /// names (which a rename after this call does not change), and its size.
     pub fn open_installed(&self) -> Result<(File, Position, u64), StorageError> {
-        let path = self.path();
+        self.open_to_send(self.path())
+    }
+
+    /// Opens the witness's snapshot to send it, as [`SnapshotDir::open_installed`].
+    pub fn open_witness(&self) -> Result<(File, Position, u64), StorageError> {
+        self.open_to_send(self.witness_path())
+    }
+
+    fn open_to_send(&self, path: PathBuf) -> Result<(File, Position, u64), StorageError> {
         let file = File::open(&path).map_err(StorageError::io(&path))?;
         let mut header = [0u8; HEADER_BYTES];
         // At an offset: the file's own position stays at its start, for the sender.
