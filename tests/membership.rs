@@ -491,3 +491,150 @@ async fn a_cascading_learner_gets_the_log_through_its_upstream_and_falls_back_to
     });
     assert!(fell_back.is_some(), "n4 did not keep up once its upstream was gone\n{}", cluster.logs());
 }
+
+/// Bytes of disk the files under `dir` take (allocated blocks), recursively.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// The numbers of the writes a stopped `Writer` had acknowledged: every number below
+/// `total` but the failed ones (each error starts with `<prefix><i>:`).
+fn acknowledged(prefix: &str, acked: u64, failed: &[String]) -> Vec<u64> {
+    let failed: std::collections::HashSet<u64> =
+        failed.iter().filter_map(|e| e.strip_prefix(prefix)?.split(':').next()?.parse().ok()).collect();
+    (0..acked + failed.len() as u64).filter(|i| !failed.contains(i)).collect()
+}
+
+/// Every acknowledged write of `prefix` is readable at the leader.
+async fn assert_all_readable(client: &mut Client, prefix: &str, numbers: &[u64], cluster: &Cluster) {
+    for i in numbers {
+        let key = format!("{prefix}{i}").into_bytes();
+        match client.request(Request::Get { key, read: ReadMode::Leader }).await {
+            Ok(Response::Value { value: Some(_), .. }) => {}
+            other => panic!("acknowledged write {prefix}{i} is gone: {other:?}\n{}", cluster.logs()),
+        }
+    }
+}
+
+/// Goal: a pair of data nodes plus a witness (`member add --witness`, `baton-node
+/// --witness`) survives the loss of either data node under a write load with no
+/// acknowledged write lost; the witness votes but holds no data (it gets a data-less
+/// snapshot, serves no reads) and never leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_and_a_witness_survive_the_loss_of_either_data_node() {
+    // A small log bound, so the witness joins from a snapshot.
+    let mut cluster = Cluster::start(2, &["--max-log-bytes", "65536"]);
+    let mut client = cluster.client();
+    let first_leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let value = vec![b'v'; 200];
+    for i in 0..500 {
+        client.put(format!("before-{i}").as_bytes(), &value).await.unwrap();
+    }
+    let via = cluster.node(&first_leader).addr;
+    let mut witness = joiner(&cluster, "w1", via);
+    witness.args.extend(["--witness", "--max-log-bytes", "65536"].map(String::from));
+    witness.start();
+    let (code, output) = baton(&cluster, &["member", "add", "w1", &witness.addr.to_string(), "--witness"]);
+    assert_eq!(code, Some(0), "{output}\n{}", cluster.logs());
+    assert!(output.contains("--witness"), "the start command it prints says --witness: {output}");
+    let voted_in = wait_until!(CATCH_UP, {
+        let view = members_at(&mut client, via).await;
+        view.filter(|v| role_of(v, "w1") == Some("voter") && !v.change_pending)
+    });
+    let view = voted_in.unwrap_or_else(|| panic!("the witness was not promoted\n{}", cluster.logs()));
+    let w1 = view.record.id_of("w1").and_then(|id| view.record.membership.member(id).copied()).unwrap();
+    assert!(w1.witness && w1.priority == 0, "{w1:?}");
+    let status = client.status_of(witness.addr).await.unwrap();
+    assert_eq!(status.membership_role, "witness");
+    assert_eq!(status.keys, 0, "a witness holds no data");
+    match client.call(witness.addr, &Request::Get { key: b"before-1".to_vec(), read: ReadMode::Any }).await {
+        Ok(Response::Error { message, .. }) => assert!(message.contains("witness"), "{message}"),
+        other => panic!("a witness serves no reads: {other:?}"),
+    }
+    let (code, output) = baton(&cluster, &["member", "list"]);
+    assert_eq!(code, Some(0), "{output}");
+    assert!(output.lines().any(|l| l.starts_with("w1") && l.contains("witness")), "{output}");
+
+    // Kill -9 the leader under load: the other data node leads, with the witness's vote.
+    let writer = Writer::start(&cluster, "a-");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed_at = std::time::Instant::now();
+    cluster.node(&first_leader).kill();
+    let other = if first_leader == "n1" { "n2" } else { "n1" }.to_string();
+    let other_addr = cluster.node(&other).addr;
+    let led = wait_until!(ELECTION, {
+        client.status_of(other_addr).await.ok().filter(|s| s.role == "leader").map(|_| killed_at.elapsed())
+    });
+    let failover = led.unwrap_or_else(|| panic!("{other} did not take over\n{}", cluster.logs()));
+    let writes_before = writer.acked.load(Ordering::Relaxed);
+    let written_after =
+        wait_until!(ELECTION, { (writer.acked.load(Ordering::Relaxed) > writes_before + 20).then_some(()) });
+    assert!(written_after.is_some(), "no writes after the failover\n{}", cluster.logs());
+    let (acked, failed) = writer.stop().await;
+    eprintln!(
+        "leader {first_leader} killed: {other} led after {failover:?}; {acked} writes acked, {} failed",
+        failed.len()
+    );
+    let numbers = acknowledged("a-", acked, &failed);
+    assert_all_readable(&mut client, "a-", &numbers, &cluster).await;
+
+    // The killed node comes back and catches up; then kill -9 it again, now a follower:
+    // the leader goes on with the witness alone.
+    cluster.node(&first_leader).start();
+    let back = cluster.node(&first_leader).addr;
+    let leader_status = client.status_of(other_addr).await.unwrap();
+    let caught_up = wait_until!(CATCH_UP, {
+        let status = client.status_of(back).await.ok();
+        status.filter(|s| s.applied_index >= leader_status.commit_index).map(|_| ())
+    });
+    assert!(caught_up.is_some(), "{first_leader} did not catch up\n{}", cluster.logs());
+    let writer = Writer::start(&cluster, "b-");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.node(&first_leader).kill();
+    let writes_before = writer.acked.load(Ordering::Relaxed);
+    let written_after =
+        wait_until!(ELECTION, { (writer.acked.load(Ordering::Relaxed) > writes_before + 20).then_some(()) });
+    assert!(written_after.is_some(), "no writes with the follower gone\n{}", cluster.logs());
+    let (acked, failed) = writer.stop().await;
+    eprintln!("follower {first_leader} killed: {acked} writes acked, {} failed", failed.len());
+    assert_all_readable(&mut client, "b-", &acknowledged("b-", acked, &failed), &cluster).await;
+    assert_all_readable(&mut client, "a-", &numbers, &cluster).await;
+    let status = client.status_of(other_addr).await.unwrap();
+    assert_eq!(status.role, "leader", "{other} still leads");
+
+    // What the witness costs: it never led, holds no keys, and a fraction of the disk.
+    let witness_status = client.status_of(witness.addr).await.unwrap();
+    assert_eq!(witness_status.keys, 0);
+    assert_ne!(witness_status.role, "leader");
+    let (witness_disk, data_disk) = (dir_bytes(&witness.data_dir), dir_bytes(&cluster.node(&other).data_dir));
+    eprintln!(
+        "witness: RSS {:?} bytes, data directory {witness_disk} bytes; data node {other}: RSS {:?}, {data_disk} bytes",
+        witness_status.cost.rss_bytes,
+        client.status_of(other_addr).await.unwrap().cost.rss_bytes
+    );
+    assert!(witness_disk < data_disk, "the witness stores less than a data node: {witness_disk} vs {data_disk}");
+    let leader_log = std::fs::read_to_string(&cluster.node(&other).log).unwrap_or_default()
+        + &std::fs::read_to_string(&cluster.node(&first_leader).log).unwrap_or_default();
+    assert!(leader_log.contains("sending the snapshot"), "the witness joined from a snapshot\n{}", cluster.logs());
+
+    // A node started with --witness that the cluster adds as a data member refuses to run.
+    let mut mistaken = joiner(&cluster, "w2", other_addr);
+    mistaken.args.push("--witness".into());
+    mistaken.start();
+    let (code, output) = baton(&cluster, &["member", "add", "w2", &mistaken.addr.to_string(), "--learner"]);
+    assert_eq!(code, Some(0), "{output}\n{}", cluster.logs());
+    let exited = wait_until!(CATCH_UP, { mistaken.child.as_mut().and_then(|c| c.try_wait().unwrap()) });
+    let status = exited.unwrap_or_else(|| panic!("w2 kept running as a data member\n{}", cluster.logs()));
+    let log = std::fs::read_to_string(&mistaken.log).unwrap_or_default();
+    assert!(!status.success() && log.contains("started with --witness"), "{status}: {log}");
+    drop(witness);
+}

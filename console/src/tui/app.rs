@@ -522,8 +522,11 @@ pub fn diff(previous: &ClusterStatus, next: &ClusterStatus) -> Vec<String> {
         let Some(id) = &node.id else { continue };
         // A node never heard from before is starting up, not recovering.
         let Some(before) = previous.nodes.iter().find(|n| n.addr == node.addr && n.id.is_some()) else {
-            if node.role.as_deref() == Some("learner") && !previous.nodes.is_empty() {
-                events.push(format!("{id} joins as a learner"));
+            match node.role.as_deref() {
+                Some(role @ ("learner" | "witness")) if !previous.nodes.is_empty() => {
+                    events.push(format!("{id} joins as a {role}"))
+                }
+                _ => {}
             }
             continue;
         };
