@@ -9,6 +9,7 @@ use crate::addr::NodeAddr;
 use baton_common::NodeId;
 use baton_host::members::MemberRecord;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// The shared view. Clones share it.
@@ -17,6 +18,10 @@ pub struct Directory {
     me: NodeId,
     my_name: Arc<str>,
     record: Arc<RwLock<MemberRecord>>,
+    /// The id whose removal the newest record makes but which is not committed yet (0:
+    /// none): until it commits, that node may still have to lead to commit it (Raft
+    /// thesis 4.2.2), so its hello is still let in.
+    removal_pending: Arc<AtomicU8>,
 }
 
 /// Why a peer's hello is refused, in words that name the fix.
@@ -26,7 +31,12 @@ pub struct HelloRefused(pub String);
 impl Directory {
     /// `me` is this node's id in `record`, fixed for the life of its data directory.
     pub fn new(my_name: &str, me: NodeId, record: MemberRecord) -> Directory {
-        Directory { me, my_name: my_name.into(), record: Arc::new(RwLock::new(record)) }
+        Directory {
+            me,
+            my_name: my_name.into(),
+            record: Arc::new(RwLock::new(record)),
+            removal_pending: Arc::default(),
+        }
     }
 
     pub fn me(&self) -> NodeId {
@@ -45,6 +55,12 @@ impl Directory {
     /// The driver's new view, after a record was appended, truncated or installed.
     pub fn replace(&self, record: MemberRecord) {
         *self.record.write().expect("never poisoned") = record;
+    }
+
+    /// The driver's word on whether the newest record's removal (if it makes one) has
+    /// committed: `Some(id)` while it has not.
+    pub fn set_removal_pending(&self, id: Option<NodeId>) {
+        self.removal_pending.store(id.map_or(0, |id| id.0), Ordering::Relaxed);
     }
 
     pub fn cluster_id(&self) -> u64 {
@@ -104,7 +120,7 @@ impl Directory {
         if id == self.me {
             return refuse(format!("node {name} says it is id {claimed}, which is this node's own"));
         }
-        if record.membership.is_removed(id) {
+        if record.membership.is_removed(id) && self.removal_pending.load(Ordering::Relaxed) != claimed {
             return refuse(format!(
                 "node {name} holds id {claimed}, which was removed from this cluster and is never accepted again. \
                  Fix: stop it; to bring its machine back, empty its data directory and `baton member add` it"
@@ -202,6 +218,10 @@ mod tests {
         directory.replace(record.changed(removal, membership, None));
         assert_eq!(directory.admit("n4", 0, 0), Ok(NodeId(4)), "a learner just added joins");
         assert_eq!(directory.addr_of(NodeId(4)), Some("127.0.0.1:4".parse().unwrap()));
+        // Until the removal commits, n2 may have to lead to commit it: let in.
+        directory.set_removal_pending(Some(NodeId(2)));
+        assert_eq!(directory.admit("n2", 2, 7), Ok(NodeId(2)));
+        directory.set_removal_pending(None);
         assert!(directory.admit("n2", 2, 7).unwrap_err().0.contains("removed"));
         assert_eq!(directory.name_of(NodeId(2)), "n2", "a removed id keeps its name");
         assert_eq!(directory.name_of(NodeId(42)), "id 42");

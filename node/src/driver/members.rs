@@ -72,6 +72,17 @@ impl Driver {
         }
     }
 
+    /// Tells the transport whether the newest record's removal is still uncommitted:
+    /// until it commits, the node being removed may have to lead to commit it, and its
+    /// hellos are let in (`Directory::admit`).
+    pub(super) fn sync_removal_pending(&self) {
+        let pending = match self.records.current().change {
+            Some(baton_common::Change::Remove { id }) if self.replica.membership_change_pending() => Some(id),
+            _ => None,
+        };
+        self.membership.set_removal_pending(pending);
+    }
+
     /// An entry at `index` was appended to this node's log: if it is a membership record,
     /// it is in effect from now on. `from_leader`: it came in a leader's append request
     /// (a leader's own records are in its core already). Returns whether it was one.

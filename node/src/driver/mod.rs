@@ -574,6 +574,7 @@ impl Driver {
             while let Some(output) = self.replica.poll_output() {
                 self.carry_out(output, incoming);
             }
+            self.sync_removal_pending();
             match self.durable_seq.take() {
                 Some(seq) if self.fatal.is_none() => {
                     let now = self.now();
