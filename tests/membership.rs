@@ -638,3 +638,54 @@ async fn a_pair_and_a_witness_survive_the_loss_of_either_data_node() {
     assert!(!status.success() && log.contains("started with --witness"), "{status}: {log}");
     drop(witness);
 }
+
+/// Goal: a node that joins from a snapshot the leader took before the leader itself was
+/// added keeps its link to the leader (the snapshot's membership does not name it) and
+/// is promoted at once, not after the leader's 30 s snapshot timeout. Found by the fault
+/// suite's `mix` (a replacement that joined took over 3 s to be in the stream).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joining_from_a_snapshot_older_than_its_leader_follows_that_leader() {
+    let mut cluster = Cluster::start(3, &["--max-log-bytes", "65536"]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    let value = vec![b'v'; 200];
+    for i in 0..1000 {
+        client.put(format!("k{i}").as_bytes(), &value).await.unwrap();
+    }
+    // n4 joins from the leader's snapshot, which predates n4; it then leads.
+    let via = cluster.node(&leader).addr;
+    let mut n4 = joiner(&cluster, "n4", via);
+    n4.args.extend(["--max-log-bytes", "65536"].map(String::from));
+    n4.start();
+    let (code, output) = baton(&cluster, &["member", "add", "n4", &n4.addr.to_string()]);
+    assert_eq!(code, Some(0), "{output}\n{}", cluster.logs());
+    let promoted = wait_until!(CATCH_UP, {
+        let view = members_at(&mut client, cluster.node(&leader).addr).await;
+        view.filter(|v| role_of(v, "n4") == Some("voter") && !v.change_pending)
+    });
+    assert!(promoted.is_some(), "n4 was not promoted\n{}", cluster.logs());
+    match client.request(Request::Switchover { to: Some("n4".into()), dry_run: false }).await.unwrap() {
+        Response::Switchover { started: true, .. } => {}
+        other => panic!("switchover to n4 refused: {other:?}"),
+    }
+    let n4_addr = n4.addr;
+    let n4_leads =
+        wait_until!(ELECTION, { client.status_of(n4_addr).await.ok().filter(|s| s.role == "leader").map(|_| ()) });
+    assert!(n4_leads.is_some(), "n4 did not take over\n{}", cluster.logs());
+
+    // n5 joins through n4, from n4's snapshot (whose membership does not name n4).
+    let mut n5 = joiner(&cluster, "n5", n4_addr);
+    n5.start();
+    let (code, output) = baton(&cluster, &["member", "add", "n5", &n5.addr.to_string()]);
+    assert_eq!(code, Some(0), "{output}\n{}", cluster.logs());
+    let started = std::time::Instant::now();
+    let promoted = wait_until!(CATCH_UP, {
+        let view = members_at(&mut client, n4_addr).await;
+        view.filter(|v| role_of(v, "n5") == Some("voter") && !v.change_pending).map(|_| started.elapsed())
+    });
+    let n5_log = std::fs::read_to_string(&n5.log).unwrap_or_default();
+    let took = promoted.unwrap_or_else(|| panic!("n5 was not promoted\n{n5_log}\n{}", cluster.logs()));
+    assert!(n5_log.contains("installed the leader's snapshot"), "n5 joined from a snapshot\n{n5_log}");
+    eprintln!("n5 promoted {took:?} after it was added");
+    drop((n4, n5));
+}

@@ -53,8 +53,19 @@ impl Directory {
     }
 
     /// The driver's new view, after a record was appended, truncated or installed.
-    pub fn replace(&self, record: MemberRecord) {
-        *self.record.write().expect("never poisoned") = record;
+    /// Names and addresses of ids the new record does not list are kept: ids are never
+    /// reused, so what this node learned of one stays true, and a record older than one
+    /// seen before (a snapshot the leader took before later changes, installed by a node
+    /// that joined since) must not make it forget how to reach the nodes added since,
+    /// its leader among them.
+    pub fn replace(&self, mut record: MemberRecord) {
+        let mut current = self.record.write().expect("never poisoned");
+        for entry in &current.directory {
+            if record.directory.iter().all(|e| e.id != entry.id) {
+                record.directory.push(entry.clone());
+            }
+        }
+        *current = record;
     }
 
     /// The driver's word on whether the newest record's removal (if it makes one) has

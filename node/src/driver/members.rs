@@ -54,7 +54,13 @@ impl Driver {
             ));
         }
         let Some(links) = &self.links else { return };
-        let wanted: Vec<NodeId> = self.records.linked_ids().into_iter().filter(|id| *id != me).collect();
+        // The leader too: a node that installed a snapshot older than the leader's own
+        // addition keeps hearing it, and answering it, until the entries after the
+        // snapshot arrive (a joining node dropped its link to the leader and waited out
+        // the snapshot timeout, 30 s: the fault suite's `member` nemesis in `mix`).
+        let mut wanted: Vec<NodeId> = self.records.linked_ids();
+        wanted.extend(self.replica.leader().filter(|leader| !wanted.contains(leader)));
+        wanted.retain(|id| *id != me);
         for &peer in &wanted {
             if !self.outbound.contains_key(&peer) {
                 let (sender, state) = links.start(peer);

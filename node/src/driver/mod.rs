@@ -1156,7 +1156,12 @@ impl Driver {
                 let me = self.membership.me();
                 self.record_leader(term, me, Some(cause));
             }
-            Event::BecameFollower { term, leader: Some(leader) } => self.record_leader(term, leader, None),
+            Event::BecameFollower { term, leader: Some(leader) } => {
+                self.record_leader(term, leader, None);
+                if !self.outbound.contains_key(&leader) && leader != self.membership.me() {
+                    self.members_changed(); // A leader this node has no link to yet.
+                }
+            }
             Event::Discarded { from_index, to_index, .. } => {
                 if let Some(entry) = self.history.back_mut() {
                     entry.discarded_entries += to_index - from_index + 1;
