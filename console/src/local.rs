@@ -33,9 +33,14 @@ pub struct LocalCluster {
     pub confinement: Option<crate::confine::Confinement>,
 }
 
-fn free_port() -> Result<u16, String> {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
-    Ok(socket.local_addr().map_err(|e| e.to_string())?.port())
+/// `count` distinct free UDP ports on 127.0.0.1. Every socket stays bound until all are
+/// chosen, so the kernel cannot hand the same port out twice.
+fn free_ports(count: usize) -> Result<Vec<u16>, String> {
+    let mut sockets = Vec::with_capacity(count);
+    for _ in 0..count {
+        sockets.push(std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?);
+    }
+    sockets.iter().map(|socket| Ok(socket.local_addr().map_err(|e| e.to_string())?.port())).collect()
 }
 
 impl LocalCluster {
@@ -54,10 +59,8 @@ impl LocalCluster {
         let certs = dir.path().join("certs");
         let ids: Vec<String> = (1..=count).map(|i| format!("n{i}")).collect();
         baton_node::certs::generate_cluster(&certs, &ids).map_err(|e| e.to_string())?;
-        let mut addrs = Vec::new();
-        for _ in &ids {
-            addrs.push(SocketAddr::from(([127, 0, 0, 1], free_port()?)));
-        }
+        let addrs: Vec<SocketAddr> =
+            free_ports(ids.len())?.into_iter().map(|port| SocketAddr::from(([127, 0, 0, 1], port))).collect();
         let mut nodes = Vec::new();
         for (i, id) in ids.iter().enumerate() {
             let mut args = vec![

@@ -55,9 +55,22 @@ fn newest_modification(dirs: &[PathBuf]) -> std::time::SystemTime {
     newest
 }
 
-/// A free UDP port on 127.0.0.1 (QUIC runs over UDP).
+/// A free UDP port on 127.0.0.1 (QUIC runs over UDP), never one this test process has
+/// handed out before: the kernel may give a just-released port again, so two nodes of one
+/// cluster (or of two tests running side by side) could otherwise be told the same port,
+/// and the second would fail to bind.
 pub fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const ATTEMPTS_MAX: usize = 1000;
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..ATTEMPTS_MAX {
+        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no UDP port this process has not used in {ATTEMPTS_MAX} attempts");
 }
 
 pub struct Node {
