@@ -10,6 +10,7 @@ pub mod certs;
 pub mod client;
 pub mod compaction;
 pub mod config;
+pub mod congestion;
 pub mod cost;
 pub mod discarded;
 pub mod driver;

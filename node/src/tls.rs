@@ -107,21 +107,31 @@ fn roots(credentials: &Credentials) -> Result<Arc<RootCertStore>, TlsError> {
 }
 
 fn transport() -> Arc<quinn::TransportConfig> {
-    transport_with(IDLE_TIMEOUT, KEEP_ALIVE)
+    Arc::new(transport_with(IDLE_TIMEOUT, KEEP_ALIVE))
 }
 
-fn transport_with(idle_timeout: Duration, keep_alive: Duration) -> Arc<quinn::TransportConfig> {
+fn transport_with(idle_timeout: Duration, keep_alive: Duration) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     let idle_timeout = idle_timeout.try_into().unwrap_or(quinn::VarInt::MAX.into());
     transport.max_idle_timeout(Some(idle_timeout));
     transport.keep_alive_interval(Some(keep_alive));
     transport.max_concurrent_bidi_streams(STREAMS_PER_CONNECTION_MAX.into());
-    Arc::new(transport)
+    transport
 }
 
 /// Keep-alives on a replication link per idle timeout: enough that a live link always
 /// hears back well within it.
 const PEER_KEEP_ALIVES_PER_IDLE_TIMEOUT: u32 = 4;
+
+/// The round-trip time a replication link's first dial assumes before it has measured
+/// one (quinn's default is 333 ms, so a handshake packet lost in a partition was sent
+/// again only after about 1 s, and then 2 s). Later dials start from the link's last
+/// measured round trip.
+pub const PEER_INITIAL_RTT: Duration = Duration::from_millis(50);
+/// Bounds on the round trip a dial starts from: QUIC's timer granularity below, quinn's
+/// default above.
+const PEER_INITIAL_RTT_MIN: Duration = Duration::from_millis(1);
+const PEER_INITIAL_RTT_MAX: Duration = Duration::from_millis(333);
 
 /// The transport of a replication link this node dials: an idle timeout of
 /// `silence_max` (the election timeout; the two sides agree on the smaller of their
@@ -130,8 +140,14 @@ const PEER_KEEP_ALIVES_PER_IDLE_TIMEOUT: u32 = 4;
 /// backed-off retransmissions and the 5 s idle timeout after the partition healed, and
 /// the node stayed out of the replication stream for about 5 s (the fault suite's
 /// `isolate-leader`: 4.7–5.7 s). Now it is dialed again within the election timeout.
-pub fn peer_link_transport(silence_max: Duration) -> Arc<quinn::TransportConfig> {
-    transport_with(silence_max, silence_max / PEER_KEEP_ALIVES_PER_IDLE_TIMEOUT)
+/// `initial_rtt` is the round trip its handshake assumes (the last one measured on the
+/// link, or [`PEER_INITIAL_RTT`]), and its congestion window has a floor (see
+/// [`crate::congestion`]).
+pub fn peer_link_transport(silence_max: Duration, initial_rtt: Duration) -> Arc<quinn::TransportConfig> {
+    let mut transport = transport_with(silence_max, silence_max / PEER_KEEP_ALIVES_PER_IDLE_TIMEOUT);
+    transport.initial_rtt(initial_rtt.clamp(PEER_INITIAL_RTT_MIN, PEER_INITIAL_RTT_MAX));
+    transport.congestion_controller_factory(Arc::new(crate::congestion::FlooredCubicFactory::default()));
+    Arc::new(transport)
 }
 
 /// The server side of a node: requires a CA-issued client certificate not in `revoked`.

@@ -23,6 +23,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 /// Short: once a partition heals, a link is back within one dial of this pause.
 const BACKOFF_MAX: Duration = Duration::from_millis(250);
+/// The first pause between a joining node's questions, and the longest.
+const JOIN_PAUSE_MIN: Duration = Duration::from_millis(50);
+const JOIN_PAUSE_MAX: Duration = Duration::from_secs(1);
 /// Frames queued for one peer while its link is busy or down.
 pub const LINK_QUEUE_FRAMES: usize = 4_096;
 
@@ -148,7 +151,8 @@ pub async fn run_link(
     state: Arc<LinkState>,
 ) {
     let Dialer { endpoint, client_config, open, silence_max } = dialer;
-    let link_transport = crate::tls::peer_link_transport(silence_max);
+    // The round trip this link last measured: its next dial's handshake starts from it.
+    let mut last_rtt = crate::tls::PEER_INITIAL_RTT;
     let restarted = restarts.link(peer);
     let mut backoff = crate::backoff::Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut last_refusal = None;
@@ -171,7 +175,7 @@ pub async fn run_link(
         let dial = async {
             let resolved = addr.resolve(local).await?;
             let mut config = client_config.borrow().clone();
-            config.transport_config(link_transport.clone());
+            config.transport_config(crate::tls::peer_link_transport(silence_max, last_rtt));
             let hello = peer_hello(&directory);
             connect(&endpoint, &config, resolved, &name, hello).await
         };
@@ -210,6 +214,7 @@ pub async fn run_link(
                     }
                 }
                 state.set_up(None);
+                last_rtt = connection.rtt();
                 connection.close(0u32.into(), b"link closed");
                 if frames.is_closed() {
                     return;
@@ -270,8 +275,12 @@ async fn connect(
 
 /// Asks the members at `addrs` (in turn, until one answers) for the membership record
 /// a node named as this one's certificate is starts from: the node was added as a
-/// learner (`baton member add`) and holds no state yet. Waits, retrying every second,
-/// until it has been added; each new refusal is logged with its reason.
+/// learner (`baton member add`) and holds no state yet. Waits, asking again after
+/// pauses that grow from [`JOIN_PAUSE_MIN`] to [`JOIN_PAUSE_MAX`], until it has been
+/// added; each new refusal is logged with its reason. (A pause of a whole second every
+/// time made a replacement started just before its `member add` wait up to a second
+/// after the add: the fault suite's `member` nemesis, 1.0–1.25 s until every node was in
+/// the stream.)
 pub async fn join(
     endpoint: &quinn::Endpoint,
     config: &quinn::ClientConfig,
@@ -286,6 +295,7 @@ pub async fn join(
         cluster_id: 0,
     };
     let mut last_reason = String::new();
+    let mut pauses = crate::backoff::Backoff::new(JOIN_PAUSE_MIN, JOIN_PAUSE_MAX);
     loop {
         for addr in addrs {
             let local = endpoint.local_addr().unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
@@ -311,14 +321,14 @@ pub async fn join(
                     _ => last_reason = format!("{addr} answered with a membership without {my_name}"),
                 },
                 Ok(Err(reason)) if reason != last_reason => {
-                    tracing::warn!(%addr, %reason, "cannot join yet; trying again every second");
+                    tracing::warn!(%addr, %reason, "cannot join yet; trying again");
                     last_reason = reason;
                 }
                 Ok(Err(_)) => {}
                 Err(_) => tracing::debug!(%addr, "no answer to the join in time"),
             }
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(pauses.next_pause()).await;
     }
 }
 

@@ -183,7 +183,7 @@ impl Client {
     }
 
     async fn scan_on(&mut self, node: SocketAddr, prefix: &[u8]) -> Result<Scan, ClientError> {
-        let no_answer = |reason: String| ClientError::NoAnswer { addr: node, reason };
+        let no_answer = |reason: String| ClientError::NoAnswer { addr: node, reason, heard_from: false };
         let (mut send, mut receive) = self.open_stream(node).await?;
         let request = Request::Scan { prefix: prefix.to_vec() };
         write_frame(&mut send, &Frame::Request { request }).await.map_err(|e| no_answer(e.to_string()))?;
