@@ -216,7 +216,7 @@ pub async fn run_link(
                 state.set_up(None);
                 last_rtt = connection.rtt();
                 connection.close(0u32.into(), b"link closed");
-                if frames.is_closed() {
+                if frames.is_closed() || state.is_retired() {
                     return;
                 }
             }
@@ -230,8 +230,8 @@ pub async fn run_link(
         }
         // Frames queued while down are stale; the core resends what matters.
         while frames.try_recv().is_ok() {}
-        if frames.is_closed() {
-            return;
+        if frames.is_closed() || state.is_retired() {
+            return; // Left the membership, or removed and down: no more dials.
         }
         tokio::select! {
             () = tokio::time::sleep(backoff.next_pause()) => {}

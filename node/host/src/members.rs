@@ -254,6 +254,18 @@ impl MemberRecords {
         ids
     }
 
+    /// Every id a member in the record in effect at `index` or in a later one: once
+    /// `index` is committed, the nodes still (or again) to be served. An id only in older
+    /// records was removed, and that removal committed.
+    pub fn ids_from(&self, index: u64) -> Vec<NodeId> {
+        let from = self.entries.iter().rposition(|(at, _)| *at <= index).unwrap_or(0);
+        let mut ids: Vec<NodeId> =
+            self.entries[from..].iter().flat_map(|(_, r)| r.membership.members.iter().map(|m| m.id)).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
     /// The core's view: the memberships of the records that made a change, at their
     /// indexes, as a live node reports them to its core (a record that only sets the
     /// cluster's id changes nothing the core counts).
@@ -328,6 +340,23 @@ mod tests {
         let mut record = three();
         record.directory[2].name = "x".repeat(NAME_BYTES_MAX + 1);
         assert!(matches!(record.validate(), Err(RecordError::TooLong(_))));
+    }
+
+    /// Goal: the ids served once an index is committed are those of the record in
+    /// effect there and of every later one; a node whose removal committed is not among
+    /// them, one whose removal is not yet committed is.
+    #[test]
+    fn a_node_removed_before_the_committed_index_is_no_longer_served() {
+        let base = three();
+        let mut records = MemberRecords::new(0, base.clone());
+        let removed = base.membership.apply(Change::Remove { id: NodeId(2) }, WriteMode::Quorum).unwrap();
+        let without_n2 = base.changed(Change::Remove { id: NodeId(2) }, removed, None);
+        assert!(records.push(10, without_n2));
+        let all = vec![NodeId(1), NodeId(2), NodeId(3)];
+        assert_eq!(records.ids_from(9), all, "the removal at 10 is not committed at 9");
+        assert_eq!(records.ids_from(10), vec![NodeId(1), NodeId(3)]);
+        assert_eq!(records.ids_from(50), vec![NodeId(1), NodeId(3)]);
+        assert_eq!(records.linked_ids(), all, "kept until the record is compacted away");
     }
 
     #[test]

@@ -67,6 +67,7 @@ impl Driver {
                 tracing::info!(peer = %self.membership.name_of(peer), "starting the link to a member");
                 self.outbound.insert(peer, sender);
                 self.link_states.insert(peer, state);
+                self.links_retired_through = 0; // A removed node's link may be among them.
             }
         }
         let gone: Vec<NodeId> = self.outbound.keys().filter(|id| !wanted.contains(id)).copied().collect();
@@ -75,6 +76,26 @@ impl Driver {
             self.outbound.remove(&peer);
             self.link_states.remove(&peer);
             links.stopped(peer);
+        }
+    }
+
+    /// Retires the links to nodes whose removal has committed (in no record from the
+    /// committed one on, and not the leader): each ends at its next failure rather than
+    /// dial again (`LinkState::retire`). Links to them stay in `outbound` until the
+    /// records that name them are compacted away, as before.
+    pub(super) fn retire_removed_links(&mut self) {
+        let commit_index = self.replica.commit_index();
+        if self.links_retired_through >= commit_index || self.link_states.is_empty() {
+            return;
+        }
+        self.links_retired_through = commit_index;
+        let served = self.records.ids_from(commit_index);
+        let leader = self.replica.leader();
+        for (peer, state) in &self.link_states {
+            if !served.contains(peer) && leader != Some(*peer) && !state.is_retired() {
+                tracing::info!(peer = %self.membership.name_of(*peer), "the link to a removed node ends when it next fails");
+                state.retire();
+            }
         }
     }
 

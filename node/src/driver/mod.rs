@@ -120,6 +120,9 @@ pub struct Driver {
     compacting: bool,
     sends: crate::transfer::Sends,
     link_states: std::collections::HashMap<NodeId, Arc<LinkState>>,
+    /// The commit index links were last retired at (`retire_removed_links`); 0 makes
+    /// the next pump look again.
+    links_retired_through: u64,
     receiver: Option<crate::transfer::Receiver>,
     /// A received, checked snapshot waiting for the core's decision.
     received: Option<Box<Snapshot>>,
@@ -262,6 +265,7 @@ impl Driver {
             compacting: false,
             sends: crate::transfer::Sends::default(),
             link_states: std::collections::HashMap::new(),
+            links_retired_through: 0,
             receiver: None,
             received: None,
             duplicate_writes: 0,
@@ -575,6 +579,7 @@ impl Driver {
                 self.carry_out(output, incoming);
             }
             self.sync_removal_pending();
+            self.retire_removed_links();
             match self.durable_seq.take() {
                 Some(seq) if self.fatal.is_none() => {
                     let now = self.now();
