@@ -1,7 +1,8 @@
 //! The fault suite: real `baton-node` processes in a private network namespace, a seeded
 //! schedule of faults (partitions, one-way links, a bridge, packet loss, kill -9,
 //! SIGSTOP, wall-clock jumps), concurrent clients whose every operation is recorded, and
-//! then the verdict: the history linearizable key by key, every node holding the same
+//! then the verdict: the history linearizable key by key, every `after:INDEX` read
+//! showing the state at its index, every node holding the same
 //! data after the last heal, and how long writes and replication took to come back
 //! after each heal. Prints one JSON summary; exit 0 on pass, 1 on fail (the node logs
 //! are kept then), 2 when it cannot run.
@@ -69,6 +70,8 @@ const RECOVERY_WATCH_MAX: Duration = Duration::from_secs(20);
 /// The target, one election timeout, is reported (`heals_over_target`), not enforced:
 /// on a loaded machine a restarted node may take longer to start.
 const RECOVERY_FAIL_AFTER: Duration = Duration::from_secs(3);
+/// Wrong `after:INDEX` reads listed in the summary (all are counted).
+const VIOLATIONS_SHOWN_MAX: usize = 10;
 /// How long the cluster may take to agree once the last fault is healed.
 const CONVERGENCE_MAX: Duration = Duration::from_secs(60);
 const NEMESES: [&str; 9] =
@@ -105,6 +108,9 @@ struct Summary {
     keys: u32,
     writes: Counts,
     reads: Counts,
+    /// The read-your-writes client's `after:INDEX` reads (ok: answered and checked).
+    after_reads: Counts,
+    after_read_problems: Vec<String>,
     linearizable: String,
     violation_window: Vec<String>,
     converged: bool,
@@ -185,10 +191,15 @@ async fn run(args: Args) -> Result<Summary, String> {
     let started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
-    for id in 0..args.clients {
+    for id in 0..=args.clients {
         let client = cluster.client(workload::OPERATION_DEADLINE - Duration::from_millis(500))?;
         let seed = args.seed.wrapping_mul(1_000_003).wrapping_add(u64::from(id));
-        clients.push(tokio::spawn(workload::run_client(id, client, args.keys, seed, started, stop.clone())));
+        let setup = workload::ClientSetup { id, client, keys: args.keys, seed, started, stop: stop.clone() };
+        // The read-your-writes client comes after the others.
+        clients.push(match id == args.clients {
+            false => tokio::spawn(workload::run_client(setup)),
+            true => tokio::spawn(workload::run_after_reader(setup)),
+        });
     }
     let mut faults = Vec::new();
     let mut problems = Vec::new();
@@ -268,11 +279,18 @@ async fn run(args: Args) -> Result<Summary, String> {
     stop.store(true, Ordering::Relaxed);
     let (mut history, mut writes, mut reads, mut acked_ns) =
         (Vec::new(), Counts::default(), Counts::default(), Vec::new());
+    let (mut indexed, mut after_reads, mut after_read_counts) = (Vec::new(), Vec::new(), Counts::default());
     for client in clients {
         let result = client.await.map_err(|e| e.to_string())?;
         history.extend(result.history);
         acked_ns.extend(result.acked_ns);
-        for (sum, part) in [(&mut writes, result.writes), (&mut reads, result.reads)] {
+        indexed.extend(result.indexed);
+        after_reads.extend(result.after_reads);
+        for (sum, part) in [
+            (&mut writes, result.writes),
+            (&mut reads, result.reads),
+            (&mut after_read_counts, result.after_read_counts),
+        ] {
             sum.ok += part.ok;
             sum.failed += part.failed;
             sum.unknown += part.unknown;
@@ -314,6 +332,21 @@ async fn run(args: Args) -> Result<Summary, String> {
         .filter(|o| o.completed_ns.is_some() && !matches!(o.op, Op::Read { .. }) && names_discarded(o))
         .count() as u64;
     history.retain(|o| !names_discarded(o));
+    // Each `after:INDEX` read returns the state at the index it reports.
+    indexed.retain(|w| !discarded.contains(&w.value));
+    after_reads.retain(|r| !r.value.is_some_and(|v| discarded.contains(&v)));
+    let unknown_values: HashSet<linearizable::Value> = history
+        .iter()
+        .filter_map(|o| match o.op {
+            Op::Put { value } if o.completed_ns.is_none() => Some(value),
+            Op::Cas { new, applied: None, .. } => Some(new),
+            _ => None,
+        })
+        .collect();
+    let after_read_problems = baton_suite::after_reads::check(&indexed, &unknown_values, &after_reads);
+    if let Some(first) = after_read_problems.first() {
+        problems.push(format!("{} after:INDEX reads wrong; the first: {first}", after_read_problems.len()));
+    }
     if writes.ok == 0 {
         problems.push("no write was acknowledged in the whole run".into());
     }
@@ -372,6 +405,8 @@ async fn run(args: Args) -> Result<Summary, String> {
         keys: args.keys,
         writes,
         reads,
+        after_reads: after_read_counts,
+        after_read_problems: after_read_problems.into_iter().take(VIOLATIONS_SHOWN_MAX).collect(),
         linearizable,
         violation_window,
         converged,

@@ -9,6 +9,7 @@
 
 use baton_node::client::{Client, ClientError};
 use baton_node::frame::{ErrorCode, ReadMode, Request, Response};
+use baton_suite::after_reads::{AfterRead, IndexedWrite};
 use baton_suite::linearizable::{Op, Operation, Value};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +33,16 @@ pub struct ClientResult {
     pub reads: Counts,
     /// When each acknowledged write completed, ns from the start.
     pub acked_ns: Vec<u64>,
+    /// Every acknowledged write with the index it took effect at.
+    pub indexed: Vec<IndexedWrite>,
+    /// `after:INDEX` reads (the read-your-writes client's) and how they went.
+    pub after_reads: Vec<AfterRead>,
+    pub after_read_counts: Counts,
 }
+
+/// How long the read-your-writes client's `after:INDEX` read may wait: a node cut off
+/// from the leader answers only after the heal, and the read then counts as failed.
+pub const AFTER_READ_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Values travel as 16 hexadecimal digits: text, so the discarded-writes journal (which
 /// keeps values as text) names them exactly.
@@ -74,19 +84,23 @@ fn classify<T>(result: Result<Result<T, ClientError>, tokio::time::error::Elapse
     }
 }
 
-/// Runs one client until `stop`; `seed` picks its operations.
-pub async fn run_client(
-    id: u32,
-    mut client: Client,
-    keys: u32,
-    seed: u64,
-    started: Instant,
-    stop: Arc<AtomicBool>,
-) -> ClientResult {
+/// What every client of a run is given.
+pub struct ClientSetup {
+    pub id: u32,
+    pub client: Client,
+    /// Keys `k0` .. `k{keys - 1}`.
+    pub keys: u32,
+    /// Picks its operations.
+    pub seed: u64,
+    pub started: Instant,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Runs one client until `stop`.
+pub async fn run_client(setup: ClientSetup) -> ClientResult {
+    let ClientSetup { id, mut client, keys, seed, started, stop } = setup;
     let nodes: Vec<SocketAddr> = client.addrs().to_vec();
-    let mut rng = fastrand::Rng::with_seed(seed);
-    let mut result = ClientResult::default();
-    let mut counter = 0u64;
+    let (mut rng, mut result, mut counter) = (fastrand::Rng::with_seed(seed), ClientResult::default(), 0u64);
     let mut last_read: Vec<Option<Value>> = vec![None; keys as usize];
     let now_ns = || started.elapsed().as_nanos() as u64;
     while !stop.load(Ordering::Relaxed) {
@@ -98,21 +112,7 @@ pub async fn run_client(
         if choice < 4 {
             counter += 1;
             let value = (u64::from(id) << 40) | counter;
-            let outcome =
-                classify(tokio::time::timeout(OPERATION_DEADLINE, client.put(&key_bytes, &value_bytes(value))).await);
-            match outcome {
-                Outcome::Ok(_) => {
-                    let done = now_ns();
-                    result.writes.ok += 1;
-                    result.acked_ns.push(done);
-                    result.history.push(record(Op::Put { value }, Some(done)));
-                }
-                Outcome::Unknown => {
-                    result.writes.unknown += 1;
-                    result.history.push(record(Op::Put { value }, None));
-                }
-                Outcome::Failed => result.writes.failed += 1,
-            }
+            put_recorded(&mut client, id, key, value, started, &mut result).await;
         } else if choice < 6 {
             counter += 1;
             let new = (u64::from(id) << 40) | counter;
@@ -125,8 +125,9 @@ pub async fn run_client(
                     let done = now_ns();
                     result.writes.ok += 1;
                     let applied = answer.is_ok();
-                    if applied {
+                    if let Ok((_, index)) = answer {
                         result.acked_ns.push(done);
+                        result.indexed.push(IndexedWrite { key, value: new, index });
                     }
                     result.history.push(record(Op::Cas { expected, new, applied: Some(applied) }, Some(done)));
                 }
@@ -161,6 +162,71 @@ pub async fn run_client(
                 }
                 Outcome::Unknown | Outcome::Failed => result.reads.failed += 1,
             }
+        }
+    }
+    result
+}
+
+/// Puts `value` at key `key` for client `id` and records it in `result`; returns the
+/// index it was acknowledged at, if it was.
+async fn put_recorded(
+    client: &mut Client,
+    id: u32,
+    key: u32,
+    value: Value,
+    started: Instant,
+    result: &mut ClientResult,
+) -> Option<u64> {
+    let invoked_ns = started.elapsed().as_nanos() as u64;
+    let key_bytes = format!("k{key}").into_bytes();
+    let value_bytes = value_bytes(value);
+    let put = client.put(&key_bytes, &value_bytes);
+    let record = |completed_ns| Operation { client: id, key, op: Op::Put { value }, invoked_ns, completed_ns };
+    match classify(tokio::time::timeout(OPERATION_DEADLINE, put).await) {
+        Outcome::Ok((_, index)) => {
+            let done = started.elapsed().as_nanos() as u64;
+            result.writes.ok += 1;
+            result.acked_ns.push(done);
+            result.history.push(record(Some(done)));
+            result.indexed.push(IndexedWrite { key, value, index });
+            Some(index)
+        }
+        Outcome::Unknown => {
+            result.writes.unknown += 1;
+            result.history.push(record(None));
+            None
+        }
+        Outcome::Failed => {
+            result.writes.failed += 1;
+            None
+        }
+    }
+}
+
+/// The read-your-writes client: puts a unique value, and once it is acknowledged at
+/// index I asks one node picked at random for the key `after:I`; every such read is
+/// checked by `baton_suite::after_reads`. It runs beside the other clients, so a read
+/// waiting on a node cut off from the leader holds up none of their writes.
+pub async fn run_after_reader(setup: ClientSetup) -> ClientResult {
+    let ClientSetup { id, mut client, keys, seed, started, stop } = setup;
+    let nodes: Vec<SocketAddr> = client.addrs().to_vec();
+    let (mut rng, mut result, mut counter) = (fastrand::Rng::with_seed(seed), ClientResult::default(), 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        let key = rng.u32(..keys);
+        let key_bytes = format!("k{key}").into_bytes();
+        counter += 1;
+        let value = (u64::from(id) << 40) | counter;
+        let Some(index) = put_recorded(&mut client, id, key, value, started, &mut result).await else { continue };
+        let node = nodes[rng.usize(..nodes.len())];
+        let request = Request::Get { key: key_bytes.clone(), read: ReadMode::After(index) };
+        match tokio::time::timeout(AFTER_READ_DEADLINE, client.call(node, &request)).await {
+            Ok(Ok(Response::Value { value, applied_index, .. })) => {
+                result.after_read_counts.ok += 1;
+                let value = decode(value.as_deref());
+                let node = node.to_string();
+                result.after_reads.push(AfterRead { client: id, key, at_index: index, applied_index, value, node });
+            }
+            _ => result.after_read_counts.failed += 1,
         }
     }
     result
