@@ -61,8 +61,12 @@ impl Driver {
         let mut wanted: Vec<NodeId> = self.records.linked_ids();
         wanted.extend(self.replica.leader().filter(|leader| !wanted.contains(leader)));
         wanted.retain(|id| *id != me);
+        // None to a node whose removal has committed (a joining node replays the records
+        // of every node ever removed): it would only be dialed once and retired.
+        let served = self.records.ids_from(self.replica.commit_index());
+        let leader = self.replica.leader();
         for &peer in &wanted {
-            if !self.outbound.contains_key(&peer) {
+            if !self.outbound.contains_key(&peer) && (served.contains(&peer) || leader == Some(peer)) {
                 let (sender, state) = links.start(peer);
                 tracing::info!(peer = %self.membership.name_of(peer), "starting the link to a member");
                 self.outbound.insert(peer, sender);

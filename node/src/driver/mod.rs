@@ -721,7 +721,8 @@ impl Driver {
         let Some(snapshots) = &self.snapshots else { return };
         let applied = self.kv.applied_index();
         if self.compacting
-            || !self.log_size().snapshot_due(|| crate::storage::free_bytes(self.wal.dir()).ok())
+            || !(self.log_size().snapshot_due(|| crate::storage::free_bytes(self.wal.dir()).ok())
+                || self.catch_up_snapshot_due())
             || applied <= self.snapshot.index
             || applied > self.replica.compactable_index()
         {
@@ -740,6 +741,43 @@ impl Driver {
                 .map_err(|e| e.to_string());
             let _ = loopback.blocking_send(Input::SnapshotWritten { position, result });
         });
+    }
+
+    /// Whether this leader has a data follower so far behind in the log (and still
+    /// served from it) that a snapshot is cheaper to send (see
+    /// [`crate::compaction::catch_up_snapshot_due`]). The snapshot compacts the log, so
+    /// the core sends that follower the snapshot, then the log after it.
+    fn catch_up_snapshot_due(&self) -> bool {
+        if self.replica.role() != Role::Leader {
+            return false;
+        }
+        let behind_entries = self
+            .replica
+            .peer_statuses()
+            .filter(|peer| peer.match_index >= self.snapshot.index && !self.is_witness(peer.id))
+            .map(|peer| peer.lag_entries)
+            .max()
+            .unwrap_or(0);
+        // Bytes of log per entry, from the recent entries in memory (the WAL's size is no
+        // measure right after a compaction: its oldest segment still holds compacted ones).
+        let record_bytes = crate::storage::wal::RECORD_HEADER_BYTES;
+        let (cached_entries, cached_bytes) = self
+            .cache
+            .iter()
+            .fold((0u64, 0u64), |(count, bytes), e| (count + 1, bytes + record_bytes + e.payload.len() as u64));
+        if behind_entries == 0 || cached_entries == 0 {
+            return false;
+        }
+        let behind_bytes = u128::from(cached_bytes) * u128::from(behind_entries) / u128::from(cached_entries);
+        let due = crate::compaction::catch_up_snapshot_due(behind_bytes as u64, self.kv.data_bytes());
+        if due && !self.compacting {
+            tracing::info!(
+                behind_entries,
+                behind_bytes = behind_bytes as u64,
+                "a follower is far behind: snapshotting so it gets the snapshot, not the log"
+            );
+        }
+        due
     }
 
     /// Writes a backup of the map as of the applied index, on a blocking thread, and

@@ -57,7 +57,8 @@ use std::sync::{Arc, Mutex};
 const MAGIC: &[u8; 8] = b"BATONWL1";
 const FORMAT_VERSION: u32 = 1;
 const HEADER_BYTES: u64 = 24;
-const RECORD_HEADER_BYTES: u64 = 24;
+/// A record's bytes besides its payload.
+pub const RECORD_HEADER_BYTES: u64 = 24;
 /// Appended bytes buffered in memory before they are written out without waiting for a
 /// flush: bounds the buffer when a burst is large.
 const UNWRITTEN_BYTES_MAX: u64 = 1024 * 1024;
