@@ -689,3 +689,37 @@ async fn a_node_joining_from_a_snapshot_older_than_its_leader_follows_that_leade
     eprintln!("n5 promoted {took:?} after it was added");
     drop((n4, n5));
 }
+
+/// Goal: a node added to a cluster whose log is long and whose map is small gets a
+/// snapshot, not the whole log: the leader, seeing it far behind, snapshots at once
+/// (`compaction::catch_up_snapshot_due`), and the new node installs that snapshot and is
+/// promoted. Before, it replayed every entry from index 1 (up to half of
+/// `--max-log-bytes`): the fault suite's replacements took up to 1.2 s to be in the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_behind_a_long_log_gets_a_snapshot() {
+    let mut cluster = Cluster::start(3, &[]);
+    let mut client = cluster.client();
+    let leader = cluster.wait_for_leader(&mut client, ELECTION).await;
+    // About 5.4 MB of log (over the 4 MiB that makes a follower "far behind") and a
+    // 33 KiB map: 1,300 writes of 4 KiB over 8 keys.
+    let value = vec![b'v'; 4096];
+    for i in 0..1300 {
+        client.put(format!("k{}", i % 8).as_bytes(), &value).await.unwrap();
+    }
+    let via = cluster.node(&leader).addr;
+    let mut n4 = joiner(&cluster, "n4", via);
+    n4.start();
+    let (code, output) = baton(&cluster, &["member", "add", "n4", &n4.addr.to_string()]);
+    assert_eq!(code, Some(0), "{output}\n{}", cluster.logs());
+    let promoted = wait_until!(CATCH_UP, {
+        let view = members_at(&mut client, via).await;
+        view.filter(|v| role_of(v, "n4") == Some("voter") && !v.change_pending)
+    });
+    let n4_log = std::fs::read_to_string(&n4.log).unwrap_or_default();
+    assert!(promoted.is_some(), "n4 was not promoted\n{n4_log}\n{}", cluster.logs());
+    let leader_log = std::fs::read_to_string(&cluster.node(&leader).log).unwrap_or_default();
+    assert!(leader_log.contains("a follower is far behind"), "the leader snapshotted for n4\n{leader_log}");
+    assert!(n4_log.contains("installed the leader's snapshot"), "n4 joined from a snapshot\n{n4_log}");
+    let status = client.status_of(n4.addr).await.unwrap();
+    assert_eq!(status.keys, 8, "n4 holds the map");
+}
