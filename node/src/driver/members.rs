@@ -81,6 +81,12 @@ impl Driver {
             self.link_states.remove(&peer);
             links.stopped(peer);
         }
+        // A node just added is as far behind as it can be: decide now, not at the next
+        // housekeeping tick, whether it gets a snapshot (a short log may be replayed
+        // within the tick, and a long one should not start).
+        if self.replica.role() == Role::Leader {
+            self.maybe_compact();
+        }
     }
 
     /// Retires the links to nodes whose removal has committed (in no record from the
