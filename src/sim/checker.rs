@@ -6,12 +6,20 @@
 
 use std::collections::BTreeMap;
 
-/// One log entry as the simulator stores it: its term and the client write it carries
-/// (0 for a leader's no-op).
+/// One log entry as the simulator stores it: its term, the client write it carries (0
+/// for a leader's no-op), and the session number the leader named the write's session
+/// by when it appended it (0: by id, or no session; see `baton_host::session`).
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SimEntry {
     pub term: u64,
     pub write_id: u64,
+    pub session_number: u64,
+}
+
+impl SimEntry {
+    pub fn new(term: u64, write_id: u64) -> SimEntry {
+        SimEntry { term, write_id, session_number: 0 }
+    }
 }
 
 /// A write a leader acknowledged to its client.
@@ -246,7 +254,7 @@ mod tests {
 
     const T: u64 = 1_000_000;
     fn entry(term: u64, write_id: u64) -> SimEntry {
-        SimEntry { term, write_id }
+        SimEntry::new(term, write_id)
     }
 
     /// Goal: two leaders in one term are caught.

@@ -750,14 +750,14 @@ mod tests {
     #[test]
     fn after_reads_reflect_every_write_up_to_their_index() {
         // Write ids by index 1..=4: 3 (key 0), 0 (no-op), 6 (key 0), 4 (key 1).
-        let log: Vec<SimEntry> = [3, 0, 6, 4].iter().map(|&write_id| SimEntry { term: 1, write_id }).collect();
+        let log: Vec<SimEntry> = [3, 0, 6, 4].iter().map(|&write_id| SimEntry::new(1, write_id)).collect();
         let check = |reads: &[(u64, u64, Option<u64>)], async_mode: bool| {
             let mut history = History::default();
             for id in [3, 6, 4, 9, 7] {
                 history.invoke_write(1, id, WriteKind::Put, None);
             }
             for &(index, write_id, value) in reads {
-                history.after_read(index, SimEntry { term: 1, write_id }, value);
+                history.after_read(index, SimEntry::new(1, write_id), value);
             }
             history.check_after_reads(&log, async_mode)
         };

@@ -14,7 +14,7 @@ use baton_common::{
 };
 use baton_host::apply::Answer as HostAnswer;
 use baton_host::held::HeldWrites;
-use baton_host::kv::Kv;
+use baton_host::kv::{Command, Kv};
 use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
 use baton_host::reads::PendingReads;
 use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
@@ -800,7 +800,7 @@ impl World {
                 }
             }
             Output::AppendNoop { seq, position } => {
-                self.write(node, seq, Op::Append(position.index, SimEntry { term: position.term, write_id: 0 }));
+                self.write(node, seq, Op::Append(position.index, SimEntry::new(position.term, 0)));
             }
             Output::InstallSnapshot { seq, snapshot } => {
                 let (position, entries) = self.nodes[node].staged_snapshot.take().expect("staged before install");
@@ -894,7 +894,8 @@ impl World {
             let index = self.nodes[node].applied.len() as u64 + 1;
             let entry = self.nodes[node].memory.entry(index).expect("committed entries are in the log");
             self.nodes[node].applied.push(entry);
-            let payload = self.payloads.get(&entry.write_id).map_or(&[][..], Vec::as_slice);
+            let payload = payload_of(&self.payloads, entry);
+            let payload = payload.as_slice();
             let n = &mut self.nodes[node];
             // The node's own step: apply, and answer the write pending at this index.
             let (_, answered) =
@@ -935,7 +936,11 @@ impl World {
             };
             // What the client was told: its write, at that position. Should the host
             // answer the wrong write or position, the checkers see that write lost.
-            let acked = SimEntry { term: acked_term, write_id };
+            // (The session number is the one its log entry carries, if that entry is
+            // this write: it says how the leader named the session, not which write.)
+            let logged = self.nodes[node].memory.entry(acked_index).filter(|e| e.write_id == write_id);
+            let session_number = logged.map_or(0, |e| e.session_number);
+            let acked = SimEntry { term: acked_term, write_id, session_number };
             let lost_at = self.quorum_lost_at(node);
             self.checker.on_ack(self.now_us, id, term, acked_index, acked, lost_at);
             let quorums = self.ack_quorum_facts(node, acked_index, acked);
@@ -1140,6 +1145,8 @@ impl World {
 
     /// A client invokes write `write_id`: its payload is what the log will carry (for a
     /// session client, in its session, numbered by the write id: numbers only rise).
+    /// The session is named by id here, as the node's request handler does; the leader
+    /// that appends it may name it by number (see `propose`).
     fn invoke_write(&mut self, write_id: u64, kind: WriteKind) {
         let session = (self.client < SESSION_CLIENTS).then(|| {
             let client = &self.session_clients[self.client];
@@ -1152,7 +1159,7 @@ impl World {
                 self.write_clients.insert(write_id, self.client);
                 let mut id = [0; 16];
                 id[..4].copy_from_slice(&(session + 1).to_le_bytes());
-                baton_host::kv::Command::Session {
+                Command::SessionById {
                     id,
                     seq: write_id,
                     acked_seq,
@@ -1189,7 +1196,11 @@ impl World {
             }
         };
         self.client_leaders[self.client] = Some(node);
-        let entry = SimEntry { term: proposal.position.term, write_id: sent.write_id };
+        // As the node's leader does (`Kv::name_session`): a session named by number, if
+        // it can be, from the state this leader has applied, when it appends the write.
+        let by_id = self.payloads.get(&sent.write_id).and_then(|payload| Command::decode(payload));
+        let session_number = by_id.and_then(|command| n.kv.session_number_for(&command)).unwrap_or(0);
+        let entry = SimEntry { term: proposal.position.term, write_id: sent.write_id, session_number };
         n.pending_writes.insert(proposal.position.index, proposal.position.term, now, sent);
         self.write(node, proposal.seq, Op::Append(proposal.position.index, entry));
         self.after_input(node);
@@ -1464,7 +1475,7 @@ impl World {
         let record = self.nodes[leader].records.current().changed(change, accepted.membership, added);
         self.nodes[leader].records.push(proposal.position.index, record.clone());
         self.memberships.insert(write_id, record);
-        let entry = SimEntry { term: proposal.position.term, write_id };
+        let entry = SimEntry::new(proposal.position.term, write_id);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
         if let (Change::Remove { id }, true) = (change, self.rng.below(2) == 0) {
             let delay = 300_000 + self.rng.below(2_000_000);
@@ -1579,7 +1590,7 @@ impl World {
         let payloads = &self.payloads;
         let log = |index: u64| {
             let entry = memory.entry(index)?;
-            Some((entry.term, payloads.get(&entry.write_id).cloned().unwrap_or_default()))
+            Some((entry.term, payload_of(payloads, entry)))
         };
         watchers.pump(self.now_us, applied, 1, kv.changed(), &log, &mut sink);
         self.route_watch_output(node, incarnation, sink.delivered, sink.ended, applied);
@@ -1888,7 +1899,7 @@ impl World {
         let now = self.now_us;
         let replica = self.nodes[leader].replica.as_mut().expect("alive");
         let Ok(proposal) = replica.handle_propose(now) else { return };
-        let entry = SimEntry { term: proposal.position.term, write_id: self.next_write_id };
+        let entry = SimEntry::new(proposal.position.term, self.next_write_id);
         self.next_write_id += 1;
         let position = proposal.position;
         let sent = Sent { write_id: entry.write_id, client: CLIENTS - 1, attempt: 0 };
@@ -1907,10 +1918,20 @@ impl World {
 fn replayed(payloads: &HashMap<u64, Vec<u8>>, entries: &[SimEntry]) -> Kv {
     let mut kv = Kv::default();
     for (position, entry) in entries.iter().enumerate() {
-        let payload = payloads.get(&entry.write_id).map_or(&[][..], Vec::as_slice);
-        kv.apply(position as u64 + 1, entry.term, payload);
+        kv.apply(position as u64 + 1, entry.term, &payload_of(payloads, *entry));
     }
     kv
+}
+
+/// The bytes entry `entry` carries: its write as the client made it, with the session
+/// named by number if the leader named it so when it appended the entry.
+fn payload_of(payloads: &HashMap<u64, Vec<u8>>, entry: SimEntry) -> Vec<u8> {
+    let Some(payload) = payloads.get(&entry.write_id) else { return Vec::new() };
+    if entry.session_number == 0 {
+        return payload.clone();
+    }
+    let command = Command::decode(payload).expect("the simulator's payloads decode");
+    command.by_number(entry.session_number).encode()
 }
 
 /// A node `id` that knows `members`, as formed (or started to join), with an empty disk.

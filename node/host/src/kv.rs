@@ -45,6 +45,8 @@ pub enum Command {
     /// A client's write numbered `seq` in its session, whose client had answers up to
     /// `acked_seq`, proposed when the leader's clock read `at_ms` (unix milliseconds).
     /// `write` is a put, delete or compare-and-set, never another session write.
+    /// Written by builds before session numbers; still applied (it does not turn
+    /// numbering on: see [`Command::SessionById`]).
     Session { id: SessionId, seq: u64, acked_seq: u64, at_ms: u64, write: Box<Command> } = 3,
     /// An operator revoked the certificate with this fingerprint (see
     /// `baton_node::revocation`): every node refuses it from this entry on.
@@ -52,11 +54,32 @@ pub enum Command {
     /// The cluster's members from here on (see [`crate::members`]): in effect on every
     /// node as soon as it is in its log; applying it only keeps it for snapshots.
     Members(MemberRecord) = 5,
+    /// [`Command::Session`], as this build writes it for a session without a number yet:
+    /// applying one turns session numbering on (see [`crate::session`]).
+    SessionById { id: SessionId, seq: u64, acked_seq: u64, at_ms: u64, write: Box<Command> } = 6,
+    /// A session write naming its session by number (see [`crate::session`]), about 14
+    /// bytes shorter than by id.
+    SessionByNumber { number: u64, seq: u64, acked_seq: u64, at_ms: u64, write: Box<Command> } = 7,
+}
+
+/// Which session a write names.
+#[derive(Clone, Copy)]
+enum Named {
+    /// By id, as builds before numbers wrote it (numbering stays as it is).
+    Id(SessionId),
+    /// By id, turning numbering on.
+    IdNumbering(SessionId),
+    Number(u64),
 }
 
 impl Command {
     pub fn encode(&self) -> Vec<u8> {
         postcard::to_allocvec(self).expect("commands always serialize")
+    }
+
+    /// A log payload's command, if it decodes.
+    pub fn decode(payload: &[u8]) -> Option<Command> {
+        postcard::from_bytes(payload).ok()
     }
 
     /// The membership record a log entry's payload carries, if it is one. Cheap for
@@ -75,9 +98,26 @@ impl Command {
     /// The put, delete or compare-and-set itself, inside its session if it has one.
     pub fn write(&self) -> &Command {
         match self {
-            Command::Session { write, .. } => write,
+            Command::Session { write, .. }
+            | Command::SessionById { write, .. }
+            | Command::SessionByNumber { write, .. } => write,
             plain => plain,
         }
+    }
+
+    /// A write naming its session by id, named by `number` instead; anything else as it is.
+    pub fn by_number(self, number: u64) -> Command {
+        match self {
+            Command::SessionById { seq, acked_seq, at_ms, write, .. } => {
+                Command::SessionByNumber { number, seq, acked_seq, at_ms, write }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether this is a session write (in any form).
+    pub fn in_session(&self) -> bool {
+        matches!(self, Command::Session { .. } | Command::SessionById { .. } | Command::SessionByNumber { .. })
     }
 }
 
@@ -215,11 +255,28 @@ impl Kv {
             return (Applied::Noop, false);
         }
         let Ok(command) = postcard::from_bytes::<Command>(payload) else { return (Applied::Undecodable, false) };
-        let Command::Session { id, seq, acked_seq, at_ms, write } = command else { return self.run(command) };
-        if matches!(*write, Command::Session { .. } | Command::Revoke { .. } | Command::Members(_)) {
+        let (named, seq, acked_seq, at_ms, write) = match command {
+            Command::Session { id, seq, acked_seq, at_ms, write } => (Named::Id(id), seq, acked_seq, at_ms, write),
+            Command::SessionById { id, seq, acked_seq, at_ms, write } => {
+                (Named::IdNumbering(id), seq, acked_seq, at_ms, write)
+            }
+            Command::SessionByNumber { number, seq, acked_seq, at_ms, write } => {
+                (Named::Number(number), seq, acked_seq, at_ms, write)
+            }
+            plain => return self.run(plain),
+        };
+        if write.in_session() || matches!(*write, Command::Revoke { .. } | Command::Members(_)) {
             return (Applied::Undecodable, false);
         }
-        let refused = match self.sessions.admit(&id, seq, acked_seq, at_ms) {
+        let (id, admission) = match named {
+            Named::Id(id) => (Some(id), self.sessions.admit(&id, seq, acked_seq, at_ms)),
+            Named::IdNumbering(id) => {
+                self.sessions.start_numbering();
+                (Some(id), self.sessions.admit(&id, seq, acked_seq, at_ms))
+            }
+            Named::Number(number) => self.sessions.admit_numbered(number, seq, acked_seq, at_ms),
+        };
+        let refused = match admission {
             Admission::Run => None,
             Admission::Duplicate { term, index } => Some(Applied::Duplicate { term, index }),
             Admission::CasMismatched { term, index } => {
@@ -246,6 +303,7 @@ impl Kv {
             Applied::Done => Outcome::Written { term, index },
             _ => Outcome::CasMismatch { term, index },
         };
+        let id = id.expect("a write admitted to run names a session that exists or is new");
         self.sessions.record(&id, seq, outcome);
         (applied, changed)
     }
@@ -292,7 +350,34 @@ impl Kv {
                 self.members = Some(record);
                 (Applied::Members, false)
             }
-            Command::Session { .. } => (Applied::Undecodable, false),
+            Command::Session { .. } | Command::SessionById { .. } | Command::SessionByNumber { .. } => {
+                (Applied::Undecodable, false)
+            }
+        }
+    }
+
+    /// The session number a leader names write `command` by when it appends it now, if
+    /// any (see [`crate::session`]): for a write naming its session by id, once that
+    /// session has a number and its client has had an answer in it (so the session
+    /// exists wherever the entry applies, unless it has expired there, which the id
+    /// would not change). Decide it when appending, from this (the leader's applied)
+    /// state: that is a prefix of the log the entry joins, so every replica that applies
+    /// the entry resolves the number to the same session. A number chosen earlier (when
+    /// the request arrived, before a write was held through a change of leader) could
+    /// name another session in another history.
+    pub fn session_number_for(&self, command: &Command) -> Option<u64> {
+        match command {
+            Command::SessionById { id, acked_seq, .. } if *acked_seq > 0 => self.sessions.number_of(id),
+            _ => None,
+        }
+    }
+
+    /// `command` as a leader appends it now: named by number if
+    /// [`Kv::session_number_for`] gives one.
+    pub fn name_session(&self, command: Command) -> Command {
+        match self.session_number_for(&command) {
+            Some(number) => command.by_number(number),
+            None => command,
         }
     }
 
@@ -365,6 +450,10 @@ mod tests {
         Command::Session { id, seq, acked_seq, at_ms, write: Box::new(write) }.encode()
     }
 
+    fn by_id(id: SessionId, seq: u64, acked_seq: u64, at_ms: u64, write: Command) -> Command {
+        Command::SessionById { id, seq, acked_seq, at_ms, write: Box::new(write) }
+    }
+
     fn put(key: &str, value: &str) -> Command {
         Command::Put { key: key.as_bytes().to_vec(), value: value.as_bytes().to_vec() }
     }
@@ -391,6 +480,59 @@ mod tests {
         );
         assert_eq!(restored.apply(6, 4, &in_session(b, 2, 1, 15, delete)), Applied::Duplicate { term: 4, index: 4 });
         assert_eq!(restored.get(b"k"), None);
+    }
+
+    /// Goal: sessions get numbers at the first write that names its session by id (the
+    /// old form does not turn numbering on), the leader then names a session by number
+    /// (at least 14 bytes shorter), a write by number behaves as by id (runs, resend
+    /// answered with its first position, refused once the session is gone), and a
+    /// replica restored from a snapshot's contents resolves numbers as one that applied
+    /// the log.
+    #[test]
+    fn sessions_are_named_by_number_once_numbered() {
+        let (old, a, b) = ([9u8; 16], [1u8; 16], [2u8; 16]);
+        let mut kv = Kv::default();
+        assert_eq!(kv.apply(1, 1, &in_session(old, 1, 0, 10, put("o", "1"))), Applied::Done);
+        assert!(!kv.sessions().numbering(), "the old form leaves numbering off");
+        assert_eq!(kv.name_session(by_id(old, 2, 1, 11, put("o", "2"))).encode()[0], 6, "by id while off");
+
+        let first = kv.name_session(by_id(a, 1, 0, 12, put("k", "A")));
+        assert!(matches!(first, Command::SessionById { .. }));
+        assert_eq!(kv.apply(2, 1, &first.encode()), Applied::Done);
+        assert!(kv.sessions().numbering());
+        // The session already there numbered first (id order), then the new one.
+        assert_eq!((kv.sessions().number_of(&old), kv.sessions().number_of(&a)), (Some(1), Some(2)));
+
+        let named_by_id = kv.name_session(by_id(a, 2, 0, 13, put("k", "B"))).encode();
+        let second = kv.name_session(by_id(a, 2, 1, 13, put("k", "B")));
+        assert!(matches!(second, Command::SessionByNumber { number: 2, .. }));
+        assert!(second.encode().len() + 14 <= named_by_id.len(), "{} vs {}", second.encode().len(), named_by_id.len());
+        assert_eq!(kv.apply(3, 1, &second.encode()), Applied::Done);
+        assert_eq!(kv.apply(4, 2, &second.encode()), Applied::Duplicate { term: 1, index: 3 }, "a resend");
+        assert_eq!(kv.get(b"k"), Some(&b"B"[..]));
+
+        // A replica restored from the contents resolves the same numbers.
+        let mut restored = Kv::restore(kv.applied_index(), kv.contents());
+        let third = kv.name_session(by_id(a, 3, 2, 14, put("k", "C"))).encode();
+        assert_eq!(kv.apply(5, 2, &third), Applied::Done);
+        assert_eq!(restored.apply(5, 2, &third), Applied::Done);
+        assert_eq!(restored.contents(), kv.contents());
+
+        // A new session gets the next number; a number nobody has is refused as expired.
+        assert_eq!(kv.apply(6, 2, &kv.name_session(by_id(b, 1, 0, 15, put("x", "1"))).encode()), Applied::Done);
+        assert_eq!(kv.sessions().number_of(&b), Some(3));
+        let unknown =
+            Command::SessionByNumber { number: 99, seq: 5, acked_seq: 4, at_ms: 16, write: Box::new(put("x", "2")) };
+        assert_eq!(kv.apply(7, 2, &unknown.encode()), Applied::SessionExpired);
+        // Once a's session expires, its number is refused, and never given again.
+        let later = crate::session::SESSION_IDLE_MAX_MS + 14; // a idle for the limit, b not yet.
+        assert_eq!(kv.apply(8, 2, &kv.name_session(by_id(b, 2, 1, later, put("x", "3"))).encode()), Applied::Done);
+        assert_eq!(kv.sessions().number_of(&a), None);
+        let stale =
+            Command::SessionByNumber { number: 2, seq: 4, acked_seq: 3, at_ms: later, write: Box::new(put("k", "D")) };
+        assert_eq!(kv.apply(9, 2, &stale.encode()), Applied::SessionExpired);
+        assert_eq!(kv.apply(10, 2, &kv.name_session(by_id(a, 1, 0, later, put("k", "E"))).encode()), Applied::Done);
+        assert_eq!(kv.sessions().number_of(&a), Some(4), "a new session of the same id, a new number");
     }
 
     /// Goal: a resent compare-and-set that matched is not run again (it would now fail,

@@ -22,6 +22,15 @@
 //!   come); with `acked_seq` above 0 the session existed and expired: refused, never
 //!   applied a second time.
 //!
+//! Numbers: a session write names its session by id (16 bytes) until its session has a
+//! number, and by number (a varint, one to three bytes) after: every log entry of a
+//! client write is about 14 bytes smaller. The first write named by id that a replica
+//! applies turns numbering on (older builds never write that form, so every replica
+//! turns it on at the same entry, with the same table); from then on each new session
+//! gets the next number, and the sessions already there are numbered in id order. A
+//! number is never given twice; a write naming a number whose session is gone is
+//! refused as expired, as a write naming a gone id is.
+//!
 //! Bounds: [`SESSIONS_MAX`] sessions; a session unused for [`SESSION_IDLE_MAX_MS`] of log
 //! time expires; a full table makes room by expiring its least recently used session
 //! only if that one has been idle for [`SESSION_EVICT_IDLE_MIN_MS`], and otherwise refuses
@@ -85,6 +94,12 @@ pub struct Sessions {
     by_use: BTreeSet<(u64, SessionId)>,
     /// The log's time: the highest leader clock seen in a sessioned write.
     clock_ms: u64,
+    /// Session numbers (see the module's doc): on, the next to give, and both ways.
+    numbering: bool,
+    /// Numbers given so far: the next is one more.
+    numbers_given: u64,
+    number_by_id: HashMap<SessionId, u64>,
+    id_by_number: HashMap<u64, SessionId>,
 }
 
 impl Sessions {
@@ -104,6 +119,74 @@ impl Sessions {
         self.by_id.get(id)
     }
 
+    /// Whether sessions are numbered (from the first write naming its session by id).
+    pub fn numbering(&self) -> bool {
+        self.numbering
+    }
+
+    /// The number the next new session gets (1 until one is given).
+    pub fn next_number(&self) -> u64 {
+        self.numbers_given + 1
+    }
+
+    /// The session's number, if it has one.
+    pub fn number_of(&self, id: &SessionId) -> Option<u64> {
+        self.number_by_id.get(id).copied()
+    }
+
+    /// The session that has this number, if it still exists.
+    pub fn id_of_number(&self, number: u64) -> Option<SessionId> {
+        self.id_by_number.get(&number).copied()
+    }
+
+    /// Turns numbering on (applying a write that names its session by id): the sessions
+    /// already there are numbered in id order. Does nothing if it is on.
+    pub fn start_numbering(&mut self) {
+        if self.numbering {
+            return;
+        }
+        self.numbering = true;
+        let mut ids: Vec<SessionId> = self.by_id.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.give_number(id);
+        }
+    }
+
+    fn give_number(&mut self, id: SessionId) {
+        self.numbers_given += 1;
+        let number = self.numbers_given;
+        self.number_by_id.insert(id, number);
+        self.id_by_number.insert(number, id);
+    }
+
+    fn forget(&mut self, id: &SessionId) {
+        self.by_id.remove(id);
+        if let Some(number) = self.number_by_id.remove(id) {
+            self.id_by_number.remove(&number);
+        }
+    }
+
+    /// Puts back numbering as a snapshot held it: on or off, the next number, and each
+    /// session's number (sessions restored first; a number for an id not restored is
+    /// ignored).
+    pub fn restore_numbering(
+        &mut self,
+        numbering: bool,
+        next_number: u64,
+        numbers: impl IntoIterator<Item = (SessionId, u64)>,
+    ) {
+        self.numbering = numbering;
+        self.numbers_given = next_number.saturating_sub(1);
+        for (id, number) in numbers {
+            if number == 0 || !self.by_id.contains_key(&id) {
+                continue;
+            }
+            self.number_by_id.insert(id, number);
+            self.id_by_number.insert(number, id);
+        }
+    }
+
     /// Every session, least recently used first (the order snapshots hold them in).
     pub fn iter(&self) -> impl Iterator<Item = (&SessionId, &Session)> {
         self.by_use.iter().map(|(_, id)| (id, &self.by_id[id]))
@@ -114,6 +197,29 @@ impl Sessions {
     pub fn admit(&mut self, id: &SessionId, seq: u64, acked_seq: u64, at_ms: u64) -> Admission {
         self.clock_ms = self.clock_ms.max(at_ms);
         self.expire_idle();
+        self.admit_now(id, seq, acked_seq)
+    }
+
+    /// [`Sessions::admit`] for a write that names its session by number: the session it
+    /// is, if it still exists, and the decision. A number nobody has (now) is refused
+    /// as expired: the leader names a session by number only once its client has had
+    /// answers in it.
+    pub fn admit_numbered(
+        &mut self,
+        number: u64,
+        seq: u64,
+        acked_seq: u64,
+        at_ms: u64,
+    ) -> (Option<SessionId>, Admission) {
+        self.clock_ms = self.clock_ms.max(at_ms);
+        self.expire_idle();
+        match self.id_by_number.get(&number).copied() {
+            Some(id) if self.numbering => (Some(id), self.admit_now(&id, seq, acked_seq)),
+            _ => (None, Admission::Expired),
+        }
+    }
+
+    fn admit_now(&mut self, id: &SessionId, seq: u64, acked_seq: u64) -> Admission {
         match self.by_id.get(id) {
             Some(session) if seq < session.last_seq => Admission::Stale,
             Some(session) if seq == session.last_seq => match session.outcome {
@@ -140,13 +246,18 @@ impl Sessions {
     /// Records what write `seq` of session `id` did (after [`Admission::Run`]).
     pub fn record(&mut self, id: &SessionId, seq: u64, outcome: Outcome) {
         let last_used_ms = self.clock_ms;
-        if let Some(previous) = self.by_id.insert(*id, Session { last_seq: seq, outcome, last_used_ms }) {
-            assert!(previous.last_seq <= seq, "a session's writes are recorded in order");
-            self.by_use.remove(&(previous.last_used_ms, *id));
+        match self.by_id.insert(*id, Session { last_seq: seq, outcome, last_used_ms }) {
+            Some(previous) => {
+                assert!(previous.last_seq <= seq, "a session's writes are recorded in order");
+                self.by_use.remove(&(previous.last_used_ms, *id));
+            }
+            None if self.numbering => self.give_number(*id),
+            None => {}
         }
         self.by_use.insert((last_used_ms, *id));
         assert!(self.by_id.len() <= SESSIONS_MAX, "the session table stays bounded");
         assert_eq!(self.by_id.len(), self.by_use.len());
+        assert!(self.number_by_id.len() <= self.by_id.len(), "numbers only for sessions that exist");
     }
 
     /// Puts back a session read from a snapshot (in any order).
@@ -176,7 +287,7 @@ impl Sessions {
                 break;
             }
             self.by_use.pop_first();
-            self.by_id.remove(&id);
+            self.forget(&id);
         }
     }
 
@@ -185,7 +296,7 @@ impl Sessions {
         match self.by_use.first() {
             Some(&(last_used_ms, id)) if self.clock_ms.saturating_sub(last_used_ms) >= SESSION_EVICT_IDLE_MIN_MS => {
                 self.by_use.pop_first();
-                self.by_id.remove(&id);
+                self.forget(&id);
                 true
             }
             _ => false,

@@ -103,7 +103,11 @@ pub fn change_of(index: u64, term: u64, payload: &[u8], changed: bool) -> Option
         Command::Put { key, value } => (key.clone(), Some(value.clone())),
         Command::Delete { key } => (key.clone(), None),
         Command::Cas { key, new, .. } => (key.clone(), new.clone()),
-        Command::Revoke { .. } | Command::Session { .. } | Command::Members(_) => return None,
+        Command::Revoke { .. }
+        | Command::Session { .. }
+        | Command::SessionById { .. }
+        | Command::SessionByNumber { .. }
+        | Command::Members(_) => return None,
     };
     Some(Change { index, term, key, value })
 }

@@ -1335,8 +1335,9 @@ impl Driver {
                     }
                 };
                 // The leader's clock goes into the log, so every replica expires
-                // sessions at the same entry.
-                Command::Session { id, seq, acked_seq, at_ms: unix_ms(), write: Box::new(write) }
+                // sessions at the same entry. Named by number, if it can be, when it is
+                // appended (`propose`).
+                Command::SessionById { id, seq, acked_seq, at_ms: unix_ms(), write: Box::new(write) }
             }
         };
         if let Some(problem) = oversized(&command) {
@@ -1352,7 +1353,10 @@ impl Driver {
         match self.replica.handle_propose(now) {
             Ok(proposal) => {
                 let position = proposal.position;
-                if !self.append(position.index, position.term, write.command.encode()) {
+                // A session is named by number from the state this leader has applied,
+                // which its log (and so every log holding this entry) starts with.
+                let command = self.kv.name_session(write.command);
+                if !self.append(position.index, position.term, command.encode()) {
                     return; // The node stops; its client hears the connection close.
                 }
                 self.unsynced_seq = Some(proposal.seq);
@@ -1789,7 +1793,9 @@ fn oversized(command: &Command) -> Option<String> {
             let larger = [expected, new].into_iter().flatten().max_by_key(|v| v.len());
             (key, larger)
         }
-        Command::Session { .. } => return Some("a session write inside another".into()),
+        Command::Session { .. } | Command::SessionById { .. } | Command::SessionByNumber { .. } => {
+            return Some("a session write inside another".into())
+        }
         Command::Revoke { .. } | Command::Members(_) => return None,
     };
     if key.len() > KEY_BYTES_MAX {
@@ -1815,7 +1821,9 @@ fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::D
             Ok(Command::Cas { key, new, .. }) => ("cas", text(key), new.as_deref().map(text)),
             Ok(Command::Revoke { holder, .. }) => ("revoke", holder.clone(), None),
             Ok(Command::Members(record)) => ("members", format!("{:?}", record.change), None),
-            Ok(Command::Session { .. }) | Err(_) => ("undecodable", String::new(), None),
+            Ok(Command::Session { .. } | Command::SessionById { .. } | Command::SessionByNumber { .. }) | Err(_) => {
+                ("undecodable", String::new(), None)
+            }
         }
     };
     crate::status::DiscardedWrite {

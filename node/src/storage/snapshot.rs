@@ -10,9 +10,11 @@
 //! the revoked certificates (see `crate::revocation`): count u64, and per certificate its
 //! fingerprint (32 bytes), holder length u32 and holder; from version 4 the membership
 //! record (see `baton_host::members`): its length u32 (0: none, the membership is as the
-//! cluster was formed) and its postcard bytes; and at the end a CRC-32 of everything
-//! before it. Versions 1 (no sessions), 2 (no revocations) and 3 (no membership) still
-//! load. Written to `snapshot.tmp`, fsynced,
+//! cluster was formed) and its postcard bytes; from version 5 the session numbers (see
+//! `crate::session`): numbering u8 (0 off, 1 on), the next number u64, and for each
+//! session, in the order above, its number u64 (0: none); and at the end a CRC-32 of
+//! everything before it. Versions 1 (no sessions), 2 (no revocations), 3 (no
+//! membership) and 4 (no session numbers) still load. Written to `snapshot.tmp`, fsynced,
 //! renamed over `snapshot`, and the directory fsynced: a crash leaves the old snapshot or
 //! the new one, never a mix. A received snapshot is checked the same way before it is
 //! installed.
@@ -25,13 +27,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 const MAGIC: &[u8; 8] = b"BATONSN1";
-const FORMAT_VERSION: u32 = 4;
+const FORMAT_VERSION: u32 = 5;
 /// The first version, without sessions: still read.
 const FORMAT_VERSION_WITHOUT_SESSIONS: u32 = 1;
 /// The second, with sessions but without revocations: still read.
 const FORMAT_VERSION_WITHOUT_REVOCATIONS: u32 = 2;
 /// The third, with revocations but without the membership record: still read.
 const FORMAT_VERSION_WITHOUT_MEMBERS: u32 = 3;
+/// The fourth, with the membership record but without session numbers: still read.
+const FORMAT_VERSION_WITHOUT_SESSION_NUMBERS: u32 = 4;
 /// A membership record longer than this means the file is damaged.
 const MEMBERS_BYTES_MAX: u32 = 64 * 1024;
 const HEADER_BYTES: usize = 8 + 4 + 8 + 8 + 8;
@@ -368,6 +372,11 @@ fn write_file(tmp: &Path, position: Position, contents: &Contents) -> Result<(),
         let members = members.as_ref().map(MemberRecord::encode).unwrap_or_default();
         writer.write_all(&(members.len() as u32).to_le_bytes())?;
         writer.write_all(&members)?;
+        writer.write_all(&[u8::from(sessions.numbering())])?;
+        writer.write_all(&sessions.next_number().to_le_bytes())?;
+        for (id, _) in sessions.iter() {
+            writer.write_all(&sessions.number_of(id).unwrap_or(0).to_le_bytes())?;
+        }
         let crc = writer.hasher.clone().finalize();
         writer.inner.write_all(&crc.to_le_bytes())?;
         let file = writer.inner.into_inner().map_err(|e| e.into_error())?;
@@ -476,6 +485,8 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
         map.insert(&key, &value);
     }
     let mut sessions = Sessions::default();
+    // The sessions' ids in the file's order, for their numbers (version 5).
+    let mut session_ids = Vec::new();
     let mut revoked = BTreeMap::new();
     if version >= FORMAT_VERSION_WITHOUT_REVOCATIONS {
         let mut word = [0u8; 8];
@@ -503,9 +514,10 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
                 other => return Err(bad(format!("a session's outcome is {other}, not 0 or 1"))),
             };
             sessions.restore(id, Session { last_seq, outcome, last_used_ms });
+            session_ids.push(id);
         }
     }
-    if version >= FORMAT_VERSION {
+    if version > FORMAT_VERSION_WITHOUT_REVOCATIONS {
         let mut word = [0u8; 8];
         reader.read_exact(&mut word).map_err(truncated)?;
         let count = u64::from_le_bytes(word);
@@ -543,6 +555,28 @@ pub fn read(path: &Path) -> Result<Snapshot, StorageError> {
             members = Some(record);
         }
     }
+    if version > FORMAT_VERSION_WITHOUT_SESSION_NUMBERS {
+        let mut flag = [0u8; 1];
+        reader.read_exact(&mut flag).map_err(truncated)?;
+        let numbering = match flag[0] {
+            0 => false,
+            1 => true,
+            other => return Err(bad(format!("session numbering is {other}, not 0 or 1"))),
+        };
+        let mut word = [0u8; 8];
+        reader.read_exact(&mut word).map_err(truncated)?;
+        let next_number = u64::from_le_bytes(word);
+        let mut numbers = Vec::with_capacity(session_ids.len());
+        for id in &session_ids {
+            reader.read_exact(&mut word).map_err(truncated)?;
+            let number = u64::from_le_bytes(word);
+            if number >= next_number.max(1) {
+                return Err(bad(format!("a session's number {number} is not below the next number {next_number}")));
+            }
+            numbers.push((*id, number));
+        }
+        sessions.restore_numbering(numbering, next_number, numbers);
+    }
     let expected = reader.hasher.clone().finalize();
     let mut trailer = [0u8; 4];
     reader.inner.read_exact(&mut trailer).map_err(truncated)?;
@@ -575,6 +609,51 @@ mod tests {
                 .restore([n; 16], Session { last_seq: u64::from(n) * 7, outcome, last_used_ms: 5_000 + u64::from(n) });
         }
         sessions
+    }
+
+    /// The sample sessions numbered (1 to 10 in id order), and one more without a number.
+    fn sample_numbered_sessions() -> Sessions {
+        let mut sessions = sample_sessions();
+        sessions.start_numbering();
+        let outcome = Outcome::Written { term: 3, index: 200 };
+        sessions.restore([200; 16], Session { last_seq: 1, outcome, last_used_ms: 6_000 });
+        assert_eq!((sessions.number_of(&[9; 16]), sessions.number_of(&[200; 16])), (Some(10), None));
+        sessions
+    }
+
+    /// Goal: session numbers travel in snapshots (on, the next number, each session's
+    /// or none), and a file of the format before numbers (4) still loads, numbering off.
+    #[test]
+    fn session_numbers_travel_and_a_file_without_them_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshots = SnapshotDir::new(dir.path());
+        let position = Position { index: 300, term: 3 };
+        let sessions = sample_numbered_sessions();
+        snapshots
+            .write(position, &Contents { map: sample(), sessions: sessions.clone(), ..Default::default() })
+            .unwrap();
+        let loaded = snapshots.load().unwrap().unwrap();
+        assert_eq!(loaded.sessions, sessions);
+        assert_eq!(loaded.sessions.id_of_number(10), Some([9; 16]));
+        assert_eq!(loaded.sessions.next_number(), 11);
+
+        // The same file as the format before numbers wrote it: no numbering section.
+        let written = snapshots.load().unwrap().unwrap();
+        let unnumbered = sample_sessions();
+        let contents = Contents { map: written.map.clone(), sessions: unnumbered.clone(), ..Default::default() };
+        snapshots.write(position, &contents).unwrap();
+        let mut bytes = std::fs::read(snapshots.path()).unwrap();
+        let numbering_bytes = 1 + 8 + 8 * unnumbered.len();
+        bytes.truncate(bytes.len() - 4 - numbering_bytes);
+        bytes[8..12].copy_from_slice(&FORMAT_VERSION_WITHOUT_SESSION_NUMBERS.to_le_bytes());
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_le_bytes());
+        let old = dir.path().join("old");
+        std::fs::write(&old, &bytes).unwrap();
+        let read_back = read(&old).unwrap();
+        assert_eq!(read_back.sessions, unnumbered);
+        assert!(!read_back.sessions.numbering());
+        assert_eq!(read_back.map, written.map);
     }
 
     /// Goal: a snapshot of the first format (no sessions), as earlier builds wrote it,
@@ -639,7 +718,7 @@ mod tests {
         let snapshots = SnapshotDir::new(dir.path());
         assert_eq!(snapshots.load().unwrap(), None);
         snapshots.write(Position { index: 5, term: 1 }, &Contents::default()).unwrap();
-        let (map, sessions, revoked) = (sample(), sample_sessions(), sample_revoked());
+        let (map, sessions, revoked) = (sample(), sample_numbered_sessions(), sample_revoked());
         let members = Some(MemberRecord::formed(&[("n1".into(), "h1:1".into()), ("n2".into(), "h2:1".into())]));
         let contents = Contents {
             map: map.clone(),
