@@ -720,15 +720,23 @@ impl Driver {
     fn maybe_compact(&mut self) {
         let Some(snapshots) = &self.snapshots else { return };
         let applied = self.kv.applied_index();
-        if self.compacting
-            || !(self.log_size().snapshot_due(|| crate::storage::free_bytes(self.wal.dir()).ok())
-                || self.catch_up_snapshot_due())
-            || applied <= self.snapshot.index
-            || applied > self.replica.compactable_index()
-        {
+        if self.compacting || applied <= self.snapshot.index || applied > self.replica.compactable_index() {
+            return;
+        }
+        let routine = self.log_size().snapshot_due(|| crate::storage::free_bytes(self.wal.dir()).ok());
+        let catch_up = if routine { None } else { self.catch_up_snapshot_due() };
+        if !routine && catch_up.is_none() {
             return;
         }
         let Some((term, _)) = self.entry(applied) else { return };
+        if let Some((behind_entries, behind_bytes)) = catch_up {
+            // Logged once per snapshot taken, not at every check while one cannot start.
+            tracing::info!(
+                behind_entries,
+                behind_bytes,
+                "a follower is far behind: snapshotting so it gets the snapshot, not the log"
+            );
+        }
         let position = Position { index: applied, term };
         let contents = self.kv.contents();
         let snapshots = snapshots.clone();
@@ -745,11 +753,12 @@ impl Driver {
 
     /// Whether this leader has a data follower so far behind in the log (and still
     /// served from it) that a snapshot is cheaper to send (see
-    /// [`crate::compaction::catch_up_snapshot_due`]). The snapshot compacts the log, so
-    /// the core sends that follower the snapshot, then the log after it.
-    fn catch_up_snapshot_due(&self) -> bool {
+    /// [`crate::compaction::catch_up_snapshot_due`]): how far behind, in entries and
+    /// estimated bytes, if so. The snapshot compacts the log, so the core sends that
+    /// follower the snapshot, then the log after it.
+    fn catch_up_snapshot_due(&self) -> Option<(u64, u64)> {
         if self.replica.role() != Role::Leader {
-            return false;
+            return None;
         }
         let behind_entries = self
             .replica
@@ -766,18 +775,11 @@ impl Driver {
             .iter()
             .fold((0u64, 0u64), |(count, bytes), e| (count + 1, bytes + record_bytes + e.payload.len() as u64));
         if behind_entries == 0 || cached_entries == 0 {
-            return false;
+            return None;
         }
-        let behind_bytes = u128::from(cached_bytes) * u128::from(behind_entries) / u128::from(cached_entries);
-        let due = crate::compaction::catch_up_snapshot_due(behind_bytes as u64, self.kv.data_bytes());
-        if due && !self.compacting {
-            tracing::info!(
-                behind_entries,
-                behind_bytes = behind_bytes as u64,
-                "a follower is far behind: snapshotting so it gets the snapshot, not the log"
-            );
-        }
-        due
+        let behind_bytes = (u128::from(cached_bytes) * u128::from(behind_entries) / u128::from(cached_entries)) as u64;
+        crate::compaction::catch_up_snapshot_due(behind_bytes, self.kv.data_bytes())
+            .then_some((behind_entries, behind_bytes))
     }
 
     /// Writes a backup of the map as of the applied index, on a blocking thread, and
