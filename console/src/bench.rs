@@ -43,6 +43,8 @@ pub struct Options {
     pub via_follower: bool,
     /// `--stalled-watchers N`: watches of every key, opened at the leader and never read.
     pub stalled_watchers: usize,
+    /// `--skip-floor`: no floor measurement (its figures are reported as unknown).
+    pub skip_floor: bool,
 }
 
 #[derive(Serialize, Debug)]
@@ -482,15 +484,20 @@ pub async fn run(
     }
     let leader = leader.ok_or("no leader within 30 s")?;
     let mode = crate::status::gather(&mut control).await.mode.unwrap_or_else(|| options.mode.clone());
-    if !options.json {
-        eprintln!("measuring the floor (fsync of a small append, loopback round trip, one core)…");
+    let (mut floor_fsync_p50_ms, mut floor_fsync_p99_ms) = (f64::NAN, f64::NAN);
+    let (mut floor_fsync_concurrent_max_ms, mut floor_loopback_rtt_p50_ms, mut floor_cpu_sort_ms) =
+        (f64::NAN, f64::NAN, f64::NAN);
+    if !options.skip_floor {
+        if !options.json {
+            eprintln!("measuring the floor (fsync of a small append, loopback round trip, one core)…");
+        }
+        (floor_fsync_p50_ms, floor_fsync_p99_ms) =
+            tokio::task::spawn_blocking(fsync_floor).await.unwrap_or((f64::NAN, f64::NAN));
+        floor_fsync_concurrent_max_ms =
+            tokio::task::spawn_blocking(fsync_floor_concurrent_max).await.unwrap_or(f64::NAN);
+        floor_loopback_rtt_p50_ms = tokio::task::spawn_blocking(loopback_floor).await.unwrap_or(f64::NAN);
+        floor_cpu_sort_ms = tokio::task::spawn_blocking(cpu_floor).await.unwrap_or(f64::NAN);
     }
-    let (floor_fsync_p50_ms, floor_fsync_p99_ms) =
-        tokio::task::spawn_blocking(fsync_floor).await.unwrap_or((f64::NAN, f64::NAN));
-    let floor_fsync_concurrent_max_ms =
-        tokio::task::spawn_blocking(fsync_floor_concurrent_max).await.unwrap_or(f64::NAN);
-    let floor_loopback_rtt_p50_ms = tokio::task::spawn_blocking(loopback_floor).await.unwrap_or(f64::NAN);
-    let floor_cpu_sort_ms = tokio::task::spawn_blocking(cpu_floor).await.unwrap_or(f64::NAN);
     if !options.json {
         eprintln!(
             "{} clients writing {}-byte values for {:?} ({mode})…",
@@ -704,14 +711,18 @@ pub fn print(report: &Report, json: bool) {
         "longest gap between acknowledgements over the run {:.1} ms, from {:.2} s in",
         report.longest_gap_ms, report.longest_gap_at_s
     );
-    println!(
-        "floor       fsync p50 {:.3} ms  p99 {:.3} ms  slowest of 3 writers at once {:.1} ms  loopback round trip p50 {:.3} ms",
-        report.floor_fsync_p50_ms,
-        report.floor_fsync_p99_ms,
-        report.floor_fsync_concurrent_max_ms,
-        report.floor_loopback_rtt_p50_ms
-    );
-    println!("            one core sorts 1M integers in {:.1} ms", report.floor_cpu_sort_ms);
+    if report.floor_cpu_sort_ms.is_nan() {
+        println!("floor       not measured (--skip-floor)");
+    } else {
+        println!(
+            "floor       fsync p50 {:.3} ms  p99 {:.3} ms  slowest of 3 writers at once {:.1} ms  loopback round trip p50 {:.3} ms",
+            report.floor_fsync_p50_ms,
+            report.floor_fsync_p99_ms,
+            report.floor_fsync_concurrent_max_ms,
+            report.floor_loopback_rtt_p50_ms
+        );
+        println!("            one core sorts 1M integers in {:.1} ms", report.floor_cpu_sort_ms);
+    }
     if let Some(cost) = &report.cost {
         println!(
             "cost        per acknowledged write, all nodes: {:.0} bytes written to storage, {:.3} fsyncs, {:.1} µs CPU",

@@ -176,6 +176,10 @@ enum Command {
         /// Election timeout of the local cluster's nodes.
         #[arg(long, default_value_t = 1000)]
         election_timeout_ms: u64,
+        /// Skip measuring the machine's floor (its fsync test writes about 190 MB, which a
+        /// harness counting the device's bytes around the run would charge to the load).
+        #[arg(long)]
+        skip_floor: bool,
         #[arg(long)]
         json: bool,
     },
@@ -414,6 +418,7 @@ async fn run(args: Args) -> ExitCode {
             profile,
             via_follower,
             stalled_watchers,
+            skip_floor,
         }) => {
             let profile = match profile.as_deref().map(confine::profile_named).transpose() {
                 Ok(profile) => profile,
@@ -433,6 +438,7 @@ async fn run(args: Args) -> ExitCode {
                 profile,
                 via_follower: *via_follower,
                 stalled_watchers: *stalled_watchers,
+                skip_floor: *skip_floor,
             };
             // Ctrl-C or SIGTERM drops the run, and with it the local cluster: its nodes
             // are killed and its directory deleted (an interrupted bench left both).
