@@ -13,13 +13,12 @@ use baton_common::{
     Change, Config, Event, Member, Membership, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode,
 };
 use baton_host::apply::Answer as HostAnswer;
-use baton_host::held::HeldWrites;
 use baton_host::kv::{Command, Kv};
 use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
-use baton_host::reads::PendingReads;
+use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal};
 use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
 use baton_host::watch::Watchers;
-use baton_host::writes::PendingWrites;
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 
@@ -124,35 +123,24 @@ struct Node {
     /// decommissioned after its removal, has none (and is never restarted).
     started: bool,
     config: Config,
-    replica: Option<Replica>,
+    /// The node's host (`baton_host::node`, the node's own code) with its core, while
+    /// the process runs: its state machine, the client writes it holds and waits to
+    /// answer, the reads it waits to serve, and its persistence sequencing.
+    host: Option<Host<Sent, WaitingRead>>,
     incarnation: u64,
     memory: Storage,
     durable: Storage,
     pending_ops: VecDeque<(u64, Op)>,
-    fsync_scheduled: bool,
     applied: Vec<SimEntry>,
-    /// The node's state machine (`baton_host::kv`, the node's own), applied from the
-    /// same entries as `applied`: reads are served from it.
-    kv: Kv,
     timer_at: Option<u64>,
     frozen: bool,
     inbox: Vec<Envelope>,
-    /// Client writes this node accepted as leader and has not yet answered, by write
-    /// id: the node's own code (`baton_host::writes`) decides each answer.
-    pending_writes: PendingWrites<Sent>,
     staged_snapshot: Option<(Position, Vec<SimEntry>)>,
-    /// Reads this node admitted, by key, invocation and kind: a `--read leader` read is
-    /// served once the node applied the read index the core gave it, an `after:INDEX`
-    /// read (`Some((INDEX, write id))`) once it applied INDEX (`baton_host::reads`).
-    pending_reads: PendingReads<WaitingRead>,
     /// Which snapshot requests start a transfer (`baton_host::snapshot_sends`).
     snapshot_sends: SnapshotSends,
     /// Client requests sent to this node while it was frozen, handled when it resumes
     /// (as a stopped process finds them in its socket): writes by id, reads by key.
     queued_writes: Vec<Sent>,
-    /// Writes this node holds while leadership moves (`baton_host::held`, the node's
-    /// own rule): write id and client, by arrival.
-    held_writes: HeldWrites<Sent>,
     /// Set while held writes are proposed again, so a write held anew waits for the
     /// node's next input (as the node's loop does) instead of looping.
     releasing: bool,
@@ -165,6 +153,21 @@ struct Node {
     /// The membership records at its snapshot and in its log (`baton_host::members`,
     /// the node's own code): after every input they must agree with the core's.
     records: MemberRecords,
+}
+
+impl Node {
+    fn replica(&self) -> Option<&Replica> {
+        self.host.as_ref().map(|host| &host.replica)
+    }
+
+    fn replica_mut(&mut self) -> Option<&mut Replica> {
+        self.host.as_mut().map(|host| &mut host.replica)
+    }
+
+    /// The node's host, while its process runs.
+    fn live(&mut self) -> &mut Host<Sent, WaitingRead> {
+        self.host.as_mut().expect("a live node")
+    }
 }
 
 /// Knobs one seed draws for itself.
@@ -208,7 +211,18 @@ impl Weather {
 
 /// A read waiting at a node: its key, its invocation, and for an `after:INDEX` read the
 /// index and the client's write acknowledged there.
-type WaitingRead = (u32, history::Stamp, Option<(u64, SimEntry)>);
+/// A read a node waits to serve (`baton_host::node`, the node's own rule decides when),
+/// and how its answer is checked.
+#[derive(Clone, Copy, Debug)]
+enum WaitingRead {
+    /// A `--read leader` read of `key`, invoked at `invoked`.
+    Leader { key: u32, invoked: history::Stamp },
+    /// A client's `--read after:INDEX` read of the key of its write `acked`,
+    /// acknowledged at INDEX.
+    After { index: u64, acked: SimEntry },
+    /// A `--read any` read of `key`.
+    Any { key: u32 },
+}
 
 /// Clients, each with its own idea of who leads.
 const CLIENTS: usize = 8;
@@ -381,7 +395,7 @@ impl World {
             let _ = known.push(Member::learner(id, 0));
             let mut node = new_node(id, &known, mode, seed, &mut rng);
             node.started = false;
-            node.replica = None;
+            node.host = None;
             world_nodes.push(node);
         }
         let slots = world_nodes.len();
@@ -469,7 +483,7 @@ impl World {
             let state: Vec<String> = self
                 .nodes
                 .iter()
-                .map(|n| match &n.replica {
+                .map(|n| match n.replica() {
                     Some(r) => format!(
                         "{}:{:?}/t{}/last{}/commit{}/paused{}/voters{:?}",
                         n.id,
@@ -490,7 +504,7 @@ impl World {
         let leader = self.leader().unwrap_or(0);
         let final_log = self.nodes[leader].memory.clone();
         let logs: Vec<(u8, Vec<Option<SimEntry>>)> = self.nodes.iter().map(|n| (n.id.0, n.memory.full_log())).collect();
-        let final_members = self.nodes[leader].replica.as_ref().map(|r| r.config().members.clone()).unwrap_or_default();
+        let final_members = self.nodes[leader].replica().map(|r| r.config().members.clone()).unwrap_or_default();
         let departed: Vec<u8> =
             self.nodes.iter().map(|n| n.id.0).filter(|id| !final_members.iter().any(|m| m.id.0 == *id)).collect();
         self.checker.finish(&|index| final_log.entry(index), &logs, &departed);
@@ -549,7 +563,7 @@ impl World {
                 }
                 n.timer_at = None;
                 let now = self.now_us;
-                if let Some(replica) = n.replica.as_mut() {
+                if let Some(replica) = n.replica_mut() {
                     replica.handle_timeout(now);
                     self.after_input(node);
                 }
@@ -582,7 +596,7 @@ impl World {
             }
             Kind::SnapCrash { node, incarnation } => {
                 let n = &self.nodes[node];
-                if self.now_us < self.safety_end_us && n.incarnation == incarnation && n.replica.is_some() {
+                if self.now_us < self.safety_end_us && n.incarnation == incarnation && n.host.is_some() {
                     self.crash(node);
                     let downtime = 1_000 + self.rng.below(SNAP_RESTART_MAX_US);
                     self.schedule(downtime, Kind::Restart(node));
@@ -640,7 +654,7 @@ impl World {
 
     fn deliver(&mut self, envelope: Envelope) {
         let node = usize::from(envelope.to.0 - 1);
-        if self.nodes[node].replica.is_none() {
+        if self.nodes[node].host.is_none() {
             return;
         }
         // A link cut while a message was on it loses the message.
@@ -669,14 +683,14 @@ impl World {
                     Message::AppendRequest(request) => Some((request.prev.index, entries)),
                     _ => None,
                 };
-                self.nodes[node].replica.as_mut().expect("alive").handle_message(now, from, message);
+                self.nodes[node].replica_mut().expect("alive").handle_message(now, from, message);
                 self.after_input_with(node, incoming.as_ref().map(|(prev, e)| (*prev, e.as_slice())));
             }
             Payload::Snapshot { term, position, entries } => {
                 // The snapshot carries the membership in effect at its point.
                 let membership = self.membership_at_end(&entries);
                 self.nodes[node].staged_snapshot = Some((position, entries));
-                let replica = self.nodes[node].replica.as_mut().expect("alive");
+                let replica = self.nodes[node].replica_mut().expect("alive");
                 replica.handle_snapshot_received(now, from, term, position, membership);
                 self.after_input(node);
             }
@@ -692,7 +706,7 @@ impl World {
     /// Carries out a node's outputs, then arms its timer and its fsync.
     fn after_input_with(&mut self, node: usize, incoming: Option<(u64, &[SimEntry])>) {
         loop {
-            let Some(replica) = self.nodes[node].replica.as_mut() else {
+            let Some(replica) = self.nodes[node].replica_mut() else {
                 return;
             };
             let Some(output) = replica.poll_output() else {
@@ -706,7 +720,7 @@ impl World {
         self.pump_watches(node);
         let now = self.now_us;
         let n = &mut self.nodes[node];
-        let Some(replica) = n.replica.as_ref() else {
+        let Some(replica) = n.replica() else {
             return;
         };
         // The host's membership records move with the core's memberships.
@@ -732,9 +746,11 @@ impl World {
             }
         }
         let n = &mut self.nodes[node];
-        if !n.fsync_scheduled {
-            if let Some(&(seq, _)) = n.pending_ops.back() {
-                n.fsync_scheduled = true;
+        // The node's host decides which persistence request the fsync covers; the
+        // simulated disk always answers later (an inline fsync blocks the node's loop
+        // for as long: the same to every other node).
+        if let Some(seq) = n.live().persistence.start_sync_deferred() {
+            {
                 let incarnation = n.incarnation;
                 let latency = if self.rng.below(1000) < self.weather.slow_fsync_per_mille {
                     SLOW_FSYNC_MIN_US + self.rng.below(9 * SLOW_FSYNC_MIN_US)
@@ -752,7 +768,7 @@ impl World {
             Output::Send { to, message } => {
                 if let Message::TimeoutNow(_) = message {
                     let target = usize::from(to.0 - 1);
-                    let replica = self.nodes[node].replica.as_ref().expect("a live node sends");
+                    let replica = self.nodes[node].replica().expect("a live node sends");
                     let last = replica.log().last_position();
                     let commit = replica.commit_index();
                     let target_has_last =
@@ -793,7 +809,7 @@ impl World {
                         // As the node's host does: the membership is in effect on append.
                         let record = self.memberships[&entry.write_id].clone();
                         let now = self.now_us;
-                        let replica = self.nodes[node].replica.as_mut().expect("a live node appends");
+                        let replica = self.nodes[node].replica_mut().expect("a live node appends");
                         replica.handle_membership_appended(now, index, record.membership.clone());
                         self.nodes[node].records.push(index, record);
                     }
@@ -807,7 +823,7 @@ impl World {
                 assert_eq!(position, snapshot);
                 self.note(|| format!("n{} installs snapshot {snapshot:?}", id.0));
                 self.checker.on_state_reset(id.0, &entries);
-                self.nodes[node].kv = replayed(&self.payloads, &entries);
+                self.nodes[node].live().kv = replayed(&self.payloads, &entries);
                 self.nodes[node].applied = entries.clone();
                 let memory = &self.nodes[node].memory;
                 let keeps_tail = memory.last_index() >= snapshot.index
@@ -820,7 +836,7 @@ impl World {
                 self.apply_committed(node, commit_index);
                 // A new leader's first commit: whatever it sends next (its no-op to a
                 // follower still catching up, the commit index) may never arrive.
-                let replica = self.nodes[node].replica.as_ref().expect("a live node commits");
+                let replica = self.nodes[node].replica().expect("a live node commits");
                 let (is_leader, term) = (replica.role() == Role::Leader, replica.term());
                 if is_leader && self.nodes[node].first_commit_term != term {
                     self.nodes[node].first_commit_term = term;
@@ -862,13 +878,14 @@ impl World {
 
     fn write(&mut self, node: usize, seq: u64, op: Op) {
         let n = &mut self.nodes[node];
+        n.live().persistence.wrote(seq);
         n.memory.apply(&op);
         n.pending_ops.push_back((seq, op));
     }
 
     fn fsync_done(&mut self, node: usize, incarnation: u64, seq: u64) {
         let n = &mut self.nodes[node];
-        if n.incarnation != incarnation || n.replica.is_none() {
+        if n.incarnation != incarnation || n.host.is_none() {
             return;
         }
         if n.frozen {
@@ -880,35 +897,37 @@ impl World {
             let (_, op) = n.pending_ops.pop_front().expect("checked");
             n.durable.apply(&op);
         }
-        n.fsync_scheduled = false;
         let now = self.now_us;
-        n.replica.as_mut().expect("alive").handle_persisted(now, seq);
+        n.live().synced(now, seq, 0);
         self.after_input(node);
     }
 
     fn apply_committed(&mut self, node: usize, commit_index: u64) {
-        let is_leader = self.nodes[node].replica.as_ref().is_some_and(|r| r.role() == Role::Leader);
-        let term = self.nodes[node].replica.as_ref().map_or(0, |r| r.term());
+        let term = self.nodes[node].replica().map_or(0, |r| r.term());
         let id = self.nodes[node].id.0;
-        while (self.nodes[node].applied.len() as u64) < commit_index {
-            let index = self.nodes[node].applied.len() as u64 + 1;
+        // The node's own step (`baton_host::node`): apply, and answer the write pending
+        // at each index.
+        let batch = {
+            let Node { host, memory, .. } = &mut self.nodes[node];
+            let host = host.as_mut().expect("a live node commits");
+            host.commit_through(commit_index);
+            host.apply_some(&SimLog { memory, payloads: &self.payloads }, u64::MAX)
+        };
+        assert_eq!(batch.missing, None, "committed entries are in the log");
+        for applied in batch.entries {
+            let index = applied.index;
             let entry = self.nodes[node].memory.entry(index).expect("committed entries are in the log");
+            assert_eq!(self.nodes[node].applied.len() as u64 + 1, index, "applied in order");
             self.nodes[node].applied.push(entry);
-            let payload = payload_of(&self.payloads, entry);
-            let payload = payload.as_slice();
-            let n = &mut self.nodes[node];
-            // The node's own step: apply, and answer the write pending at this index.
-            let (_, answered) =
-                baton_host::apply::apply_entry(&mut n.kv, &mut n.pending_writes, index, entry.term, payload, is_leader);
-            assert_eq!(self.nodes[node].kv.applied_index(), index, "the state machine follows the applied log");
             self.checker.on_apply(id, index, entry);
             if is_membership_write(entry.write_id) {
                 let members = self.memberships[&entry.write_id].membership.members.iter().map(|m| m.id.0).collect();
-                let leading = self.nodes[node].replica.as_ref().is_some_and(|r| r.role() == Role::Leader);
+                let leading = self.nodes[node].replica().is_some_and(|r| r.role() == Role::Leader);
                 self.membership_checker.on_applied(self.now_us, id, index, members, leading);
             } else if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
             }
+            let answered = applied.answered;
             let Some((sent, answer)) = answered else { continue };
             let write_id = sent.write_id;
             // A session client hears only its latest attempt (an earlier attempt's
@@ -964,7 +983,7 @@ impl World {
 
     fn maybe_compact(&mut self, node: usize) {
         let n = &mut self.nodes[node];
-        let Some(replica) = n.replica.as_mut() else {
+        let Some(replica) = n.host.as_mut().map(|h| &mut h.replica) else {
             return;
         };
         let applied = n.applied.len() as u64;
@@ -1012,17 +1031,21 @@ impl World {
                 self.membership_checker.on_stepped_down(id);
                 self.nodes[node].snapshot_sends.forget_all();
                 // Clients waiting on this node get "leadership lost, outcome unknown".
-                for sent in self.nodes[node].pending_writes.on_stepped_down() {
+                for sent in self.nodes[node].live().on_stepped_down() {
                     self.retry_soon(sent);
                 }
             }
             Event::Discarded { term, from_index, to_index } => {
                 self.checker.on_discarded(id, term, from_index, to_index);
                 let n = &mut self.nodes[node];
-                if n.kv.has_applied(from_index) {
-                    // As the node does: rebuild the state machine without them.
+                if n.live().kv.has_applied(from_index) {
+                    // As the node does: rebuild the state machine without them, and
+                    // apply again only what is committed and still in the log.
                     n.applied.truncate(from_index as usize - 1);
-                    n.kv = replayed(&self.payloads, &n.applied);
+                    let kv = replayed(&self.payloads, &n.applied);
+                    let host = n.live();
+                    host.kv = kv;
+                    host.rebuilt_before(from_index);
                     self.checker.on_unapply(id, from_index);
                     let room = HashSet::new();
                     let mut sink = TurnSink { room: &room, delivered: Vec::new(), ended: Vec::new() };
@@ -1041,8 +1064,8 @@ impl World {
         self.nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| !n.frozen && n.replica.as_ref().is_some_and(|r| r.role() == Role::Leader))
-            .max_by_key(|(_, n)| n.replica.as_ref().map(|r| r.term()))
+            .filter(|(_, n)| !n.frozen && n.replica().is_some_and(|r| r.role() == Role::Leader))
+            .max_by_key(|(_, n)| n.replica().map(|r| r.term()))
             .map(|(index, _)| index)
     }
 
@@ -1069,18 +1092,17 @@ impl World {
         if self.client < SESSION_CLIENTS && self.session_clients[self.client].outstanding.is_some() {
             return; // It waits for the answer to its write.
         }
-        let n = &self.nodes[target];
-        if n.replica.is_none() {
+        let Some(host) = self.nodes[target].host.as_ref() else {
             self.learn_leader(target, None);
             return;
-        }
+        };
         let write_id = self.next_write_id;
         self.next_write_id += 1;
         let kind = match self.rng.below(10) {
             0 => WriteKind::Delete,
             // A client that read the key from this node and sets it if unchanged.
             1 | 2 => WriteKind::Cas {
-                expected: n.kv.get(&history::key_bytes(history::key_of(write_id))).map(history::value_of),
+                expected: host.kv.get(&history::key_bytes(history::key_of(write_id))).map(history::value_of),
             },
             _ => WriteKind::Put,
         };
@@ -1119,7 +1141,7 @@ impl World {
             None => self.rng.below(self.nodes.len() as u64) as usize,
         };
         let sent = Sent { write_id, client, attempt };
-        if self.nodes[target].replica.is_none() {
+        if self.nodes[target].host.is_none() {
             self.learn_leader(target, None);
             return self.retry_soon(sent);
         }
@@ -1176,49 +1198,63 @@ impl World {
     /// leads and takes it, it is stored; while leadership moves, the node holds it.
     fn propose(&mut self, node: usize, sent: Sent, since_us: u64) {
         let now = self.now_us;
-        self.client = sent.client;
-        let n = &mut self.nodes[node];
-        let Some(replica) = n.replica.as_mut() else {
+        let Some(host) = self.nodes[node].host.as_mut() else {
             return;
         };
-        let proposal = match replica.handle_propose(now) {
-            Ok(proposal) => proposal,
-            Err(error) => {
-                let Some(_) = n.held_writes.hold_or_refuse(&error, since_us, now, sent) else {
-                    return; // Held: proposed again once leadership settles.
+        let command = Command::decode(&self.payloads[&sent.write_id]).expect("the simulator's payloads decode");
+        let proposed = host.propose(now, since_us, command, sent);
+        self.carry_out_proposal(node, sent, proposed);
+        self.after_input(node);
+    }
+
+    /// What the node's host made of a write: appended (written to the log, as the host
+    /// named it), held, or refused (its client learns what it can and retries).
+    fn carry_out_proposal(&mut self, node: usize, sent: Sent, proposed: Proposed<Sent>) {
+        self.client = sent.client;
+        match proposed {
+            Proposed::Appended { seq, position, command } => {
+                self.client_leaders[self.client] = Some(node);
+                let session_number = match command {
+                    Command::SessionByNumber { number, .. } => number,
+                    _ => 0,
                 };
+                let entry = SimEntry { term: position.term, write_id: sent.write_id, session_number };
+                self.write(node, seq, Op::Append(position.index, entry));
+            }
+            Proposed::Held => {} // Proposed again once leadership settles.
+            Proposed::Refused { error, reply } => {
                 let hint = match error {
                     baton_common::ProposeError::NotLeader { leader_hint } => leader_hint,
                     _ => None,
                 };
                 self.learn_leader(node, hint);
-                return self.retry_soon(sent);
+                self.retry_soon(reply);
             }
-        };
-        self.client_leaders[self.client] = Some(node);
-        // As the node's leader does (`Kv::name_session`): a session named by number, if
-        // it can be, from the state this leader has applied, when it appends the write.
-        let by_id = self.payloads.get(&sent.write_id).and_then(|payload| Command::decode(payload));
-        let session_number = by_id.and_then(|command| n.kv.session_number_for(&command)).unwrap_or(0);
-        let entry = SimEntry { term: proposal.position.term, write_id: sent.write_id, session_number };
-        n.pending_writes.insert(proposal.position.index, proposal.position.term, now, sent);
-        self.write(node, proposal.seq, Op::Append(proposal.position.index, entry));
-        self.after_input(node);
+        }
     }
 
     /// Proposes the writes `node` holds again once leadership settled or the oldest has
     /// waited too long, as the node's loop does after each input.
     fn release_held_writes(&mut self, node: usize) {
+        let now = self.now_us;
         let n = &mut self.nodes[node];
-        let (Some(replica), false, false) = (n.replica.as_ref(), n.frozen, n.releasing) else { return };
-        if n.held_writes.is_empty() {
+        let (Some(host), false, false) = (n.host.as_mut(), n.frozen, n.releasing) else { return };
+        if host.held_len() == 0 {
             return;
         }
-        let released = n.held_writes.take_released(baton_host::held::settled(replica), self.now_us);
+        let released = host.release_held(now);
         n.releasing = true;
-        for (since_us, sent) in released {
-            self.propose(node, sent, since_us);
+        for proposed in released {
+            let sent = match &proposed {
+                Proposed::Appended { position, .. } => {
+                    self.nodes[node].live().write_waiting_at(position.index).copied().expect("just appended")
+                }
+                Proposed::Held => continue,
+                Proposed::Refused { reply, .. } => *reply,
+            };
+            self.carry_out_proposal(node, sent, proposed);
         }
+        self.after_input(node);
         self.nodes[node].releasing = false;
     }
 
@@ -1262,22 +1298,16 @@ impl World {
         if self.rng.below(5) == 0 {
             let node = self.rng.below(self.nodes.len() as u64) as usize;
             let key = self.rng.below(history::KEYS) as u32;
-            let n = &self.nodes[node];
-            if n.replica.is_some() && !n.frozen {
-                let value = n.kv.get(&history::key_bytes(key)).map(history::value_of);
-                let (id, incarnation, applied) = (n.id.0, n.incarnation, n.kv.applied_index());
-                self.history.any_read(id, incarnation, key, value, applied, self.now_us);
-            }
+            self.read_at(node, key, ReadAt::Any, WaitingRead::Any { key });
             return;
         }
         // A third of the rest are a client's read of its own latest acknowledged write,
         // `--read after:INDEX`, at any node (a local application's own, mostly a follower).
         if self.rng.below(3) == 0 {
             let node = self.rng.below(self.nodes.len() as u64) as usize;
-            let n = &mut self.nodes[node];
-            if let (Some((index, acked)), Some(_), false) = (self.last_ack, n.replica.as_ref(), n.frozen) {
-                n.pending_reads.insert(index, self.now_us, (history::key_of(acked.write_id), 0, Some((index, acked))));
-                self.after_input(node);
+            if let Some((index, acked)) = self.last_ack {
+                let key = history::key_of(acked.write_id);
+                self.read_at(node, key, ReadAt::After(index), WaitingRead::After { index, acked });
             }
             return;
         }
@@ -1292,38 +1322,45 @@ impl World {
     }
 
     fn read_on(&mut self, target: usize, key: u32, invoked: history::Stamp) {
-        let now = self.now_us;
-        let n = &mut self.nodes[target];
-        let Some(replica) = n.replica.as_mut() else {
+        if self.nodes[target].host.is_none() {
             return self.learn_leader(target, None);
-        };
-        match replica.read_index(now) {
-            Ok(index) => {
-                n.pending_reads.insert(index, now, (key, invoked, None));
-                self.after_input(target);
+        }
+        self.read_at(target, key, ReadAt::Leader, WaitingRead::Leader { key, invoked });
+    }
+
+    /// A read of `key` at `node` through the node's host: admitted and served once the
+    /// node has applied the index it must be served at, or refused.
+    fn read_at(&mut self, node: usize, key: u32, at: ReadAt, read: WaitingRead) {
+        let now = self.now_us;
+        let n = &mut self.nodes[node];
+        let (Some(host), false) = (n.host.as_mut(), n.frozen) else { return };
+        match host.read(now, history::key_bytes(key), at, read) {
+            Ok(()) => self.after_input(node),
+            Err((ReadRefusal::Core(baton_common::ReadError::NotLeader { leader_hint }), _)) => {
+                self.learn_leader(node, leader_hint)
             }
-            Err(baton_common::ReadError::NotLeader { leader_hint }) => self.learn_leader(target, leader_hint),
             Err(_) => {}
         }
     }
 
     fn serve_reads(&mut self, node: usize) {
         let n = &mut self.nodes[node];
-        if n.frozen || n.replica.is_none() {
-            return;
-        }
-        let applied = n.applied.len() as u64;
-        for (key, invoked, after) in n.pending_reads.take_ready(applied) {
-            let value = self.nodes[node].kv.get(&history::key_bytes(key)).map(history::value_of);
-            match after {
-                None => self.history.read(key, value, invoked, self.now_us),
-                Some((index, acked)) => {
+        let (Some(host), false) = (n.host.as_mut(), n.frozen) else { return };
+        for served in host.take_served_reads() {
+            let value = served.value.as_deref().map(history::value_of);
+            match served.reply {
+                WaitingRead::Leader { key, invoked } => self.history.read(key, value, invoked, self.now_us),
+                WaitingRead::After { index, acked } => {
                     // Async mode keeps no promise on a node whose log went another way
                     // (its entry at INDEX is not the write, to be discarded later).
                     let diverged = self.nodes[node].applied.get(index as usize - 1) != Some(&acked);
                     if !(self.mode == WriteMode::Async && diverged) {
                         self.history.after_read(index, acked, value);
                     }
+                }
+                WaitingRead::Any { key } => {
+                    let (id, incarnation) = (self.nodes[node].id.0, self.nodes[node].incarnation);
+                    self.history.any_read(id, incarnation, key, value, served.applied_index, self.now_us);
                 }
             }
         }
@@ -1338,7 +1375,7 @@ impl World {
         let victim = started[self.rng.below(started.len() as u64) as usize];
         match self.rng.below(10) {
             0 | 1 => {
-                if self.nodes[victim].replica.is_some() {
+                if self.nodes[victim].host.is_some() {
                     self.crash(victim);
                     let downtime = 100_000 + self.rng.below(3_000_000);
                     self.schedule(downtime, Kind::Restart(victim));
@@ -1346,7 +1383,7 @@ impl World {
             }
             2 => {
                 let victim = self.leader().unwrap_or(victim);
-                if !self.nodes[victim].frozen && self.nodes[victim].replica.is_some() {
+                if !self.nodes[victim].frozen && self.nodes[victim].host.is_some() {
                     self.note(|| format!("FAULT freeze n{}", victim + 1));
                     self.update_connectivity();
                     self.nodes[victim].frozen = true;
@@ -1388,7 +1425,7 @@ impl World {
             8 => {
                 let now = self.now_us;
                 let n = &mut self.nodes[victim];
-                if let (Some(replica), false) = (n.replica.as_mut(), n.frozen) {
+                if let (Some(replica), false) = (n.host.as_mut().map(|h| &mut h.replica), n.frozen) {
                     let result = replica.handle_campaign(now, false);
                     self.note(|| format!("OPERATOR failover to n{}: {result:?}", victim + 1));
                     self.after_input(victim);
@@ -1397,7 +1434,7 @@ impl World {
             _ => {
                 if let Some(leader) = self.leader() {
                     let now = self.now_us;
-                    let replica = self.nodes[leader].replica.as_mut().expect("leader is alive");
+                    let replica = self.nodes[leader].replica_mut().expect("leader is alive");
                     let paused = !replica.hard_state().paused;
                     let _ = replica.handle_set_paused(now, paused);
                     self.note(|| format!("OPERATOR paused={paused}"));
@@ -1414,7 +1451,7 @@ impl World {
     /// try to add a removed id back (which must be refused). Some are dry runs.
     fn operator_membership(&mut self) {
         let Some(leader) = self.leader() else { return };
-        let replica = self.nodes[leader].replica.as_ref().expect("leader is alive");
+        let replica = self.nodes[leader].replica().expect("leader is alive");
         let current = replica.memberships().current().clone();
         let leader_id = replica.config().id;
         let pick = |rng: &mut Rng, ids: &[NodeId]| (!ids.is_empty()).then(|| ids[rng.below(ids.len() as u64) as usize]);
@@ -1454,7 +1491,7 @@ impl World {
         };
         let dry_run = self.rng.below(8) == 0;
         let now = self.now_us;
-        let replica = self.nodes[leader].replica.as_mut().expect("leader is alive");
+        let replica = self.nodes[leader].replica_mut().expect("leader is alive");
         let result = replica.handle_propose_membership(now, change, dry_run);
         self.note(|| format!("OPERATOR membership {change:?} (dry run {dry_run}): {result:?}"));
         let Ok(accepted) = result else { return };
@@ -1490,7 +1527,7 @@ impl World {
         let id = self.nodes[node].id;
         let gone = self
             .leader()
-            .and_then(|l| self.nodes[l].replica.as_ref())
+            .and_then(|l| self.nodes[l].replica())
             .is_some_and(|r| !r.membership_change_pending() && r.memberships().current().is_removed(id));
         if !gone {
             if self.now_us < self.liveness_deadline_us {
@@ -1498,7 +1535,7 @@ impl World {
             }
             return;
         }
-        if self.nodes[node].replica.is_some() {
+        if self.nodes[node].host.is_some() {
             self.crash(node);
         }
         self.note(|| format!("OPERATOR decommissions n{}", node + 1));
@@ -1512,7 +1549,7 @@ impl World {
             _ => Some(NodeId(1 + self.rng.below(self.nodes.len() as u64) as u8)),
         };
         let now = self.now_us;
-        let replica = self.nodes[leader].replica.as_mut().expect("leader is alive");
+        let replica = self.nodes[leader].replica_mut().expect("leader is alive");
         let result = replica.handle_switchover(now, target, false);
         self.note(|| format!("OPERATOR switchover {target:?}: {result:?}"));
         self.after_input(leader);
@@ -1534,19 +1571,15 @@ impl World {
         let id = self.nodes[node].id.0;
         self.membership_checker.on_stepped_down(id);
         let n = &mut self.nodes[node];
-        n.replica = None;
+        n.host = None; // With it its state machine, writes it waited to answer or held, reads.
         n.incarnation += 1;
         n.pending_ops.clear();
-        n.fsync_scheduled = false;
         n.frozen = false;
         n.inbox.clear();
-        n.pending_writes = PendingWrites::default();
         n.timer_at = None;
         n.staged_snapshot = None;
-        n.pending_reads = PendingReads::default();
         n.snapshot_sends = SnapshotSends::default();
         n.queued_writes.clear();
-        n.held_writes = HeldWrites::default();
         n.queued_reads.clear();
         n.memory = n.durable.clone();
         n.watchers = Watchers::new();
@@ -1568,11 +1601,11 @@ impl World {
     /// turn): consumers that watch nowhere may open their watch here; the node's
     /// watchers move on through its applied log into the consumers that have room.
     fn pump_watches(&mut self, node: usize) {
-        if self.nodes[node].replica.is_none() || self.nodes[node].frozen {
+        if self.nodes[node].host.is_none() || self.nodes[node].frozen {
             return;
         }
         let incarnation = self.nodes[node].incarnation;
-        let applied = self.nodes[node].kv.applied_index();
+        let applied = self.nodes[node].live().kv.applied_index();
         for c in 0..self.consumers.len() {
             if self.consumers[c].at.is_none() && self.rng.below(4) == 0 {
                 let (prefix, from) = (self.consumers[c].prefix.clone(), self.consumers[c].next_index());
@@ -1586,7 +1619,8 @@ impl World {
             self.consumers.iter().filter_map(|c| c.at.filter(|(at, ..)| *at == node).map(|(_, _, id)| id)).collect();
         let room: HashSet<u64> = here.into_iter().filter(|_| self.rng.below(4) != 0).collect();
         let mut sink = TurnSink { room: &room, delivered: Vec::new(), ended: Vec::new() };
-        let Node { watchers, memory, kv, .. } = &mut self.nodes[node];
+        let Node { watchers, memory, host, .. } = &mut self.nodes[node];
+        let kv = &host.as_ref().expect("a live node").kv;
         let payloads = &self.payloads;
         let log = |index: u64| {
             let entry = memory.entry(index)?;
@@ -1624,20 +1658,20 @@ impl World {
     /// The node's state machine holds what the model makes of the entries it applied.
     fn check_state_machine(&mut self, node: usize) {
         let n = &self.nodes[node];
-        if n.replica.is_none() {
+        let Some(Host { kv, .. }) = n.host.as_ref() else {
             return;
-        }
+        };
         let applied: Vec<u64> = n.applied.iter().map(|e| e.write_id).collect();
         let expected = self.history.model_values(&applied);
         let held: Vec<Option<u64>> =
-            (0..history::KEYS as u32).map(|key| n.kv.get(&history::key_bytes(key)).map(history::value_of)).collect();
+            (0..history::KEYS as u32).map(|key| kv.get(&history::key_bytes(key)).map(history::value_of)).collect();
         let keys = expected.iter().filter(|v| v.is_some()).count();
-        if held != expected || n.kv.len() != keys || n.kv.applied_index() != applied.len() as u64 {
+        if held != expected || kv.len() != keys || kv.applied_index() != applied.len() as u64 {
             let violation = format!(
                 "n{}'s state machine at applied index {} holds {held:?} ({} keys), but its {} applied entries make {expected:?}",
                 n.id.0,
-                n.kv.applied_index(),
-                n.kv.len(),
+                kv.applied_index(),
+                kv.len(),
                 applied.len()
             );
             self.checker.violations.push(violation);
@@ -1645,7 +1679,7 @@ impl World {
     }
 
     fn restart(&mut self, node: usize) {
-        if self.nodes[node].replica.is_some() || !self.nodes[node].started {
+        if self.nodes[node].host.is_some() || !self.nodes[node].started {
             return;
         }
         self.note(|| format!("RESTART n{}", node + 1));
@@ -1656,10 +1690,10 @@ impl World {
         n.records = records;
         let recovered =
             Recovered { hard_state: n.durable.hard, log: n.durable.log_terms(), memberships: Some(memberships) };
-        n.replica = Some(Replica::new(n.config.clone(), recovered, now));
+        let replica = Replica::new(n.config.clone(), recovered, now);
         n.memory = n.durable.clone();
         n.applied = n.durable.snapshot_entries.clone();
-        n.kv = replayed(&self.payloads, &n.applied);
+        n.host = Some(Host::new(replica, replayed(&self.payloads, &n.applied)));
         let (id, applied) = (n.id.0, n.applied.clone());
         self.checker.on_state_reset(id, &applied);
         self.after_input(node);
@@ -1695,7 +1729,7 @@ impl World {
 
     fn fire_overdue_timer(&mut self, node: usize) {
         let now = self.now_us;
-        if let Some(replica) = self.nodes[node].replica.as_mut() {
+        if let Some(replica) = self.nodes[node].replica_mut() {
             replica.handle_timeout(now);
             self.after_input(node);
         }
@@ -1704,7 +1738,7 @@ impl World {
     fn link_up(&self, a: usize, b: usize) -> bool {
         // A frozen process is a slow one: what reaches it waits in its inbox and is
         // answered when it resumes. Crashes and partitions are what cut a link.
-        let alive = |n: usize| self.nodes[n].replica.is_some();
+        let alive = |n: usize| self.nodes[n].host.is_some();
         a == b || (!self.blocked[a][b] && !self.blocked[b][a] && alive(a) && alive(b))
     }
 
@@ -1746,7 +1780,7 @@ impl World {
     /// The voter sets (as slots) whose quorums `node`'s acknowledgements need: its
     /// current membership's voters and, while a change is uncommitted, the previous ones.
     fn voter_sets(&self, node: usize) -> Vec<Vec<usize>> {
-        let Some(replica) = self.nodes[node].replica.as_ref() else { return Vec::new() };
+        let Some(replica) = self.nodes[node].replica() else { return Vec::new() };
         let memberships = replica.memberships();
         let mut sets = vec![memberships.current()];
         if replica.membership_change_pending() {
@@ -1761,7 +1795,7 @@ impl World {
     /// change is in flight, enough copies that no election there misses the write.)
     /// Whether `node`'s membership in effect holds `other` as a witness.
     fn is_witness(&self, node: usize, other: usize) -> bool {
-        let Some(replica) = self.nodes[node].replica.as_ref() else { return false };
+        let Some(replica) = self.nodes[node].replica() else { return false };
         let id = NodeId(other as u8 + 1);
         replica.memberships().iter().any(|(_, m)| m.member(id).is_some_and(|m| m.witness))
     }
@@ -1838,10 +1872,10 @@ impl World {
     /// and applied everywhere.
     fn liveness_step(&mut self) {
         let now = self.now_us;
-        let any_paused = self.nodes.iter().any(|n| n.replica.as_ref().is_some_and(|r| r.hard_state().paused));
+        let any_paused = self.nodes.iter().any(|n| n.replica().is_some_and(|r| r.hard_state().paused));
         match self.leader() {
             Some(leader) => {
-                let replica = self.nodes[leader].replica.as_mut().expect("alive");
+                let replica = self.nodes[leader].replica_mut().expect("alive");
                 if replica.hard_state().paused {
                     let _ = replica.handle_set_paused(now, false);
                     self.after_input(leader);
@@ -1859,18 +1893,17 @@ impl World {
                 // campaign (as `baton failover --dry-run` says: a node whose removal is
                 // not committed yet may, and may be the only one that can win).
                 let best = (0..self.nodes.len())
-                    .filter(|&n| self.nodes[n].replica.as_mut().is_some_and(|r| r.handle_campaign(now, true).is_ok()))
+                    .filter(|&n| self.nodes[n].replica_mut().is_some_and(|r| r.handle_campaign(now, true).is_ok()))
                     .collect::<Vec<_>>()
                     .into_iter()
                     // (Among equal logs, a member rather than a node being removed: the
                     // others may know its removal committed and ignore it.)
                     .max_by_key(|&n| {
-                        let replica = self.nodes[n].replica.as_ref();
+                        let replica = self.nodes[n].replica();
                         replica.map(|r| (r.log().last_position(), r.config().me().eligible()))
                     });
                 if let Some(best) = best {
-                    let _ =
-                        self.nodes[best].replica.as_mut().expect("all alive when healed").handle_campaign(now, false);
+                    let _ = self.nodes[best].replica_mut().expect("all alive when healed").handle_campaign(now, false);
                     self.after_input(best);
                 }
             }
@@ -1881,8 +1914,7 @@ impl World {
             // entries: a node whose log went another way has as many, and must first be
             // brought onto the leader's log).
             // (Of the members: a node removed and still running hears nothing more.)
-            let members =
-                self.leader().and_then(|l| self.nodes[l].replica.as_ref()).map(|r| r.config().members.clone());
+            let members = self.leader().and_then(|l| self.nodes[l].replica()).map(|r| r.config().members.clone());
             self.converged = members.is_some_and(|members| {
                 self.nodes
                     .iter()
@@ -1897,19 +1929,32 @@ impl World {
 
     fn propose_barrier(&mut self, leader: usize) {
         let now = self.now_us;
-        let replica = self.nodes[leader].replica.as_mut().expect("alive");
-        let Ok(proposal) = replica.handle_propose(now) else { return };
+        let host = self.nodes[leader].live();
+        let Ok(proposal) = host.replica.handle_propose(now) else { return };
         let entry = SimEntry::new(proposal.position.term, self.next_write_id);
         self.next_write_id += 1;
         let position = proposal.position;
         let sent = Sent { write_id: entry.write_id, client: CLIENTS - 1, attempt: 0 };
-        self.nodes[leader].pending_writes.insert(position.index, position.term, now, sent);
+        self.nodes[leader].live().appended_own(position, proposal.seq, now, sent);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
         self.client = CLIENTS - 1; // A plain write, outside every session.
         self.invoke_write(entry.write_id, WriteKind::Put);
         self.barrier = Some((leader, proposal.position.index, entry, now));
         self.barrier_acked = false;
         self.after_input(leader);
+    }
+}
+
+/// A simulated node's log as its host reads it: each entry's payload is its write's.
+struct SimLog<'a> {
+    memory: &'a Storage,
+    payloads: &'a HashMap<u64, Vec<u8>>,
+}
+
+impl Entries for SimLog<'_> {
+    fn entry(&self, index: u64) -> Option<(u64, Cow<'_, [u8]>)> {
+        let entry = self.memory.entry(index)?;
+        Some((entry.term, Cow::Owned(payload_of(self.payloads, entry))))
     }
 }
 
@@ -1952,23 +1997,18 @@ fn new_node(id: NodeId, members: &heapless::Vec<Member, NODES_MAX>, mode: WriteM
         id,
         started: true,
         config,
-        replica: Some(replica),
+        host: Some(Host::new(replica, Kv::default())),
         incarnation: 0,
         memory: Storage::default(),
         durable: Storage::default(),
         pending_ops: VecDeque::new(),
-        fsync_scheduled: false,
         applied: Vec::new(),
-        kv: Kv::default(),
         timer_at: None,
         frozen: false,
         inbox: Vec::new(),
-        pending_writes: PendingWrites::default(),
         staged_snapshot: None,
-        pending_reads: PendingReads::default(),
         snapshot_sends: SnapshotSends::default(),
         queued_writes: Vec::new(),
-        held_writes: HeldWrites::default(),
         releasing: false,
         queued_reads: Vec::new(),
         first_commit_term: 0,

@@ -10,7 +10,9 @@
 //! - [`apply`]: applying a committed entry and what its client is told;
 //! - [`kv`]: the replicated state machine (a key-value [`map`] and client
 //!   [`session`]s), applied from the log;
-//! - [`members`]: the members' names, addresses and records, beside the core's ids.
+//! - [`members`]: the members' names, addresses and records, beside the core's ids;
+//! - [`node`]: one node's [`node::Host`], holding the core with the client requests, the
+//!   state machine and the persistence sequencing around it, built from the above.
 
 pub mod apply;
 pub mod changed;
@@ -18,6 +20,7 @@ pub mod held;
 pub mod kv;
 pub mod map;
 pub mod members;
+pub mod node;
 pub mod reads;
 pub mod route;
 pub mod session;

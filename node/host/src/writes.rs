@@ -49,6 +49,11 @@ impl<R> PendingWrites<R> {
         Some((pending.reply, verdict))
     }
 
+    /// The write waiting on the entry at `index`, if any.
+    pub fn get(&self, index: u64) -> Option<&R> {
+        self.by_index.get(&index).map(|p| &p.reply)
+    }
+
     /// This node stepped down: every write still waiting may or may not commit under
     /// the next leader, and is answered so now rather than at its time-out.
     pub fn on_stepped_down(&mut self) -> Vec<R> {

@@ -28,7 +28,7 @@ impl Driver {
     pub(super) fn members_changed(&mut self) {
         // The host's records and the core's memberships move together (appends,
         // truncations, snapshots): the newest record that made a change is the core's.
-        let core = self.replica.memberships().current();
+        let core = self.host.replica.memberships().current();
         let host = self.records.membership_log();
         if host.current() != core {
             tracing::error!(?core, host = ?host.current(), "the membership records diverge from the core's");
@@ -59,12 +59,12 @@ impl Driver {
         // snapshot arrive (a joining node dropped its link to the leader and waited out
         // the snapshot timeout, 30 s: the fault suite's `member` nemesis in `mix`).
         let mut wanted: Vec<NodeId> = self.records.linked_ids();
-        wanted.extend(self.replica.leader().filter(|leader| !wanted.contains(leader)));
+        wanted.extend(self.host.replica.leader().filter(|leader| !wanted.contains(leader)));
         wanted.retain(|id| *id != me);
         // None to a node whose removal has committed (a joining node replays the records
         // of every node ever removed): it would only be dialed once and retired.
-        let served = self.records.ids_from(self.replica.commit_index());
-        let leader = self.replica.leader();
+        let served = self.records.ids_from(self.host.replica.commit_index());
+        let leader = self.host.replica.leader();
         for &peer in &wanted {
             if !self.outbound.contains_key(&peer) && (served.contains(&peer) || leader == Some(peer)) {
                 let (sender, state) = links.start(peer);
@@ -84,7 +84,7 @@ impl Driver {
         // A node just added is as far behind as it can be: decide now, not at the next
         // housekeeping tick, whether it gets a snapshot (a short log may be replayed
         // within the tick, and a long one should not start).
-        if self.replica.role() == Role::Leader {
+        if self.host.replica.role() == Role::Leader {
             self.maybe_compact();
         }
     }
@@ -94,13 +94,13 @@ impl Driver {
     /// dial again (`LinkState::retire`). Links to them stay in `outbound` until the
     /// records that name them are compacted away, as before.
     pub(super) fn retire_removed_links(&mut self) {
-        let commit_index = self.replica.commit_index();
+        let commit_index = self.host.replica.commit_index();
         if self.links_retired_through >= commit_index || self.link_states.is_empty() {
             return;
         }
         self.links_retired_through = commit_index;
         let served = self.records.ids_from(commit_index);
-        let leader = self.replica.leader();
+        let leader = self.host.replica.leader();
         for (peer, state) in &self.link_states {
             if !served.contains(peer) && leader != Some(*peer) && !state.is_retired() {
                 tracing::info!(peer = %self.membership.name_of(*peer), "the link to a removed node ends when it next fails");
@@ -114,7 +114,7 @@ impl Driver {
     /// hellos are let in (`Directory::admit`).
     pub(super) fn sync_removal_pending(&self) {
         let pending = match self.records.current().change {
-            Some(baton_common::Change::Remove { id }) if self.replica.membership_change_pending() => Some(id),
+            Some(baton_common::Change::Remove { id }) if self.host.replica.membership_change_pending() => Some(id),
             _ => None,
         };
         self.membership.set_removal_pending(pending);
@@ -127,7 +127,7 @@ impl Driver {
         let Some(record) = crate::kv::Command::member_record(payload) else { return false };
         if from_leader && record.change.is_some() {
             let now = self.now();
-            self.replica.handle_membership_appended(now, index, record.membership.clone());
+            self.host.replica.handle_membership_appended(now, index, record.membership.clone());
         }
         self.records.push(index, record);
         true
@@ -146,11 +146,11 @@ impl Driver {
         }
         let upstream = self.records.current().upstream_of(to, self.membership.me())?;
         let link_up = self.link_states.get(&upstream).is_some_and(|state| state.is_up());
-        let window_us = self.replica.config().election_timeout_us;
+        let window_us = self.host.replica.config().election_timeout_us;
         // The upstream has the entries, or they are on their way to it ahead of this
         // request on the same stream (the core made every batch before the host sends
         // any; the upstream appends its own before it passes this one on).
-        let sent_them = self.replica.peer_statuses().any(|peer| {
+        let sent_them = self.host.replica.peer_statuses().any(|peer| {
             peer.id == upstream
                 && peer.state == baton_common::ReplicationState::Replicate
                 && peer.next_index > request.last_index()
@@ -168,7 +168,7 @@ impl Driver {
             self.relays_dropped += 1;
             return;
         };
-        if self.replica.leader() != Some(from) || request.term != self.replica.term() {
+        if self.host.replica.leader() != Some(from) || request.term != self.host.replica.term() {
             self.relays_dropped += 1;
             return;
         }
@@ -189,17 +189,17 @@ impl Driver {
     /// The members as this node knows them (`baton member list`, and a joining node).
     pub(super) fn members_view(&self) -> crate::status::MembersView {
         let record = self.records.current().clone();
-        let mode = self.replica.config().mode;
+        let mode = self.host.replica.config().mode;
         let voters = record.membership.voters();
         crate::status::MembersView {
             from: self.membership.my_name().to_string(),
-            leader: self.replica.leader().map(|id| self.membership.name_of(id)),
+            leader: self.host.replica.leader().map(|id| self.membership.name_of(id)),
             record,
-            change_index: self.replica.memberships().current_index(),
+            change_index: self.host.replica.memberships().current_index(),
             // A follower knows the commit index, not the leader's safe index.
-            change_pending: match self.replica.role() {
-                Role::Leader => self.replica.membership_change_pending(),
-                _ => self.replica.memberships().current_index() > self.replica.commit_index(),
+            change_pending: match self.host.replica.role() {
+                Role::Leader => self.host.replica.membership_change_pending(),
+                _ => self.host.replica.memberships().current_index() > self.host.replica.commit_index(),
             },
             mode: mode.to_string(),
             write_quorum: mode.write_quorum(voters),
@@ -320,7 +320,7 @@ impl Driver {
         reply: oneshot::Sender<Response>,
     ) {
         let record = self.records.current().clone();
-        match self.replica.handle_propose_membership(now, change, dry_run) {
+        match self.host.replica.handle_propose_membership(now, change, dry_run) {
             Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
                 let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
             }
@@ -391,7 +391,7 @@ impl Driver {
                 return;
             }
         };
-        if self.replica.role() != Role::Leader {
+        if self.host.replica.role() != Role::Leader {
             let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
             return;
         }
@@ -403,7 +403,7 @@ impl Driver {
         if let Some(entry) = record.directory.iter_mut().find(|e| e.id == id.0) {
             entry.upstream = upstream;
         }
-        match self.replica.handle_propose(now) {
+        match self.host.replica.handle_propose(now) {
             Ok(proposal) => self.append_own_record(proposal, record, Some(reply)),
             Err(error) => {
                 let _ = reply.send(self.error(ErrorCode::NotLeader, format!("not proposed: {error:?}")));
@@ -426,20 +426,19 @@ impl Driver {
             return;
         }
         self.members_changed();
-        self.unsynced_seq = Some(proposal.seq);
         let since = Instant::now();
         let since_us = since.saturating_duration_since(self.started).as_micros() as u64;
         // A change nobody waits for (a promotion the leader made itself): its answer
         // goes nowhere.
         let reply = reply.unwrap_or_else(|| oneshot::channel().0);
-        self.pending_writes.insert(position.index, position.term, since_us, (since, reply));
+        self.host.appended_own(position, proposal.seq, since_us, (since, reply));
     }
 
     /// Leader's housekeeping for the membership: a cluster whose id is not chosen yet
     /// gets one (random, in a record of its own); a learner marked to be promoted once
     /// caught up is promoted as soon as the core accepts it.
     pub(super) fn tend_members(&mut self) {
-        if self.replica.role() != Role::Leader || self.fatal.is_some() {
+        if self.host.replica.role() != Role::Leader || self.fatal.is_some() {
             return;
         }
         let now = self.now();
@@ -449,7 +448,7 @@ impl Driver {
                 let mut record = self.records.current().clone();
                 record.cluster_id = u64::from_le_bytes(bytes).max(1);
                 record.change = None;
-                if let Ok(proposal) = self.replica.handle_propose(now) {
+                if let Ok(proposal) = self.host.replica.handle_propose(now) {
                     tracing::info!(cluster_id = format!("{:016x}", record.cluster_id), "chose the cluster's id");
                     self.cluster_id_proposed_at = Some(proposal.position.index);
                     self.append_own_record(proposal, record, None);
@@ -459,10 +458,10 @@ impl Driver {
         let learners: Vec<NodeId> = self.records.current().learners_to_promote().collect();
         for id in learners {
             let change = baton_common::Change::Promote { id };
-            if self.replica.handle_propose_membership(now, change, true).is_err() {
+            if self.host.replica.handle_propose_membership(now, change, true).is_err() {
                 continue;
             }
-            let Ok(accepted) = self.replica.handle_propose_membership(now, change, false) else { continue };
+            let Ok(accepted) = self.host.replica.handle_propose_membership(now, change, false) else { continue };
             let Some(proposal) = accepted.proposal else { continue };
             tracing::info!(member = %self.membership.name_of(id), "the learner caught up: promoting it to voter");
             let next = self.records.current().changed(change, accepted.membership, None);

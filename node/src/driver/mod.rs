@@ -21,8 +21,10 @@ use baton_common::{
 };
 use baton_host::apply::{Answer, NotApplied};
 use baton_host::members::MemberRecords;
+use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal};
 use baton_host::route::Route;
 use baton_host::watch::{Batch, End, Refusal, Sink, WatchId, Watchers};
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,11 +37,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CACHE_ENTRIES_MAX: usize = 8_192;
 /// How often pending requests are checked for time-outs.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
-/// A follower fsyncs inside the decision loop only while its recent fsyncs took less
-/// than this; slower, and the loop would stop answering heartbeats for that long. A
-/// fifth of the default heartbeat interval: above this machine's occasional 10-20 ms
-/// disk stalls, well under an SD card's slow erase.
-const INLINE_FSYNC_RECENT_MAX: Duration = Duration::from_millis(20);
 /// Inputs handled back to back before the log is written, synced and sent on: bounds
 /// how long one burst delays the first write in it.
 const INPUT_BURST_MAX: usize = 256;
@@ -47,18 +44,8 @@ const INPUT_BURST_MAX: usize = 256;
 /// How a pending write is answered: when it arrived, and the channel to its client.
 type WriteReply = (Instant, oneshot::Sender<Response>);
 
-/// A write that arrived while leadership was moving. It waits, instead of being refused
-/// at once, so it is proposed as soon as this node may take writes again, or answered
-/// with the new leader's address the moment it is known: the client does not sleep and
-/// guess.
-struct HeldWrite {
-    command: Command,
-    reply: oneshot::Sender<Response>,
-    since: Instant,
-}
-
-/// A waiting read: its key, and the channel to its client.
-type ReadReply = (Vec<u8>, oneshot::Sender<Response>);
+/// How a waiting read is answered: the channel to its client.
+type ReadReply = oneshot::Sender<Response>;
 
 struct CachedEntry {
     index: u64,
@@ -68,10 +55,11 @@ struct CachedEntry {
 }
 
 pub struct Driver {
-    replica: Replica,
+    /// The core with the client requests, the state machine and the persistence
+    /// sequencing around it (`baton_host::node`): the decisions this loop carries out.
+    host: Host<WriteReply, ReadReply>,
     wal: Wal,
     hard_state: HardStateFile,
-    kv: Kv,
     cache: VecDeque<CachedEntry>,
     /// The members as this node sees them, shared with the transport.
     membership: Directory,
@@ -84,14 +72,6 @@ pub struct Driver {
     outbound: Outbound,
     inputs: mpsc::Receiver<Input>,
     loopback: mpsc::Sender<Input>,
-    /// The highest persistence request written but not yet covered by an fsync.
-    unsynced_seq: Option<PersistSeq>,
-    sync_in_flight: bool,
-    /// Made durable inline (a hard-state write syncs everything before it).
-    durable_seq: Option<PersistSeq>,
-    pending_writes: baton_host::writes::PendingWrites<WriteReply>,
-    held_writes: baton_host::held::HeldWrites<HeldWrite>,
-    pending_reads: baton_host::reads::PendingReads<ReadReply>,
     entries_received: u64,
     started: Instant,
     dropped_frames: u64,
@@ -139,8 +119,6 @@ pub struct Driver {
     /// On the leader: each follower's match index and when it last moved, so a status
     /// can tell a stalled follower (connected, behind, not moving) from a slow one.
     follower_progress: std::collections::HashMap<NodeId, (u64, Instant)>,
-    /// Recent fsync time (see `on_synced`): decides whether a follower fsyncs inline.
-    fsync_recent: Duration,
     /// Why the node must stop, once storage failed: from then on the driver carries out
     /// nothing (no reply, no send, no durability reported to the core) and `run` returns
     /// this to `main`, which exits.
@@ -158,8 +136,6 @@ pub struct Driver {
     relays_sent: u64,
     frames_relayed: u64,
     relays_dropped: u64,
-    /// The index the state machine is to be applied through (see `apply_some`).
-    apply_target: u64,
 }
 
 /// Where the watchers' batches go: each watch's queue to its stream.
@@ -227,10 +203,9 @@ impl Driver {
         counters: std::sync::Arc<TransportCounters>,
     ) -> Driver {
         Driver {
-            replica,
+            host: Host::new(replica, Kv::default()),
             wal,
             hard_state,
-            kv: Kv::default(),
             cache: VecDeque::new(),
             records: MemberRecords::new(0, membership.record()),
             membership,
@@ -239,12 +214,6 @@ impl Driver {
             outbound: Outbound::new(),
             inputs,
             loopback,
-            unsynced_seq: None,
-            sync_in_flight: false,
-            durable_seq: None,
-            pending_writes: baton_host::writes::PendingWrites::default(),
-            held_writes: baton_host::held::HeldWrites::default(),
-            pending_reads: baton_host::reads::PendingReads::default(),
             entries_received: 0,
             started,
             dropped_frames: 0,
@@ -277,7 +246,6 @@ impl Driver {
             writes_acknowledged: 0,
             write_ack_latency: crate::status::LatencyHistogram::default(),
             follower_progress: std::collections::HashMap::new(),
-            fsync_recent: Duration::ZERO,
             fatal: None,
             watchers: Watchers::new(),
             watch_sinks: HashMap::new(),
@@ -286,7 +254,6 @@ impl Driver {
             relays_sent: 0,
             frames_relayed: 0,
             relays_dropped: 0,
-            apply_target: 0,
         }
     }
 
@@ -304,7 +271,7 @@ impl Driver {
         self.receiver = Some(crate::transfer::Receiver::new(snapshots.incoming_path()));
         self.snapshots = Some(snapshots);
         self.snapshot = snapshot;
-        self.kv = kv;
+        self.host.kv = kv;
         self.max_log_bytes = max_log_bytes;
         self
     }
@@ -327,7 +294,7 @@ impl Driver {
     /// connections of those certificates: a revocation takes effect on every node as
     /// soon as it applies there.
     fn enforce_revocations(&mut self) {
-        let revoked = self.kv.revoked();
+        let revoked = self.host.kv.revoked();
         self.revocations.replace(revoked);
         let closed = self.open_connections.close_revoked(revoked);
         if closed > 0 {
@@ -378,7 +345,7 @@ impl Driver {
         self.pump(None);
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING_INTERVAL);
         loop {
-            let deadline = self.replica.poll_timeout().map(|at| self.started + Duration::from_micros(at));
+            let deadline = self.host.replica.poll_timeout().map(|at| self.started + Duration::from_micros(at));
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -402,7 +369,7 @@ impl Driver {
                         }
                     }
                     let now = self.now();
-                    self.replica.handle_timeout(now);
+                    self.host.replica.handle_timeout(now);
                     self.pump(None);
                 }
                 // More to do (entries to apply, watches to move on): turn again, after
@@ -425,8 +392,8 @@ impl Driver {
             self.apply_some();
             self.pump_watchers();
             if let Some(deadline) = self.handover_deadline {
-                if self.replica.role() != Role::Leader {
-                    tracing::info!(leader = ?self.replica.leader().map(|id| self.membership.name_of(id)), "handed leadership over; stopping");
+                if self.host.replica.role() != Role::Leader {
+                    tracing::info!(leader = ?self.host.replica.leader().map(|id| self.membership.name_of(id)), "handed leadership over; stopping");
                     break;
                 }
                 if Instant::now() >= deadline {
@@ -435,8 +402,8 @@ impl Driver {
                 }
             }
         }
-        for held in self.held_writes.take_all() {
-            let _ = held.reply.send(self.error(ErrorCode::NotLeader, "this node is stopping"));
+        for (_, reply) in self.host.take_held() {
+            let _ = reply.send(self.error(ErrorCode::NotLeader, "this node is stopping"));
         }
         if let Err(error) = self.wal.sync() {
             tracing::error!(%error, "final fsync failed");
@@ -478,17 +445,17 @@ impl Driver {
     /// running until it is done (or an election timeout passes). Returns whether to keep
     /// running.
     fn begin_handover(&mut self) -> bool {
-        if self.replica.role() != Role::Leader {
+        if self.host.replica.role() != Role::Leader {
             return false;
         }
         let now = self.now();
-        match self.replica.handle_switchover(now, None, false) {
+        match self.host.replica.handle_switchover(now, None, false) {
             Ok(target) => {
                 tracing::info!(
                     target = self.membership.name_of(target),
                     "shutting down: handing leadership over first"
                 );
-                let timeout = Duration::from_micros(self.replica.config().election_timeout_us);
+                let timeout = Duration::from_micros(self.host.replica.config().election_timeout_us);
                 self.handover_deadline = Some(Instant::now() + timeout);
                 self.pump(None);
                 true
@@ -511,7 +478,7 @@ impl Driver {
                     Message::AppendRequest(request) => Some(request.prev.index),
                     _ => None,
                 };
-                self.replica.handle_message(now, from, message);
+                self.host.replica.handle_message(now, from, message);
                 self.pump(incoming.map(|prev| (prev, entries.as_slice())));
             }
             Input::Client { request, operator, forwarded, reply } => {
@@ -520,7 +487,8 @@ impl Driver {
             Input::Watch { prefix, from_index, sink } => self.open_watch(prefix, from_index, sink),
             Input::WatchRoom => {} // Every turn ends by moving the watches on.
             Input::Scan { reply } => {
-                let _ = reply.send(ScanView { map: self.kv.map().clone(), applied_index: self.kv.applied_index() });
+                let _ = reply
+                    .send(ScanView { map: self.host.kv.map().clone(), applied_index: self.host.kv.applied_index() });
             }
             Input::Shutdown => {}
             Input::SnapshotChunk(chunk) => self.on_snapshot_chunk(chunk),
@@ -534,7 +502,7 @@ impl Driver {
                         None => self.records.at(received.snapshot.index).membership.clone(),
                     };
                     self.received = Some(snapshot);
-                    self.replica.handle_snapshot_received(
+                    self.host.replica.handle_snapshot_received(
                         now,
                         received.from,
                         received.term,
@@ -550,16 +518,12 @@ impl Driver {
                 Err(error) => tracing::warn!(%error, "a received snapshot is unusable; the leader sends it again"),
             },
             Input::SnapshotWritten { position, result } => self.on_snapshot_written(position, result),
-            Input::Synced { seq, result, elapsed } => {
-                self.sync_in_flight = false;
-                self.on_synced(seq, result, elapsed);
-            }
+            Input::Synced { seq, result, elapsed } => self.on_synced(seq, result, elapsed),
         }
     }
 
     fn on_synced(&mut self, seq: PersistSeq, result: Result<(), String>, elapsed: Duration) {
         self.fsync_latency.record(elapsed);
-        self.fsync_recent = fsync_recent_after(self.fsync_recent, elapsed);
         if let Err(error) = result {
             // The disk may have dropped writes we cannot identify: continuing could
             // acknowledge data that is gone. Stop loudly; a restart recovers.
@@ -568,24 +532,21 @@ impl Driver {
             return;
         }
         let now = self.now();
-        self.replica.handle_persisted(now, seq);
+        self.host.synced(now, seq, elapsed.as_micros() as u64);
         self.pump(None);
     }
 
     /// Drains the replica's outputs, feeding back inline durability, until quiet.
     fn pump(&mut self, incoming: Option<(u64, &[Vec<u8>])>) {
         loop {
-            while let Some(output) = self.replica.poll_output() {
+            while let Some(output) = self.host.replica.poll_output() {
                 self.carry_out(output, incoming);
             }
             self.sync_removal_pending();
             self.retire_removed_links();
-            match self.durable_seq.take() {
-                Some(seq) if self.fatal.is_none() => {
-                    let now = self.now();
-                    self.replica.handle_persisted(now, seq);
-                }
-                _ => break,
+            let now = self.now();
+            if self.fatal.is_some() || !self.host.report_durable(now) {
+                break;
             }
         }
     }
@@ -633,21 +594,21 @@ impl Driver {
                 if let Err(error) = self.wal.sync().and_then(|()| self.hard_state.store(&hard_state)) {
                     return self.fatal_storage(error);
                 }
-                self.durable_seq = Some(seq);
+                self.host.persistence.made_durable(seq);
             }
             Output::TruncateLog { seq, from_index } => {
                 if let Err(error) = self.wal.truncate_from(from_index) {
                     return self.fatal_storage(error);
                 }
                 self.cache.retain(|e| e.index < from_index);
-                self.unsynced_seq = Some(seq);
+                self.host.persistence.wrote(seq);
                 if self.records.truncate_from(from_index) {
                     self.members_changed();
                 }
                 if self.cluster_id_proposed_at.is_some_and(|at| at >= from_index) {
                     self.cluster_id_proposed_at = None;
                 }
-                if self.kv.has_applied(from_index) {
+                if self.host.kv.has_applied(from_index) {
                     let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries: 0 };
                     self.watchers.on_discarded(from_index, &mut queues);
                     // Async mode: this node had applied writes now discarded. Rebuild
@@ -656,7 +617,7 @@ impl Driver {
                     if !self.rebuild_kv() {
                         return;
                     }
-                    self.apply_target = self.replica.commit_index().min(from_index - 1);
+                    self.host.rebuilt_before(from_index);
                     self.apply_some();
                 }
             }
@@ -674,13 +635,13 @@ impl Driver {
                     self.members_changed();
                 }
                 self.entries_received += last_index - first_index + 1;
-                self.unsynced_seq = Some(seq);
+                self.host.persistence.wrote(seq);
             }
             Output::AppendNoop { seq, position } => {
                 if !self.append(position.index, position.term, Vec::new()) {
                     return;
                 }
-                self.unsynced_seq = Some(seq);
+                self.host.persistence.wrote(seq);
             }
             Output::InstallSnapshot { seq, snapshot } => self.install_snapshot(seq, snapshot),
             Output::SendSnapshot { to, term } => {
@@ -689,7 +650,7 @@ impl Driver {
                     return;
                 }
                 let (Some(snapshots), Some(link)) = (&self.snapshots, self.outbound.get(&to)) else { return };
-                let resend_after = Duration::from_micros(self.replica.config().snapshot_timeout_us);
+                let resend_after = Duration::from_micros(self.host.replica.config().snapshot_timeout_us);
                 let link_state = self.link_states.get(&to).map(|state| &**state);
                 let now = self.now();
                 let link = (link.clone(), link_state);
@@ -719,8 +680,8 @@ impl Driver {
     /// blocking thread; [`Driver::on_snapshot_written`] compacts the log after it.
     fn maybe_compact(&mut self) {
         let Some(snapshots) = &self.snapshots else { return };
-        let applied = self.kv.applied_index();
-        if self.compacting || applied <= self.snapshot.index || applied > self.replica.compactable_index() {
+        let applied = self.host.kv.applied_index();
+        if self.compacting || applied <= self.snapshot.index || applied > self.host.replica.compactable_index() {
             return;
         }
         let routine = self.log_size().snapshot_due(|| crate::storage::free_bytes(self.wal.dir()).ok());
@@ -738,7 +699,7 @@ impl Driver {
             );
         }
         let position = Position { index: applied, term };
-        let contents = self.kv.contents();
+        let contents = self.host.kv.contents();
         let snapshots = snapshots.clone();
         let loopback = self.loopback.clone();
         self.compacting = true;
@@ -757,10 +718,11 @@ impl Driver {
     /// estimated bytes, if so. The snapshot compacts the log, so the core sends that
     /// follower the snapshot, then the log after it.
     fn catch_up_snapshot_due(&self) -> Option<(u64, u64)> {
-        if self.replica.role() != Role::Leader {
+        if self.host.replica.role() != Role::Leader {
             return None;
         }
         let behind_entries = self
+            .host
             .replica
             .peer_statuses()
             .filter(|peer| peer.match_index >= self.snapshot.index && !self.is_witness(peer.id))
@@ -778,7 +740,7 @@ impl Driver {
             return None;
         }
         let behind_bytes = (u128::from(cached_bytes) * u128::from(behind_entries) / u128::from(cached_entries)) as u64;
-        crate::compaction::catch_up_snapshot_due(behind_bytes, self.kv.data_bytes())
+        crate::compaction::catch_up_snapshot_due(behind_bytes, self.host.kv.data_bytes())
             .then_some((behind_entries, behind_bytes))
     }
 
@@ -786,7 +748,7 @@ impl Driver {
     /// answers from there once it is on disk. Only the leader backs up, so a backup is as
     /// recent as the cluster's acknowledged writes allow.
     fn backup(&mut self, reply: oneshot::Sender<Response>) {
-        if self.replica.role() != Role::Leader {
+        if self.host.replica.role() != Role::Leader {
             let _ = reply.send(self.error(ErrorCode::NotLeader, "backups are taken at the leader"));
             return;
         }
@@ -794,7 +756,7 @@ impl Driver {
             let _ = reply.send(self.error(ErrorCode::Internal, "this node keeps no snapshots"));
             return;
         };
-        let applied = self.kv.applied_index();
+        let applied = self.host.kv.applied_index();
         let term = match applied {
             index if index == self.snapshot.index => Some(self.snapshot.term),
             index => self.entry(index).map(|(term, _)| term),
@@ -804,7 +766,7 @@ impl Driver {
             return;
         };
         let position = Position { index: applied, term };
-        let contents = self.kv.contents();
+        let contents = self.host.kv.contents();
         tokio::task::spawn_blocking(move || {
             let response = match snapshots.write_backup(position, &contents) {
                 Ok(bytes) => Response::BackupReady { index: position.index, term: position.term, bytes },
@@ -842,12 +804,12 @@ impl Driver {
     }
 
     fn track_follower_progress(&mut self) {
-        if self.replica.role() != Role::Leader {
+        if self.host.replica.role() != Role::Leader {
             self.follower_progress.clear();
             return;
         }
         let now = Instant::now();
-        for peer in self.replica.peer_statuses() {
+        for peer in self.host.replica.peer_statuses() {
             let entry = self.follower_progress.entry(peer.id).or_insert((peer.match_index, now));
             if entry.0 != peer.match_index || peer.lag_entries == 0 {
                 *entry = (peer.match_index, now);
@@ -876,13 +838,13 @@ impl Driver {
         // The compactable index never falls (the core truncates only above its safe
         // index) and a committed entry stays: what was compactable when the snapshot
         // was taken still is, unless the leader's snapshot replaced the log (above).
-        assert!(position.index <= self.replica.compactable_index(), "compactable when taken, compactable now");
+        assert!(position.index <= self.host.replica.compactable_index(), "compactable when taken, compactable now");
         assert_eq!(self.wal.term_at(position.index), Some(position.term), "a committed entry stays");
         let detached = self.wal.detach_through(position.index);
         self.records.compact_to(position.index);
-        self.kv.forget_changes_before(self.wal.first_index().unwrap_or(position.index + 1));
+        self.host.kv.forget_changes_before(self.wal.first_index().unwrap_or(position.index + 1));
         let now = self.now();
-        self.replica.handle_compacted(now, position);
+        self.host.replica.handle_compacted(now, position);
         tracing::info!(
             index = position.index,
             bytes,
@@ -950,7 +912,7 @@ impl Driver {
         self.snapshots_installed += 1;
         self.records.install(snapshot.index, received.members.clone(), keeps_tail);
         self.members_changed();
-        self.kv = received.into_kv();
+        self.host.kv = received.into_kv();
         self.enforce_revocations();
         tracing::info!(
             index = snapshot.index,
@@ -958,14 +920,14 @@ impl Driver {
             keeps_tail,
             "installed the leader's snapshot"
         );
-        self.durable_seq = Some(seq);
+        self.host.persistence.made_durable(seq);
         self.serve_reads();
     }
 
     /// Rebuilds the map from the snapshot alone (the log is applied again on top).
     /// `false`: the snapshot could not be read, and the node stops.
     fn rebuild_kv(&mut self) -> bool {
-        self.kv = match self.snapshots.as_ref().map(SnapshotDir::load) {
+        self.host.kv = match self.snapshots.as_ref().map(SnapshotDir::load) {
             Some(Ok(Some(loaded))) => loaded.into_kv(),
             Some(Err(error)) => {
                 self.fatal_storage(error);
@@ -994,7 +956,7 @@ impl Driver {
     /// An entry's term and payload, from memory or disk.
     /// Whether `id` is a witness in the membership in effect.
     fn is_witness(&self, id: NodeId) -> bool {
-        self.replica.config().member(id).is_some_and(|m| m.witness)
+        self.host.replica.config().member(id).is_some_and(|m| m.witness)
     }
 
     /// Writes the snapshot a witness gets, unless written already for the installed
@@ -1035,9 +997,9 @@ impl Driver {
             Request::ViaLeader { request } => (*request, false),
             request => (request, false),
         };
-        let leading = self.replica.role() == Role::Leader;
+        let leading = self.host.replica.role() == Role::Leader;
         let link = |id: NodeId| self.link_states.get(&id).and_then(|state| state.connection());
-        let leader = self.replica.leader().filter(|id| link(*id).is_some());
+        let leader = self.host.replica.leader().filter(|id| link(*id).is_some());
         match baton_host::route::route(via_leader, forwarded, leading, leader.map(|id| id.0)) {
             Route::Here => self.handle_request(request, operator, reply),
             Route::NoLeader => {
@@ -1055,7 +1017,7 @@ impl Driver {
 
     /// A client's watch: opened, or refused with the reason.
     fn open_watch(&mut self, prefix: Vec<u8>, from_index: u64, sink: WatchSink) {
-        if self.is_witness(self.replica.id()) {
+        if self.is_witness(self.host.replica.id()) {
             let message = "this node is a witness: it holds no data to watch. Fix: watch a data node";
             let _ = sink.end.send(self.error(ErrorCode::Unsupported, message));
             return;
@@ -1065,7 +1027,7 @@ impl Driver {
             let _ = sink.end.send(self.error(ErrorCode::TooLarge, message));
             return;
         }
-        match self.watchers.open(prefix, from_index, self.kv.applied_index()) {
+        match self.watchers.open(prefix, from_index, self.host.kv.applied_index()) {
             Ok(id) => {
                 self.watch_sinks.insert(id, sink);
                 self.watch_turn_due = true;
@@ -1087,14 +1049,14 @@ impl Driver {
         for (id, _) in self.watch_sinks.extract_if(|_, sink| sink.batches.is_closed()) {
             self.watchers.close(id); // The consumer went away.
         }
-        let applied = self.kv.applied_index();
+        let applied = self.host.kv.applied_index();
         let oldest = self.wal.first_index().unwrap_or(applied + 1);
-        let lag_entries = self.replica.known_commit_index().saturating_sub(applied);
+        let lag_entries = self.host.replica.known_commit_index().saturating_sub(applied);
         let now = self.now();
         let (cache, wal) = (&self.cache, &self.wal);
         let log = |index: u64| entry_in(cache, wal, index);
         let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries };
-        self.watchers.pump(now, applied, oldest, self.kv.changed(), &log, &mut queues);
+        self.watchers.pump(now, applied, oldest, self.host.kv.changed(), &log, &mut queues);
         let has_room = |id: &WatchId| queues.has_room(*id);
         self.watch_turn_due = self.watchers.behind(applied).any(|id| has_room(&id));
     }
@@ -1111,42 +1073,31 @@ impl Driver {
     /// Applies the log through `commit_index`, [`APPLY_ENTRIES_PER_TURN_MAX`] entries
     /// now and the rest in the turns that follow.
     fn apply_through(&mut self, commit_index: u64) {
-        self.apply_target = self.apply_target.max(commit_index);
+        self.host.commit_through(commit_index);
         self.apply_some();
     }
 
     /// Whether committed entries wait to be applied (the loop turns again at once).
     fn apply_due(&self) -> bool {
-        self.kv.applied_index() < self.apply_target && self.fatal.is_none()
+        self.host.apply_due() && self.fatal.is_none()
     }
 
     fn apply_some(&mut self) {
         if self.fatal.is_some() {
             return;
         }
-        let is_leader = self.replica.role() == Role::Leader;
-        let end = self.apply_target.min(self.kv.applied_index() + APPLY_ENTRIES_PER_TURN_MAX);
-        while self.kv.applied_index() < end {
-            let index = self.kv.applied_index() + 1;
-            let Some((term, payload)) = self.entry(index) else {
-                tracing::error!(index, "a committed entry is missing from the log");
-                self.apply_target = self.kv.applied_index(); // Until the next commit.
-                return;
-            };
-            let (applied, answered) = baton_host::apply::apply_entry(
-                &mut self.kv,
-                &mut self.pending_writes,
-                index,
-                term,
-                &payload,
-                is_leader,
-            );
-            match applied {
+        let log = DriverEntries { cache: &self.cache, wal: &self.wal };
+        let batch = self.host.apply_some(&log, APPLY_ENTRIES_PER_TURN_MAX);
+        if let Some(index) = batch.missing {
+            tracing::error!(index, "a committed entry is missing from the log");
+        }
+        for entry in batch.entries {
+            match entry.applied {
                 Applied::Duplicate { .. } => self.duplicate_writes += 1,
                 Applied::Revoked => self.enforce_revocations(),
                 _ => {}
             }
-            if let Some(((since, reply), answer)) = answered {
+            if let Some(((since, reply), answer)) = entry.answered {
                 if answer.is_acknowledged() {
                     self.writes_acknowledged += 1;
                     self.write_ack_latency.record(since.elapsed());
@@ -1158,11 +1109,9 @@ impl Driver {
     }
 
     fn serve_reads(&mut self) {
-        let applied = self.kv.applied_index();
-        for (key, reply) in self.pending_reads.take_ready(applied) {
-            let value = self.kv.get(&key).map(<[u8]>::to_vec);
-            let lag_entries = self.replica.known_commit_index().saturating_sub(applied);
-            let _ = reply.send(Response::Value { value, applied_index: applied, lag_entries });
+        for read in self.host.take_served_reads() {
+            let (value, applied_index, lag_entries) = (read.value, read.applied_index, read.lag_entries);
+            let _ = read.reply.send(Response::Value { value, applied_index, lag_entries });
         }
     }
 
@@ -1217,7 +1166,7 @@ impl Driver {
         if matches!(event, Event::SteppedDown { .. }) {
             self.sends.stop_all();
             // Writes still waiting may or may not commit under the next leader.
-            for (_, reply) in self.pending_writes.on_stepped_down() {
+            for (_, reply) in self.host.on_stepped_down() {
                 let _ = reply.send(Response::Error {
                     code: ErrorCode::OutcomeUnknown,
                     message: "leadership changed before the write was acknowledged; it may still apply".into(),
@@ -1233,7 +1182,7 @@ impl Driver {
     }
 
     fn leader_hint(&self) -> Option<String> {
-        self.replica.leader().and_then(|id| self.membership.addr_of(id)).map(|addr| addr.to_string())
+        self.host.replica.leader().and_then(|id| self.membership.addr_of(id)).map(|addr| addr.to_string())
     }
 
     fn error(&self, code: ErrorCode, message: impl Into<String>) -> Response {
@@ -1269,7 +1218,7 @@ impl Driver {
                 return;
             }
             Request::Campaign { dry_run } => {
-                let response = match self.replica.handle_campaign(now, dry_run) {
+                let response = match self.host.replica.handle_campaign(now, dry_run) {
                     Ok(()) => Response::Campaign { accepted: true, reason: None },
                     Err(refusal) => Response::Campaign { accepted: false, reason: Some(self.describe(&refusal)) },
                 };
@@ -1278,10 +1227,10 @@ impl Driver {
                 return;
             }
             Request::SetPaused { paused } => {
-                let response = match self.replica.handle_set_paused(now, paused) {
+                let response = match self.host.replica.handle_set_paused(now, paused) {
                     Ok(()) => Response::Done,
                     // No live leader to replicate a resume: resume this node alone.
-                    Err(_) if !paused => match self.replica.handle_local_resume(now) {
+                    Err(_) if !paused => match self.host.replica.handle_local_resume(now) {
                         Ok(()) => Response::Done,
                         Err(refusal) => {
                             let age_ms = match refusal {
@@ -1346,30 +1295,28 @@ impl Driver {
             let _ = reply.send(self.error(ErrorCode::TooLarge, problem));
             return;
         }
-        self.propose(HeldWrite { command, reply, since: Instant::now() });
+        self.propose(Instant::now(), command, reply);
     }
 
-    /// Appends a client's write, holds it while leadership is moving, or refuses it.
-    fn propose(&mut self, write: HeldWrite) {
+    /// Appends a client's write, holds it while leadership is moving, or refuses it
+    /// (`baton_host::node` decides).
+    fn propose(&mut self, since: Instant, command: Command, reply: oneshot::Sender<Response>) {
         let now = self.now();
-        match self.replica.handle_propose(now) {
-            Ok(proposal) => {
-                let position = proposal.position;
-                // A session is named by number from the state this leader has applied,
-                // which its log (and so every log holding this entry) starts with.
-                let command = self.kv.name_session(write.command);
-                if !self.append(position.index, position.term, command.encode()) {
-                    return; // The node stops; its client hears the connection close.
-                }
-                self.unsynced_seq = Some(proposal.seq);
-                let since_us = write.since.saturating_duration_since(self.started).as_micros() as u64;
-                self.pending_writes.insert(position.index, position.term, since_us, (write.since, write.reply));
+        let since_us = since.saturating_duration_since(self.started).as_micros() as u64;
+        let proposed = self.host.propose(now, since_us, command, (since, reply));
+        self.carry_out_proposal(proposed);
+    }
+
+    fn carry_out_proposal(&mut self, proposed: Proposed<WriteReply>) {
+        match proposed {
+            Proposed::Appended { position, command, .. } => {
                 // No pump here: the run loop pumps once per burst of inputs, so the
-                // burst's writes leave in one append request per follower.
+                // burst's writes leave in one append request per follower. A failed
+                // append stops the node; its client hears the connection close.
+                let _ = self.append(position.index, position.term, command.encode());
             }
-            Err(error) => {
-                let since_us = write.since.saturating_duration_since(self.started).as_micros() as u64;
-                let Some(write) = self.held_writes.hold_or_refuse(&error, since_us, now, write) else { return };
+            Proposed::Held => {}
+            Proposed::Refused { error, reply: (_, reply) } => {
                 let response = match error {
                     ProposeError::NotLeader { .. } => self.error(ErrorCode::NotLeader, "not the leader"),
                     ProposeError::TransferInProgress => {
@@ -1381,7 +1328,7 @@ impl Driver {
                     ),
                     ProposeError::LogFull => self.error(ErrorCode::Internal, "the log's term table is full"),
                 };
-                let _ = write.reply.send(response);
+                let _ = reply.send(response);
             }
         }
     }
@@ -1389,12 +1336,9 @@ impl Driver {
     /// Gives held writes another go once leadership has settled, or once the oldest has
     /// waited too long (`baton_host::held` decides).
     fn release_held_writes(&mut self) {
-        if self.held_writes.is_empty() {
-            return;
-        }
-        let settled = baton_host::held::settled(&self.replica);
-        for (_, write) in self.held_writes.take_released(settled, self.now()) {
-            self.propose(write);
+        let now = self.now();
+        for proposed in self.host.release_held(now) {
+            self.carry_out_proposal(proposed);
         }
     }
 
@@ -1411,7 +1355,7 @@ impl Driver {
             Some(Some(id)) => Some(id),
             None => None,
         };
-        match self.replica.handle_switchover(now, target, dry_run) {
+        match self.host.replica.handle_switchover(now, target, dry_run) {
             Ok(id) => {
                 Response::Switchover { target: Some(self.membership.name_of(id)), reasons: vec![], started: !dry_run }
             }
@@ -1429,7 +1373,7 @@ impl Driver {
     /// A refusal in words an operator can act on.
     fn describe(&self, refusal: &baton_common::Refusal) -> String {
         use baton_common::Refusal;
-        let max_lag = self.replica.config().max_lag_entries;
+        let max_lag = self.host.replica.config().max_lag_entries;
         match refusal {
             Refusal::NotLeader { .. } => "this node is not the leader".into(),
             Refusal::TransferInProgress { target } => {
@@ -1459,8 +1403,9 @@ impl Driver {
             Refusal::RemovesLeader => "the leader cannot remove itself; move leadership first".into(),
             Refusal::NoLiveQuorum { live, need } => {
                 // Name who is not heard from: that is what the operator fixes first.
-                let window_us = self.replica.config().election_timeout_us;
+                let window_us = self.host.replica.config().election_timeout_us;
                 let silent: Vec<String> = self
+                    .host
                     .replica
                     .peer_statuses()
                     .filter(|p| p.voter && p.last_ack_age_us.is_none_or(|age| age > window_us))
@@ -1477,59 +1422,60 @@ impl Driver {
     }
 
     fn read(&mut self, key: Vec<u8>, mode: ReadMode, reply: oneshot::Sender<Response>) {
-        if self.is_witness(self.replica.id()) && mode != ReadMode::Leader {
-            let message = "this node is a witness: it votes but holds no data. Fix: read from a data node";
-            let _ = reply.send(self.error(ErrorCode::Unsupported, message));
+        let at = match mode {
+            ReadMode::Any => ReadAt::Any,
+            ReadMode::After(index) => ReadAt::After(index),
+            ReadMode::Leader => ReadAt::Leader,
+        };
+        let now = self.now();
+        if let Err((refusal, reply)) = self.host.read(now, key, at, reply) {
+            let response = match refusal {
+                ReadRefusal::Witness => self.error(
+                    ErrorCode::Unsupported,
+                    "this node is a witness: it votes but holds no data. Fix: read from a data node",
+                ),
+                ReadRefusal::Core(ReadError::NotLeader { .. }) => {
+                    self.error(ErrorCode::NotLeader, "linearizable reads go to the leader")
+                }
+                ReadRefusal::Core(ReadError::NotReady) => {
+                    self.error(ErrorCode::NotReady, "the leader is not ready to serve reads yet")
+                }
+            };
+            let _ = reply.send(response);
             return;
         }
-        let index = match mode {
-            ReadMode::Any => 0,
-            ReadMode::After(index) => index,
-            ReadMode::Leader => match self.replica.read_index(self.now()) {
-                Ok(index) => index,
-                Err(ReadError::NotLeader { .. }) => {
-                    let _ = reply.send(self.error(ErrorCode::NotLeader, "linearizable reads go to the leader"));
-                    return;
-                }
-                Err(ReadError::NotReady) => {
-                    let _ = reply.send(self.error(ErrorCode::NotReady, "the leader is not ready to serve reads yet"));
-                    return;
-                }
-            },
-        };
-        self.pending_reads.insert(index, self.now(), (key, reply));
         self.serve_reads();
     }
 
     fn expire_requests(&mut self) {
-        let expired = self.pending_writes.take_expired(self.now(), REQUEST_TIMEOUT.as_micros() as u64);
-        for (index, (_, reply)) in expired {
+        let expired = self.host.expire(self.now(), REQUEST_TIMEOUT.as_micros() as u64);
+        for (index, (_, reply)) in expired.writes {
             let _ = reply.send(self.error(
                 ErrorCode::OutcomeUnknown,
                 format!("write at index {index} not acknowledged within {REQUEST_TIMEOUT:?}; it may still apply"),
             ));
         }
-        for (index, (_, reply)) in self.pending_reads.take_expired(self.now(), REQUEST_TIMEOUT.as_micros() as u64) {
+        for (index, reply) in expired.reads {
             let message = format!("this node had not applied index {index} within {REQUEST_TIMEOUT:?}");
             let _ = reply.send(self.error(ErrorCode::Timeout, message));
         }
     }
 
-    /// Makes the log durable up to the latest persistence request. A leader fsyncs on a
-    /// blocking thread: its own copy is one of several the commit waits for, so the
-    /// fsync overlaps the round trip to the followers, and writes arriving meanwhile join
-    /// the next fsync (group commit). A follower's acknowledgement waits for nothing but
-    /// its fsync, so it fsyncs right here: handing the fsync to another thread and back
-    /// costs two thread wake-ups, which on a small machine take longer than the fsync.
-    /// Only while fsyncs are fast, though: on a disk whose recent fsyncs were slow (an SD
-    /// card busy erasing), the follower uses the blocking thread too, so it keeps
-    /// answering heartbeats and never looks dead while its disk is merely slow.
+    /// Makes the log durable up to the latest persistence request, as the host plans it
+    /// (`baton_host::node::Persistence`): a leader fsyncs on a blocking thread, so the
+    /// fsync overlaps the round trip to the followers and writes arriving meanwhile join
+    /// the next fsync (group commit). A follower fsyncs right here while its disk is
+    /// fast (handing the fsync to another thread and back costs two thread wake-ups,
+    /// which on a small machine take longer than the fsync), and on a blocking thread
+    /// while its recent fsyncs were slow (an SD card busy erasing), so it keeps answering
+    /// heartbeats and never looks dead while its disk is merely slow.
     fn maybe_start_sync(&mut self) {
-        if self.sync_in_flight || self.fatal.is_some() {
+        if self.fatal.is_some() {
             return;
         }
-        let Some(seq) = self.unsynced_seq.take() else { return };
-        if self.replica.role() != Role::Leader && self.fsync_recent < INLINE_FSYNC_RECENT_MAX {
+        let Some(plan) = self.host.start_sync() else { return };
+        let seq = plan.seq;
+        if plan.inline {
             let started = Instant::now();
             let result = self.wal.sync().map_err(|e| e.to_string());
             self.on_synced(seq, result, started.elapsed());
@@ -1539,7 +1485,6 @@ impl Driver {
             Ok(handle) => handle,
             Err(error) => return self.fatal_storage(error),
         };
-        self.sync_in_flight = true;
         let loopback = self.loopback.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
@@ -1550,10 +1495,11 @@ impl Driver {
     }
 
     fn status(&self) -> NodeStatus {
-        let status = self.replica.status();
+        let status = self.host.replica.status();
         let watch = self.watchers.counters();
         let name = |id: NodeId| self.membership.name_of(id).to_string();
         let followers = self
+            .host
             .replica
             .peer_statuses()
             .map(|peer| {
@@ -1598,7 +1544,7 @@ impl Driver {
             .collect::<Vec<FollowerStatus>>();
         let is_leader = status.role == Role::Leader;
         let best_follower_match = followers.iter().map(|f| f.match_index).max().unwrap_or(status.last.index);
-        let failover_loss_entries = if is_leader && self.replica.config().mode == baton_common::WriteMode::Async {
+        let failover_loss_entries = if is_leader && self.host.replica.config().mode == baton_common::WriteMode::Async {
             status.commit_index.saturating_sub(best_follower_match)
         } else {
             0
@@ -1607,7 +1553,7 @@ impl Driver {
             snapshot_bytes: self.snapshot_bytes,
             snapshots_taken: self.snapshots_taken,
             snapshots_installed: self.snapshots_installed,
-            sessions: self.kv.sessions().len() as u64,
+            sessions: self.host.kv.sessions().len() as u64,
             duplicate_writes: self.duplicate_writes,
             snapshot_receiving_percent: self.receiver.as_ref().and_then(crate::transfer::Receiver::progress_percent),
             max_log_bytes: self.max_log_bytes,
@@ -1618,6 +1564,7 @@ impl Driver {
             clock_behind_accepts: crate::tls::clock_behind_accepts(),
             clock_unix_ms: unix_ms(),
             revoked_certificates: self
+                .host
                 .kv
                 .revoked()
                 .iter()
@@ -1658,11 +1605,11 @@ impl Driver {
             .into(),
             term: status.term,
             leader: status.leader.map(name),
-            mode: self.replica.config().mode.to_string(),
+            mode: self.host.replica.config().mode.to_string(),
             last_index: status.last.index,
             last_term: status.last.term,
             commit_index: status.commit_index,
-            applied_index: self.kv.applied_index(),
+            applied_index: self.host.kv.applied_index(),
             durable_index: status.durable_index,
             snapshot_index: status.snapshot.index,
             paused: status.paused,
@@ -1676,8 +1623,8 @@ impl Driver {
             discarded_entries: self.discarded_entries,
             disk_free_bytes: crate::storage::free_bytes(self.wal.dir()).ok(),
             cost: crate::cost::ProcessCost::now(),
-            keys: self.kv.len() as u64,
-            data_bytes: self.kv.data_bytes(),
+            keys: self.host.kv.len() as u64,
+            data_bytes: self.host.kv.data_bytes(),
             members: {
                 let record = self.records.current();
                 record
@@ -1706,9 +1653,25 @@ impl Driver {
     }
 }
 
-/// Whether only an operator's certificate may make `request`. Exhaustive, so a new
-/// request is classified when it is added, never let through by default.
-/// The wire response for what `baton_host::apply` decided a client is told.
+/// The log as the host reads it: the cache of recent entries, then the log on disk.
+struct DriverEntries<'a> {
+    cache: &'a VecDeque<CachedEntry>,
+    wal: &'a Wal,
+}
+
+impl Entries for DriverEntries<'_> {
+    fn entry(&self, index: u64) -> Option<(u64, Cow<'_, [u8]>)> {
+        if let Some(first) = self.cache.front() {
+            if index >= first.index {
+                let cached = self.cache.get((index - first.index) as usize)?;
+                debug_assert_eq!(cached.index, index);
+                return Some((cached.term, Cow::Borrowed(&cached.payload)));
+            }
+        }
+        entry_in(self.cache, self.wal, index).map(|(term, payload)| (term, Cow::Owned(payload)))
+    }
+}
+
 /// An entry's term and payload, from the cache of recent entries or the log on disk.
 fn entry_in(cache: &VecDeque<CachedEntry>, wal: &Wal, index: u64) -> Option<(u64, Vec<u8>)> {
     if let Some(first) = cache.front() {
@@ -1727,6 +1690,7 @@ fn entry_in(cache: &VecDeque<CachedEntry>, wal: &Wal, index: u64) -> Option<(u64
     }
 }
 
+/// The wire response for what `baton_host::apply` decided a client is told.
 fn response_to(answer: Answer) -> Response {
     let refused = |code, message: &str| Response::Error { code, message: message.into(), leader_hint: None };
     match answer {
@@ -1760,6 +1724,8 @@ fn response_to(answer: Answer) -> Response {
     }
 }
 
+/// Whether only an operator's certificate may make `request`. Exhaustive, so a new
+/// request is classified when it is added, never let through by default.
 fn operator_only(request: &Request) -> bool {
     match request {
         Request::Switchover { .. }
@@ -1836,38 +1802,5 @@ fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::D
         key,
         value,
         ..Default::default()
-    }
-}
-
-/// The recent fsync time after one more fsync took `elapsed`: a moving average over
-/// about the last 8 fsyncs, except that one slow fsync counts in full at once, so the
-/// fsyncs after it leave the decision loop until the disk is fast again.
-fn fsync_recent_after(recent: Duration, elapsed: Duration) -> Duration {
-    elapsed.max((recent * 7 + elapsed) / 8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_slow_fsync_moves_fsyncs_off_the_loop_until_the_disk_is_fast_again() {
-        let fast = Duration::from_micros(150);
-        let mut recent = Duration::ZERO;
-        for _ in 0..8 {
-            recent = fsync_recent_after(recent, fast);
-        }
-        assert!(recent < INLINE_FSYNC_RECENT_MAX);
-        // An SD card erasing: one fsync takes 300 ms.
-        recent = fsync_recent_after(recent, Duration::from_millis(300));
-        assert!(recent >= INLINE_FSYNC_RECENT_MAX);
-        // The next few fast fsyncs still run on the blocking thread...
-        let mut fast_fsyncs_until_inline = 0;
-        while recent >= INLINE_FSYNC_RECENT_MAX {
-            recent = fsync_recent_after(recent, fast);
-            fast_fsyncs_until_inline += 1;
-        }
-        // ...about log(300/20)/log(8/7) of them, then the loop fsyncs inline again.
-        assert!((15..=25).contains(&fast_fsyncs_until_inline), "{fast_fsyncs_until_inline}");
     }
 }

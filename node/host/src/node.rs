@@ -1,0 +1,425 @@
+//! One node's host: the replication core with the client requests, the state machine
+//! and the persistence sequencing around it. The tokio driver (`baton-node`) and the
+//! simulator (`baton-suite`) each hold one [`Host`] per node and carry out what it
+//! decides; neither decides for itself:
+//! - a client write is appended (named by session number if it can be), held while
+//!   leadership moves, or refused ([`Host::propose`], [`Host::release_held`]);
+//! - a read is admitted at the index it must be served at, or refused, and served once
+//!   that index is applied ([`Host::read`], [`Host::take_served_reads`]);
+//! - committed entries are applied in order and the write waiting on each is answered
+//!   ([`Host::apply_some`]); a step-down answers every waiting write "outcome unknown"
+//!   ([`Host::on_stepped_down`]); requests that wait too long expire ([`Host::expire`]);
+//! - which persistence request the next fsync covers, whether it runs inline, and what
+//!   is durable ([`Persistence`]).
+//!
+//! `W` carries a write's answer back and `R` a read's (channels in the node; write ids
+//! and history stamps in the simulator).
+
+use crate::apply::{apply_entry, Answer};
+use crate::held::{settled, HeldWrites};
+use crate::kv::{Applied, Command, Kv};
+use crate::reads::PendingReads;
+use crate::writes::PendingWrites;
+use baton_common::{PersistSeq, Position, ProposeError, ReadError, Replica, Role};
+use std::borrow::Cow;
+
+/// A follower fsyncs inside its decision loop only while its recent fsyncs took less
+/// than this (microseconds); slower, and the loop would stop answering heartbeats for
+/// that long. A fifth of the default heartbeat interval: above a shared disk's
+/// occasional 10-20 ms stalls, well under an SD card's slow erase.
+pub const INLINE_FSYNC_RECENT_MAX_US: u64 = 20_000;
+
+/// Where a read is served from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadAt {
+    /// Linearizable: at the leader's read index, which needs a current lease.
+    Leader,
+    /// At or after this index (read-your-writes), on any node.
+    After(u64),
+    /// Whatever this node has applied.
+    Any,
+}
+
+/// Why a read was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadRefusal {
+    /// This node cannot serve it: a linearizable read on a node that does not lead or is
+    /// not ready (see [`ReadError`]).
+    Core(ReadError),
+    /// This node is a witness: it holds no data to read.
+    Witness,
+}
+
+/// What became of a proposed write.
+pub enum Proposed<W> {
+    /// Appended at `position`: the driver writes `command` to its log as persistence
+    /// request `seq`. Its answer comes once the entry is applied (or leadership changes).
+    Appended { seq: PersistSeq, position: Position, command: Command },
+    /// Held until leadership settles (see [`crate::held`]).
+    Held,
+    /// Refused at once, for `error`.
+    Refused { error: ProposeError, reply: W },
+}
+
+/// A read served: its key's value at `applied_index`, this node's applied index, with
+/// how many committed entries this node knows it has not applied.
+pub struct ServedRead<R> {
+    pub reply: R,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub applied_index: u64,
+    pub lag_entries: u64,
+}
+
+/// One committed entry applied, and the write answered by it, if one waited.
+pub struct AppliedEntry<W> {
+    pub index: u64,
+    pub term: u64,
+    pub applied: Applied,
+    pub answered: Option<(W, Answer)>,
+}
+
+/// What one [`Host::apply_some`] applied; `missing`: the committed entry at that index
+/// was not in the log (applying stops there until the next commit).
+pub struct AppliedBatch<W> {
+    pub entries: Vec<AppliedEntry<W>>,
+    pub missing: Option<u64>,
+}
+
+/// Requests that waited too long: writes (answered "outcome unknown": they may still
+/// commit) and reads (answered with a time-out), each with the index it waited on.
+pub struct Expired<W, R> {
+    pub writes: Vec<(u64, W)>,
+    pub reads: Vec<(u64, R)>,
+}
+
+/// The log as the host reads it: the driver's entry cache and WAL, the simulator's
+/// simulated disk.
+pub trait Entries {
+    /// The entry at `index`: its term and payload.
+    fn entry(&self, index: u64) -> Option<(u64, Cow<'_, [u8]>)>;
+}
+
+/// An fsync to start: it covers persistence requests up to `seq`. `inline`: run it in
+/// the decision loop (a follower on a fast disk) rather than on a thread of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SyncPlan {
+    pub seq: PersistSeq,
+    pub inline: bool,
+}
+
+/// Persistence sequencing: which persistence requests are written and not yet covered
+/// by an fsync, whether an fsync runs, and which were made durable inline (a hard-state
+/// write syncs everything before it).
+#[derive(Default)]
+pub struct Persistence {
+    unsynced: Option<PersistSeq>,
+    sync_in_flight: bool,
+    durable: Option<PersistSeq>,
+    /// A moving average of recent fsync times, microseconds (see [`fsync_recent_after`]).
+    fsync_recent_us: u64,
+}
+
+impl Persistence {
+    /// Persistence request `seq` is written and waits for an fsync.
+    pub fn wrote(&mut self, seq: PersistSeq) {
+        self.unsynced = Some(seq);
+    }
+
+    /// Persistence request `seq` (and everything before it) was made durable inline.
+    pub fn made_durable(&mut self, seq: PersistSeq) {
+        self.durable = Some(seq);
+    }
+
+    /// The fsync to start now, if one is due and none runs. `leading`: a leader's fsync
+    /// overlaps the round trip to its followers (and writes arriving meanwhile join the
+    /// next one: group commit), so it never runs inline; a follower's acknowledgement
+    /// waits for nothing but its fsync, so it runs inline while the disk is fast.
+    pub fn start_sync(&mut self, leading: bool) -> Option<SyncPlan> {
+        if self.sync_in_flight {
+            return None;
+        }
+        let seq = self.unsynced.take()?;
+        let inline = !leading && self.fsync_recent_us < INLINE_FSYNC_RECENT_MAX_US;
+        self.sync_in_flight = !inline;
+        Some(SyncPlan { seq, inline })
+    }
+
+    /// The fsync to start now, if one is due and none runs, on a disk that always
+    /// answers later (the simulator's): never inline.
+    pub fn start_sync_deferred(&mut self) -> Option<PersistSeq> {
+        self.start_sync(true).map(|plan| plan.seq)
+    }
+
+    /// The fsync started by [`Persistence::start_sync`] ended, after `elapsed_us`.
+    pub fn sync_ended(&mut self, elapsed_us: u64) {
+        self.sync_in_flight = false;
+        self.fsync_recent_us = fsync_recent_after(self.fsync_recent_us, elapsed_us);
+    }
+
+    /// Whether an fsync runs on a thread of its own.
+    pub fn sync_in_flight(&self) -> bool {
+        self.sync_in_flight
+    }
+
+    /// Whether anything written waits for an fsync.
+    pub fn has_unsynced(&self) -> bool {
+        self.unsynced.is_some()
+    }
+
+    fn take_durable(&mut self) -> Option<PersistSeq> {
+        self.durable.take()
+    }
+}
+
+/// The recent fsync time after one more fsync took `elapsed_us`: a moving average over
+/// about the last 8 fsyncs, except that one slow fsync counts in full at once, so the
+/// fsyncs after it leave the decision loop until the disk is fast again.
+pub fn fsync_recent_after(recent_us: u64, elapsed_us: u64) -> u64 {
+    elapsed_us.max((recent_us * 7 + elapsed_us) / 8)
+}
+
+/// One node's host (see the module's documentation).
+pub struct Host<W, R> {
+    /// The replication core: the driver feeds it messages and timeouts directly and
+    /// carries out its outputs through this host.
+    pub replica: Replica,
+    /// The replicated state machine, applied from the log.
+    pub kv: Kv,
+    pub persistence: Persistence,
+    writes: PendingWrites<W>,
+    held: HeldWrites<(Command, W)>,
+    reads: PendingReads<(Vec<u8>, R)>,
+    /// The index the state machine is to be applied through.
+    apply_target: u64,
+}
+
+impl<W, R> Host<W, R> {
+    pub fn new(replica: Replica, kv: Kv) -> Host<W, R> {
+        Host {
+            replica,
+            kv,
+            persistence: Persistence::default(),
+            writes: PendingWrites::default(),
+            held: HeldWrites::default(),
+            reads: PendingReads::default(),
+            apply_target: 0,
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.replica.role() == Role::Leader
+    }
+
+    /// Offers a client's write (arrived at `since_us`) to the core at `now_us`.
+    pub fn propose(&mut self, now_us: u64, since_us: u64, command: Command, reply: W) -> Proposed<W> {
+        match self.replica.handle_propose(now_us) {
+            Ok(proposal) => {
+                let position = proposal.position;
+                // A session is named by number from the state this leader has applied,
+                // which its log (and so every log holding this entry) starts with.
+                let command = self.kv.name_session(command);
+                self.writes.insert(position.index, position.term, since_us, reply);
+                self.persistence.wrote(proposal.seq);
+                Proposed::Appended { seq: proposal.seq, position, command }
+            }
+            Err(error) => match self.held.hold_or_refuse(&error, since_us, now_us, (command, reply)) {
+                None => Proposed::Held,
+                Some((_, reply)) => Proposed::Refused { error, reply },
+            },
+        }
+    }
+
+    /// The node appended an entry of its own at `position` (persistence request `seq`),
+    /// outside [`Host::propose`] (a membership record); `reply` hears once it applies.
+    pub fn appended_own(&mut self, position: Position, seq: PersistSeq, since_us: u64, reply: W) {
+        self.writes.insert(position.index, position.term, since_us, reply);
+        self.persistence.wrote(seq);
+    }
+
+    /// Proposes the held writes again once leadership has settled, or once the oldest
+    /// has waited too long (see [`crate::held`]). A write held anew waits for the next
+    /// call.
+    pub fn release_held(&mut self, now_us: u64) -> Vec<Proposed<W>> {
+        if self.held.is_empty() {
+            return Vec::new();
+        }
+        let released = self.held.take_released(settled(&self.replica), now_us);
+        released
+            .into_iter()
+            .map(|(since_us, (command, reply))| self.propose(now_us, since_us, command, reply))
+            .collect()
+    }
+
+    /// Every held write, to be refused: the node stops.
+    pub fn take_held(&mut self) -> Vec<W> {
+        self.held.take_all().into_iter().map(|(_, reply)| reply).collect()
+    }
+
+    pub fn held_len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Admits a read of `key` at `now_us`, to be served once this node has applied the
+    /// index it must be served at (see [`Host::take_served_reads`]), or refuses it.
+    pub fn read(&mut self, now_us: u64, key: Vec<u8>, at: ReadAt, reply: R) -> Result<(), (ReadRefusal, R)> {
+        let witness = self.replica.config().member(self.replica.id()).is_some_and(|m| m.witness);
+        if witness && at != ReadAt::Leader {
+            return Err((ReadRefusal::Witness, reply));
+        }
+        let index = match at {
+            ReadAt::Any => 0,
+            ReadAt::After(index) => index,
+            ReadAt::Leader => match self.replica.read_index(now_us) {
+                Ok(index) => index,
+                Err(error) => return Err((ReadRefusal::Core(error), reply)),
+            },
+        };
+        self.reads.insert(index, now_us, (key, reply));
+        Ok(())
+    }
+
+    /// The reads this node may serve now, with their values.
+    pub fn take_served_reads(&mut self) -> Vec<ServedRead<R>> {
+        if self.reads.is_empty() {
+            return Vec::new();
+        }
+        let applied_index = self.kv.applied_index();
+        let lag_entries = self.replica.known_commit_index().saturating_sub(applied_index);
+        let ready = self.reads.take_ready(applied_index);
+        ready
+            .into_iter()
+            .map(|(key, reply)| {
+                let value = self.kv.get(&key).map(<[u8]>::to_vec);
+                ServedRead { reply, key, value, applied_index, lag_entries }
+            })
+            .collect()
+    }
+
+    pub fn reads_waiting(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// The write waiting on the entry at `index`, if any.
+    pub fn write_waiting_at(&self, index: u64) -> Option<&W> {
+        self.writes.get(index)
+    }
+
+    pub fn writes_pending(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// The core committed through `commit_index`: apply that far.
+    pub fn commit_through(&mut self, commit_index: u64) {
+        self.apply_target = self.apply_target.max(commit_index);
+    }
+
+    /// The log was cut back to before `from_index` and the state machine rebuilt from
+    /// the snapshot: apply again only what is committed and still in the log.
+    pub fn rebuilt_before(&mut self, from_index: u64) {
+        self.apply_target = self.replica.commit_index().min(from_index - 1);
+    }
+
+    /// Whether committed entries wait to be applied.
+    pub fn apply_due(&self) -> bool {
+        self.kv.applied_index() < self.apply_target
+    }
+
+    /// Applies up to `entries_max` committed entries from `log`, answering the write
+    /// waiting on each (acknowledged only by a node still leading, in the entry's term).
+    pub fn apply_some(&mut self, log: &impl Entries, entries_max: u64) -> AppliedBatch<W> {
+        let leading = self.is_leader();
+        let end = self.apply_target.min(self.kv.applied_index().saturating_add(entries_max));
+        let mut batch = AppliedBatch { entries: Vec::new(), missing: None };
+        while self.kv.applied_index() < end {
+            let index = self.kv.applied_index() + 1;
+            let Some((term, payload)) = log.entry(index) else {
+                self.apply_target = self.kv.applied_index(); // Until the next commit.
+                batch.missing = Some(index);
+                break;
+            };
+            let (applied, answered) = apply_entry(&mut self.kv, &mut self.writes, index, term, &payload, leading);
+            assert_eq!(self.kv.applied_index(), index, "the state machine follows the applied log");
+            batch.entries.push(AppliedEntry { index, term, applied, answered });
+        }
+        batch
+    }
+
+    /// This node stepped down: every write still waiting may or may not commit under the
+    /// next leader, and is answered "outcome unknown" now rather than at its time-out.
+    pub fn on_stepped_down(&mut self) -> Vec<W> {
+        self.writes.on_stepped_down()
+    }
+
+    /// Requests waiting longer than `timeout_us` at `now_us`.
+    pub fn expire(&mut self, now_us: u64, timeout_us: u64) -> Expired<W, R> {
+        let writes = self.writes.take_expired(now_us, timeout_us);
+        let reads = self.reads.take_expired(now_us, timeout_us).into_iter().map(|(i, (_, r))| (i, r)).collect();
+        Expired { writes, reads }
+    }
+
+    /// Tells the core what was made durable inline since the last call. Returns whether
+    /// it told it anything (the core may then have more outputs).
+    pub fn report_durable(&mut self, now_us: u64) -> bool {
+        match self.persistence.take_durable() {
+            Some(seq) => {
+                self.replica.handle_persisted(now_us, seq);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An fsync covering persistence requests up to `seq` ended after `elapsed_us`:
+    /// tells the core.
+    pub fn synced(&mut self, now_us: u64, seq: PersistSeq, elapsed_us: u64) {
+        self.persistence.sync_ended(elapsed_us);
+        self.replica.handle_persisted(now_us, seq);
+    }
+
+    /// The fsync to start now, if any (see [`Persistence::start_sync`]).
+    pub fn start_sync(&mut self) -> Option<SyncPlan> {
+        let leading = self.is_leader();
+        self.persistence.start_sync(leading)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_slow_fsync_moves_fsyncs_off_the_loop_until_the_disk_is_fast_again() {
+        let fast_us = 150;
+        let mut recent_us = 0;
+        for _ in 0..8 {
+            recent_us = fsync_recent_after(recent_us, fast_us);
+        }
+        assert!(recent_us < INLINE_FSYNC_RECENT_MAX_US);
+        // An SD card erasing: one fsync takes 300 ms.
+        recent_us = fsync_recent_after(recent_us, 300_000);
+        assert!(recent_us >= INLINE_FSYNC_RECENT_MAX_US);
+        // The next few fast fsyncs still run on a thread of their own...
+        let mut fast_fsyncs_until_inline = 0;
+        while recent_us >= INLINE_FSYNC_RECENT_MAX_US {
+            recent_us = fsync_recent_after(recent_us, fast_us);
+            fast_fsyncs_until_inline += 1;
+        }
+        // ...about log(300/20)/log(8/7) of them, then the loop fsyncs inline again.
+        assert!((15..=25).contains(&fast_fsyncs_until_inline), "{fast_fsyncs_until_inline}");
+    }
+
+    #[test]
+    fn one_fsync_runs_at_a_time_and_covers_the_latest_request() {
+        let mut persistence = Persistence::default();
+        assert_eq!(persistence.start_sync(true), None);
+        persistence.wrote(1);
+        persistence.wrote(2);
+        assert_eq!(persistence.start_sync(true), Some(SyncPlan { seq: 2, inline: false }));
+        persistence.wrote(3);
+        assert_eq!(persistence.start_sync(true), None, "one fsync at a time");
+        persistence.sync_ended(100);
+        assert_eq!(persistence.start_sync(false), Some(SyncPlan { seq: 3, inline: true }));
+        assert!(!persistence.sync_in_flight(), "an inline fsync ends before the loop goes on");
+    }
+}
