@@ -10,12 +10,12 @@ use super::watch::{Consumer, TurnSink};
 use baton_common::limits::NODES_MAX;
 use baton_common::rng::Rng;
 use baton_common::{
-    Change, Config, Event, Member, Membership, Message, NodeId, Output, Position, Recovered, Replica, Role, WriteMode,
+    Change, Config, Event, Member, Membership, Message, NodeId, Position, Recovered, Replica, Role, WriteMode,
 };
 use baton_host::apply::Answer as HostAnswer;
 use baton_host::kv::{Command, Kv};
 use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
-use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal};
+use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal, Work};
 use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
 use baton_host::watch::Watchers;
 use std::borrow::Cow;
@@ -150,9 +150,6 @@ struct Node {
     first_commit_term: u64,
     /// The watches this node serves (`baton_host::watch`, the node's own code).
     watchers: Watchers,
-    /// The membership records at its snapshot and in its log (`baton_host::members`,
-    /// the node's own code): after every input they must agree with the core's.
-    records: MemberRecords,
 }
 
 impl Node {
@@ -703,16 +700,21 @@ impl World {
         self.after_input_with(node, None);
     }
 
-    /// Carries out a node's outputs, then arms its timer and its fsync.
+    /// Carries out what the node's host plans from its core's outputs (as the node's
+    /// driver does), then arms its timer and its fsync.
     fn after_input_with(&mut self, node: usize, incoming: Option<(u64, &[SimEntry])>) {
+        // The payloads of the entries received, as the node's host sees them.
+        let payloads: Option<(u64, Vec<Vec<u8>>)> =
+            incoming.map(|(prev, entries)| (prev, entries.iter().map(|e| payload_of(&self.payloads, *e)).collect()));
         loop {
-            let Some(replica) = self.nodes[node].replica_mut() else {
+            let now = self.now_us;
+            let Some(host) = self.nodes[node].host.as_mut() else {
                 return;
             };
-            let Some(output) = replica.poll_output() else {
+            let Some(work) = host.poll_work(now, payloads.as_ref().map(|(prev, p)| (*prev, p.as_slice()))) else {
                 break;
             };
-            self.carry_out(node, output, incoming);
+            self.carry_out(node, work, incoming);
         }
         self.maybe_compact(node);
         self.serve_reads(node);
@@ -724,7 +726,7 @@ impl World {
             return;
         };
         // The host's membership records move with the core's memberships.
-        let host = n.records.membership_log();
+        let host = n.host.as_ref().expect("a live node").records.membership_log();
         if host.current() != replica.memberships().current() {
             let violation = format!(
                 "t={now}us: n{}'s host records say {:?}, its core {:?}",
@@ -762,10 +764,11 @@ impl World {
         }
     }
 
-    fn carry_out(&mut self, node: usize, output: Output, incoming: Option<(u64, &[SimEntry])>) {
+    /// Carries out one thing the node's host asked for, on the simulated disk and network.
+    fn carry_out(&mut self, node: usize, work: Work<Sent>, incoming: Option<(u64, &[SimEntry])>) {
         let id = self.nodes[node].id;
-        match output {
-            Output::Send { to, message } => {
+        match work {
+            Work::Send { to, message, witness: _ } => {
                 if let Message::TimeoutNow(_) = message {
                     let target = usize::from(to.0 - 1);
                     let replica = self.nodes[node].replica().expect("a live node sends");
@@ -792,47 +795,50 @@ impl World {
                 }
                 self.send(Envelope { from: id, to, payload: Payload::Core { message, entries } });
             }
-            Output::PersistHardState { seq, hard_state } => self.write(node, seq, Op::Hard(hard_state)),
-            Output::TruncateLog { seq, from_index } => {
+            // Made durable by the next fsync (the node's driver syncs it at once: the
+            // simulated disk is the slower, harsher one).
+            Work::StoreHardState { seq, hard_state } => self.write(node, seq, Op::Hard(hard_state)),
+            Work::Truncate { seq, from_index } => {
                 let last = self.nodes[node].memory.last_index();
                 self.note(|| format!("n{} truncates {from_index}..={last}", id.0));
                 self.write(node, seq, Op::Truncate(from_index));
-                self.nodes[node].records.truncate_from(from_index);
             }
-            Output::AppendReceived { seq, first_index, last_index, term } => {
-                let (prev, entries) = incoming.expect("AppendReceived follows an append request");
-                for index in first_index..=last_index {
-                    let entry = entries[(index - prev - 1) as usize];
-                    assert_eq!(entry.term, term);
-                    self.write(node, seq, Op::Append(index, entry));
-                    if is_membership_write(entry.write_id) {
-                        // As the node's host does: the membership is in effect on append.
-                        let record = self.memberships[&entry.write_id].clone();
-                        let now = self.now_us;
-                        let replica = self.nodes[node].replica_mut().expect("a live node appends");
-                        replica.handle_membership_appended(now, index, record.membership.clone());
-                        self.nodes[node].records.push(index, record);
-                    }
-                }
+            Work::RebuildStateMachine { from_index } => {
+                let n = &mut self.nodes[node];
+                n.applied.truncate(from_index as usize - 1);
+                n.live().kv = replayed(&self.payloads, &n.applied);
+                self.checker.on_unapply(id.0, from_index);
+                let room = HashSet::new();
+                let mut sink = TurnSink { room: &room, delivered: Vec::new(), ended: Vec::new() };
+                self.nodes[node].watchers.on_discarded(from_index, &mut sink);
+                let incarnation = self.nodes[node].incarnation;
+                self.route_watch_output(node, incarnation, Vec::new(), sink.ended, 0);
             }
-            Output::AppendNoop { seq, position } => {
-                self.write(node, seq, Op::Append(position.index, SimEntry::new(position.term, 0)));
+            Work::Append { seq, index, term, payload, received } => {
+                let entry = match incoming {
+                    Some((prev, entries)) if received => entries[(index - prev - 1) as usize],
+                    _ => SimEntry::new(term, 0),
+                };
+                assert_eq!(entry.term, term);
+                assert_eq!(payload, payload_of(&self.payloads, entry), "the host appends what it received");
+                self.write(node, seq, Op::Append(index, entry));
             }
-            Output::InstallSnapshot { seq, snapshot } => {
+            Work::InstallSnapshot { seq, snapshot } => {
                 let (position, entries) = self.nodes[node].staged_snapshot.take().expect("staged before install");
                 assert_eq!(position, snapshot);
                 self.note(|| format!("n{} installs snapshot {snapshot:?}", id.0));
                 self.checker.on_state_reset(id.0, &entries);
-                self.nodes[node].live().kv = replayed(&self.payloads, &entries);
+                let kv = replayed(&self.payloads, &entries);
                 self.nodes[node].applied = entries.clone();
                 let memory = &self.nodes[node].memory;
                 let keeps_tail = memory.last_index() >= snapshot.index
                     && memory.entry(snapshot.index).map(|e| e.term) == Some(snapshot.term);
                 let at_snapshot = self.record_at_end(&entries);
-                self.nodes[node].records.install(snapshot.index, Some(at_snapshot), keeps_tail);
+                self.nodes[node].live().installed(snapshot, kv, Some(at_snapshot), keeps_tail);
+                // Durable with the next fsync (the node's driver syncs it at once).
                 self.write(node, seq, Op::Install(snapshot, entries));
             }
-            Output::Commit { commit_index } => {
+            Work::Commit { commit_index } => {
                 self.apply_committed(node, commit_index);
                 // A new leader's first commit: whatever it sends next (its no-op to a
                 // follower still catching up, the commit index) may never arrive.
@@ -844,7 +850,7 @@ impl World {
                     self.maybe_snap_crash(node, SNAP_CRASH_VOTE_MAX_US);
                 }
             }
-            Output::SendSnapshot { to, term } => {
+            Work::SendSnapshot { to, term, witness: _ } => {
                 self.update_connectivity();
                 let peer = usize::from(to.0 - 1);
                 let (link_generation, link_up) = self.link_generation[node][peer];
@@ -872,7 +878,13 @@ impl World {
                     Payload::Snapshot { term, position: memory.snapshot, entries: memory.snapshot_entries.clone() };
                 self.send(Envelope { from: id, to, payload });
             }
-            Output::Event(event) => self.on_event(node, event),
+            Work::MembersChanged => {} // No links to start or stop.
+            Work::Answer { reply, answer: _ } => self.retry_soon(reply), // "Outcome unknown".
+            Work::StopSnapshotSends => self.nodes[node].snapshot_sends.forget_all(),
+            Work::KeepDiscarded { term, from_index, to_index } => {
+                self.checker.on_discarded(id.0, term, from_index, to_index);
+            }
+            Work::Event(event) => self.on_event(node, event),
         }
     }
 
@@ -913,7 +925,19 @@ impl World {
             host.commit_through(commit_index);
             host.apply_some(&SimLog { memory, payloads: &self.payloads }, u64::MAX)
         };
-        assert_eq!(batch.missing, None, "committed entries are in the log");
+        // The host applies only what the core holds committed, and finds all of it in
+        // the log.
+        let host = self.nodes[node].host.as_ref().expect("a live node commits");
+        let (applied_index, commit) = (host.kv.applied_index(), host.replica.commit_index());
+        if applied_index > commit || batch.missing.is_some() {
+            let missing = batch.missing;
+            let violation = format!(
+                "t={}us: n{id} applied through {applied_index} with its commit index at {commit} \
+                 (committed entry missing from its log: {missing:?})",
+                self.now_us
+            );
+            self.checker.violations.push(violation);
+        }
         for applied in batch.entries {
             let index = applied.index;
             let entry = self.nodes[node].memory.entry(index).expect("committed entries are in the log");
@@ -999,7 +1023,7 @@ impl World {
         n.durable.install(snapshot, entries);
         let id = n.id.0;
         replica.handle_compacted(self.now_us, snapshot);
-        n.records.compact_to(snapshot.index);
+        n.host.as_mut().expect("a live node compacts").records.compact_to(snapshot.index);
         self.note(|| format!("n{id} compacts through {snapshot:?}"));
     }
 
@@ -1027,33 +1051,9 @@ impl World {
                 }
                 self.update_connectivity();
             }
-            Event::SteppedDown { .. } => {
-                self.membership_checker.on_stepped_down(id);
-                self.nodes[node].snapshot_sends.forget_all();
-                // Clients waiting on this node get "leadership lost, outcome unknown".
-                for sent in self.nodes[node].live().on_stepped_down() {
-                    self.retry_soon(sent);
-                }
-            }
-            Event::Discarded { term, from_index, to_index } => {
-                self.checker.on_discarded(id, term, from_index, to_index);
-                let n = &mut self.nodes[node];
-                if n.live().kv.has_applied(from_index) {
-                    // As the node does: rebuild the state machine without them, and
-                    // apply again only what is committed and still in the log.
-                    n.applied.truncate(from_index as usize - 1);
-                    let kv = replayed(&self.payloads, &n.applied);
-                    let host = n.live();
-                    host.kv = kv;
-                    host.rebuilt_before(from_index);
-                    self.checker.on_unapply(id, from_index);
-                    let room = HashSet::new();
-                    let mut sink = TurnSink { room: &room, delivered: Vec::new(), ended: Vec::new() };
-                    self.nodes[node].watchers.on_discarded(from_index, &mut sink);
-                    let incarnation = self.nodes[node].incarnation;
-                    self.route_watch_output(node, incarnation, Vec::new(), sink.ended, 0);
-                }
-            }
+            // Its host answers the writes waiting on it "outcome unknown" and stops its
+            // snapshot sends (`Work::Answer`, `Work::StopSnapshotSends`).
+            Event::SteppedDown { .. } => self.membership_checker.on_stepped_down(id),
             _ => {}
         }
     }
@@ -1509,8 +1509,9 @@ impl World {
             Change::AddLearner { id, .. } | Change::AddWitness { id } => Some(sim_entry(id)),
             _ => None,
         };
-        let record = self.nodes[leader].records.current().changed(change, accepted.membership, added);
-        self.nodes[leader].records.push(proposal.position.index, record.clone());
+        let record = self.nodes[leader].live().records.current().changed(change, accepted.membership, added);
+        self.nodes[leader].live().records.push(proposal.position.index, record.clone());
+        self.payloads.insert(write_id, Command::Members(record.clone()).encode());
         self.memberships.insert(write_id, record);
         let entry = SimEntry::new(proposal.position.term, write_id);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
@@ -1687,13 +1688,13 @@ impl World {
         let records = self.records_of(&self.nodes[node].durable);
         let memberships = records.membership_log();
         let n = &mut self.nodes[node];
-        n.records = records;
+
         let recovered =
             Recovered { hard_state: n.durable.hard, log: n.durable.log_terms(), memberships: Some(memberships) };
         let replica = Replica::new(n.config.clone(), recovered, now);
         n.memory = n.durable.clone();
         n.applied = n.durable.snapshot_entries.clone();
-        n.host = Some(Host::new(replica, replayed(&self.payloads, &n.applied)));
+        n.host = Some(Host::new(replica, replayed(&self.payloads, &n.applied), records));
         let (id, applied) = (n.id.0, n.applied.clone());
         self.checker.on_state_reset(id, &applied);
         self.after_input(node);
@@ -1993,11 +1994,14 @@ fn new_node(id: NodeId, members: &heapless::Vec<Member, NODES_MAX>, mode: WriteM
     };
     config.validate().expect("simulator configs are valid");
     let replica = Replica::new(config.clone(), Recovered::empty(), 0);
+    // Its host's membership records (`baton_host::members`, the node's own code): after
+    // every input they must agree with the core's.
+    let records = MemberRecords::new(0, sim_record(Membership::new(members.clone())));
     Node {
         id,
         started: true,
         config,
-        host: Some(Host::new(replica, Kv::default())),
+        host: Some(Host::new(replica, Kv::default(), records)),
         incarnation: 0,
         memory: Storage::default(),
         durable: Storage::default(),
@@ -2013,7 +2017,6 @@ fn new_node(id: NodeId, members: &heapless::Vec<Member, NODES_MAX>, mode: WriteM
         queued_reads: Vec::new(),
         first_commit_term: 0,
         watchers: Watchers::new(),
-        records: MemberRecords::new(0, sim_record(Membership::new(members.clone()))),
     }
 }
 

@@ -10,7 +10,12 @@
 //!   ([`Host::apply_some`]); a step-down answers every waiting write "outcome unknown"
 //!   ([`Host::on_stepped_down`]); requests that wait too long expire ([`Host::expire`]);
 //! - which persistence request the next fsync covers, whether it runs inline, and what
-//!   is durable ([`Persistence`]).
+//!   is durable ([`Persistence`]);
+//! - what each of the core's outputs asks of the driver, with its consequences
+//!   ([`Host::poll_work`], [`Work`]): a received membership record takes effect on
+//!   append, a truncation below the applied index rebuilds the state machine, a
+//!   step-down answers the waiting writes and stops snapshot sends, discarded writes are
+//!   kept before the truncation that removes them.
 //!
 //! `W` carries a write's answer back and `R` a read's (channels in the node; write ids
 //! and history stamps in the simulator).
@@ -18,10 +23,14 @@
 use crate::apply::{apply_entry, Answer};
 use crate::held::{settled, HeldWrites};
 use crate::kv::{Applied, Command, Kv};
+use crate::members::MemberRecords;
 use crate::reads::PendingReads;
 use crate::writes::PendingWrites;
-use baton_common::{PersistSeq, Position, ProposeError, ReadError, Replica, Role};
+use baton_common::{
+    Event, HardState, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, Role,
+};
 use std::borrow::Cow;
+use std::collections::VecDeque;
 
 /// A follower fsyncs inside its decision loop only while its recent fsyncs took less
 /// than this (microseconds); slower, and the loop would stop answering heartbeats for
@@ -91,6 +100,51 @@ pub struct AppliedBatch<W> {
 pub struct Expired<W, R> {
     pub writes: Vec<(u64, W)>,
     pub reads: Vec<(u64, R)>,
+}
+
+/// What the host asks its driver to do, in this order (see [`Host::poll_work`]).
+#[derive(Debug)]
+pub enum Work<W> {
+    /// Send `message` to `to`. An append request carries its range's entries from the
+    /// log; to a witness (`witness`), every payload but a membership record's is
+    /// withheld (it gets positions, not data: see [`withheld_from_witness`]).
+    Send { to: NodeId, message: Message, witness: bool },
+    /// Make everything written so far durable, then store `hard_state`; then tell the
+    /// host ([`Persistence::made_durable`]): votes and terms rely on this order.
+    StoreHardState { seq: PersistSeq, hard_state: HardState },
+    /// Cut the log back to before `from_index` (persistence request `seq`).
+    Truncate { seq: PersistSeq, from_index: u64 },
+    /// The state machine had applied entries the truncation just removed (async mode):
+    /// load it again from the snapshot into [`Host::kv`]; applying resumes from there
+    /// with what is committed and still in the log. Watches past `from_index` end.
+    RebuildStateMachine { from_index: u64 },
+    /// Append an entry (persistence request `seq`): `received` from the leader, or
+    /// this new leader's no-op (an empty payload).
+    Append { seq: PersistSeq, index: u64, term: u64, payload: Vec<u8>, received: bool },
+    /// Install the snapshot the driver reported received, at `snapshot` (persistence
+    /// request `seq`); then [`Host::installed`].
+    InstallSnapshot { seq: PersistSeq, snapshot: Position },
+    /// Send this node's snapshot to `to` (a data-less one to a witness).
+    SendSnapshot { to: NodeId, term: u64, witness: bool },
+    /// The members changed (a record appended or truncated away): links follow them.
+    MembersChanged,
+    /// Committed through `commit_index`: apply (see [`Host::apply_some`]).
+    Commit { commit_index: u64 },
+    /// Answer a client's write (a step-down's "outcome unknown").
+    Answer { reply: W, answer: Answer },
+    /// Stop every snapshot send (this node no longer leads).
+    StopSnapshotSends,
+    /// Async mode: entries `from_index..=to_index` (of `term`) are about to be
+    /// discarded; keep a record of them first (the journal of discarded writes).
+    KeepDiscarded { term: u64, from_index: u64, to_index: u64 },
+    /// A replication event, for the log, the history and the status.
+    Event(Event),
+}
+
+/// Whether an entry's payload is withheld from a witness: everything but membership
+/// records (it votes on positions and follows the membership; it stores no data).
+pub fn withheld_from_witness(payload: &[u8]) -> bool {
+    Command::member_record(payload).is_none()
 }
 
 /// The log as the host reads it: the driver's entry cache and WAL, the simulator's
@@ -192,13 +246,22 @@ pub struct Host<W, R> {
     reads: PendingReads<(Vec<u8>, R)>,
     /// The index the state machine is to be applied through.
     apply_target: u64,
+    /// The membership records at the snapshot and in the log (see [`crate::members`]).
+    pub records: MemberRecords,
+    /// Work planned from the core's outputs, not yet handed to the driver.
+    work: VecDeque<Work<W>>,
+    /// Entries received from leaders, since the start.
+    pub entries_received: u64,
 }
 
 impl<W, R> Host<W, R> {
-    pub fn new(replica: Replica, kv: Kv) -> Host<W, R> {
+    pub fn new(replica: Replica, kv: Kv, records: MemberRecords) -> Host<W, R> {
         Host {
             replica,
             kv,
+            records,
+            work: VecDeque::new(),
+            entries_received: 0,
             persistence: Persistence::default(),
             writes: PendingWrites::default(),
             held: HeldWrites::default(),
@@ -381,6 +444,117 @@ impl<W, R> Host<W, R> {
     pub fn start_sync(&mut self) -> Option<SyncPlan> {
         let leading = self.is_leader();
         self.persistence.start_sync(leading)
+    }
+
+    /// Whether `id` is a witness in the membership in effect.
+    pub fn is_witness(&self, id: NodeId) -> bool {
+        self.replica.config().member(id).is_some_and(|m| m.witness)
+    }
+
+    /// The next thing for the driver to do, planned from the core's outputs at
+    /// `now_us`. `incoming`: the entries of the append request just handed to the core
+    /// (the index before the first, and each one's payload), if one was.
+    pub fn poll_work(&mut self, now_us: u64, incoming: Option<(u64, &[Vec<u8>])>) -> Option<Work<W>> {
+        loop {
+            if let Some(work) = self.work.pop_front() {
+                return Some(work);
+            }
+            let output = self.replica.poll_output()?;
+            self.plan(now_us, output, incoming);
+        }
+    }
+
+    fn plan(&mut self, now_us: u64, output: Output, incoming: Option<(u64, &[Vec<u8>])>) {
+        match output {
+            Output::Send { to, message } => {
+                let witness = self.is_witness(to);
+                self.work.push_back(Work::Send { to, message, witness });
+            }
+            Output::PersistHardState { seq, hard_state } => {
+                self.work.push_back(Work::StoreHardState { seq, hard_state });
+            }
+            Output::TruncateLog { seq, from_index } => {
+                self.persistence.wrote(seq);
+                self.work.push_back(Work::Truncate { seq, from_index });
+                if self.records.truncate_from(from_index) {
+                    self.work.push_back(Work::MembersChanged);
+                }
+                if self.kv.has_applied(from_index) {
+                    // Async mode: this node had applied writes now discarded. The map is
+                    // rebuilt from the snapshot so it never serves them again.
+                    self.rebuilt_before(from_index);
+                    self.work.push_back(Work::RebuildStateMachine { from_index });
+                }
+            }
+            Output::AppendReceived { seq, first_index, last_index, term } => {
+                let (prev, payloads) = incoming.expect("AppendReceived follows an append request");
+                let mut members_changed = false;
+                for index in first_index..=last_index {
+                    let payload = payloads[(index - prev - 1) as usize].clone();
+                    // A membership record is in effect as soon as it is in the log.
+                    if let Some(record) = Command::member_record(&payload) {
+                        if record.change.is_some() {
+                            self.replica.handle_membership_appended(now_us, index, record.membership.clone());
+                        }
+                        self.records.push(index, record);
+                        members_changed = true;
+                    }
+                    self.work.push_back(Work::Append { seq, index, term, payload, received: true });
+                }
+                if members_changed {
+                    self.work.push_back(Work::MembersChanged);
+                }
+                self.entries_received += last_index - first_index + 1;
+                self.persistence.wrote(seq);
+            }
+            Output::AppendNoop { seq, position } => {
+                let (index, term) = (position.index, position.term);
+                self.work.push_back(Work::Append { seq, index, term, payload: Vec::new(), received: false });
+                self.persistence.wrote(seq);
+            }
+            Output::InstallSnapshot { seq, snapshot } => self.work.push_back(Work::InstallSnapshot { seq, snapshot }),
+            Output::SendSnapshot { to, term } => {
+                let witness = self.is_witness(to);
+                self.work.push_back(Work::SendSnapshot { to, term, witness });
+            }
+            Output::Commit { commit_index } => {
+                self.commit_through(commit_index);
+                self.work.push_back(Work::Commit { commit_index });
+            }
+            Output::Event(event) => {
+                if let Event::Discarded { term, from_index, to_index } = event {
+                    // The event comes before the truncation: the entries are still there.
+                    self.work.push_back(Work::KeepDiscarded { term, from_index, to_index });
+                }
+                self.work.push_back(Work::Event(event));
+                if let Event::SteppedDown { .. } = event {
+                    self.work.push_back(Work::StopSnapshotSends);
+                    for reply in self.writes.on_stepped_down() {
+                        self.work.push_back(Work::Answer { reply, answer: Answer::OutcomeUnknown });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The driver installed the snapshot at `snapshot` ([`Work::InstallSnapshot`]), whose
+    /// state machine is `kv` and whose membership record, if it carries one, is `members`;
+    /// `keeps_tail`: the log held the snapshot's last entry and keeps what follows. (The
+    /// driver reports it durable when it is: [`Persistence::made_durable`].)
+    pub fn installed(
+        &mut self,
+        snapshot: Position,
+        kv: Kv,
+        members: Option<crate::members::MemberRecord>,
+        keeps_tail: bool,
+    ) {
+        self.kv = kv;
+        // Apply from the snapshot on, only what the core holds committed: a node whose
+        // log went another way (async mode) may have been told of a higher commit index
+        // in the history the snapshot replaced.
+        self.apply_target = self.replica.commit_index().max(snapshot.index);
+        self.records.install(snapshot.index, members, keeps_tail);
+        self.work.push_back(Work::MembersChanged);
     }
 }
 

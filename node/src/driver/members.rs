@@ -17,7 +17,7 @@ impl Driver {
     /// The membership records recovered from the snapshot and the log, and how to start
     /// links to the members: one link to each is started now.
     pub fn with_members(mut self, records: MemberRecords, links: crate::transport::Links) -> Driver {
-        self.records = records;
+        self.host.records = records;
         self.links = Some(links);
         self.members_changed();
         self
@@ -29,22 +29,22 @@ impl Driver {
         // The host's records and the core's memberships move together (appends,
         // truncations, snapshots): the newest record that made a change is the core's.
         let core = self.host.replica.memberships().current();
-        let host = self.records.membership_log();
+        let host = self.host.records.membership_log();
         if host.current() != core {
             tracing::error!(?core, host = ?host.current(), "the membership records diverge from the core's");
             debug_assert!(false, "the membership records diverge from the core's: {core:?} vs {:?}", host.current());
         }
         let me = self.membership.me();
         let was_member = self.membership.record().membership.member(me).is_some();
-        self.membership.replace(self.records.current().clone());
-        if was_member && self.records.current().membership.is_removed(me) {
+        self.membership.replace(self.host.records.current().clone());
+        if was_member && self.host.records.current().membership.is_removed(me) {
             tracing::warn!(
                 "this node's removal from the cluster is in its log: once that commits it takes no further part \
                  (its id is never accepted again). Fix: stop it then; to bring this machine back, empty its data \
                  directory and `baton member add` it under a new id"
             );
         }
-        let mine = self.records.current().membership.member(me).copied();
+        let mine = self.host.records.current().membership.member(me).copied();
         if let Some(member) = mine.filter(|m| self.started_as_witness && !m.witness) {
             let role = if member.voter { "voter" } else { "learner" };
             self.stop(format!(
@@ -58,12 +58,12 @@ impl Driver {
         // addition keeps hearing it, and answering it, until the entries after the
         // snapshot arrive (a joining node dropped its link to the leader and waited out
         // the snapshot timeout, 30 s: the fault suite's `member` nemesis in `mix`).
-        let mut wanted: Vec<NodeId> = self.records.linked_ids();
+        let mut wanted: Vec<NodeId> = self.host.records.linked_ids();
         wanted.extend(self.host.replica.leader().filter(|leader| !wanted.contains(leader)));
         wanted.retain(|id| *id != me);
         // None to a node whose removal has committed (a joining node replays the records
         // of every node ever removed): it would only be dialed once and retired.
-        let served = self.records.ids_from(self.host.replica.commit_index());
+        let served = self.host.records.ids_from(self.host.replica.commit_index());
         let leader = self.host.replica.leader();
         for &peer in &wanted {
             if !self.outbound.contains_key(&peer) && (served.contains(&peer) || leader == Some(peer)) {
@@ -99,7 +99,7 @@ impl Driver {
             return;
         }
         self.links_retired_through = commit_index;
-        let served = self.records.ids_from(commit_index);
+        let served = self.host.records.ids_from(commit_index);
         let leader = self.host.replica.leader();
         for (peer, state) in &self.link_states {
             if !served.contains(peer) && leader != Some(*peer) && !state.is_retired() {
@@ -113,24 +113,11 @@ impl Driver {
     /// until it commits, the node being removed may have to lead to commit it, and its
     /// hellos are let in (`Directory::admit`).
     pub(super) fn sync_removal_pending(&self) {
-        let pending = match self.records.current().change {
+        let pending = match self.host.records.current().change {
             Some(baton_common::Change::Remove { id }) if self.host.replica.membership_change_pending() => Some(id),
             _ => None,
         };
         self.membership.set_removal_pending(pending);
-    }
-
-    /// An entry at `index` was appended to this node's log: if it is a membership record,
-    /// it is in effect from now on. `from_leader`: it came in a leader's append request
-    /// (a leader's own records are in its core already). Returns whether it was one.
-    pub(super) fn on_appended(&mut self, index: u64, payload: &[u8], from_leader: bool) -> bool {
-        let Some(record) = crate::kv::Command::member_record(payload) else { return false };
-        if from_leader && record.change.is_some() {
-            let now = self.now();
-            self.host.replica.handle_membership_appended(now, index, record.membership.clone());
-        }
-        self.records.push(index, record);
-        true
     }
 
     /// The upstream an append request for `to` goes through, if `to` is a cascading
@@ -144,7 +131,7 @@ impl Driver {
         if request.is_heartbeat() {
             return None;
         }
-        let upstream = self.records.current().upstream_of(to, self.membership.me())?;
+        let upstream = self.host.records.current().upstream_of(to, self.membership.me())?;
         let link_up = self.link_states.get(&upstream).is_some_and(|state| state.is_up());
         let window_us = self.host.replica.config().election_timeout_us;
         // The upstream has the entries, or they are on their way to it ahead of this
@@ -188,7 +175,7 @@ impl Driver {
 
     /// The members as this node knows them (`baton member list`, and a joining node).
     pub(super) fn members_view(&self) -> crate::status::MembersView {
-        let record = self.records.current().clone();
+        let record = self.host.records.current().clone();
         let mode = self.host.replica.config().mode;
         let voters = record.membership.voters();
         crate::status::MembersView {
@@ -236,7 +223,7 @@ impl Driver {
                 name.clone()
             }
         };
-        let record = self.records.current();
+        let record = self.host.records.current();
         let Some(id) = record.id_of(&name).filter(|id| record.membership.member(*id).is_some()) else {
             let _ = reply.send(refusal(dry_run, &name, format!("{name} is not a member")));
             return;
@@ -259,7 +246,7 @@ impl Driver {
         dry_run: bool,
         reply: oneshot::Sender<Response>,
     ) {
-        let record = self.records.current().clone();
+        let record = self.host.records.current().clone();
         let refuse = |name: &str, reason: String| refusal(dry_run, name, reason);
         let member_id = |name: &str| record.id_of(name).filter(|id| record.membership.member(*id).is_some());
         let (name, change, added) = match change {
@@ -319,7 +306,7 @@ impl Driver {
         dry_run: bool,
         reply: oneshot::Sender<Response>,
     ) {
-        let record = self.records.current().clone();
+        let record = self.host.records.current().clone();
         match self.host.replica.handle_propose_membership(now, change, dry_run) {
             Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
                 let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
@@ -374,7 +361,7 @@ impl Driver {
         dry_run: bool,
         reply: oneshot::Sender<Response>,
     ) {
-        let mut record = self.records.current().clone();
+        let mut record = self.host.records.current().clone();
         let verdict = |accepted: bool, reasons: Vec<String>| {
             let verdict =
                 crate::status::MembersVerdict { accepted, dry_run, name: name.clone(), reasons, ..Default::default() };
@@ -420,8 +407,9 @@ impl Driver {
         reply: Option<oneshot::Sender<Response>>,
     ) {
         let position = proposal.position;
+        // A leader's own record is in its core already, and in its records from now on.
+        self.host.records.push(position.index, record.clone());
         let payload = Command::Members(record).encode();
-        self.on_appended(position.index, &payload, false);
         if !self.append(position.index, position.term, payload) {
             return;
         }
@@ -442,10 +430,10 @@ impl Driver {
             return;
         }
         let now = self.now();
-        if self.records.cluster_id() == 0 && self.cluster_id_proposed_at.is_none() {
+        if self.host.records.cluster_id() == 0 && self.cluster_id_proposed_at.is_none() {
             let mut bytes = [0u8; 8];
             if getrandom::fill(&mut bytes).is_ok() {
-                let mut record = self.records.current().clone();
+                let mut record = self.host.records.current().clone();
                 record.cluster_id = u64::from_le_bytes(bytes).max(1);
                 record.change = None;
                 if let Ok(proposal) = self.host.replica.handle_propose(now) {
@@ -455,7 +443,7 @@ impl Driver {
                 }
             }
         }
-        let learners: Vec<NodeId> = self.records.current().learners_to_promote().collect();
+        let learners: Vec<NodeId> = self.host.records.current().learners_to_promote().collect();
         for id in learners {
             let change = baton_common::Change::Promote { id };
             if self.host.replica.handle_propose_membership(now, change, true).is_err() {
@@ -464,7 +452,7 @@ impl Driver {
             let Ok(accepted) = self.host.replica.handle_propose_membership(now, change, false) else { continue };
             let Some(proposal) = accepted.proposal else { continue };
             tracing::info!(member = %self.membership.name_of(id), "the learner caught up: promoting it to voter");
-            let next = self.records.current().changed(change, accepted.membership, None);
+            let next = self.host.records.current().changed(change, accepted.membership, None);
             self.append_own_record(proposal, next, None);
             break; // One change at a time.
         }

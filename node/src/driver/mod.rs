@@ -17,11 +17,11 @@ use crate::storage::hard_state::HardStateFile;
 use crate::storage::snapshot::{Contents, Snapshot, SnapshotDir};
 use crate::storage::wal::Wal;
 use baton_common::{
-    Event, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
+    Event, Message, NodeId, PersistSeq, Position, ProposeError, ReadError, Replica, ReplicationState, Role,
 };
 use baton_host::apply::{Answer, NotApplied};
 use baton_host::members::MemberRecords;
-use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal};
+use baton_host::node::{withheld_from_witness, Entries, Host, Proposed, ReadAt, ReadRefusal, Work};
 use baton_host::route::Route;
 use baton_host::watch::{Batch, End, Refusal, Sink, WatchId, Watchers};
 use std::borrow::Cow;
@@ -63,8 +63,6 @@ pub struct Driver {
     cache: VecDeque<CachedEntry>,
     /// The members as this node sees them, shared with the transport.
     membership: Directory,
-    /// The membership records at the snapshot and in the log (see `baton_host::members`).
-    records: MemberRecords,
     /// Starts and stops peer links as members come and go (none in unit setups).
     links: Option<crate::transport::Links>,
     /// The index of this leader's record choosing the cluster's id, while in its log.
@@ -72,7 +70,6 @@ pub struct Driver {
     outbound: Outbound,
     inputs: mpsc::Receiver<Input>,
     loopback: mpsc::Sender<Input>,
-    entries_received: u64,
     started: Instant,
     dropped_frames: u64,
     counters: std::sync::Arc<TransportCounters>,
@@ -203,18 +200,16 @@ impl Driver {
         counters: std::sync::Arc<TransportCounters>,
     ) -> Driver {
         Driver {
-            host: Host::new(replica, Kv::default()),
+            host: Host::new(replica, Kv::default(), MemberRecords::new(0, membership.record())),
             wal,
             hard_state,
             cache: VecDeque::new(),
-            records: MemberRecords::new(0, membership.record()),
             membership,
             links: None,
             cluster_id_proposed_at: None,
             outbound: Outbound::new(),
             inputs,
             loopback,
-            entries_received: 0,
             started,
             dropped_frames: 0,
             counters,
@@ -499,7 +494,7 @@ impl Driver {
                     // membership never changed) the one this node has at that point.
                     let membership = match &snapshot.members {
                         Some(record) => record.membership.clone(),
-                        None => self.records.at(received.snapshot.index).membership.clone(),
+                        None => self.host.records.at(received.snapshot.index).membership.clone(),
                     };
                     self.received = Some(snapshot);
                     self.host.replica.handle_snapshot_received(
@@ -539,8 +534,9 @@ impl Driver {
     /// Drains the replica's outputs, feeding back inline durability, until quiet.
     fn pump(&mut self, incoming: Option<(u64, &[Vec<u8>])>) {
         loop {
-            while let Some(output) = self.host.replica.poll_output() {
-                self.carry_out(output, incoming);
+            let now = self.now();
+            while let Some(work) = self.host.poll_work(now, incoming) {
+                self.carry_out(work);
             }
             self.sync_removal_pending();
             self.retire_removed_links();
@@ -562,23 +558,22 @@ impl Driver {
         self.fatal.get_or_insert(why);
     }
 
-    fn carry_out(&mut self, output: Output, incoming: Option<(u64, &[Vec<u8>])>) {
+    /// Carries out what the host planned (`baton_host::node::Work`); decides nothing.
+    fn carry_out(&mut self, work: Work<WriteReply>) {
         if self.fatal.is_some() {
             return;
         }
-        match output {
-            Output::Send { to, message } => {
+        match work {
+            Work::Send { to, message, witness } => {
                 if let Some(upstream) = self.relay_via(to, &message) {
                     self.relays_sent += 1;
                     return self.send(upstream, Frame::Relay { to: to.0, message });
                 }
                 let mut entries = Vec::new();
-                // A witness gets the positions and membership records, no data.
-                let witness = self.is_witness(to);
                 if let Message::AppendRequest(request) = message {
                     for index in request.prev.index + 1..=request.last_index() {
                         match self.entry(index) {
-                            Some((_, payload)) if witness && Command::member_record(&payload).is_none() => {
+                            Some((_, payload)) if witness && withheld_from_witness(&payload) => {
                                 self.witness_bytes_withheld += payload.len() as u64;
                                 entries.push(Vec::new());
                             }
@@ -589,63 +584,34 @@ impl Driver {
                 }
                 self.send(to, Frame::Replication { message, entries });
             }
-            Output::PersistHardState { seq, hard_state } => {
-                // Everything written before this must be durable first: votes rely on it.
+            Work::StoreHardState { seq, hard_state } => {
                 if let Err(error) = self.wal.sync().and_then(|()| self.hard_state.store(&hard_state)) {
                     return self.fatal_storage(error);
                 }
                 self.host.persistence.made_durable(seq);
             }
-            Output::TruncateLog { seq, from_index } => {
+            Work::Truncate { from_index, .. } => {
                 if let Err(error) = self.wal.truncate_from(from_index) {
                     return self.fatal_storage(error);
                 }
                 self.cache.retain(|e| e.index < from_index);
-                self.host.persistence.wrote(seq);
-                if self.records.truncate_from(from_index) {
-                    self.members_changed();
-                }
                 if self.cluster_id_proposed_at.is_some_and(|at| at >= from_index) {
                     self.cluster_id_proposed_at = None;
                 }
-                if self.host.kv.has_applied(from_index) {
-                    let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries: 0 };
-                    self.watchers.on_discarded(from_index, &mut queues);
-                    // Async mode: this node had applied writes now discarded. Rebuild
-                    // the map from the log so it never serves them again.
-                    tracing::warn!(from_index, "rebuilding the key-value map without discarded writes");
-                    if !self.rebuild_kv() {
-                        return;
-                    }
-                    self.host.rebuilt_before(from_index);
+            }
+            Work::RebuildStateMachine { from_index } => {
+                let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries: 0 };
+                self.watchers.on_discarded(from_index, &mut queues);
+                tracing::warn!(from_index, "rebuilding the key-value map without discarded writes");
+                if self.rebuild_kv() {
                     self.apply_some();
                 }
             }
-            Output::AppendReceived { seq, first_index, last_index, term } => {
-                let (prev, payloads) = incoming.expect("AppendReceived follows an append request");
-                let mut members_changed = false;
-                for index in first_index..=last_index {
-                    let payload = payloads[(index - prev - 1) as usize].clone();
-                    members_changed |= self.on_appended(index, &payload, true);
-                    if !self.append(index, term, payload) {
-                        return;
-                    }
-                }
-                if members_changed {
-                    self.members_changed();
-                }
-                self.entries_received += last_index - first_index + 1;
-                self.host.persistence.wrote(seq);
+            Work::Append { index, term, payload, .. } => {
+                let _ = self.append(index, term, payload); // A failed append stops the node.
             }
-            Output::AppendNoop { seq, position } => {
-                if !self.append(position.index, position.term, Vec::new()) {
-                    return;
-                }
-                self.host.persistence.wrote(seq);
-            }
-            Output::InstallSnapshot { seq, snapshot } => self.install_snapshot(seq, snapshot),
-            Output::SendSnapshot { to, term } => {
-                let witness = self.is_witness(to);
+            Work::InstallSnapshot { seq, snapshot } => self.install_snapshot(seq, snapshot),
+            Work::SendSnapshot { to, term, witness } => {
                 if witness && !self.write_witness_snapshot() {
                     return;
                 }
@@ -662,8 +628,30 @@ impl Driver {
                     );
                 }
             }
-            Output::Commit { commit_index } => self.apply_through(commit_index),
-            Output::Event(event) => self.on_event(event),
+            Work::MembersChanged => self.members_changed(),
+            Work::Commit { .. } => self.apply_some(),
+            Work::Answer { reply: (_, reply), answer } => {
+                let response = match answer {
+                    Answer::OutcomeUnknown => Response::Error {
+                        code: ErrorCode::OutcomeUnknown,
+                        message: "leadership changed before the write was acknowledged; it may still apply".into(),
+                        leader_hint: None,
+                    },
+                    answer => response_to(answer),
+                };
+                let _ = reply.send(response);
+            }
+            Work::StopSnapshotSends => self.sends.stop_all(),
+            Work::KeepDiscarded { term, from_index, to_index } => {
+                tracing::warn!(
+                    term,
+                    from_index,
+                    to_index,
+                    "async mode: discarded entries that may have been acknowledged"
+                );
+                self.keep_discarded(from_index, to_index);
+            }
+            Work::Event(event) => self.on_event(event),
         }
     }
 
@@ -841,7 +829,7 @@ impl Driver {
         assert!(position.index <= self.host.replica.compactable_index(), "compactable when taken, compactable now");
         assert_eq!(self.wal.term_at(position.index), Some(position.term), "a committed entry stays");
         let detached = self.wal.detach_through(position.index);
-        self.records.compact_to(position.index);
+        self.host.records.compact_to(position.index);
         self.host.kv.forget_changes_before(self.wal.first_index().unwrap_or(position.index + 1));
         let now = self.now();
         self.host.replica.handle_compacted(now, position);
@@ -910,9 +898,9 @@ impl Driver {
         self.cache.retain(|e| e.index > snapshot.index);
         self.snapshot = snapshot;
         self.snapshots_installed += 1;
-        self.records.install(snapshot.index, received.members.clone(), keeps_tail);
-        self.members_changed();
-        self.host.kv = received.into_kv();
+        let members = received.members.clone();
+        self.host.installed(snapshot, received.into_kv(), members, keeps_tail);
+        self.host.persistence.made_durable(seq); // Synced above, with the log.
         self.enforce_revocations();
         tracing::info!(
             index = snapshot.index,
@@ -920,7 +908,6 @@ impl Driver {
             keeps_tail,
             "installed the leader's snapshot"
         );
-        self.host.persistence.made_durable(seq);
         self.serve_reads();
     }
 
@@ -971,7 +958,7 @@ impl Driver {
             map: Default::default(),
             sessions: Default::default(),
             revoked: Default::default(),
-            members: Some(self.records.at(self.snapshot.index).clone()),
+            members: Some(self.host.records.at(self.snapshot.index).clone()),
         };
         match snapshots.write_witness(self.snapshot, &contents) {
             Ok(_) => {
@@ -1070,13 +1057,6 @@ impl Driver {
         }
     }
 
-    /// Applies the log through `commit_index`, [`APPLY_ENTRIES_PER_TURN_MAX`] entries
-    /// now and the rest in the turns that follow.
-    fn apply_through(&mut self, commit_index: u64) {
-        self.host.commit_through(commit_index);
-        self.apply_some();
-    }
-
     /// Whether committed entries wait to be applied (the loop turns again at once).
     fn apply_due(&self) -> bool {
         self.host.apply_due() && self.fatal.is_none()
@@ -1162,22 +1142,6 @@ impl Driver {
                 }
             }
             _ => {}
-        }
-        if matches!(event, Event::SteppedDown { .. }) {
-            self.sends.stop_all();
-            // Writes still waiting may or may not commit under the next leader.
-            for (_, reply) in self.host.on_stepped_down() {
-                let _ = reply.send(Response::Error {
-                    code: ErrorCode::OutcomeUnknown,
-                    message: "leadership changed before the write was acknowledged; it may still apply".into(),
-                    leader_hint: None,
-                });
-            }
-        }
-        if let Event::Discarded { term, from_index, to_index } = event {
-            tracing::warn!(term, from_index, to_index, "async mode: discarded entries that may have been acknowledged");
-            // The event comes before the truncation, so the entries are still readable.
-            self.keep_discarded(from_index, to_index);
         }
     }
 
@@ -1584,7 +1548,7 @@ impl Driver {
             id: self.membership.my_name().to_string(),
             membership_role: {
                 let me = self.membership.me();
-                let membership = &self.records.current().membership;
+                let membership = &self.host.records.current().membership;
                 match membership.member(me) {
                     Some(member) if member.witness => "witness",
                     Some(member) if member.voter => "voter",
@@ -1614,7 +1578,7 @@ impl Driver {
             snapshot_index: status.snapshot.index,
             paused: status.paused,
             followers,
-            entries_received: self.entries_received,
+            entries_received: self.host.entries_received,
             wal_bytes: self.wal.bytes(),
             handshakes_refused: self.counters.handshakes_refused.load(std::sync::atomic::Ordering::Relaxed),
             hellos_refused: self.counters.hellos_refused.load(std::sync::atomic::Ordering::Relaxed),
@@ -1626,7 +1590,7 @@ impl Driver {
             keys: self.host.kv.len() as u64,
             data_bytes: self.host.kv.data_bytes(),
             members: {
-                let record = self.records.current();
+                let record = self.host.records.current();
                 record
                     .membership
                     .members
