@@ -53,6 +53,9 @@ struct Totals {
     acked_writes: usize,
     client_operations: usize,
     leader_reads: usize,
+    after_reads: usize,
+    any_reads: usize,
+    requests_expired: u64,
     watch_changes: usize,
     watch_opens: u64,
     churn_seeds: u64,
@@ -67,6 +70,9 @@ impl Totals {
         self.acked_writes += report.acked_writes;
         self.client_operations += report.client_operations;
         self.leader_reads += report.leader_reads;
+        self.after_reads += report.after_reads;
+        self.any_reads += report.any_reads;
+        self.requests_expired += report.requests_expired;
         self.watch_changes += report.watch_changes;
         self.watch_opens += report.watch_opens;
         self.churn_seeds += u64::from(report.churn);
@@ -157,12 +163,15 @@ pub fn main() {
         print_failure(report);
     }
     println!(
-        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader reads) checked, {} watched changes checked over {} watch opens, {} membership changes in {} seeds with churn, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
+        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader, {} after:INDEX and {} any reads; {} requests timed out by the host) checked, {} watched changes checked over {} watch opens, {} membership changes in {} seeds with churn, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
         started.elapsed().as_secs_f64(),
         failures.len(),
         totals.acked_writes,
         totals.client_operations,
         totals.leader_reads,
+        totals.after_reads,
+        totals.any_reads,
+        totals.requests_expired,
         totals.watch_changes,
         totals.watch_opens,
         totals.membership_changes,

@@ -235,6 +235,11 @@ impl History {
         self.writes.len() + self.reads.len() + self.after_reads.len() + self.any_reads.len()
     }
 
+    /// `after:INDEX` reads and `any` reads recorded.
+    pub fn after_and_any_reads(&self) -> (usize, usize) {
+        (self.after_reads.len(), self.any_reads.len())
+    }
+
     pub fn reads(&self) -> usize {
         self.reads.len()
     }

@@ -15,7 +15,7 @@ use baton_common::{
 use baton_host::apply::Answer as HostAnswer;
 use baton_host::kv::{Command, Kv};
 use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
-use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal, Work};
+use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal, Work, REQUEST_TIMEOUT_US};
 use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
 use baton_host::watch::Watchers;
 use std::borrow::Cow;
@@ -206,8 +206,6 @@ impl Weather {
     };
 }
 
-/// A read waiting at a node: its key, its invocation, and for an `after:INDEX` read the
-/// index and the client's write acknowledged there.
 /// A read a node waits to serve (`baton_host::node`, the node's own rule decides when),
 /// and how its answer is checked.
 #[derive(Clone, Copy, Debug)]
@@ -275,6 +273,10 @@ pub struct SeedReport {
     /// Client operations in the linearizability check, and of them `--read leader` reads.
     pub client_operations: usize,
     pub leader_reads: usize,
+    pub after_reads: usize,
+    pub any_reads: usize,
+    /// Client requests a node's host answered with a time-out (`Host::expire`).
+    pub requests_expired: u64,
     /// Changes the watch consumers got and the checker compared, and how many times a
     /// consumer opened its watch (again) on a node.
     pub watch_changes: usize,
@@ -331,6 +333,7 @@ pub struct World {
     barrier_acked: bool,
     converged: bool,
     leader_terms: u64,
+    requests_expired: u64,
     trace: Option<Vec<String>>,
     /// With a trace, also every delivered message (`BATON_SIM_MESSAGES=1`).
     trace_messages: bool,
@@ -424,6 +427,7 @@ impl World {
             barrier_acked: false,
             converged: false,
             leader_terms: 0,
+            requests_expired: 0,
             trace: trace.then(Vec::new),
             trace_messages: trace && std::env::var_os("BATON_SIM_MESSAGES").is_some(),
             consumers: vec![Consumer::new(b""), Consumer::new(&history::key_bytes(1))],
@@ -541,6 +545,9 @@ impl World {
             isolated_ack_window_us: self.checker.isolated_ack_window_us,
             client_operations: self.history.operations(),
             leader_reads: self.history.reads(),
+            after_reads: self.history.after_and_any_reads().0,
+            any_reads: self.history.after_and_any_reads().1,
+            requests_expired: self.requests_expired,
             watch_changes: match self.mode {
                 WriteMode::Async => 0,
                 _ => self.consumers.iter().flat_map(|c| &c.segments).map(|s| s.changes.len()).sum(),
@@ -717,6 +724,7 @@ impl World {
             self.carry_out(node, work, incoming);
         }
         self.maybe_compact(node);
+        self.expire_requests(node);
         self.serve_reads(node);
         self.release_held_writes(node);
         self.pump_watches(node);
@@ -1007,11 +1015,10 @@ impl World {
 
     fn maybe_compact(&mut self, node: usize) {
         let n = &mut self.nodes[node];
-        let Some(replica) = n.host.as_mut().map(|h| &mut h.replica) else {
+        let Some(host) = n.host.as_mut() else {
             return;
         };
-        let applied = n.applied.len() as u64;
-        let applied = applied.min(replica.compactable_index());
+        let applied = host.snapshot_index();
         if n.memory.log.len() < COMPACT_ENTRIES || applied <= n.memory.snapshot.index {
             return;
         }
@@ -1022,8 +1029,7 @@ impl World {
         n.memory.install(snapshot, entries.clone());
         n.durable.install(snapshot, entries);
         let id = n.id.0;
-        replica.handle_compacted(self.now_us, snapshot);
-        n.host.as_mut().expect("a live node compacts").records.compact_to(snapshot.index);
+        host.compacted(self.now_us, snapshot, snapshot.index + 1);
         self.note(|| format!("n{id} compacts through {snapshot:?}"));
     }
 
@@ -1343,6 +1349,20 @@ impl World {
         }
     }
 
+    /// Requests `node` has kept waiting too long, answered as the node's driver does:
+    /// a write "outcome unknown" (its client retries), a read with a time-out (its
+    /// client hears no value; nothing enters the history).
+    fn expire_requests(&mut self, node: usize) {
+        let now = self.now_us;
+        let n = &mut self.nodes[node];
+        let (Some(host), false) = (n.host.as_mut(), n.frozen) else { return };
+        let expired = host.expire(now, REQUEST_TIMEOUT_US);
+        self.requests_expired += (expired.writes.len() + expired.reads.len()) as u64;
+        for (_, sent) in expired.writes {
+            self.retry_soon(sent);
+        }
+    }
+
     fn serve_reads(&mut self, node: usize) {
         let n = &mut self.nodes[node];
         let (Some(host), false) = (n.host.as_mut(), n.frozen) else { return };
@@ -1515,6 +1535,12 @@ impl World {
         self.memberships.insert(write_id, record);
         let entry = SimEntry::new(proposal.position.term, write_id);
         self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
+        // A change in flight is a moment that matters: the leader may crash or be cut
+        // off before it commits, so the next election runs with two memberships (a
+        // node being removed that holds the longest log must not stop it; a vote counts
+        // only where its node is a voter).
+        self.maybe_snap_crash(leader, SNAP_CRASH_LEADER_MAX_US);
+        self.maybe_isolate(leader);
         if let (Change::Remove { id }, true) = (change, self.rng.below(2) == 0) {
             let delay = 300_000 + self.rng.below(2_000_000);
             self.schedule(delay, Kind::Decommission(usize::from(id.0) - 1));

@@ -32,6 +32,10 @@ use baton_common::{
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
+/// How long a client write or a waiting read may wait before it is answered with a
+/// time-out (writes "outcome unknown": they may still commit), microseconds.
+pub const REQUEST_TIMEOUT_US: u64 = 10_000_000;
+
 /// A follower fsyncs inside its decision loop only while its recent fsyncs took less
 /// than this (microseconds); slower, and the loop would stop answering heartbeats for
 /// that long. A fifth of the default heartbeat interval: above a shared disk's
@@ -444,6 +448,21 @@ impl<W, R> Host<W, R> {
     pub fn start_sync(&mut self) -> Option<SyncPlan> {
         let leading = self.is_leader();
         self.persistence.start_sync(leading)
+    }
+
+    /// The index a snapshot taken now may cover: what is applied and the core allows to
+    /// compact (never past what is committed everywhere it must be).
+    pub fn snapshot_index(&self) -> u64 {
+        self.kv.applied_index().min(self.replica.compactable_index())
+    }
+
+    /// A snapshot at `snapshot` is durable and the log before it gone; the log now
+    /// starts at `first_index`: the core, the membership records and the state
+    /// machine's record of which entries changed it forget what is before.
+    pub fn compacted(&mut self, now_us: u64, snapshot: Position, first_index: u64) {
+        self.records.compact_to(snapshot.index);
+        self.kv.forget_changes_before(first_index);
+        self.replica.handle_compacted(now_us, snapshot);
     }
 
     /// Whether `id` is a witness in the membership in effect.

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a client write or a waiting read may wait before it is answered with a
-/// timeout: writes get "outcome unknown", since they may still commit.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// timeout (`baton_host::node` decides what each is told).
+const REQUEST_TIMEOUT: Duration = Duration::from_micros(baton_host::node::REQUEST_TIMEOUT_US);
 /// Recent entries kept in memory so the leader ships fresh entries without reading disk.
 const CACHE_ENTRIES_MAX: usize = 8_192;
 /// How often pending requests are checked for time-outs.
@@ -829,10 +829,8 @@ impl Driver {
         assert!(position.index <= self.host.replica.compactable_index(), "compactable when taken, compactable now");
         assert_eq!(self.wal.term_at(position.index), Some(position.term), "a committed entry stays");
         let detached = self.wal.detach_through(position.index);
-        self.host.records.compact_to(position.index);
-        self.host.kv.forget_changes_before(self.wal.first_index().unwrap_or(position.index + 1));
         let now = self.now();
-        self.host.replica.handle_compacted(now, position);
+        self.host.compacted(now, position, self.wal.first_index().unwrap_or(position.index + 1));
         tracing::info!(
             index = position.index,
             bytes,
