@@ -148,6 +148,20 @@ async fn change_member(client: &mut Client, change: MemberChange, dry_run: bool)
     match client.request(Request::ChangeMembers { change: change.clone(), dry_run: false }).await? {
         Response::Written { index, .. } => {
             println!("done: committed at index {index}");
+            if let MemberChange::Remove { name } = &change {
+                // A node being removed may have come to lead before its removal committed
+                // (Raft thesis 4.2.2); it hands over now. Shut down before the others
+                // heard that the removal committed, it could leave them needing its
+                // vote: so this returns once another node leads.
+                if gather(client).await.leader.as_deref() == Some(name.as_str()) {
+                    eprintln!("{name} leads: waiting for it to hand leadership over before it may be shut down");
+                    if !wait_for_leader_other_than(client, name).await {
+                        eprintln!("baton: {name} still leads; keep it running until another node leads");
+                        return Ok(ExitCode::from(crate::exit::NOT_DONE));
+                    }
+                }
+                println!("{name} may be shut down for good");
+            }
             let added = match &change {
                 MemberChange::Add { name, learner_only, .. } => Some((name, *learner_only, "")),
                 MemberChange::AddWitness { name, .. } => Some((name, false, " --witness")),
@@ -192,15 +206,21 @@ async fn hand_over(client: &mut Client, leader: &str) -> Result<bool, ClientErro
         Response::Switchover { .. } => {}
         other => return Err(ClientError::Unexpected(Box::new(other))),
     }
+    Ok(wait_for_leader_other_than(client, leader).await)
+}
+
+/// Waits (up to [`HAND_OVER_WAIT`]) until a node other than `leader` leads; whether one
+/// does.
+async fn wait_for_leader_other_than(client: &mut Client, leader: &str) -> bool {
     let started = Instant::now();
     while started.elapsed() < HAND_OVER_WAIT {
         let leading = gather(client).await.leader;
         if leading.is_some_and(|now| now != leader) {
-            return Ok(true);
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(false)
+    false
 }
 
 /// How long a removal of the leader waits for leadership to move.

@@ -1538,9 +1538,23 @@ impl World {
         // A change in flight is a moment that matters: the leader may crash or be cut
         // off before it commits, so the next election runs with two memberships (a
         // node being removed that holds the longest log must not stop it; a vote counts
-        // only where its node is a voter).
-        self.maybe_snap_crash(leader, SNAP_CRASH_LEADER_MAX_US);
-        self.maybe_isolate(leader);
+        // only where its node is a voter). Not when it removes itself: that change's
+        // moment is when it commits, and the leader must then hand over.
+        if change != (Change::Remove { id: self.nodes[leader].id }) {
+            self.maybe_snap_crash(leader, SNAP_CRASH_LEADER_MAX_US);
+            self.maybe_isolate(leader);
+        }
+        // A removal's moment is once the entry reached the others and before the leader
+        // heard their acknowledgements: if the leader crashes then, the node being
+        // removed may win the next election with the removal in its log (it may lead
+        // until the removal commits, Raft thesis 4.2.2) and must hand over once it commits
+        // it. Half the removals in seeds with aimed crashes.
+        if matches!(change, Change::Remove { .. }) && self.weather.snap_crash_per_mille > 0 && self.rng.below(2) == 0 {
+            let incarnation = self.nodes[leader].incarnation;
+            let delay = self.rng.below(self.weather.delay_max_us.max(1_000));
+            self.note(|| format!("FAULT snap crash of n{} in {delay}us (a removal in flight)", leader + 1));
+            self.schedule(delay, Kind::SnapCrash { node: leader, incarnation });
+        }
         if let (Change::Remove { id }, true) = (change, self.rng.below(2) == 0) {
             let delay = 300_000 + self.rng.below(2_000_000);
             self.schedule(delay, Kind::Decommission(usize::from(id.0) - 1));
@@ -1552,8 +1566,12 @@ impl World {
     /// cluster, once the leader's committed membership no longer holds it; else later.
     fn decommission(&mut self, node: usize) {
         let id = self.nodes[node].id;
+        // As `baton member remove` has an operator wait: the removal committed, and
+        // another node leads (a node being removed that came to lead hands over once its
+        // removal commits; shut down before, it may leave the others needing its vote).
         let gone = self
             .leader()
+            .filter(|&l| l != node)
             .and_then(|l| self.nodes[l].replica())
             .is_some_and(|r| !r.membership_change_pending() && r.memberships().current().is_removed(id));
         if !gone {
