@@ -602,6 +602,69 @@ mod tests {
         assert!((15..=25).contains(&fast_fsyncs_until_inline), "{fast_fsyncs_until_inline}");
     }
 
+    /// A one-voter cluster's host, as formed.
+    fn host() -> Host<&'static str, &'static str> {
+        use baton_common::{Config, Recovered, WriteMode};
+        let record = crate::members::MemberRecord::formed(&[("n1".into(), "a:1".into())]);
+        let config = Config {
+            id: baton_common::NodeId(1),
+            members: record.membership.members.clone(),
+            mode: WriteMode::Quorum,
+            heartbeat_interval_us: 100_000,
+            election_timeout_us: 1_000_000,
+            max_lag_entries: 100,
+            snapshot_timeout_us: 3_000_000,
+            seed: 1,
+        };
+        let replica = Replica::new(config, Recovered::empty(), 0);
+        Host::new(replica, Kv::default(), MemberRecords::new(0, record))
+    }
+
+    /// Goal: a node that installs a snapshot applies from it only what its core holds
+    /// committed, not up to a commit index it heard in the history the snapshot replaced
+    /// (the bug the simulator found; mutant 41).
+    #[test]
+    fn an_installed_snapshot_resets_what_is_to_be_applied() {
+        let mut host = host();
+        host.commit_through(100); // Heard in a history the snapshot replaces.
+        assert!(host.apply_due());
+        let snapshot = Position::new(3, 10);
+        host.installed(snapshot, Kv::restore(10, Default::default()), None, false);
+        assert!(!host.apply_due(), "nothing past the snapshot is known committed here");
+        let batch = host.apply_some(&NoEntries, u64::MAX);
+        assert!(batch.entries.is_empty() && batch.missing.is_none());
+    }
+
+    /// Goal: a truncation below the applied index asks for the state machine to be
+    /// rebuilt, and applying resumes only from what is committed and still in the log.
+    #[test]
+    fn a_truncation_below_the_applied_index_rebuilds_and_holds_applying_back() {
+        let mut host = host();
+        let put = Command::Put { key: b"k".to_vec(), value: b"v".to_vec() }.encode();
+        let log = OneEntry(put);
+        host.commit_through(1);
+        assert_eq!(host.apply_some(&log, u64::MAX).entries.len(), 1);
+        host.plan(0, Output::TruncateLog { seq: 1, from_index: 1 }, None);
+        let work: Vec<Work<&str>> = std::iter::from_fn(|| host.work.pop_front()).collect();
+        assert!(matches!(work[0], Work::Truncate { seq: 1, from_index: 1 }));
+        assert!(work.iter().any(|w| matches!(w, Work::RebuildStateMachine { from_index: 1 })));
+        assert!(!host.apply_due(), "applying waits for the state machine's rebuild and a new commit");
+    }
+
+    struct NoEntries;
+    impl Entries for NoEntries {
+        fn entry(&self, _: u64) -> Option<(u64, Cow<'_, [u8]>)> {
+            None
+        }
+    }
+
+    struct OneEntry(Vec<u8>);
+    impl Entries for OneEntry {
+        fn entry(&self, index: u64) -> Option<(u64, Cow<'_, [u8]>)> {
+            (index == 1).then(|| (1, Cow::Borrowed(self.0.as_slice())))
+        }
+    }
+
     #[test]
     fn one_fsync_runs_at_a_time_and_covers_the_latest_request() {
         let mut persistence = Persistence::default();
