@@ -661,7 +661,7 @@ mod tests {
     struct OneEntry(Vec<u8>);
     impl Entries for OneEntry {
         fn entry(&self, index: u64) -> Option<(u64, Cow<'_, [u8]>)> {
-            (index == 1).then(|| (1, Cow::Borrowed(self.0.as_slice())))
+            (index == 1).then_some((1, Cow::Borrowed(self.0.as_slice())))
         }
     }
 
