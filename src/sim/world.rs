@@ -887,7 +887,10 @@ impl World {
                 self.send(Envelope { from: id, to, payload });
             }
             Work::MembersChanged => {} // No links to start or stop.
-            Work::Answer { reply, answer: _ } => self.retry_soon(reply), // "Outcome unknown".
+            Work::Answer { reply, answer } => {
+                assert_eq!(answer, HostAnswer::OutcomeUnknown, "the host answers a write only at a step-down");
+                self.retry_soon(reply);
+            }
             Work::StopSnapshotSends => self.nodes[node].snapshot_sends.forget_all(),
             Work::KeepDiscarded { term, from_index, to_index } => {
                 self.checker.on_discarded(id.0, term, from_index, to_index);

@@ -220,11 +220,6 @@ impl Persistence {
         self.sync_in_flight
     }
 
-    /// Whether anything written waits for an fsync.
-    pub fn has_unsynced(&self) -> bool {
-        self.unsynced.is_some()
-    }
-
     fn take_durable(&mut self) -> Option<PersistSeq> {
         self.durable.take()
     }
@@ -274,7 +269,7 @@ impl<W, R> Host<W, R> {
         }
     }
 
-    pub fn is_leader(&self) -> bool {
+    fn is_leader(&self) -> bool {
         self.replica.role() == Role::Leader
     }
 
@@ -363,17 +358,9 @@ impl<W, R> Host<W, R> {
             .collect()
     }
 
-    pub fn reads_waiting(&self) -> usize {
-        self.reads.len()
-    }
-
     /// The write waiting on the entry at `index`, if any.
     pub fn write_waiting_at(&self, index: u64) -> Option<&W> {
         self.writes.get(index)
-    }
-
-    pub fn writes_pending(&self) -> usize {
-        self.writes.len()
     }
 
     /// The core committed through `commit_index`: apply that far.

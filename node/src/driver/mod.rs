@@ -631,15 +631,7 @@ impl Driver {
             Work::MembersChanged => self.members_changed(),
             Work::Commit { .. } => self.apply_some(),
             Work::Answer { reply: (_, reply), answer } => {
-                let response = match answer {
-                    Answer::OutcomeUnknown => Response::Error {
-                        code: ErrorCode::OutcomeUnknown,
-                        message: "leadership changed before the write was acknowledged; it may still apply".into(),
-                        leader_hint: None,
-                    },
-                    answer => response_to(answer),
-                };
-                let _ = reply.send(response);
+                let _ = reply.send(response_to(answer));
             }
             Work::StopSnapshotSends => self.sends.stop_all(),
             Work::KeepDiscarded { term, from_index, to_index } => {
@@ -713,7 +705,7 @@ impl Driver {
             .host
             .replica
             .peer_statuses()
-            .filter(|peer| peer.match_index >= self.snapshot.index && !self.is_witness(peer.id))
+            .filter(|peer| peer.match_index >= self.snapshot.index && !self.host.is_witness(peer.id))
             .map(|peer| peer.lag_entries)
             .max()
             .unwrap_or(0);
@@ -938,12 +930,6 @@ impl Driver {
         true
     }
 
-    /// An entry's term and payload, from memory or disk.
-    /// Whether `id` is a witness in the membership in effect.
-    fn is_witness(&self, id: NodeId) -> bool {
-        self.host.replica.config().member(id).is_some_and(|m| m.witness)
-    }
-
     /// Writes the snapshot a witness gets, unless written already for the installed
     /// snapshot's position: the same position and membership record, no data. Returns
     /// whether it is there to send.
@@ -970,6 +956,7 @@ impl Driver {
         }
     }
 
+    /// An entry's term and payload, from memory or disk.
     fn entry(&self, index: u64) -> Option<(u64, Vec<u8>)> {
         entry_in(&self.cache, &self.wal, index)
     }
@@ -1002,7 +989,7 @@ impl Driver {
 
     /// A client's watch: opened, or refused with the reason.
     fn open_watch(&mut self, prefix: Vec<u8>, from_index: u64, sink: WatchSink) {
-        if self.is_witness(self.host.replica.id()) {
+        if self.host.is_witness(self.host.replica.id()) {
             let message = "this node is a witness: it holds no data to watch. Fix: watch a data node";
             let _ = sink.end.send(self.error(ErrorCode::Unsupported, message));
             return;
@@ -1658,9 +1645,10 @@ fn response_to(answer: Answer) -> Response {
     match answer {
         Answer::Written { term, index } => Response::Written { term, index },
         Answer::CasMismatch { current, term, index } => Response::CasMismatch { current, term, index },
-        Answer::OutcomeUnknown => {
-            refused(ErrorCode::OutcomeUnknown, "leadership changed before the write was acknowledged")
-        }
+        Answer::OutcomeUnknown => refused(
+            ErrorCode::OutcomeUnknown,
+            "leadership changed before the write was acknowledged; it may still apply",
+        ),
         Answer::NotApplied(NotApplied::SessionExpired) => refused(
             ErrorCode::SessionExpired,
             "the client's session expired (unused for too long); this request was not applied",
