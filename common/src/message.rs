@@ -110,6 +110,11 @@ pub struct VoteResponse {
     pub term: Term,
     pub pre_vote: bool,
     pub verdict: VoteVerdict,
+    /// The newest entry the voter knows to be committed for good (its safe index and
+    /// that entry's term). A candidate holding the same entry learns it committed: a
+    /// voter removed by a change it knows committed, whose log is longer, would
+    /// otherwise refuse for ever a candidate that still counts it as a previous voter.
+    pub safe: Position,
 }
 
 /// The leader's word to a switchover target: campaign now.
@@ -235,8 +240,13 @@ mod tests {
         });
         assert_eq!(vote.to_bytes().as_slice(), [2, 4, 3, 12, 1, 2, 1]);
         let answer =
-            Message::VoteResponse(VoteResponse { term: 4, pre_vote: false, verdict: VoteVerdict::PreferredPeer });
-        assert_eq!(answer.to_bytes().as_slice(), [3, 4, 0, 6]);
+            Message::VoteResponse(VoteResponse {
+            term: 4,
+            pre_vote: false,
+            verdict: VoteVerdict::PreferredPeer,
+            safe: Position::new(2, 11),
+        });
+        assert_eq!(answer.to_bytes().as_slice(), [3, 4, 0, 6, 2, 11]);
         assert_eq!(Message::TimeoutNow(TimeoutNow { term: 9 }).to_bytes().as_slice(), [4, 9]);
     }
 

@@ -13,9 +13,9 @@
 use super::{Replica, Role, Timer};
 use crate::membership::Membership;
 use crate::message::{ElectionCause, Message, TimeoutNow, VoteRequest, VoteResponse, VoteVerdict};
-use crate::output::{Event, Refusal};
+use crate::output::{Event, Output, Refusal};
 use crate::progress::Progress;
-use crate::types::{Micros, NodeId};
+use crate::types::{Micros, NodeId, Position};
 
 impl Replica {
     /// Arms the election timer: `T_min + slot * width + jitter`, within `[T_min, T)`.
@@ -161,14 +161,14 @@ impl Replica {
         let verdict = self.judge_vote(from, request);
         if request.pre_vote || verdict != VoteVerdict::Granted {
             let term = if verdict == VoteVerdict::Granted { request.term } else { self.hard.term };
-            let response = VoteResponse { term, pre_vote: request.pre_vote, verdict };
+            let response = VoteResponse { term, pre_vote: request.pre_vote, verdict, safe: self.safe_position() };
             self.send(from, Message::VoteResponse(response));
             return;
         }
         // A real vote: record it durably before answering.
         self.hard.voted_for = Some(from);
         let seq = self.persist_hard_state();
-        let response = VoteResponse { term: self.hard.term, pre_vote: false, verdict };
+        let response = VoteResponse { term: self.hard.term, pre_vote: false, verdict, safe: self.safe_position() };
         self.pending_vote = Some(super::PendingVote { seq, to: from, response });
         self.last_leader_contact_us = self.now_us;
         self.contact_was_vote_for = Some(from);
@@ -229,6 +229,15 @@ impl Replica {
             Role::Candidate => false,
             _ => return,
         };
+        // Whatever the verdict, what the voter knows committed is a fact about the
+        // entry it names; learning it first may end a change in flight here, and with
+        // it the need for the previous voters' votes (see `learn_safe_from_voter`).
+        self.learn_safe_from_voter(response.safe);
+        if !self.may_campaign() {
+            // It learned that its own removal committed.
+            self.lose_election();
+            return;
+        }
         if response.pre_vote != expecting_pre_vote {
             self.counters.stale_messages += 1;
             return;
@@ -245,6 +254,32 @@ impl Replica {
         }
         let _ = self.votes.push((from, response.verdict));
         self.tally_votes();
+    }
+
+    /// The newest entry this node knows committed for good, as a voter names it.
+    pub(super) fn safe_position(&self) -> Position {
+        let term = self.log.term_at(self.safe_index).expect("the safe index is at or past the snapshot");
+        Position::new(term, self.safe_index)
+    }
+
+    /// Candidate: a voter knows the entry at `safe` committed for good. If this log holds
+    /// the same entry (same index and term: the logs agree up to there), so is this
+    /// node's copy, as far as it is durable here. This is how a node whose removal of
+    /// others is in flight here learns it committed from a removed voter that refuses it
+    /// (its log is longer, and knowing itself removed it never campaigns): without it the
+    /// candidate would need that voter's vote for ever (simulator seeds 74854, 96904).
+    fn learn_safe_from_voter(&mut self, safe: Position) {
+        let learned = safe.index.min(self.durable_index);
+        if learned <= self.safe_index || self.log.term_at(safe.index) != Some(safe.term) {
+            return;
+        }
+        self.safe_index = learned;
+        if learned > self.commit_index {
+            self.commit_index = learned;
+            self.push(Output::Commit { commit_index: learned });
+        }
+        self.persist_committed_membership();
+        self.adopt_current_membership();
     }
 
     fn tally_votes(&mut self) {

@@ -157,7 +157,7 @@ fn persist_all(replica: &mut Replica, now: Micros) {
 }
 
 fn grant(replica: &mut Replica, now: Micros, from: NodeId, term: Term, pre_vote: bool) {
-    let response = VoteResponse { term, pre_vote, verdict: VoteVerdict::Granted };
+    let response = VoteResponse { term, pre_vote, verdict: VoteVerdict::Granted, safe: Position::ZERO };
     replica.handle_message(now, from, Message::VoteResponse(response));
 }
 
@@ -299,6 +299,29 @@ fn a_restarted_last_voter_knows_its_removal_of_the_other_committed() {
     forgetful.handle_timeout(later);
     drain(&mut forgetful);
     assert_ne!(forgetful.role(), Role::Leader);
+
+    // Rule: a voter's refusal names what it knows committed. N2, removed and knowing
+    // it, refuses (its log is longer: simulator seeds 74854, 96904); a refusal naming
+    // another entry at that index teaches nothing, one naming the change ends the wait.
+    let term = hard_state.term;
+    let refuse = |node: &mut Replica, safe: Position| {
+        let response = VoteResponse { term, pre_vote: true, verdict: VoteVerdict::LogBehind, safe };
+        node.handle_message(later, N2, Message::VoteResponse(response));
+        for output in drain(node) {
+            if let Output::PersistHardState { seq, .. } = output {
+                node.handle_persisted(later, seq);
+            }
+        }
+        drain(node);
+    };
+    refuse(&mut forgetful, Position::new(term + 1, removed_n2));
+    assert!(forgetful.membership_change_pending(), "another history's entry at that index");
+    forgetful.handle_timeout(later + 10 * forgetful.config().election_timeout_us);
+    drain(&mut forgetful);
+    refuse(&mut forgetful, Position::new(term, removed_n2));
+    assert!(!forgetful.membership_change_pending());
+    assert_eq!(forgetful.hard_state().membership_committed, removed_n2);
+    assert_eq!(forgetful.role(), Role::Leader, "alone, it leads without N2's vote");
 }
 
 /// Rule: a leader being removed that cannot commit even the first entry of its term
