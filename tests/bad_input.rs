@@ -70,9 +70,12 @@ async fn node_certificate_for_the_wrong_id() {
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let connection = endpoint.connect_with(config, cluster.addrs()[0], "n1.node.baton").unwrap().await.unwrap();
     let (mut send, mut receive) = connection.open_bi().await.unwrap();
-    write_frame(&mut send, &Frame::Hello { protocol: PROTOCOL_VERSION, name: "n3".into(), incarnation: 1 })
-        .await
-        .unwrap();
+    write_frame(
+        &mut send,
+        &Frame::Hello { protocol: PROTOCOL_VERSION, name: "n3".into(), incarnation: 1, cluster_id: 0 },
+    )
+    .await
+    .unwrap();
     match read_frame(&mut receive).await.unwrap() {
         Some(Frame::HelloReply { accepted: false, reason, .. }) => {
             assert!(reason.contains("certificate names n2"), "{reason}")
@@ -194,9 +197,12 @@ async fn request_stream_answers_in_order_and_garbage_ends_only_that_stream() {
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let connection = endpoint.connect_with(config, leader_addr, "node.baton").unwrap().await.unwrap();
     let (mut send, mut receive) = connection.open_bi().await.unwrap();
-    write_frame(&mut send, &Frame::Hello { protocol: PROTOCOL_VERSION, name: "operator".into(), incarnation: 0 })
-        .await
-        .unwrap();
+    write_frame(
+        &mut send,
+        &Frame::Hello { protocol: PROTOCOL_VERSION, name: "operator".into(), incarnation: 0, cluster_id: 0 },
+    )
+    .await
+    .unwrap();
     assert!(matches!(read_frame(&mut receive).await.unwrap(), Some(Frame::HelloReply { accepted: true, .. })));
 
     let (mut send, mut receive) = connection.open_bi().await.unwrap();

@@ -391,7 +391,7 @@ async fn a_dead_node_is_replaced_by_a_new_one() {
 /// ids named, and the cluster goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_of_another_cluster_is_refused() {
-    let cluster = Cluster::start(3, &[]);
+    let mut cluster = Cluster::start(3, &[]);
     let mut client = cluster.client();
     cluster.wait_for_leader(&mut client, ELECTION).await;
     client.put(b"k", b"v").await.unwrap();
@@ -410,7 +410,7 @@ async fn a_node_of_another_cluster_is_refused() {
         Client::new(vec![addr], &cluster.certs, &baton_node::certs::Identity::Operator("operator".into())).unwrap();
     let chose =
         wait_until!(ELECTION, { members_at(&mut other_client, addr).await.filter(|v| v.record.cluster_id != 0) });
-    assert!(chose.is_some(), "the other cluster chose its id");
+    let theirs = chose.expect("the other cluster chose its id").record.cluster_id;
     // This cluster is told n9 is a new member at that address: its leader dials it and
     // is refused, with both cluster ids named.
     let add = MemberChange::Add {
@@ -429,6 +429,28 @@ async fn a_node_of_another_cluster_is_refused() {
         .unwrap_or_else(|| panic!("no refusal in n9's log\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
     assert!(line.contains("this node to cluster"), "{line}");
     client.put(b"still", b"fine").await.unwrap();
+
+    // A client given addresses of both clusters: the first node that answers names the
+    // cluster, and the other cluster's node refuses it, naming both ids.
+    let n1 = cluster.node("n1").addr;
+    let operator = baton_node::certs::Identity::Operator("operator".into());
+    let mut mixed = Client::new(vec![n1, addr], &cluster.certs, &operator).unwrap();
+    mixed.status_of(n1).await.unwrap();
+    let ours = mixed.cluster_id();
+    assert!(ours != 0 && ours != theirs, "{ours:016x} {theirs:016x}");
+    match mixed.status_of(addr).await {
+        Err(error) => {
+            let text = error.to_string();
+            assert!(text.contains(&format!("{ours:016x}")) && text.contains(&format!("{theirs:016x}")), "{text}");
+        }
+        Ok(status) => panic!("a node of another cluster answered: {status:?}"),
+    }
+    // `baton --cluster-id` with the other cluster's id: this cluster's nodes refuse it.
+    let (code, output) = baton(&cluster, &["--timeout", "2", "--cluster-id", &format!("{theirs:016x}"), "get", "k"]);
+    assert_ne!(code, Some(0), "{output}");
+    assert!(output.contains(&format!("expects cluster {theirs:016x}")), "{output}");
+    let (code, output) = baton(&cluster, &["--cluster-id", &format!("{ours:016x}"), "get", "k"]);
+    assert_eq!(code, Some(0), "{output}");
 }
 
 /// Goal: a cascading learner (`--upstream`) receives the log through its upstream: the

@@ -239,8 +239,7 @@ mod tests {
             attempt: 1,
         });
         assert_eq!(vote.to_bytes().as_slice(), [2, 4, 3, 12, 1, 2, 1]);
-        let answer =
-            Message::VoteResponse(VoteResponse {
+        let answer = Message::VoteResponse(VoteResponse {
             term: 4,
             pre_vote: false,
             verdict: VoteVerdict::PreferredPeer,

@@ -46,6 +46,11 @@ struct Args {
     /// only its own node.
     #[arg(long, global = true)]
     via: Option<NodeAddr>,
+    /// The cluster's id (16 hex digits, as `baton member list` shows it): nodes of any
+    /// other cluster refuse the command. Without it, the first node that answers names
+    /// the cluster, and a node of another one in --cluster is refused all the same.
+    #[arg(long, env = "BATON_CLUSTER_ID", global = true, value_parser = parse_cluster_id)]
+    cluster_id: Option<u64>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -389,6 +394,13 @@ fn fail(message: &str) -> ExitCode {
     exit::fail_with(exit::USAGE, message)
 }
 
+fn parse_cluster_id(text: &str) -> Result<u64, String> {
+    match u64::from_str_radix(text, 16) {
+        Ok(id) if id != 0 => Ok(id),
+        _ => Err(format!("{text:?}: the cluster's id, up to 16 hex digits and not 0 (`baton member list` shows it)")),
+    }
+}
+
 fn parse_timeout(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds > 0.0 && seconds <= 86_400.0 => Ok(seconds),
@@ -491,6 +503,9 @@ async fn run(args: Args) -> ExitCode {
         Err(error) => return fail(&error.to_string()),
     };
     client.deadline = std::time::Duration::from_secs_f64(args.timeout);
+    if let Some(cluster_id) = args.cluster_id {
+        client = client.expect_cluster(cluster_id);
+    }
     if let Some(via) = &args.via {
         match via.resolve(CLIENT_SOCKET).await {
             Ok(via) => client = client.forwarding_through(via),

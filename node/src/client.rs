@@ -12,6 +12,8 @@ use crate::status::NodeStatus;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A live node answers within milliseconds; a killed one never does (QUIC hears no
@@ -126,6 +128,10 @@ pub struct Client {
     /// Every request goes to this node, which forwards writes and leader reads to the
     /// leader (see `crate::forward`): for an application that can reach only it.
     via: Option<SocketAddr>,
+    /// The cluster this client talks to (0: not known yet): given (`expect_cluster`) or
+    /// learned from the first node that answers, shared with the clients made from this
+    /// one. A node of another cluster refuses the hello, naming both ids.
+    cluster_id: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -160,6 +166,7 @@ impl Client {
             session: ClientSession::new(),
             deadline: Duration::from_secs(15),
             via: None,
+            cluster_id: Arc::default(),
         })
     }
 
@@ -180,7 +187,21 @@ impl Client {
             session: ClientSession::new(),
             deadline: self.deadline,
             via: self.via,
+            cluster_id: self.cluster_id.clone(),
         }
+    }
+
+    /// Talk only to nodes of cluster `cluster_id` (as `baton member list` shows it): a
+    /// node of another one refuses this client, naming both ids.
+    pub fn expect_cluster(self, cluster_id: u64) -> Client {
+        self.cluster_id.store(cluster_id, Ordering::Relaxed);
+        self
+    }
+
+    /// The cluster's id as given or learned (0: no node has answered yet, or the
+    /// cluster has not chosen one).
+    pub fn cluster_id(&self) -> u64 {
+        self.cluster_id.load(Ordering::Relaxed)
     }
 
     /// This client, sending every request to `node` (one of its addresses, or another
@@ -228,10 +249,26 @@ impl Client {
                 self.endpoint.connect_with(self.config.clone(), addr, "node.baton").map_err(|e| e.to_string())?;
             let connection = connection.await.map_err(|e| e.to_string())?;
             let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
-            let hello = Frame::Hello { protocol: PROTOCOL_VERSION, name: self.name.clone(), incarnation: 0 };
+            let expected = self.cluster_id.load(Ordering::Relaxed);
+            let hello = Frame::Hello {
+                protocol: PROTOCOL_VERSION,
+                name: self.name.clone(),
+                incarnation: 0,
+                cluster_id: expected,
+            };
             write_frame(&mut send, &hello).await.map_err(|e| e.to_string())?;
             match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
-                Some(Frame::HelloReply { accepted: true, .. }) => Ok(connection),
+                Some(Frame::HelloReply { accepted: true, cluster_id, .. }) => {
+                    // The first node with an id names the cluster; the others must agree
+                    // (a node that does not check, of an older build, is checked here).
+                    match self.cluster_id.compare_exchange(0, cluster_id, Ordering::Relaxed, Ordering::Relaxed) {
+                        Err(known) if cluster_id != 0 && known != cluster_id => Err(format!(
+                            "refused: the node is in cluster {cluster_id:016x}, the client's other nodes in cluster \
+                             {known:016x}. Fix: give it only one cluster's addresses (--cluster)"
+                        )),
+                        _ => Ok(connection),
+                    }
+                }
                 Some(Frame::HelloReply { reason, .. }) => Err(format!("refused: {reason}")),
                 other => Err(format!("unexpected answer to hello: {other:?}")),
             }

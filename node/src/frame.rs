@@ -50,7 +50,7 @@ mod byte_strings {
 const FRAME_REQUEST_TAG: u8 = 3;
 
 /// The protocol version, also carried in ALPN; the hello checks it again.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame: a full batch of the largest entries, with room for framing.
 pub const FRAME_BYTES_MAX: usize = baton_common::limits::FRAME_BYTES_MAX + 64 * 1024;
@@ -68,19 +68,22 @@ pub const VALUE_BYTES_MAX: usize = ENTRY_BYTES_MAX - KEY_BYTES_MAX - 64;
 pub enum Frame {
     /// The first frame on a connection's first stream: who the caller says it is, and
     /// which run of that process (a new number each start), so a peer can tell a
-    /// restart from a reconnect.
+    /// restart from a reconnect. A client names the cluster it expects (0: any; it
+    /// learns the id from its first answer), and a node of another cluster refuses it.
     Hello {
         protocol: u16,
         name: String,
         incarnation: u64,
+        cluster_id: u64,
     } = 0,
     /// The answer: accepted, or refused with the reason.
     /// It carries the answering process's incarnation, so a link knows which run of
-    /// its peer it is attached to.
+    /// its peer it is attached to, and its cluster's id (0: not chosen yet).
     HelloReply {
         accepted: bool,
         reason: String,
         incarnation: u64,
+        cluster_id: u64,
     } = 1,
     /// A replication message and, for an append, its entries' payloads in order.
     Replication {
@@ -657,7 +660,7 @@ mod tests {
     #[tokio::test]
     async fn round_trip() {
         let frames = vec![
-            Frame::Hello { protocol: PROTOCOL_VERSION, name: "n1".into(), incarnation: 7 },
+            Frame::Hello { protocol: PROTOCOL_VERSION, name: "n1".into(), incarnation: 7, cluster_id: 9 },
             Frame::Request { request: Request::Put { key: b"k".to_vec(), value: b"v".to_vec() } },
             Frame::Response { response: Response::Written { term: 2, index: 9 } },
             Frame::Request { request: Request::Watch { prefix: b"cfg/".to_vec(), from_index: 7 } },
@@ -688,7 +691,7 @@ mod tests {
             assert_eq!(read_frame(&mut reader).await.unwrap().as_ref(), Some(frame));
         }
         assert_eq!(read_frame(&mut reader).await.unwrap(), None);
-        assert_eq!(Frame::Hello { protocol: 1, name: String::new(), incarnation: 0 }.encode()[4], 0);
+        assert_eq!(Frame::Hello { protocol: 1, name: String::new(), incarnation: 0, cluster_id: 0 }.encode()[4], 0);
         assert_eq!(Frame::Request { request: Request::Status }.encode()[4..], [3, 4]);
     }
 

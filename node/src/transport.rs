@@ -407,6 +407,15 @@ async fn serve_connection(
                 Err(refused) => Some(refused.0),
             }
         }
+        (Some(Frame::Hello { cluster_id, .. }), _)
+            if *cluster_id != 0 && ![0, *cluster_id].contains(&membership.cluster_id()) =>
+        {
+            Some(format!(
+                "this node is in cluster {:016x}, the client expects cluster {cluster_id:016x}. Fix: give the client \
+                 only its own cluster's addresses (--cluster), or the right --cluster-id",
+                membership.cluster_id()
+            ))
+        }
         (Some(Frame::Hello { .. }), _) => None,
         (other, _) => Some(format!("expected a hello, got {other:?}")),
     };
@@ -414,7 +423,12 @@ async fn serve_connection(
         counters.hellos_refused.fetch_add(1, Ordering::Relaxed);
         let _ = write_frame(
             &mut send,
-            &Frame::HelloReply { accepted: false, reason: reason.clone(), incarnation: incarnation() },
+            &Frame::HelloReply {
+                accepted: false,
+                reason: reason.clone(),
+                incarnation: incarnation(),
+                cluster_id: membership.cluster_id(),
+            },
         )
         .await;
         let _ = send.finish();
@@ -422,9 +436,13 @@ async fn serve_connection(
         let _ = tokio::time::timeout(HELLO_TIMEOUT, send.stopped()).await;
         return Err(format!("refused {identity}: {reason}"));
     }
-    write_frame(&mut send, &Frame::HelloReply { accepted: true, reason: String::new(), incarnation: incarnation() })
-        .await
-        .map_err(|e| e.to_string())?;
+    let cluster_id = membership.cluster_id();
+    write_frame(
+        &mut send,
+        &Frame::HelloReply { accepted: true, reason: String::new(), incarnation: incarnation(), cluster_id },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     match identity {
         Identity::Node(_) if peer.is_some_and(|(_, joining)| joining) => {
             // A node joining asks for the membership record and goes; nothing it sends

@@ -64,7 +64,12 @@ pub(super) fn elected_leader(mode: WriteMode) -> (Replica, Micros) {
         leader.handle_message(
             now,
             voter,
-            Message::VoteResponse(VoteResponse { term: 1, pre_vote: true, verdict: VoteVerdict::Granted, safe: Position::ZERO }),
+            Message::VoteResponse(VoteResponse {
+                term: 1,
+                pre_vote: true,
+                verdict: VoteVerdict::Granted,
+                safe: Position::ZERO,
+            }),
         );
     }
     let outputs = drain(&mut leader);
@@ -73,7 +78,12 @@ pub(super) fn elected_leader(mode: WriteMode) -> (Replica, Micros) {
     leader.handle_message(
         now,
         N2,
-        Message::VoteResponse(VoteResponse { term: 1, pre_vote: false, verdict: VoteVerdict::Granted, safe: Position::ZERO }),
+        Message::VoteResponse(VoteResponse {
+            term: 1,
+            pre_vote: false,
+            verdict: VoteVerdict::Granted,
+            safe: Position::ZERO,
+        }),
     );
     assert_eq!(leader.role(), Role::Leader);
     let outputs = drain(&mut leader);
@@ -483,7 +493,8 @@ fn new_leader_learns_follower_match_from_first_heartbeat() {
             match message {
                 Message::VoteRequest(request) if to == N1 => {
                     let verdict = VoteVerdict::Granted;
-                    let response = VoteResponse { term: request.term, pre_vote: request.pre_vote, verdict, safe: Position::ZERO };
+                    let response =
+                        VoteResponse { term: request.term, pre_vote: request.pre_vote, verdict, safe: Position::ZERO };
                     candidate.handle_message(now, N1, Message::VoteResponse(response));
                 }
                 Message::AppendRequest(request) if request.entry_count == 0 => heartbeats.push((to, request)),
