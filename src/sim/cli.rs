@@ -56,6 +56,7 @@ struct Totals {
     after_reads: usize,
     any_reads: usize,
     requests_expired: u64,
+    storage_stops: u64,
     watch_changes: usize,
     watch_opens: u64,
     churn_seeds: u64,
@@ -73,6 +74,7 @@ impl Totals {
         self.after_reads += report.after_reads;
         self.any_reads += report.any_reads;
         self.requests_expired += report.requests_expired;
+        self.storage_stops += report.storage_stops;
         self.watch_changes += report.watch_changes;
         self.watch_opens += report.watch_opens;
         self.churn_seeds += u64::from(report.churn);
@@ -163,7 +165,7 @@ pub fn main() {
         print_failure(report);
     }
     println!(
-        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader, {} after:INDEX and {} any reads; {} requests timed out by the host) checked, {} watched changes checked over {} watch opens, {} membership changes in {} seeds with churn, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
+        "{seeds} seeds in {:.1}s: {} failing seeds, {} acknowledged writes and {} client operations ({} leader, {} after:INDEX and {} any reads; {} requests timed out by the host) checked, {} nodes stopped by their host on a failed fsync or a full disk, {} watched changes checked over {} watch opens, {} membership changes in {} seeds with churn, {} leader terms, longest isolated-leader ack window {:.1} ms (bound {} ms)",
         started.elapsed().as_secs_f64(),
         failures.len(),
         totals.acked_writes,
@@ -172,6 +174,7 @@ pub fn main() {
         totals.after_reads,
         totals.any_reads,
         totals.requests_expired,
+        totals.storage_stops,
         totals.watch_changes,
         totals.watch_opens,
         totals.membership_changes,

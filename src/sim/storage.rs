@@ -13,6 +13,10 @@ pub struct Storage {
     pub snapshot_entries: Vec<SimEntry>,
     /// Entries after the snapshot.
     pub log: Vec<SimEntry>,
+    /// A failed fsync lost writes this disk was given (`World::fail_fsync`): the log's
+    /// recovery stops at the first record missing, so an append that does not follow
+    /// the log as the disk holds it never counts. Cleared when the node starts again.
+    pub gap: bool,
 }
 
 /// One write the process has issued but the disk may not have yet.
@@ -55,6 +59,9 @@ impl Storage {
             Op::Append(index, entry) => {
                 if *index <= self.snapshot.index {
                     return; // Already covered by a snapshot written since.
+                }
+                if self.gap && *index != self.last_index() + 1 {
+                    return; // After the gap: recovery never reads it.
                 }
                 assert_eq!(*index, self.last_index() + 1, "appends are contiguous");
                 self.log.push(*entry);

@@ -150,6 +150,9 @@ struct Node {
     first_commit_term: u64,
     /// The watches this node serves (`baton_host::watch`, the node's own code).
     watchers: Watchers,
+    /// Until when this node's disk is full (`World::fill_disk`): every write fails, and
+    /// the node refuses to start (as `baton-node` checks the room it needs first).
+    disk_full_until_us: u64,
 }
 
 impl Node {
@@ -191,6 +194,12 @@ struct Weather {
     /// Odds that an fsync is slow (an SD card erasing): `SLOW_FSYNC_MIN_US` and up, so
     /// acknowledgements race the leader's own fsync.
     slow_fsync_per_mille: u64,
+    /// Odds that an fsync fails (an I/O error): a prefix of the writes it covered
+    /// reached the disk, the rest are gone for good, and the node's host decides what
+    /// follows (it stops the node: `Host::sync_failed`).
+    fsync_fail_per_mille: u64,
+    /// Odds that a fault fills a node's disk for a while (`World::fill_disk`).
+    disk_full_per_mille: u64,
 }
 
 impl Weather {
@@ -203,6 +212,8 @@ impl Weather {
         snap_crash_per_mille: 0,
         isolate_per_mille: 0,
         slow_fsync_per_mille: 0,
+        fsync_fail_per_mille: 0,
+        disk_full_per_mille: 0,
     };
 }
 
@@ -257,6 +268,9 @@ const SNAP_CRASH_LEADER_MAX_US: u64 = 30_000;
 const SNAP_CRASH_VOTE_MAX_US: u64 = 5_000;
 /// A node crashed at such a moment is back within this.
 const SNAP_RESTART_MAX_US: u64 = 400_000;
+/// How soon a supervisor starts a node that stopped on a storage failure, at least (and
+/// at most ten times that).
+const SUPERVISOR_RESTART_MIN_US: u64 = 100_000;
 /// A slow fsync takes from this to ten times this.
 const SLOW_FSYNC_MIN_US: u64 = 15_000;
 
@@ -277,6 +291,8 @@ pub struct SeedReport {
     pub any_reads: usize,
     /// Client requests a node's host answered with a time-out (`Host::expire`).
     pub requests_expired: u64,
+    /// Times a node's host stopped it on a storage failure (`Work::Stop`).
+    pub storage_stops: u64,
     /// Changes the watch consumers got and the checker compared, and how many times a
     /// consumer opened its watch (again) on a node.
     pub watch_changes: usize,
@@ -334,6 +350,7 @@ pub struct World {
     converged: bool,
     leader_terms: u64,
     requests_expired: u64,
+    storage_stops: u64,
     trace: Option<Vec<String>>,
     /// With a trace, also every delivered message (`BATON_SIM_MESSAGES=1`).
     trace_messages: bool,
@@ -382,6 +399,9 @@ impl World {
             isolate_per_mille: if rng.below(3) == 0 { 0 } else { 100 + rng.below(600) },
             slow_fsync_per_mille: rng.below(100),
             written_back_per_mille: rng.below(700),
+            // A third of the seeds have disks that fail.
+            fsync_fail_per_mille: if rng.below(3) == 0 { 1 + rng.below(10) } else { 0 },
+            disk_full_per_mille: if rng.below(3) == 0 { 50 + rng.below(200) } else { 0 },
         };
         // Half the seeds change the membership as they go; they have spare slots for
         // the nodes the operator adds.
@@ -428,6 +448,7 @@ impl World {
             converged: false,
             leader_terms: 0,
             requests_expired: 0,
+            storage_stops: 0,
             trace: trace.then(Vec::new),
             trace_messages: trace && std::env::var_os("BATON_SIM_MESSAGES").is_some(),
             consumers: vec![Consumer::new(b""), Consumer::new(&history::key_bytes(1))],
@@ -548,6 +569,7 @@ impl World {
             after_reads: self.history.after_and_any_reads().0,
             any_reads: self.history.after_and_any_reads().1,
             requests_expired: self.requests_expired,
+            storage_stops: self.storage_stops,
             watch_changes: match self.mode {
                 WriteMode::Async => 0,
                 _ => self.consumers.iter().flat_map(|c| &c.segments).map(|s| s.changes.len()).sum(),
@@ -895,11 +917,18 @@ impl World {
                 self.checker.on_discarded(id.0, term, from_index, to_index);
             }
             Work::Event(event) => self.on_event(node, event),
+            Work::Stop { why } => self.stop_node(node, &why),
         }
     }
 
     fn write(&mut self, node: usize, seq: u64, op: Op) {
         let n = &mut self.nodes[node];
+        let needs_room = !matches!(op, Op::Truncate(_));
+        if needs_room && self.now_us < n.disk_full_until_us {
+            let why = format!("n{}'s data directory: the disk is full (simulated)", node + 1);
+            n.live().storage_failed(why);
+            return;
+        }
         n.live().persistence.wrote(seq);
         n.memory.apply(&op);
         n.pending_ops.push_back((seq, op));
@@ -915,6 +944,10 @@ impl World {
             self.schedule(1_000, Kind::Fsync { node, incarnation, seq });
             return;
         }
+        if self.now_us < self.safety_end_us && self.rng.below(1000) < self.weather.fsync_fail_per_mille {
+            return self.fail_fsync(node, seq);
+        }
+        let n = &mut self.nodes[node];
         while n.pending_ops.front().is_some_and(|(s, _)| *s <= seq) {
             let (_, op) = n.pending_ops.pop_front().expect("checked");
             n.durable.apply(&op);
@@ -922,6 +955,44 @@ impl World {
         let now = self.now_us;
         n.live().synced(now, seq, 0);
         self.after_input(node);
+    }
+
+    /// The fsync covering requests up to `seq` fails: the disk took a prefix of those
+    /// writes, and the rest are gone (the kernel may mark their pages clean, so no
+    /// later fsync writes them: PostgreSQL's "fsyncgate"). The log's recovery stops at
+    /// the gap, so nothing appended after it counts either (`Storage::gap`). The host
+    /// decides what follows.
+    fn fail_fsync(&mut self, node: usize, seq: u64) {
+        let covered = self.nodes[node].pending_ops.iter().take_while(|(s, _)| *s <= seq).count();
+        let kept = self.rng.below(covered as u64 + 1) as usize;
+        let n = &mut self.nodes[node];
+        for (index, (_, op)) in n.pending_ops.drain(..covered).enumerate() {
+            if index < kept {
+                n.durable.apply(&op);
+            }
+        }
+        n.durable.gap |= kept < covered;
+        self.note(|| format!("FAULT n{}'s fsync failed: {kept} of its {covered} writes reached the disk", node + 1));
+        self.nodes[node].live().sync_failed(seq, "input/output error (simulated)");
+        self.after_input(node);
+    }
+
+    /// The host asked its node to stop (`Work::Stop`): the process exits (70), and its
+    /// supervisor starts it again a little later (systemd's `Restart=on-failure`).
+    fn stop_node(&mut self, node: usize, why: &str) {
+        self.note(|| format!("n{} stops: {why}", node + 1));
+        self.storage_stops += 1;
+        self.crash(node);
+        let downtime = SUPERVISOR_RESTART_MIN_US + self.rng.below(SUPERVISOR_RESTART_MIN_US * 10);
+        self.schedule(downtime, Kind::Restart(node));
+    }
+
+    /// A fault: `node`'s disk is full for a while. Its next write fails (the host stops
+    /// it), and it does not start again until there is room.
+    fn fill_disk(&mut self, node: usize) {
+        let duration = 200_000 + self.rng.below(2_000_000);
+        self.nodes[node].disk_full_until_us = self.now_us + duration;
+        self.note(|| format!("FAULT n{}'s disk is full for {}ms", node + 1, duration / 1000));
     }
 
     fn apply_committed(&mut self, node: usize, commit_index: u64) {
@@ -1395,6 +1466,9 @@ impl World {
         let count = self.nodes.len() as u64;
         let started: Vec<usize> = (0..self.nodes.len()).filter(|&n| self.nodes[n].started).collect();
         let victim = started[self.rng.below(started.len() as u64) as usize];
+        if self.weather.disk_full_per_mille > 0 && self.rng.below(1000) < self.weather.disk_full_per_mille {
+            return self.fill_disk(victim);
+        }
         match self.rng.below(10) {
             0 | 1 => {
                 if self.nodes[victim].host.is_some() {
@@ -1618,6 +1692,7 @@ impl World {
         let id = self.nodes[node].id.0;
         self.membership_checker.on_stepped_down(id);
         let n = &mut self.nodes[node];
+        n.durable.gap = false; // Recovery reads the log up to the gap, and goes on from there.
         n.host = None; // With it its state machine, writes it waited to answer or held, reads.
         n.incarnation += 1;
         n.pending_ops.clear();
@@ -1727,6 +1802,13 @@ impl World {
 
     fn restart(&mut self, node: usize) {
         if self.nodes[node].host.is_some() || !self.nodes[node].started {
+            return;
+        }
+        let full_until = self.nodes[node].disk_full_until_us;
+        if self.now_us < full_until {
+            // `baton-node` refuses to start without room; its supervisor tries again.
+            self.note(|| format!("RESTART n{} refused: its disk is full", node + 1));
+            self.schedule(full_until - self.now_us + SUPERVISOR_RESTART_MIN_US, Kind::Restart(node));
             return;
         }
         self.note(|| format!("RESTART n{}", node + 1));
@@ -1906,6 +1988,7 @@ impl World {
             // Marks the final heal, so later ones do not start a second liveness loop.
             self.weather = Weather { drop_per_mille: u64::MAX, ..Weather::CALM };
             for node in 0..self.nodes.len() {
+                self.nodes[node].disk_full_until_us = 0; // The operator made room.
                 self.unfreeze(node);
                 self.restart(node);
             }
@@ -2052,6 +2135,7 @@ fn new_node(id: NodeId, members: &heapless::Vec<Member, NODES_MAX>, mode: WriteM
         memory: Storage::default(),
         durable: Storage::default(),
         pending_ops: VecDeque::new(),
+        disk_full_until_us: 0,
         applied: Vec::new(),
         timer_at: None,
         frozen: false,

@@ -143,6 +143,10 @@ pub enum Work<W> {
     KeepDiscarded { term: u64, from_index: u64, to_index: u64 },
     /// A replication event, for the log, the history and the status.
     Event(Event),
+    /// Stop the node now, for `why` (its storage failed in a way it cannot see past):
+    /// nothing more may be acknowledged; the process exits (70) and a restart
+    /// recovers from what is durable. The host plans nothing after it.
+    Stop { why: String },
 }
 
 /// Whether an entry's payload is withheld from a witness: everything but membership
@@ -251,6 +255,8 @@ pub struct Host<W, R> {
     work: VecDeque<Work<W>>,
     /// Entries received from leaders, since the start.
     pub entries_received: u64,
+    /// The node must stop: its storage failed ([`Host::sync_failed`]).
+    stopped: bool,
 }
 
 impl<W, R> Host<W, R> {
@@ -266,6 +272,7 @@ impl<W, R> Host<W, R> {
             held: HeldWrites::default(),
             reads: PendingReads::default(),
             apply_target: 0,
+            stopped: false,
         }
     }
 
@@ -431,6 +438,29 @@ impl<W, R> Host<W, R> {
         self.replica.handle_persisted(now_us, seq);
     }
 
+    /// The fsync covering persistence requests up to `seq` failed with `error`. The
+    /// node stops ([`Work::Stop`]) rather than fsync again: the kernel may have dropped
+    /// dirty pages it cannot name and marked them clean, so a second fsync could succeed
+    /// without them (PostgreSQL's "fsyncgate", 2018) and the core would acknowledge
+    /// entries and votes that are gone. A restart recovers from what is durable.
+    pub fn sync_failed(&mut self, seq: PersistSeq, error: &str) {
+        self.persistence.sync_ended(0);
+        self.storage_failed(format!("making the log durable failed (requests through {seq}): {error}"));
+    }
+
+    /// A write to storage failed (a full disk, an I/O error): the node stops before it
+    /// acknowledges anything more, whatever it had planned ([`Work::Stop`]).
+    pub fn storage_failed(&mut self, why: String) {
+        self.stopped = true;
+        self.work.clear();
+        self.work.push_back(Work::Stop { why });
+    }
+
+    /// Whether the host has asked its node to stop ([`Work::Stop`]).
+    pub fn stopped(&self) -> bool {
+        self.stopped
+    }
+
     /// The fsync to start now, if any (see [`Persistence::start_sync`]).
     pub fn start_sync(&mut self) -> Option<SyncPlan> {
         let leading = self.is_leader();
@@ -464,6 +494,9 @@ impl<W, R> Host<W, R> {
         loop {
             if let Some(work) = self.work.pop_front() {
                 return Some(work);
+            }
+            if self.stopped {
+                return None;
             }
             let output = self.replica.poll_output()?;
             self.plan(now_us, output, incoming);
@@ -650,6 +683,25 @@ mod tests {
         fn entry(&self, index: u64) -> Option<(u64, Cow<'_, [u8]>)> {
             (index == 1).then_some((1, Cow::Borrowed(self.0.as_slice())))
         }
+    }
+
+    /// Rule: a failed fsync stops the node: the host plans `Work::Stop` and nothing
+    /// after it (no fsync again, no acknowledgement), whatever it had planned before.
+    #[test]
+    fn a_failed_fsync_stops_the_node_and_plans_nothing_more() {
+        let mut host = host();
+        host.persistence.wrote(1);
+        let plan = host.start_sync().expect("an fsync is due");
+        host.persistence.wrote(2);
+        host.sync_failed(plan.seq, "EIO");
+        assert!(host.stopped());
+        match host.poll_work(0, None) {
+            Some(Work::Stop { why }) => assert!(why.contains("EIO"), "{why}"),
+            other => panic!("expected a stop, got {other:?}"),
+        }
+        assert!(host.poll_work(0, None).is_none(), "nothing after the stop");
+        host.replica.handle_timeout(10_000_000);
+        assert!(host.poll_work(10_000_000, None).is_none(), "not even what the core says next");
     }
 
     #[test]

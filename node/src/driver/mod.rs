@@ -519,15 +519,12 @@ impl Driver {
 
     fn on_synced(&mut self, seq: PersistSeq, result: Result<(), String>, elapsed: Duration) {
         self.fsync_latency.record(elapsed);
-        if let Err(error) = result {
-            // The disk may have dropped writes we cannot identify: continuing could
-            // acknowledge data that is gone. Stop loudly; a restart recovers.
-            tracing::error!(%error, "making the log durable failed: stopping the node to protect acknowledged data");
-            self.stop(format!("making the log durable failed: {error}"));
-            return;
-        }
         let now = self.now();
-        self.host.synced(now, seq, elapsed.as_micros() as u64);
+        match result {
+            // The host decides what a failed fsync means (it stops the node).
+            Err(error) => self.host.sync_failed(seq, &error),
+            Ok(()) => self.host.synced(now, seq, elapsed.as_micros() as u64),
+        }
         self.pump(None);
     }
 
@@ -644,6 +641,10 @@ impl Driver {
                 self.keep_discarded(from_index, to_index);
             }
             Work::Event(event) => self.on_event(event),
+            Work::Stop { why } => {
+                tracing::error!(%why, "stopping the node to protect acknowledged data");
+                self.stop(why);
+            }
         }
     }
 
