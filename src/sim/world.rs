@@ -10,10 +10,11 @@ use super::watch::{Consumer, TurnSink};
 use baton_common::limits::NODES_MAX;
 use baton_common::rng::Rng;
 use baton_common::{
-    Change, Config, Event, Member, Membership, Message, NodeId, Position, Recovered, Replica, Role, WriteMode,
+    Change, Config, Event, Member, Membership, Message, NodeId, Position, Proposal, Recovered, Replica, Role, WriteMode,
 };
 use baton_host::apply::Answer as HostAnswer;
 use baton_host::kv::{Command, Kv};
+use baton_host::member_changes::{MemberDecision, MemberRequest};
 use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
 use baton_host::node::{Entries, Host, Proposed, ReadAt, ReadRefusal, Work, REQUEST_TIMEOUT_US};
 use baton_host::snapshot_sends::{SendRequest, SnapshotSends};
@@ -790,6 +791,7 @@ impl World {
             };
             self.schedule(latency, Kind::Fsync { node, incarnation, seq });
         }
+        self.promote_caught_up(node);
     }
 
     /// Carries out one thing the node's host asked for, on the simulated disk and network.
@@ -1555,62 +1557,58 @@ impl World {
         let others: Vec<NodeId> = current.members.iter().filter(|m| m.id != leader_id).map(|m| m.id).collect();
         let removed: Vec<NodeId> = (1..current.next_id).map(NodeId).filter(|id| current.is_removed(*id)).collect();
         let next_slot = usize::from(current.next_id) - 1;
-        let change = match self.rng.below(10) {
+        let name = |id: NodeId| sim_entry(id).name;
+        let request = match self.rng.below(10) {
             0..=2 if next_slot < self.nodes.len() => {
                 if !self.nodes[next_slot].started {
                     // The order of `member add` and the node's start must not matter.
                     let delay = if self.rng.below(2) == 0 { 0 } else { self.rng.below(JOIN_DELAY_MAX_US) };
                     self.schedule(delay, Kind::Join(next_slot));
                 }
-                let id = NodeId(current.next_id);
-                match self.rng.below(3) {
-                    0 => Change::AddWitness { id },
-                    _ => Change::AddLearner { id, priority: self.rng.below(3) as u8 },
-                }
+                let MemberEntry { name, addr, .. } = sim_entry(NodeId(current.next_id));
+                let (witness, priority) = (self.rng.below(3) == 0, self.rng.below(3) as u8);
+                // Half the learners are promoted by the leader once caught up (the
+                // node's own rule, `Host::promote_caught_up`), half only by hand.
+                let learner_only = witness || self.rng.below(2) == 0;
+                MemberRequest::Add { name, addr, priority, learner_only, upstream: None, witness }
             }
             0..=5 => match pick(&mut self.rng, &learners) {
-                Some(id) => Change::Promote { id },
+                Some(id) => MemberRequest::Promote { name: name(id) },
                 None => return,
             },
             6 | 7 => match pick(&mut self.rng, &others) {
-                Some(id) => Change::Remove { id },
+                Some(id) => MemberRequest::Remove { name: name(id) },
                 None => return,
             },
             8 => match pick(&mut self.rng, &others) {
-                Some(id) => Change::SetPriority { id, priority: self.rng.below(4) as u8 },
+                Some(id) => MemberRequest::SetPriority { name: name(id), priority: self.rng.below(4) as u8 },
                 None => return,
             },
             _ => match pick(&mut self.rng, &removed) {
-                Some(id) => Change::AddLearner { id, priority: 1 },
+                // The host refuses a removed name before the core sees it; the core must
+                // refuse the removed id on its own as well (a host whose records lag).
+                Some(id) => return self.propose_removed_id_again(leader, id),
                 None => return,
             },
         };
         let dry_run = self.rng.below(8) == 0;
         let now = self.now_us;
-        let replica = self.nodes[leader].replica_mut().expect("leader is alive");
-        let result = replica.handle_propose_membership(now, change, dry_run);
-        self.note(|| format!("OPERATOR membership {change:?} (dry run {dry_run}): {result:?}"));
-        let Ok(accepted) = result else { return };
-        if let Change::AddLearner { id, .. } | Change::AddWitness { id } = change {
-            if removed.contains(&id) {
-                self.checker.violations.push(format!("t={now}us: n{} took back removed n{}", leader + 1, id.0));
+        let decision = self.nodes[leader].live().decide_members(now, request.clone(), dry_run);
+        self.note(|| format!("OPERATOR membership {request:?} (dry run {dry_run}): {decision:?}"));
+        if let (
+            MemberRequest::Add { name, .. },
+            MemberDecision::Judged { node_id, .. } | MemberDecision::Proposed { node_id, .. },
+        ) = (&request, &decision)
+        {
+            if removed.iter().any(|id| sim_entry(*id).name == *name) {
+                self.checker
+                    .violations
+                    .push(format!("t={now}us: n{} took back removed {name} as id {node_id}", leader + 1));
             }
         }
-        let Some(proposal) = accepted.proposal else { return };
-        let write_id = self.next_membership_write_id;
-        self.next_membership_write_id += 1;
-        // The record as the node's host makes it (`MemberRecord::changed`), kept in the
-        // leader's records as its driver does.
-        let added = match change {
-            Change::AddLearner { id, .. } | Change::AddWitness { id } => Some(sim_entry(id)),
-            _ => None,
-        };
-        let record = self.nodes[leader].live().records.current().changed(change, accepted.membership, added);
-        self.nodes[leader].live().records.push(proposal.position.index, record.clone());
-        self.payloads.insert(write_id, Command::Members(record.clone()).encode());
-        self.memberships.insert(write_id, record);
-        let entry = SimEntry::new(proposal.position.term, write_id);
-        self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
+        let MemberDecision::Proposed { proposal, record, .. } = decision else { return };
+        let change = record.change.expect("a change's record names it");
+        self.append_member_record(leader, proposal, record);
         // A change in flight is a moment that matters: the leader may crash or be cut
         // off before it commits, so the next election runs with two memberships (a
         // node being removed that holds the longest log must not stop it; a vote counts
@@ -1636,6 +1634,41 @@ impl World {
             self.schedule(delay, Kind::Decommission(usize::from(id.0) - 1));
         }
         self.after_input(leader);
+    }
+
+    /// Appends the leader's membership record at `proposal` (already in its host's
+    /// records), as the driver's `append_own_record` does.
+    fn append_member_record(&mut self, leader: usize, proposal: Proposal, record: MemberRecord) {
+        let write_id = self.next_membership_write_id;
+        self.next_membership_write_id += 1;
+        self.payloads.insert(write_id, Command::Members(record.clone()).encode());
+        self.memberships.insert(write_id, record);
+        let entry = SimEntry::new(proposal.position.term, write_id);
+        self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
+    }
+
+    /// An operator asks the leader's core to add back the removed `id` directly: the
+    /// core must refuse it on its own.
+    fn propose_removed_id_again(&mut self, leader: usize, id: NodeId) {
+        let now = self.now_us;
+        let change = Change::AddLearner { id, priority: 1 };
+        let replica = self.nodes[leader].replica_mut().expect("leader is alive");
+        let result = replica.handle_propose_membership(now, change, true);
+        self.note(|| format!("OPERATOR membership {change:?} (dry run true): {result:?}"));
+        if result.is_ok() {
+            self.checker.violations.push(format!("t={now}us: n{} took back removed n{}", leader + 1, id.0));
+        }
+    }
+
+    /// The leader's own rule (`Host::promote_caught_up`, run by the node on its
+    /// housekeeping tick): a learner marked to be promoted once caught up is.
+    fn promote_caught_up(&mut self, node: usize) {
+        let now = self.now_us;
+        let Some(host) = self.nodes[node].host.as_mut() else { return };
+        let Some((proposal, record)) = host.promote_caught_up(now) else { return };
+        self.note(|| format!("n{} promotes a caught-up learner: {:?}", node + 1, record.change));
+        self.append_member_record(node, proposal, record);
+        self.after_input(node);
     }
 
     /// Shuts `node` down for good, as an operator does with hardware removed from the

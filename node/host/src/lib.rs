@@ -11,6 +11,7 @@
 //! - [`kv`]: the replicated state machine (a key-value [`map`] and client
 //!   [`session`]s), applied from the log;
 //! - [`members`]: the members' names, addresses and records, beside the core's ids;
+//! - [`member_changes`]: operators' membership changes and the leader's promotions;
 //! - [`node`]: one node's [`node::Host`], holding the core with the client requests, the
 //!   state machine and the persistence sequencing around it, built from the above.
 
@@ -19,6 +20,7 @@ pub mod changed;
 pub mod held;
 pub mod kv;
 pub mod map;
+pub mod member_changes;
 pub mod members;
 pub mod node;
 pub mod reads;

@@ -597,6 +597,25 @@ impl<W, R> Host<W, R> {
     }
 }
 
+/// A one-voter cluster's host, as formed (for the host's unit tests).
+#[cfg(test)]
+pub(crate) fn one_voter_host<W, R>() -> Host<W, R> {
+    use baton_common::{Config, Recovered, WriteMode};
+    let record = crate::members::MemberRecord::formed(&[("n1".into(), "a:1".into())]);
+    let config = Config {
+        id: baton_common::NodeId(1),
+        members: record.membership.members.clone(),
+        mode: WriteMode::Quorum,
+        heartbeat_interval_us: 100_000,
+        election_timeout_us: 1_000_000,
+        max_lag_entries: 100,
+        snapshot_timeout_us: 3_000_000,
+        seed: 1,
+    };
+    let replica = Replica::new(config, Recovered::empty(), 0);
+    Host::new(replica, Kv::default(), MemberRecords::new(0, record))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,22 +641,8 @@ mod tests {
         assert!((15..=25).contains(&fast_fsyncs_until_inline), "{fast_fsyncs_until_inline}");
     }
 
-    /// A one-voter cluster's host, as formed.
     fn host() -> Host<&'static str, &'static str> {
-        use baton_common::{Config, Recovered, WriteMode};
-        let record = crate::members::MemberRecord::formed(&[("n1".into(), "a:1".into())]);
-        let config = Config {
-            id: baton_common::NodeId(1),
-            members: record.membership.members.clone(),
-            mode: WriteMode::Quorum,
-            heartbeat_interval_us: 100_000,
-            election_timeout_us: 1_000_000,
-            max_lag_entries: 100,
-            snapshot_timeout_us: 3_000_000,
-            seed: 1,
-        };
-        let replica = Replica::new(config, Recovered::empty(), 0);
-        Host::new(replica, Kv::default(), MemberRecords::new(0, record))
+        one_voter_host()
     }
 
     /// Goal: a node that installs a snapshot applies from it only what its core holds

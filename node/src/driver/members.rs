@@ -9,7 +9,8 @@ use super::Driver;
 use crate::frame::{ErrorCode, Frame, Json, Response};
 use crate::kv::Command;
 use baton_common::{Message, NodeId, Role};
-use baton_host::members::{MemberEntry, MemberRecord, MemberRecords};
+use baton_host::member_changes::{MemberDecision, MemberRefusal, MemberRequest};
+use baton_host::members::{MemberRecord, MemberRecords};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -196,6 +197,9 @@ impl Driver {
 
     /// An operator's membership change: refused with every reason, judged (dry run), or
     /// appended and answered `Written` once committed (see `baton_common::membership`).
+    /// `baton member ...`: the request's syntax is checked here (a name a certificate
+    /// can carry, an address that parses), the change is decided by the host
+    /// (`baton_host::member_changes`), and a change made is appended here.
     pub(super) fn change_members(
         &mut self,
         now: u64,
@@ -204,202 +208,80 @@ impl Driver {
         reply: oneshot::Sender<Response>,
     ) {
         use crate::frame::MemberChange;
-        let name = match &change {
-            MemberChange::SetUpstream { name, upstream } => {
-                return self.set_upstream(now, name.clone(), upstream.clone(), dry_run, reply);
+        let (name, addr) = match &change {
+            MemberChange::Add { name, addr, .. } | MemberChange::AddWitness { name, addr } => (name, Some(addr)),
+            MemberChange::Promote { name }
+            | MemberChange::Remove { name }
+            | MemberChange::SetPriority { name, .. }
+            | MemberChange::SetUpstream { name, .. } => (name, None),
+        };
+        let syntax = match addr {
+            Some(addr) => crate::certs::check_name(name).map_err(|e| e.to_string()).and_then(|()| {
+                addr.parse::<crate::addr::NodeAddr>().map(|_| ()).map_err(|e| format!("address {addr:?}: {e}"))
+            }),
+            None => Ok(()),
+        };
+        if let Err(reason) = syntax {
+            let _ = reply.send(refusal(dry_run, name, reason));
+            return;
+        }
+        let name = name.clone();
+        let request = match change {
+            MemberChange::Add { name, addr, priority, learner_only, upstream } => {
+                MemberRequest::Add { name, addr, priority, learner_only, upstream, witness: false }
             }
             MemberChange::AddWitness { name, addr } => {
-                let add = MemberChange::Add {
-                    name: name.clone(),
-                    addr: addr.clone(),
-                    priority: 0,
-                    learner_only: false,
-                    upstream: None,
-                };
-                return self.change_members_adding(now, add, true, dry_run, reply);
+                MemberRequest::Add { name, addr, priority: 0, learner_only: false, upstream: None, witness: true }
             }
-            MemberChange::Add { .. } => return self.change_members_adding(now, change, false, dry_run, reply),
-            MemberChange::Promote { name } | MemberChange::Remove { name } | MemberChange::SetPriority { name, .. } => {
-                name.clone()
-            }
+            MemberChange::Promote { name } => MemberRequest::Promote { name },
+            MemberChange::Remove { name } => MemberRequest::Remove { name },
+            MemberChange::SetPriority { name, priority } => MemberRequest::SetPriority { name, priority },
+            MemberChange::SetUpstream { name, upstream } => MemberRequest::SetUpstream { name, upstream },
         };
-        let record = self.host.records.current();
-        let Some(id) = record.id_of(&name).filter(|id| record.membership.member(*id).is_some()) else {
-            let _ = reply.send(refusal(dry_run, &name, format!("{name} is not a member")));
-            return;
-        };
-        let change = match change {
-            MemberChange::Remove { .. } => baton_common::Change::Remove { id },
-            MemberChange::SetPriority { priority, .. } => baton_common::Change::SetPriority { id, priority },
-            _ => baton_common::Change::Promote { id },
-        };
-        self.propose_members(now, name, change, None, dry_run, reply);
-    }
-
-    /// `member add` and `member add --witness`: checks the name, address and upstream,
-    /// hands out the next id, and proposes the learner.
-    fn change_members_adding(
-        &mut self,
-        now: u64,
-        change: crate::frame::MemberChange,
-        witness: bool,
-        dry_run: bool,
-        reply: oneshot::Sender<Response>,
-    ) {
-        let record = self.host.records.current().clone();
-        let refuse = |name: &str, reason: String| refusal(dry_run, name, reason);
-        let member_id = |name: &str| record.id_of(name).filter(|id| record.membership.member(*id).is_some());
-        let (name, change, added) = match change {
-            crate::frame::MemberChange::Add { name, addr, priority, learner_only, upstream } => {
-                if let Err(error) = crate::certs::check_name(&name) {
-                    let _ = reply.send(refuse(&name, error.to_string()));
-                    return;
-                }
-                if let Err(error) = addr.parse::<crate::addr::NodeAddr>() {
-                    let _ = reply.send(refuse(&name, format!("address {addr:?}: {error}")));
-                    return;
-                }
-                if member_id(&name).is_some() {
-                    let _ = reply.send(refuse(&name, format!("{name} is already a member")));
-                    return;
-                }
-                // Ids are never reused: a stale process of the removed node, or its
-                // old data, must never pass for the new machine.
-                if let Some(removed) = record.id_of(&name).filter(|id| record.membership.is_removed(*id)) {
-                    let reason = format!(
-                        "{name} was removed from this cluster (as id {}), and ids are never reused. Fix: give the \
-                         new machine a new id (`baton certs --out DIR --nodes NEWID`), then `baton member add NEWID ADDR`",
-                        removed.0
-                    );
-                    let _ = reply.send(refuse(&name, reason));
-                    return;
-                }
-                let upstream = match upstream_id(&record, &name, upstream) {
-                    Ok(upstream) => upstream,
-                    Err(reason) => {
-                        let _ = reply.send(refuse(&name, reason));
-                        return;
-                    }
-                };
-                let id = NodeId(record.membership.next_id);
-                let promote_when_caught_up = !learner_only;
-                let entry = MemberEntry { id: id.0, name: name.clone(), addr, promote_when_caught_up, upstream };
-                let change = if witness {
-                    baton_common::Change::AddWitness { id }
-                } else {
-                    baton_common::Change::AddLearner { id, priority }
-                };
-                (name, change, Some(entry))
-            }
-            _ => unreachable!("only additions come here"),
-        };
-        self.propose_members(now, name, change, added, dry_run, reply);
-    }
-
-    /// Judges a change in the core and, unless a dry run, appends its record.
-    fn propose_members(
-        &mut self,
-        now: u64,
-        name: String,
-        change: baton_common::Change,
-        added: Option<MemberEntry>,
-        dry_run: bool,
-        reply: oneshot::Sender<Response>,
-    ) {
-        let record = self.host.records.current().clone();
-        match self.host.replica.handle_propose_membership(now, change, dry_run) {
-            Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
+        let verdict = match self.host.decide_members(now, request, dry_run) {
+            MemberDecision::NotLeader => {
                 let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
-            }
-            Err(refused) => {
-                let reasons = refused.reasons.iter().map(|r| self.describe(r)).collect();
-                let removes_leader = refused.reasons.contains(&baton_common::Refusal::RemovesLeader);
-                let verdict = crate::status::MembersVerdict {
-                    dry_run,
-                    name,
-                    node_id: change.node().0,
-                    reasons,
-                    removes_leader,
-                    ..Default::default()
-                };
-                let _ = reply.send(Response::MembersVerdict(Json(verdict)));
-            }
-            Ok(accepted) => {
-                let next = record.changed(change, accepted.membership.clone(), added);
-                let Some(proposal) = accepted.proposal else {
-                    let names = |voter: bool| {
-                        let members = next.membership.members.iter().filter(move |m| m.voter == voter);
-                        members.map(|m| next.name_of(m.id).unwrap_or("?").to_string()).collect()
-                    };
-                    let verdict = crate::status::MembersVerdict {
-                        accepted: true,
-                        dry_run,
-                        name,
-                        node_id: change.node().0,
-                        voters: names(true),
-                        learners: names(false),
-                        write_quorum: accepted.write_quorum,
-                        election_quorum: accepted.election_quorum,
-                        ..Default::default()
-                    };
-                    let _ = reply.send(Response::MembersVerdict(Json(verdict)));
-                    return;
-                };
-                tracing::info!(?change, %name, index = proposal.position.index, "membership change proposed");
-                self.append_own_record(proposal, next, Some(reply));
-            }
-        }
-    }
-
-    /// Which member `name` receives the log through: a record that changes nothing the
-    /// core counts, appended as a plain entry (judged only, on a dry run).
-    pub(super) fn set_upstream(
-        &mut self,
-        now: u64,
-        name: String,
-        upstream: Option<String>,
-        dry_run: bool,
-        reply: oneshot::Sender<Response>,
-    ) {
-        let mut record = self.host.records.current().clone();
-        let verdict = |accepted: bool, reasons: Vec<String>| {
-            let verdict =
-                crate::status::MembersVerdict { accepted, dry_run, name: name.clone(), reasons, ..Default::default() };
-            Response::MembersVerdict(Json(verdict))
-        };
-        let Some(id) = record.id_of(&name).filter(|id| record.membership.member(*id).is_some()) else {
-            let _ = reply.send(verdict(false, vec![format!("{name} is not a member")]));
-            return;
-        };
-        let upstream = match upstream_id(&record, &name, upstream) {
-            Ok(upstream) => upstream,
-            Err(reason) => {
-                let _ = reply.send(verdict(false, vec![reason]));
                 return;
             }
-        };
-        if self.host.replica.role() != Role::Leader {
-            let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
-            return;
-        }
-        if dry_run {
-            let _ = reply.send(verdict(true, Vec::new()));
-            return;
-        }
-        record.change = None;
-        if let Some(entry) = record.directory.iter_mut().find(|e| e.id == id.0) {
-            entry.upstream = upstream;
-        }
-        match self.host.replica.handle_propose(now) {
-            Ok(proposal) => self.append_own_record(proposal, record, Some(reply)),
-            Err(error) => {
-                let _ = reply.send(self.error(ErrorCode::NotLeader, format!("not proposed: {error:?}")));
+            MemberDecision::Proposed { proposal, record, .. } => {
+                tracing::info!(change = ?record.change, %name, index = proposal.position.index, "membership change proposed");
+                return self.append_own_record(proposal, record, Some(reply));
             }
-        }
+            MemberDecision::Refused { node_id, reasons } => {
+                let removes_leader = reasons.contains(&MemberRefusal::Core(baton_common::Refusal::RemovesLeader));
+                let reasons = reasons
+                    .iter()
+                    .map(|reason| match reason {
+                        MemberRefusal::Words(words) => words.clone(),
+                        MemberRefusal::Core(refusal) => self.describe(refusal),
+                    })
+                    .collect();
+                crate::status::MembersVerdict { dry_run, name, node_id, reasons, removes_leader, ..Default::default() }
+            }
+            MemberDecision::Judged { node_id, next, write_quorum, election_quorum } => {
+                let names = |voter: bool| {
+                    let members = next.membership.members.iter().filter(move |m| m.voter == voter);
+                    members.map(|m| next.name_of(m.id).unwrap_or("?").to_string()).collect()
+                };
+                crate::status::MembersVerdict {
+                    accepted: true,
+                    dry_run,
+                    name,
+                    node_id,
+                    voters: names(true),
+                    learners: names(false),
+                    write_quorum,
+                    election_quorum,
+                    ..Default::default()
+                }
+            }
+        };
+        let _ = reply.send(Response::MembersVerdict(Json(verdict)));
     }
 
     /// Appends this leader's membership record at `proposal` (a change the core
-    /// accepted, or the record choosing the cluster's id); `reply` hears once it commits.
+    /// accepted, or the record choosing the cluster's id), already in its host's records;
+    /// `reply` hears once it commits.
     pub(super) fn append_own_record(
         &mut self,
         proposal: baton_common::Proposal,
@@ -407,8 +289,6 @@ impl Driver {
         reply: Option<oneshot::Sender<Response>>,
     ) {
         let position = proposal.position;
-        // A leader's own record is in its core already, and in its records from now on.
-        self.host.records.push(position.index, record.clone());
         let payload = Command::Members(record).encode();
         if !self.append(position.index, position.term, payload) {
             return;
@@ -439,43 +319,23 @@ impl Driver {
                 if let Ok(proposal) = self.host.replica.handle_propose(now) {
                     tracing::info!(cluster_id = format!("{:016x}", record.cluster_id), "chose the cluster's id");
                     self.cluster_id_proposed_at = Some(proposal.position.index);
+                    self.host.records.push(proposal.position.index, record.clone());
                     self.append_own_record(proposal, record, None);
                 }
             }
         }
-        let learners: Vec<NodeId> = self.host.records.current().learners_to_promote().collect();
-        for id in learners {
-            let change = baton_common::Change::Promote { id };
-            if self.host.replica.handle_propose_membership(now, change, true).is_err() {
-                continue;
-            }
-            let Ok(accepted) = self.host.replica.handle_propose_membership(now, change, false) else { continue };
-            let Some(proposal) = accepted.proposal else { continue };
-            tracing::info!(member = %self.membership.name_of(id), "the learner caught up: promoting it to voter");
-            let next = self.host.records.current().changed(change, accepted.membership, None);
-            self.append_own_record(proposal, next, None);
-            break; // One change at a time.
+        if let Some((proposal, record)) = self.host.promote_caught_up(now) {
+            let promoted = record.change.map_or(NodeId(0), |change| change.node());
+            tracing::info!(member = %self.membership.name_of(promoted), "the learner caught up: promoting it to voter");
+            self.append_own_record(proposal, record, None);
         }
         self.pump(None);
     }
 }
 
-/// The id of the member named `upstream` that `name` is to receive the log through.
-/// A change refused for one reason, before the core judged it.
+/// A change refused for one reason, before the host judged it.
 fn refusal(dry_run: bool, name: &str, reason: String) -> Response {
     let verdict =
         crate::status::MembersVerdict { dry_run, name: name.to_string(), reasons: vec![reason], ..Default::default() };
     Response::MembersVerdict(Json(verdict))
-}
-
-fn upstream_id(record: &MemberRecord, name: &str, upstream: Option<String>) -> Result<Option<u8>, String> {
-    let Some(upstream) = upstream else { return Ok(None) };
-    if upstream == name {
-        return Err(format!("{name} cannot receive the log through itself"));
-    }
-    match record.id_of(&upstream).and_then(|id| record.membership.member(id)) {
-        Some(member) if member.witness => Err(format!("{upstream} is a witness: it holds no data to pass on")),
-        Some(member) => Ok(Some(member.id.0)),
-        None => Err(format!("the upstream {upstream} is not a member")),
-    }
 }
