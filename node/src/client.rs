@@ -247,7 +247,7 @@ impl Client {
         let attempt = async {
             let connection =
                 self.endpoint.connect_with(self.config.clone(), addr, "node.baton").map_err(|e| e.to_string())?;
-            let connection = connection.await.map_err(|e| e.to_string())?;
+            let connection = connection.await.map_err(|e| crate::tls::explain_handshake_error(&e.to_string()))?;
             let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
             let expected = self.cluster_id.load(Ordering::Relaxed);
             let hello = Frame::Hello {

@@ -76,6 +76,21 @@ fn tolerate_clock_behind<T>(
 /// The protocol on the wire, versioned through ALPN.
 pub const ALPN: &[u8] = b"baton/2";
 
+/// A handshake error in words that name the fix when the cause is a peer of another
+/// wire protocol (no ALPN protocol in common: TLS alert 120), which rustls reports only
+/// as "peer doesn't support any known protocol".
+pub fn explain_handshake_error(error: &str) -> String {
+    if error.contains("doesn't support any known protocol") || error.contains("NoApplicationProtocol") {
+        format!(
+            "{error} (the peer speaks another Baton wire protocol; this build speaks {}. Fix: upgrade every node and \
+             client of the cluster to the same release)",
+            String::from_utf8_lossy(ALPN)
+        )
+    } else {
+        error.to_string()
+    }
+}
+
 /// QUIC keeps connections alive with a ping every second; the idle timeout only
 /// reclaims connections to processes that died (leadership is decided by the core's
 /// own timers, never by this).
@@ -345,6 +360,9 @@ mod tests {
     #[test]
     fn alpn_names_the_protocol_version() {
         assert_eq!(ALPN, format!("baton/{}", crate::frame::PROTOCOL_VERSION).as_bytes());
+        let rustls = "the cryptographic handshake failed: error 120: peer doesn't support any known protocol";
+        assert!(explain_handshake_error(rustls).contains("upgrade every node and client"));
+        assert_eq!(explain_handshake_error("timed out"), "timed out");
     }
 
     struct Cluster {

@@ -261,7 +261,7 @@ async fn connect(
     let attempt = async {
         let connecting =
             endpoint.connect_with(config.clone(), addr, &node_server_name(peer)).map_err(|e| e.to_string())?;
-        let connection = connecting.await.map_err(|e| e.to_string())?;
+        let connection = connecting.await.map_err(|e| crate::tls::explain_handshake_error(&e.to_string()))?;
         let (mut send, mut receive) = connection.open_bi().await.map_err(|e| e.to_string())?;
         write_frame(&mut send, &hello).await.map_err(|e| e.to_string())?;
         match read_frame(&mut receive).await.map_err(|e| e.to_string())? {
@@ -350,6 +350,7 @@ pub async fn accept_loop(
                 Ok(connection) => connection,
                 Err(error) => {
                     counters.handshakes_refused.fetch_add(1, Ordering::Relaxed);
+                    let error = crate::tls::explain_handshake_error(&error.to_string());
                     tracing::warn!(%remote, %error, "refused a connection: TLS handshake failed");
                     return;
                 }

@@ -55,7 +55,8 @@ impl MembershipChecker {
     /// (An async cluster may discard an applied entry, a membership change too: its
     /// removals are not final there, as docs/replication.md says.)
     /// `leading`: whether `node` leads as it applies it.
-    pub fn on_applied(&mut self, at_us: u64, node: u8, index: u64, members: Vec<u8>, leading: bool) {
+    /// `change`: the record makes a change (not only the cluster's id or an upstream).
+    pub fn on_applied(&mut self, at_us: u64, node: u8, index: u64, members: Vec<u8>, leading: bool, change: bool) {
         // (In async mode a leader applies its own removal on its own copy, and leads on
         // until the removal holds on a majority, which may take a lagging voter long.)
         if leading && !members.contains(&node) && !self.async_mode {
@@ -64,7 +65,7 @@ impl MembershipChecker {
         if self.applied.contains_key(&index) {
             return; // The first node to apply it recorded it; the others must agree (checked by the log checkers).
         }
-        self.changes_applied += 1;
+        self.changes_applied += usize::from(change);
         let previous = self.applied.range(..index).next_back().map_or(&self.initial_members, |(_, m)| m).clone();
         if let Some((&id, &at)) = self.removed.iter().find(|(id, _)| members.contains(id)) {
             self.violation(format!(
@@ -145,12 +146,12 @@ mod tests {
     #[test]
     fn catches_a_removed_node_coming_back() {
         let mut checker = MembershipChecker::new(false, vec![1, 2, 3]);
-        checker.on_applied(0, 1, 5, vec![1, 2], true);
+        checker.on_applied(0, 1, 5, vec![1, 2], true, true);
         checker.on_leader(10, 2, 4, 5);
         // n3 has not applied its removal: it may lead to commit it (Raft thesis 4.2.2).
         checker.on_leader(11, 3, 5, 4);
         assert!(checker.violations.is_empty(), "{:?}", checker.violations);
-        checker.on_applied(12, 1, 9, vec![1, 2, 3], false);
+        checker.on_applied(12, 1, 9, vec![1, 2, 3], false, true);
         checker.on_leader(20, 3, 6, 9);
         assert_eq!(checker.violations.len(), 2, "{:?}", checker.violations);
         assert!(checker.violations[0].contains("holding n3, removed at index 5"));
@@ -162,16 +163,16 @@ mod tests {
     #[test]
     fn catches_a_removed_leader_that_keeps_leading() {
         let mut checker = MembershipChecker::new(false, vec![1, 2, 3]);
-        checker.on_applied(100, 3, 5, vec![1, 2], true);
+        checker.on_applied(100, 3, 5, vec![1, 2], true, true);
         checker.on_leading(150, 3, 100);
         checker.on_stepped_down(3);
         checker.on_leading(250, 3, 100);
         assert!(checker.violations.is_empty(), "it handed over in time");
-        checker.on_applied(300, 2, 7, vec![1, 2], true);
+        checker.on_applied(300, 2, 7, vec![1, 2], true, true);
         checker.on_leading(350, 2, 100);
         assert!(checker.violations.is_empty(), "n2 is a member");
         let mut checker = MembershipChecker::new(false, vec![1, 2, 3]);
-        checker.on_applied(100, 3, 5, vec![1, 2], true);
+        checker.on_applied(100, 3, 5, vec![1, 2], true, true);
         checker.on_leading(201, 3, 100);
         assert!(checker.violations[0].contains("n3 applied its own removal at index 5 at t=100us and still leads"));
     }

@@ -791,7 +791,7 @@ impl World {
             };
             self.schedule(latency, Kind::Fsync { node, incarnation, seq });
         }
-        self.promote_caught_up(node);
+        self.tend_members(node);
     }
 
     /// Carries out one thing the node's host asked for, on the simulated disk and network.
@@ -1028,9 +1028,11 @@ impl World {
             self.nodes[node].applied.push(entry);
             self.checker.on_apply(id, index, entry);
             if is_membership_write(entry.write_id) {
-                let members = self.memberships[&entry.write_id].membership.members.iter().map(|m| m.id.0).collect();
+                let record = &self.memberships[&entry.write_id];
+                let members = record.membership.members.iter().map(|m| m.id.0).collect();
+                let change = record.change.is_some();
                 let leading = self.nodes[node].replica().is_some_and(|r| r.role() == Role::Leader);
-                self.membership_checker.on_applied(self.now_us, id, index, members, leading);
+                self.membership_checker.on_applied(self.now_us, id, index, members, leading, change);
             } else if entry.write_id != 0 {
                 self.history.on_applied(self.now_us, entry.write_id);
             }
@@ -1660,13 +1662,27 @@ impl World {
         }
     }
 
-    /// The leader's own rule (`Host::promote_caught_up`, run by the node on its
-    /// housekeeping tick): a learner marked to be promoted once caught up is.
-    fn promote_caught_up(&mut self, node: usize) {
+    /// The leader's own housekeeping for the membership, as the node runs it on its
+    /// tick (`Host::choose_cluster_id`, `Host::promote_caught_up`): a cluster whose id
+    /// is not chosen yet gets one, and a learner marked to be promoted once caught up is.
+    fn tend_members(&mut self, node: usize) {
         let now = self.now_us;
         let Some(host) = self.nodes[node].host.as_mut() else { return };
-        let Some((proposal, record)) = host.promote_caught_up(now) else { return };
-        self.note(|| format!("n{} promotes a caught-up learner: {:?}", node + 1, record.change));
+        if host.replica.role() != Role::Leader {
+            return;
+        }
+        let rng = &mut self.rng;
+        let chosen = host.choose_cluster_id(now, || Some(rng.next_u64()));
+        let (proposal, record) = match chosen {
+            Some(chosen) => chosen,
+            None => match host.promote_caught_up(now) {
+                Some(promotion) => promotion,
+                None => return,
+            },
+        };
+        self.note(|| {
+            format!("n{} appends its own record: {:?} (cluster {:016x})", node + 1, record.change, record.cluster_id)
+        });
         self.append_member_record(node, proposal, record);
         self.after_input(node);
     }

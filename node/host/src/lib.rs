@@ -12,6 +12,7 @@
 //!   [`session`]s), applied from the log;
 //! - [`members`]: the members' names, addresses and records, beside the core's ids;
 //! - [`member_changes`]: operators' membership changes and the leader's promotions;
+//! - [`refusals`]: the core's refusals in words, with the members' names;
 //! - [`node`]: one node's [`node::Host`], holding the core with the client requests, the
 //!   state machine and the persistence sequencing around it, built from the above.
 
@@ -24,6 +25,7 @@ pub mod member_changes;
 pub mod members;
 pub mod node;
 pub mod reads;
+pub mod refusals;
 pub mod route;
 pub mod session;
 pub mod snapshot_sends;

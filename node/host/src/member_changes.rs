@@ -192,6 +192,27 @@ impl<W, R> Host<W, R> {
         }
     }
 
+    /// Leader of a cluster whose id is not chosen yet (one formed with `--peer`): the
+    /// record that chooses `random_id()` (made nonzero), proposed, and in this host's
+    /// records; every later record carries the id. A truncation that takes the record
+    /// away leaves the id to be chosen again. The driver appends it as for
+    /// [`MemberDecision::Proposed`].
+    pub fn choose_cluster_id(
+        &mut self,
+        now_us: Micros,
+        random_id: impl FnOnce() -> Option<u64>,
+    ) -> Option<(Proposal, MemberRecord)> {
+        if self.replica.role() != Role::Leader || self.records.cluster_id() != 0 {
+            return None;
+        }
+        let mut record = self.records.current().clone();
+        record.cluster_id = random_id()?.max(1);
+        record.change = None;
+        let proposal = self.replica.handle_propose(now_us).ok()?;
+        self.records.push(proposal.position.index, record.clone());
+        Some((proposal, record))
+    }
+
     /// Leader: the promotion to make now, if a learner marked to be promoted once
     /// caught up has caught up (the core decides that): proposed, and in this host's
     /// records. One change at a time. The driver appends it as for

@@ -253,7 +253,7 @@ impl Driver {
                     .iter()
                     .map(|reason| match reason {
                         MemberRefusal::Words(words) => words.clone(),
-                        MemberRefusal::Core(refusal) => self.describe(refusal),
+                        MemberRefusal::Core(refusal) => self.host.describe(refusal),
                     })
                     .collect();
                 crate::status::MembersVerdict { dry_run, name, node_id, reasons, removes_leader, ..Default::default() }
@@ -310,19 +310,13 @@ impl Driver {
             return;
         }
         let now = self.now();
-        if self.host.records.cluster_id() == 0 && self.cluster_id_proposed_at.is_none() {
+        let random_id = || {
             let mut bytes = [0u8; 8];
-            if getrandom::fill(&mut bytes).is_ok() {
-                let mut record = self.host.records.current().clone();
-                record.cluster_id = u64::from_le_bytes(bytes).max(1);
-                record.change = None;
-                if let Ok(proposal) = self.host.replica.handle_propose(now) {
-                    tracing::info!(cluster_id = format!("{:016x}", record.cluster_id), "chose the cluster's id");
-                    self.cluster_id_proposed_at = Some(proposal.position.index);
-                    self.host.records.push(proposal.position.index, record.clone());
-                    self.append_own_record(proposal, record, None);
-                }
-            }
+            getrandom::fill(&mut bytes).ok().map(|()| u64::from_le_bytes(bytes))
+        };
+        if let Some((proposal, record)) = self.host.choose_cluster_id(now, random_id) {
+            tracing::info!(cluster_id = format!("{:016x}", record.cluster_id), "chose the cluster's id");
+            self.append_own_record(proposal, record, None);
         }
         if let Some((proposal, record)) = self.host.promote_caught_up(now) {
             let promoted = record.change.map_or(NodeId(0), |change| change.node());

@@ -65,8 +65,6 @@ pub struct Driver {
     membership: Directory,
     /// Starts and stops peer links as members come and go (none in unit setups).
     links: Option<crate::transport::Links>,
-    /// The index of this leader's record choosing the cluster's id, while in its log.
-    cluster_id_proposed_at: Option<u64>,
     outbound: Outbound,
     inputs: mpsc::Receiver<Input>,
     loopback: mpsc::Sender<Input>,
@@ -206,7 +204,6 @@ impl Driver {
             cache: VecDeque::new(),
             membership,
             links: None,
-            cluster_id_proposed_at: None,
             outbound: Outbound::new(),
             inputs,
             loopback,
@@ -592,9 +589,6 @@ impl Driver {
                     return self.fatal_storage(error);
                 }
                 self.cache.retain(|e| e.index < from_index);
-                if self.cluster_id_proposed_at.is_some_and(|at| at >= from_index) {
-                    self.cluster_id_proposed_at = None;
-                }
             }
             Work::RebuildStateMachine { from_index } => {
                 let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries: 0 };
@@ -1170,7 +1164,7 @@ impl Driver {
             Request::Campaign { dry_run } => {
                 let response = match self.host.replica.handle_campaign(now, dry_run) {
                     Ok(()) => Response::Campaign { accepted: true, reason: None },
-                    Err(refusal) => Response::Campaign { accepted: false, reason: Some(self.describe(&refusal)) },
+                    Err(refusal) => Response::Campaign { accepted: false, reason: Some(self.host.describe(&refusal)) },
                 };
                 let _ = reply.send(response);
                 self.pump(None);
@@ -1314,60 +1308,9 @@ impl Driver {
             }
             Err(refused) => Response::Switchover {
                 target: refused.target.map(|id| self.membership.name_of(id)),
-                reasons: refused.reasons.iter().map(|r| self.describe(r)).collect(),
+                reasons: refused.reasons.iter().map(|r| self.host.describe(r)).collect(),
                 started: false,
             },
-        }
-    }
-
-    /// A refusal in words an operator can act on.
-    fn describe(&self, refusal: &baton_common::Refusal) -> String {
-        use baton_common::Refusal;
-        let max_lag = self.host.replica.config().max_lag_entries;
-        match refusal {
-            Refusal::NotLeader { .. } => "this node is not the leader".into(),
-            Refusal::TransferInProgress { target } => {
-                format!("a switchover to {} is already in progress", self.membership.name_of(*target))
-            }
-            Refusal::UnknownNode => "not a member of the cluster".into(),
-            Refusal::TargetIsLeader => "it is already the leader".into(),
-            Refusal::NotAVoter => "it is not a voter".into(),
-            Refusal::PriorityZero => "its priority is 0 (never leader)".into(),
-            Refusal::Unreachable { last_contact_age_us: Some(age) } => {
-                format!("unreachable: last heard {:.1} s ago", *age as f64 / 1e6)
-            }
-            Refusal::Unreachable { last_contact_age_us: None } => "unreachable: never heard from in this term".into(),
-            Refusal::Lagging { behind_entries } => {
-                format!("lagging by {behind_entries} entries (the bound is {max_lag})")
-            }
-            Refusal::NoEligibleTarget => "no follower is eligible".into(),
-            Refusal::LeaderReachable { last_contact_age_us } => format!(
-                "the leader was heard from {:.0} ms ago; use a switchover to move a live leader",
-                *last_contact_age_us as f64 / 1000.0
-            ),
-            Refusal::TermNotCommitted => "the leader has not yet committed an entry of its term; retry shortly".into(),
-            Refusal::ChangeInFlight { index } => {
-                format!("the membership change at index {index} is not committed yet; one change at a time")
-            }
-            Refusal::Change(error) => format!("the change does not fit the membership: {error:?}"),
-            Refusal::RemovesLeader => "the leader cannot remove itself; move leadership first".into(),
-            Refusal::NoLiveQuorum { live, need } => {
-                // Name who is not heard from: that is what the operator fixes first.
-                let window_us = self.host.replica.config().election_timeout_us;
-                let silent: Vec<String> = self
-                    .host
-                    .replica
-                    .peer_statuses()
-                    .filter(|p| p.voter && p.last_ack_age_us.is_none_or(|age| age > window_us))
-                    .map(|p| self.membership.name_of(p.id))
-                    .collect();
-                let silent = match silent.as_slice() {
-                    [] => String::new(),
-                    names => format!(" ({} not heard from within an election timeout)", names.join(", ")),
-                };
-                format!("only {live} voters would be reachable{silent} and writes need {need}, so writes would stop")
-            }
-            Refusal::LogFull => "the log's term table is full until it is compacted".into(),
         }
     }
 
