@@ -352,6 +352,9 @@ pub struct World {
     leader_terms: u64,
     requests_expired: u64,
     storage_stops: u64,
+    /// Manual failovers the operator made in the liveness phase (each to the next
+    /// candidate in order).
+    manual_failovers: usize,
     trace: Option<Vec<String>>,
     /// With a trace, also every delivered message (`BATON_SIM_MESSAGES=1`).
     trace_messages: bool,
@@ -450,6 +453,7 @@ impl World {
             leader_terms: 0,
             requests_expired: 0,
             storage_stops: 0,
+            manual_failovers: 0,
             trace: trace.then(Vec::new),
             trace_messages: trace && std::env::var_os("BATON_SIM_MESSAGES").is_some(),
             consumers: vec![Consumer::new(b""), Consumer::new(&history::key_bytes(1))],
@@ -2070,17 +2074,19 @@ impl World {
             None if any_paused && now > self.safety_end_us + 2 * ELECTION_TIMEOUT_US => {
                 // The operator fails over by hand to the most up-to-date node that may
                 // campaign (as `baton failover --dry-run` says: a node whose removal is
-                // not committed yet may, and may be the only one that can win).
-                let best = (0..self.nodes.len())
+                // not committed yet may, and may be the only one that can win); if that
+                // did not elect it, to the next one (its removal may have committed
+                // where it does not know: the others then ignore it; seed 59688).
+                let mut candidates: Vec<usize> = (0..self.nodes.len())
                     .filter(|&n| self.nodes[n].replica_mut().is_some_and(|r| r.handle_campaign(now, true).is_ok()))
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    // (Among equal logs, a member rather than a node being removed: the
-                    // others may know its removal committed and ignore it.)
-                    .max_by_key(|&n| {
-                        let replica = self.nodes[n].replica();
-                        replica.map(|r| (r.log().last_position(), r.config().me().eligible()))
-                    });
+                    .collect();
+                // (Among equal logs, a member rather than a node being removed.)
+                candidates.sort_by_key(|&n| {
+                    let replica = self.nodes[n].replica();
+                    Reverse(replica.map(|r| (r.log().last_position(), r.config().me().eligible())))
+                });
+                let best = (!candidates.is_empty()).then(|| candidates[self.manual_failovers % candidates.len()]);
+                self.manual_failovers += 1;
                 if let Some(best) = best {
                     let _ = self.nodes[best].replica_mut().expect("all alive when healed").handle_campaign(now, false);
                     self.after_input(best);
