@@ -42,7 +42,8 @@ pub enum MemberRequest {
 }
 
 impl MemberRequest {
-    fn name(&self) -> &str {
+    /// The member (or the new node) the request is about.
+    pub fn name(&self) -> &str {
         match self {
             MemberRequest::Add { name, .. }
             | MemberRequest::Promote { name }

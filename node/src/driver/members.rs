@@ -208,24 +208,6 @@ impl Driver {
         reply: oneshot::Sender<Response>,
     ) {
         use crate::frame::MemberChange;
-        let (name, addr) = match &change {
-            MemberChange::Add { name, addr, .. } | MemberChange::AddWitness { name, addr } => (name, Some(addr)),
-            MemberChange::Promote { name }
-            | MemberChange::Remove { name }
-            | MemberChange::SetPriority { name, .. }
-            | MemberChange::SetUpstream { name, .. } => (name, None),
-        };
-        let syntax = match addr {
-            Some(addr) => crate::certs::check_name(name).map_err(|e| e.to_string()).and_then(|()| {
-                addr.parse::<crate::addr::NodeAddr>().map(|_| ()).map_err(|e| format!("address {addr:?}: {e}"))
-            }),
-            None => Ok(()),
-        };
-        if let Err(reason) = syntax {
-            let _ = reply.send(refusal(dry_run, name, reason));
-            return;
-        }
-        let name = name.clone();
         let request = match change {
             MemberChange::Add { name, addr, priority, learner_only, upstream } => {
                 MemberRequest::Add { name, addr, priority, learner_only, upstream, witness: false }
@@ -238,6 +220,16 @@ impl Driver {
             MemberChange::SetPriority { name, priority } => MemberRequest::SetPriority { name, priority },
             MemberChange::SetUpstream { name, upstream } => MemberRequest::SetUpstream { name, upstream },
         };
+        let name = request.name().to_string();
+        if let MemberRequest::Add { addr, .. } = &request {
+            let syntax = crate::certs::check_name(&name).map_err(|e| e.to_string()).and_then(|()| {
+                addr.parse::<crate::addr::NodeAddr>().map(|_| ()).map_err(|e| format!("address {addr:?}: {e}"))
+            });
+            if let Err(reason) = syntax {
+                let _ = reply.send(refusal(dry_run, &name, reason));
+                return;
+            }
+        }
         let verdict = match self.host.decide_members(now, request, dry_run) {
             MemberDecision::NotLeader => {
                 let _ = reply.send(self.error(ErrorCode::NotLeader, "membership changes go through the leader"));
