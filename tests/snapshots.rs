@@ -60,11 +60,11 @@ async fn empty_node_bootstraps_from_snapshot_then_log() {
         writer.await.unwrap();
     }
     // The log's bound is the configured one, or twice the last snapshot for a map larger
-    // than half of it (see node/src/compaction.rs). It is where compaction starts, not a
+    // than half of it (see node/host/src/compaction.rs). It is where compaction starts, not a
     // wall: writes that outrun a snapshot being written grow the log past it for a
     // moment. Once they stop, the next compaction brings it back under.
     let bound = |s: &baton_node::status::NodeStatus| {
-        max_log_bytes.max(s.snapshot_bytes * baton_node::compaction::LOG_BYTES_PER_SNAPSHOT_BYTE)
+        max_log_bytes.max(s.snapshot_bytes * baton_host::compaction::LOG_BYTES_PER_SNAPSHOT_BYTE)
     };
     let compacted = wait_until!(ELECTION, {
         status_of(&mut client, leader_addr)

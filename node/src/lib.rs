@@ -8,7 +8,6 @@ pub mod addr;
 pub mod backoff;
 pub mod certs;
 pub mod client;
-pub mod compaction;
 pub mod config;
 pub mod congestion;
 pub mod cost;

@@ -850,12 +850,13 @@ impl World {
             }
             // The payload is the one the host was handed for this entry (see
             // `after_input_with`): the simulated disk keeps the entry it stands for.
-            Work::Append { seq, index, term, payload: _, received } => {
+            Work::Append { seq, index, term, payload, received } => {
                 let entry = match incoming {
                     Some((prev, entries)) if received => entries[(index - prev - 1) as usize],
                     _ => SimEntry::new(term, 0),
                 };
                 assert_eq!(entry.term, term);
+                assert_eq!(payload, payload_of(&self.payloads, entry), "the host's payload is the entry's");
                 self.write(node, seq, Op::Append(index, entry));
             }
             Work::InstallSnapshot { seq, snapshot } => {
@@ -937,6 +938,10 @@ impl World {
         }
         n.live().persistence.wrote(seq);
         n.memory.apply(&op);
+        if let Op::Append(index, entry) = op {
+            // The host's recent entries serve what it applies and sends, as the node's.
+            n.live().appended(self.now_us, index, entry.term, payload_of(&self.payloads, entry));
+        }
         n.pending_ops.push_back((seq, op));
     }
 
@@ -2121,9 +2126,9 @@ impl World {
         let position = proposal.position;
         let sent = Sent { write_id: entry.write_id, client: CLIENTS - 1, attempt: 0 };
         self.nodes[leader].live().appended_own(position, proposal.seq, now, sent);
-        self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
         self.client = CLIENTS - 1; // A plain write, outside every session.
-        self.invoke_write(entry.write_id, WriteKind::Put);
+        self.invoke_write(entry.write_id, WriteKind::Put); // Its payload, before it is written.
+        self.write(leader, proposal.seq, Op::Append(proposal.position.index, entry));
         self.barrier = Some((leader, proposal.position.index, entry, now));
         self.barrier_acked = false;
         self.after_input(leader);

@@ -21,10 +21,13 @@
 //! and history stamps in the simulator).
 
 use crate::apply::{apply_entry, Answer};
+use crate::compaction::{LogSize, SnapshotReason};
 use crate::held::{settled, HeldWrites};
 use crate::kv::{Applied, Command, Kv};
+use crate::leaders::{FollowerProgress, LeaderHistory};
 use crate::members::MemberRecords;
 use crate::reads::PendingReads;
+use crate::recent::RecentEntries;
 use crate::writes::PendingWrites;
 use baton_common::{
     Event, HardState, Message, NodeId, Output, PersistSeq, Position, ProposeError, ReadError, Replica, Role,
@@ -257,6 +260,22 @@ pub struct Host<W, R> {
     pub entries_received: u64,
     /// The node must stop: its storage failed ([`Host::sync_failed`]).
     stopped: bool,
+    /// The most recent entries, in memory (see [`crate::recent`]).
+    pub recent: RecentEntries,
+    /// The leaders this node has seen, and on a leader how its followers move.
+    pub leaders: LeaderHistory,
+    pub progress: FollowerProgress,
+    /// A shutting-down leader hands over until then (see [`Host::begin_handover`]).
+    handover_until_us: Option<u64>,
+}
+
+/// How a shutting-down leader's handover ended (see [`Host::handover_over`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoverEnd {
+    /// Another node leads now (or none yet, but not this one).
+    HandedOver,
+    /// No follower took over within an election timeout: stop as leader.
+    TimedOut,
 }
 
 impl<W, R> Host<W, R> {
@@ -273,6 +292,128 @@ impl<W, R> Host<W, R> {
             reads: PendingReads::default(),
             apply_target: 0,
             stopped: false,
+            recent: RecentEntries::default(),
+            leaders: LeaderHistory::default(),
+            progress: FollowerProgress::default(),
+            handover_until_us: None,
+        }
+    }
+
+    /// The entry at `index`: from the recent entries in memory, or else from `disk`.
+    pub fn entry<'a>(&'a self, disk: &'a impl Entries, index: u64) -> Option<(u64, Cow<'a, [u8]>)> {
+        self.recent.get(index).or_else(|| disk.entry(index))
+    }
+
+    /// The driver appended the entry at `index` to the log, at `now_us`: it joins the
+    /// recent entries.
+    pub fn appended(&mut self, now_us: u64, index: u64, term: u64, payload: Vec<u8>) {
+        self.recent.push(now_us, index, term, payload);
+    }
+
+    /// The entries an append request to `to` carries, read from the recent entries or
+    /// `disk`: to a witness, every payload but a membership record's is withheld (empty),
+    /// and the bytes withheld are counted. `None`: an entry is gone (compacted, or
+    /// unreadable); the core sends again.
+    pub fn entries_for(&self, disk: &impl Entries, message: &Message, witness: bool) -> Option<(Vec<Vec<u8>>, u64)> {
+        let Message::AppendRequest(request) = message else { return Some((Vec::new(), 0)) };
+        let mut withheld_bytes = 0;
+        let mut entries = Vec::with_capacity(request.entry_count as usize);
+        for index in request.prev.index + 1..=request.last_index() {
+            let (_, payload) = self.entry(disk, index)?;
+            if witness && withheld_from_witness(&payload) {
+                withheld_bytes += payload.len() as u64;
+                entries.push(Vec::new());
+            } else {
+                entries.push(payload.into_owned());
+            }
+        }
+        Some((entries, withheld_bytes))
+    }
+
+    /// Looks at how the followers move, at `now_us` (a leader's status tells a stalled
+    /// follower from a slow one: [`FollowerProgress`]).
+    pub fn track_followers(&mut self, now_us: u64) {
+        let peers = self.is_leader().then(|| self.replica.peer_statuses());
+        self.progress.track(now_us, peers);
+    }
+
+    /// Whether a snapshot is due now (see [`crate::compaction`]), and why: the applied
+    /// state may be compacted past `snapshot_index` (the installed snapshot's), and the
+    /// log has grown enough (`size`, with `disk_free_bytes` asked only when it must), or
+    /// a data follower is so far behind that the snapshot is cheaper to send than the log.
+    /// `record_header_bytes`: the log's bytes per entry beside the payload. Returns the
+    /// position to snapshot at, read from the recent entries or `disk`.
+    pub fn snapshot_due(
+        &self,
+        disk: &impl Entries,
+        snapshot_index: u64,
+        size: LogSize,
+        record_header_bytes: u64,
+        disk_free_bytes: impl FnOnce() -> Option<u64>,
+    ) -> Option<(Position, SnapshotReason)> {
+        let applied = self.kv.applied_index();
+        if applied <= snapshot_index || applied > self.replica.compactable_index() {
+            return None;
+        }
+        let reason = if size.snapshot_due(disk_free_bytes) {
+            SnapshotReason::Routine
+        } else {
+            self.catch_up_snapshot_due(snapshot_index, record_header_bytes)?
+        };
+        let (term, _) = self.entry(disk, applied)?;
+        Some((Position::new(term, applied), reason))
+    }
+
+    /// Whether this leader has a data follower so far behind in the log (and still
+    /// served from it) that a snapshot is cheaper to send: the snapshot compacts the log,
+    /// so the core sends that follower the snapshot, then the log after it.
+    fn catch_up_snapshot_due(&self, snapshot_index: u64, record_header_bytes: u64) -> Option<SnapshotReason> {
+        if !self.is_leader() {
+            return None;
+        }
+        let behind_entries = self
+            .replica
+            .peer_statuses()
+            .filter(|peer| peer.match_index >= snapshot_index && !self.is_witness(peer.id))
+            .map(|peer| peer.lag_entries)
+            .max()
+            .unwrap_or(0);
+        // Bytes of log per entry, from the recent entries (the log's size is no measure
+        // right after a compaction: its oldest segment still holds compacted ones).
+        let (cached_entries, cached_bytes) = self.recent.sizes(record_header_bytes);
+        if behind_entries == 0 || cached_entries == 0 {
+            return None;
+        }
+        let behind_bytes = (u128::from(cached_bytes) * u128::from(behind_entries) / u128::from(cached_entries)) as u64;
+        crate::compaction::catch_up_snapshot_due(behind_bytes, self.kv.data_bytes())
+            .then_some(SnapshotReason::CatchUp { behind_entries, behind_bytes })
+    }
+
+    /// A leader shutting down at `now_us` hands leadership to its best caught-up
+    /// follower first, within an election timeout. `Ok`: the follower it hands over to
+    /// (run until [`Host::handover_over`]); `Err`: it does not lead, or none can take
+    /// over (why, in words), and stops at once.
+    pub fn begin_handover(&mut self, now_us: u64) -> Result<NodeId, Option<Vec<String>>> {
+        if !self.is_leader() {
+            return Err(None);
+        }
+        let target = self
+            .replica
+            .handle_switchover(now_us, None, false)
+            .map_err(|refused| Some(refused.reasons.iter().map(|reason| self.describe(reason)).collect()))?;
+        self.handover_until_us = Some(now_us + self.replica.config().election_timeout_us);
+        Ok(target)
+    }
+
+    /// Whether the handover begun by [`Host::begin_handover`] is over at `now_us`.
+    pub fn handover_over(&self, now_us: u64) -> Option<HandoverEnd> {
+        let until_us = self.handover_until_us?;
+        if !self.is_leader() {
+            Some(HandoverEnd::HandedOver)
+        } else if now_us >= until_us {
+            Some(HandoverEnd::TimedOut)
+        } else {
+            None
         }
     }
 
@@ -388,13 +529,15 @@ impl<W, R> Host<W, R> {
 
     /// Applies up to `entries_max` committed entries from `log`, answering the write
     /// waiting on each (acknowledged only by a node still leading, in the entry's term).
-    pub fn apply_some(&mut self, log: &impl Entries, entries_max: u64) -> AppliedBatch<W> {
+    pub fn apply_some(&mut self, disk: &impl Entries, entries_max: u64) -> AppliedBatch<W> {
         let leading = self.is_leader();
+        let recent = &self.recent;
+        let entry = |index: u64| recent.get(index).or_else(|| disk.entry(index));
         let end = self.apply_target.min(self.kv.applied_index().saturating_add(entries_max));
         let mut batch = AppliedBatch { entries: Vec::new(), missing: None };
         while self.kv.applied_index() < end {
             let index = self.kv.applied_index() + 1;
-            let Some((term, payload)) = log.entry(index) else {
+            let Some((term, payload)) = entry(index) else {
                 self.apply_target = self.kv.applied_index(); // Until the next commit.
                 batch.missing = Some(index);
                 break;
@@ -515,6 +658,7 @@ impl<W, R> Host<W, R> {
             Output::TruncateLog { seq, from_index } => {
                 self.persistence.wrote(seq);
                 self.work.push_back(Work::Truncate { seq, from_index });
+                self.recent.truncate_from(from_index);
                 if self.records.truncate_from(from_index) {
                     self.work.push_back(Work::MembersChanged);
                 }
@@ -561,6 +705,7 @@ impl<W, R> Host<W, R> {
                 self.work.push_back(Work::Commit { commit_index });
             }
             Output::Event(event) => {
+                self.leaders.on_event(now_us, self.replica.id(), &event);
                 if let Event::Discarded { term, from_index, to_index } = event {
                     // The event comes before the truncation: the entries are still there.
                     self.work.push_back(Work::KeepDiscarded { term, from_index, to_index });
@@ -593,6 +738,7 @@ impl<W, R> Host<W, R> {
         // in the history the snapshot replaced.
         self.apply_target = self.replica.commit_index().max(snapshot.index);
         self.records.install(snapshot.index, members, keeps_tail);
+        self.recent.installed(snapshot.index, keeps_tail);
         self.work.push_back(Work::MembersChanged);
     }
 }

@@ -35,6 +35,16 @@ pub fn catch_up_snapshot_due(behind_log_bytes: u64, map_bytes: u64) -> bool {
         && behind_log_bytes >= map_bytes.saturating_mul(CATCH_UP_LOG_BYTES_PER_SNAPSHOT_BYTE)
 }
 
+/// Why a snapshot is due (see [`crate::node::Host::snapshot_due`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotReason {
+    /// The log has grown enough ([`LogSize::snapshot_due`]).
+    Routine,
+    /// A data follower is this far behind in the log (entries, and bytes estimated from
+    /// the recent entries): it gets the snapshot instead ([`catch_up_snapshot_due`]).
+    CatchUp { behind_entries: u64, behind_bytes: u64 },
+}
+
 /// What the rule looks at.
 #[derive(Clone, Copy, Debug)]
 pub struct LogSize {
