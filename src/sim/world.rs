@@ -1534,8 +1534,8 @@ impl World {
             8 => {
                 let now = self.now_us;
                 let n = &mut self.nodes[victim];
-                if let (Some(replica), false) = (n.host.as_mut().map(|h| &mut h.replica), n.frozen) {
-                    let result = replica.handle_campaign(now, false);
+                if let (Some(host), false) = (n.host.as_mut(), n.frozen) {
+                    let result = host.campaign(now, false);
                     self.note(|| format!("OPERATOR failover to n{}: {result:?}", victim + 1));
                     self.after_input(victim);
                 }
@@ -1543,9 +1543,9 @@ impl World {
             _ => {
                 if let Some(leader) = self.leader() {
                     let now = self.now_us;
-                    let replica = self.nodes[leader].replica_mut().expect("leader is alive");
-                    let paused = !replica.hard_state().paused;
-                    let _ = replica.handle_set_paused(now, paused);
+                    let host = self.nodes[leader].live();
+                    let paused = !host.replica.hard_state().paused;
+                    let _ = host.set_paused(now, paused);
                     self.note(|| format!("OPERATOR paused={paused}"));
                     self.after_input(leader);
                 }
@@ -1728,8 +1728,9 @@ impl World {
             _ => Some(NodeId(1 + self.rng.below(self.nodes.len() as u64) as u8)),
         };
         let now = self.now_us;
-        let replica = self.nodes[leader].replica_mut().expect("leader is alive");
-        let result = replica.handle_switchover(now, target, false);
+        // By name, as `baton switchover NAME` asks the node's host.
+        let name = target.map(|id| format!("n{}", id.0));
+        let result = self.nodes[leader].live().switchover(now, name.as_deref(), false);
         self.note(|| format!("OPERATOR switchover {target:?}: {result:?}"));
         self.after_input(leader);
     }

@@ -12,10 +12,12 @@
 //!   [`session`]s), applied from the log;
 //! - [`members`]: the members' names, addresses and records, beside the core's ids;
 //! - [`member_changes`]: operators' membership changes and the leader's promotions;
+//! - [`operator`]: an operator's switchovers, manual failovers and pauses;
 //! - [`refusals`]: the core's refusals in words, with the members' names;
 //! - [`recent`]: the most recent log entries, in memory;
 //! - [`compaction`]: when a node compacts its log into a snapshot;
 //! - [`leaders`]: the leaders a node has seen, and how its followers move;
+//! - [`links`]: which peers a node keeps links to, and relays to cascading learners;
 //! - [`node`]: one node's [`node::Host`], holding the core with the client requests, the
 //!   state machine and the persistence sequencing around it, built from the above.
 
@@ -25,10 +27,12 @@ pub mod compaction;
 pub mod held;
 pub mod kv;
 pub mod leaders;
+pub mod links;
 pub mod map;
 pub mod member_changes;
 pub mod members;
 pub mod node;
+pub mod operator;
 pub mod reads;
 pub mod recent;
 pub mod refusals;

@@ -5,7 +5,7 @@
 //! caught-up learners), and cascading learners' relays. It decides nothing the core
 //! decides: every change to who counts goes through `Replica::handle_propose_membership`.
 
-use super::Driver;
+use super::{Driver, WalEntries};
 use crate::frame::{ErrorCode, Frame, Json, Response};
 use crate::kv::Command;
 use baton_common::{Message, NodeId, Role};
@@ -55,19 +55,9 @@ impl Driver {
             ));
         }
         let Some(links) = &self.links else { return };
-        // The leader too: a node that installed a snapshot older than the leader's own
-        // addition keeps hearing it, and answering it, until the entries after the
-        // snapshot arrive (a joining node dropped its link to the leader and waited out
-        // the snapshot timeout, 30 s: the fault suite's `member` nemesis in `mix`).
-        let mut wanted: Vec<NodeId> = self.host.records.linked_ids();
-        wanted.extend(self.host.replica.leader().filter(|leader| !wanted.contains(leader)));
-        wanted.retain(|id| *id != me);
-        // None to a node whose removal has committed (a joining node replays the records
-        // of every node ever removed): it would only be dialed once and retired.
-        let served = self.host.records.ids_from(self.host.replica.commit_index());
-        let leader = self.host.replica.leader();
+        let wanted = self.host.links_wanted(me);
         for &peer in &wanted {
-            if !self.outbound.contains_key(&peer) && (served.contains(&peer) || leader == Some(peer)) {
+            if !self.outbound.contains_key(&peer) && self.host.may_dial(peer) {
                 let (sender, state) = links.start(peer);
                 tracing::info!(peer = %self.membership.name_of(peer), "starting the link to a member");
                 self.outbound.insert(peer, sender);
@@ -100,13 +90,10 @@ impl Driver {
             return;
         }
         self.links_retired_through = commit_index;
-        let served = self.host.records.ids_from(commit_index);
-        let leader = self.host.replica.leader();
-        for (peer, state) in &self.link_states {
-            if !served.contains(peer) && leader != Some(*peer) && !state.is_retired() {
-                tracing::info!(peer = %self.membership.name_of(*peer), "the link to a removed node ends when it next fails");
-                state.retire();
-            }
+        let linked = self.link_states.iter().filter(|(_, state)| !state.is_retired()).map(|(peer, _)| *peer);
+        for peer in self.host.retired(linked) {
+            tracing::info!(peer = %self.membership.name_of(peer), "the link to a removed node ends when it next fails");
+            self.link_states[&peer].retire();
         }
     }
 
@@ -114,64 +101,27 @@ impl Driver {
     /// until it commits, the node being removed may have to lead to commit it, and its
     /// hellos are let in (`Directory::admit`).
     pub(super) fn sync_removal_pending(&self) {
-        let pending = match self.host.records.current().change {
-            Some(baton_common::Change::Remove { id }) if self.host.replica.membership_change_pending() => Some(id),
-            _ => None,
-        };
-        self.membership.set_removal_pending(pending);
+        self.membership.set_removal_pending(self.host.removal_pending());
     }
 
     /// The upstream an append request for `to` goes through, if `to` is a cascading
-    /// learner: only a request that carries entries (heartbeats and everything else go
-    /// straight), and only while the upstream's link is up, it is replicating (heard
-    /// within an election timeout) and this leader has sent it every entry the request
-    /// carries. Otherwise the leader sends it itself: a learner whose upstream is gone or
-    /// behind falls back to the leader.
+    /// learner whose upstream can take it (`Host::relay_via`).
     pub(super) fn relay_via(&self, to: NodeId, message: &Message) -> Option<NodeId> {
-        let Message::AppendRequest(request) = message else { return None };
-        if request.is_heartbeat() {
-            return None;
-        }
-        let upstream = self.host.records.current().upstream_of(to, self.membership.me())?;
-        let link_up = self.link_states.get(&upstream).is_some_and(|state| state.is_up());
-        let window_us = self.host.replica.config().election_timeout_us;
-        // The upstream has the entries, or they are on their way to it ahead of this
-        // request on the same stream (the core made every batch before the host sends
-        // any; the upstream appends its own before it passes this one on).
-        let sent_them = self.host.replica.peer_statuses().any(|peer| {
-            peer.id == upstream
-                && peer.state == baton_common::ReplicationState::Replicate
-                && peer.next_index > request.last_index()
-                && peer.last_ack_age_us.is_some_and(|age| age <= window_us)
-        });
-        (link_up && sent_them).then_some(upstream)
+        let link_up = |id: NodeId| self.link_states.get(&id).is_some_and(|state| state.is_up());
+        self.host.relay_via(self.membership.me(), to, message, link_up)
     }
 
     /// As an upstream: sends learner `to` the leader's append request with the entries
-    /// from this node's own log. Only for the leader this node follows, in its term, and
-    /// only entries of the request's term (a batch never spans terms): otherwise, or if
-    /// an entry is gone, it is dropped (counted) and the leader sends it again, itself.
+    /// from this node's own log, or drops it (counted) and the leader sends it again,
+    /// itself (`Host::relay_entries`).
     pub(super) fn relay(&mut self, from: NodeId, to: NodeId, message: Message) {
-        let Message::AppendRequest(request) = &message else {
-            self.relays_dropped += 1;
-            return;
-        };
-        if self.host.replica.leader() != Some(from) || request.term != self.host.replica.term() {
-            self.relays_dropped += 1;
-            return;
-        }
-        let mut entries = Vec::with_capacity(usize::from(request.entry_count));
-        for index in request.prev.index + 1..=request.last_index() {
-            match self.entry(index) {
-                Some((term, payload)) if term == request.entries_term => entries.push(payload),
-                _ => {
-                    self.relays_dropped += 1;
-                    return;
-                }
+        match self.host.relay_entries(&WalEntries(&self.wal), from, &message) {
+            Ok(entries) => {
+                self.frames_relayed += 1;
+                self.send(to, Frame::Relayed { from: from.0, message, entries });
             }
+            Err(_) => self.relays_dropped += 1,
         }
-        self.frames_relayed += 1;
-        self.send(to, Frame::Relayed { from: from.0, message, entries });
     }
 
     /// The members as this node knows them (`baton member list`, and a joining node).

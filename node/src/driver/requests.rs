@@ -9,6 +9,7 @@ use crate::kv::Command;
 use baton_common::{NodeId, ProposeError, ReadError, Role};
 use baton_host::apply::{Answer, NotApplied};
 use baton_host::node::{Proposed, ReadAt, ReadRefusal};
+use baton_host::operator::SwitchoverVerdict;
 use baton_host::route::Route;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -79,32 +80,18 @@ impl Driver {
                 return;
             }
             Request::Campaign { dry_run } => {
-                let response = match self.host.replica.handle_campaign(now, dry_run) {
+                let response = match self.host.campaign(now, dry_run) {
                     Ok(()) => Response::Campaign { accepted: true, reason: None },
-                    Err(refusal) => Response::Campaign { accepted: false, reason: Some(self.host.describe(&refusal)) },
+                    Err(reason) => Response::Campaign { accepted: false, reason: Some(reason) },
                 };
                 let _ = reply.send(response);
                 self.pump(None);
                 return;
             }
             Request::SetPaused { paused } => {
-                let response = match self.host.replica.handle_set_paused(now, paused) {
+                let response = match self.host.set_paused(now, paused) {
                     Ok(()) => Response::Done,
-                    // No live leader to replicate a resume: resume this node alone.
-                    Err(_) if !paused => match self.host.replica.handle_local_resume(now) {
-                        Ok(()) => Response::Done,
-                        Err(refusal) => {
-                            let age_ms = match refusal {
-                                baton_common::Refusal::LeaderReachable { last_contact_age_us } => {
-                                    last_contact_age_us / 1000
-                                }
-                                _ => 0,
-                            };
-                            let message = format!("the leader was heard from {age_ms} ms ago: resume goes through it");
-                            self.error(ErrorCode::NotLeader, message)
-                        }
-                    },
-                    Err(_) => self.error(ErrorCode::NotLeader, "pausing goes through the leader"),
+                    Err(message) => self.error(ErrorCode::NotLeader, message),
                 };
                 let _ = reply.send(response);
                 self.pump(None);
@@ -204,30 +191,12 @@ impl Driver {
     }
 
     pub(super) fn switchover(&mut self, now: u64, to: Option<String>, dry_run: bool) -> Response {
-        let target = match to.as_deref().map(|name| self.membership.id_of(name)) {
-            Some(None) => {
-                let name = to.unwrap_or_default();
-                return Response::Switchover {
-                    target: Some(name.clone()),
-                    reasons: vec![format!("{name} is not a member")],
-                    started: false,
-                };
+        match self.host.switchover(now, to.as_deref(), dry_run) {
+            SwitchoverVerdict::Accepted { target, started } => {
+                Response::Switchover { target: Some(target), reasons: vec![], started }
             }
-            Some(Some(id)) => Some(id),
-            None => None,
-        };
-        match self.host.replica.handle_switchover(now, target, dry_run) {
-            Ok(id) => {
-                Response::Switchover { target: Some(self.membership.name_of(id)), reasons: vec![], started: !dry_run }
-            }
-            Err(refused) if matches!(refused.reasons.first(), Some(baton_common::Refusal::NotLeader { .. })) => {
-                self.error(ErrorCode::NotLeader, "switchovers go through the leader")
-            }
-            Err(refused) => Response::Switchover {
-                target: refused.target.map(|id| self.membership.name_of(id)),
-                reasons: refused.reasons.iter().map(|r| self.host.describe(r)).collect(),
-                started: false,
-            },
+            SwitchoverVerdict::NotLeader => self.error(ErrorCode::NotLeader, "switchovers go through the leader"),
+            SwitchoverVerdict::Refused { target, reasons } => Response::Switchover { target, reasons, started: false },
         }
     }
 
