@@ -5,6 +5,7 @@
 //! library.
 
 pub mod addr;
+pub mod answers;
 pub mod backoff;
 pub mod certs;
 pub mod client;

@@ -5,7 +5,7 @@
 //! caught-up learners), and cascading learners' relays. It decides nothing the core
 //! decides: every change to who counts goes through `Replica::handle_propose_membership`.
 
-use super::{Driver, WalEntries};
+use super::Driver;
 use crate::frame::{ErrorCode, Frame, Json, Response};
 use crate::kv::Command;
 use baton_common::{Message, NodeId, Role};
@@ -115,7 +115,7 @@ impl Driver {
     /// from this node's own log, or drops it (counted) and the leader sends it again,
     /// itself (`Host::relay_entries`).
     pub(super) fn relay(&mut self, from: NodeId, to: NodeId, message: Message) {
-        match self.host.relay_entries(&WalEntries(&self.wal), from, &message) {
+        match self.host.relay_entries(&self.wal, from, &message) {
             Ok(entries) => {
                 self.frames_relayed += 1;
                 self.send(to, Frame::Relayed { from: from.0, message, entries });

@@ -1,29 +1,33 @@
-//! The node's decision loop: one task that owns the replica, the log, the hard state and
-//! the key-value map, feeds the replica every input with the time, and carries out its
-//! outputs in order. Slow disk work runs on blocking threads: the leader's fsync (so one
-//! fsync covers every write made while the previous one ran: group commit), snapshot
-//! writes, and backups written and read for an operator.
+//! The node's loop: one task that owns the host (`baton_host::node::Host`: the core,
+//! the client requests, the state machine and every decision around them), the log, the
+//! hard state and the links; feeds the host every input with the time; and carries out
+//! what it plans (`Work`), in order. It decides nothing itself. The files beside this one
+//! carry out one kind of work each: `log` (appends and fsyncs), `requests` (client
+//! requests to the host and its answers to the wire), `snapshots` (snapshot files,
+//! transfers and backups), `discarded` (the journal of discarded writes), `members`
+//! (membership records, links and relays), `watches`, `status`, and `setup`. Slow disk
+//! work runs on blocking threads: the leader's fsync, snapshot writes, and backups.
 
 mod discarded;
+mod log;
 mod members;
 mod requests;
+mod setup;
 mod snapshots;
 mod status;
 mod watches;
 
+use crate::answers::response_to;
 use crate::frame::{ErrorCode, Frame, Response};
 use crate::handoff::{Input, LinkState, Outbound, ScanView, TransportCounters, WatchSink};
-use crate::kv::{Applied, Kv};
+use crate::kv::Applied;
 use crate::membership::Directory;
 use crate::storage::hard_state::HardStateFile;
 use crate::storage::snapshot::{Snapshot, SnapshotDir};
 use crate::storage::wal::Wal;
-use baton_common::{Event, Message, NodeId, PersistSeq, Position, Replica};
-use baton_host::members::MemberRecords;
-use baton_host::node::{Entries, HandoverEnd, Host, Work};
+use baton_common::{Event, Message, NodeId, Position};
+use baton_host::node::{HandoverEnd, Host, Work};
 use baton_host::watch::{WatchId, Watchers};
-use requests::response_to;
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,116 +130,6 @@ fn unix_ms() -> u64 {
 }
 
 impl Driver {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        replica: Replica,
-        wal: Wal,
-        hard_state: HardStateFile,
-        membership: Directory,
-        inputs: mpsc::Receiver<Input>,
-        loopback: mpsc::Sender<Input>,
-        started: Instant,
-        counters: std::sync::Arc<TransportCounters>,
-    ) -> Driver {
-        Driver {
-            host: Host::new(replica, Kv::default(), MemberRecords::new(0, membership.record())),
-            wal,
-            hard_state,
-            membership,
-            links: None,
-            outbound: Outbound::new(),
-            inputs,
-            loopback,
-            started,
-            dropped_frames: 0,
-            counters,
-            started_unix_ms: unix_ms().saturating_sub(started.elapsed().as_millis() as u64),
-            discarded_dir: std::path::PathBuf::new(),
-            discarded: None,
-            discarded_entries: 0,
-            snapshots: None,
-            snapshot: Position::ZERO,
-            snapshot_bytes: 0,
-            witness_snapshot_at: None,
-            started_as_witness: false,
-            witness_bytes_withheld: 0,
-            max_log_bytes: u64::MAX,
-            compacting: false,
-            sends: crate::transfer::Sends::default(),
-            link_states: std::collections::HashMap::new(),
-            links_retired_through: 0,
-            receiver: None,
-            received: None,
-            duplicate_writes: 0,
-            revocations: crate::revocation::RevocationList::default(),
-            open_connections: Arc::default(),
-            snapshots_taken: 0,
-            snapshots_installed: 0,
-            fsync_latency: crate::status::LatencyHistogram::default(),
-            writes_acknowledged: 0,
-            write_ack_latency: crate::status::LatencyHistogram::default(),
-            fatal: None,
-            watchers: Watchers::new(),
-            watch_sinks: HashMap::new(),
-            watch_turn_due: false,
-            requests_forwarded: 0,
-            relays_sent: 0,
-            frames_relayed: 0,
-            relays_dropped: 0,
-        }
-    }
-
-    /// The node was started with `--witness`: the membership must hold it as a witness.
-    pub fn started_as_witness(mut self, witness: bool) -> Driver {
-        self.started_as_witness = witness;
-        self.members_changed();
-        self
-    }
-
-    /// Where snapshots live, the recovered one (with the map as of it), and the log bound.
-    pub fn with_snapshots(mut self, snapshots: SnapshotDir, snapshot: Position, kv: Kv, max_log_bytes: u64) -> Driver {
-        assert_eq!(kv.applied_index(), snapshot.index, "the map starts at the snapshot");
-        self.snapshot_bytes = std::fs::metadata(snapshots.path()).map_or(0, |m| m.len());
-        self.receiver = Some(crate::transfer::Receiver::new(snapshots.incoming_path()));
-        self.snapshots = Some(snapshots);
-        self.snapshot = snapshot;
-        self.host.kv = kv;
-        self.max_log_bytes = max_log_bytes;
-        self
-    }
-
-    /// Where discarded writes are kept (under the data directory).
-    /// The list this node's TLS verifiers refuse, and its open connections: both follow
-    /// the state machine's revocations.
-    pub fn with_revocations(
-        mut self,
-        list: crate::revocation::RevocationList,
-        open: Arc<crate::revocation::OpenConnections>,
-    ) -> Driver {
-        self.revocations = list;
-        self.open_connections = open;
-        self.enforce_revocations();
-        self
-    }
-
-    /// Makes the verifiers refuse what the state machine revoked, and closes the open
-    /// connections of those certificates: a revocation takes effect on every node as
-    /// soon as it applies there.
-    fn enforce_revocations(&mut self) {
-        let revoked = self.host.kv.revoked();
-        self.revocations.replace(revoked);
-        let closed = self.open_connections.close_revoked(revoked);
-        if closed > 0 {
-            tracing::warn!(closed, "closed connections of revoked certificates");
-        }
-    }
-
-    pub fn with_discarded_dir(mut self, dir: std::path::PathBuf) -> Driver {
-        self.discarded = Some(crate::discarded::Journal::open(&dir));
-        self.discarded_dir = dir;
-        self
-    }
-
     fn now(&self) -> u64 {
         self.started.elapsed().as_micros() as u64
     }
@@ -397,17 +291,6 @@ impl Driver {
         }
     }
 
-    fn on_synced(&mut self, seq: PersistSeq, result: Result<(), String>, elapsed: Duration) {
-        self.fsync_latency.record(elapsed);
-        let now = self.now();
-        match result {
-            // The host decides what a failed fsync means (it stops the node).
-            Err(error) => self.host.sync_failed(seq, &error),
-            Ok(()) => self.host.synced(now, seq, elapsed.as_micros() as u64),
-        }
-        self.pump(None);
-    }
-
     /// Drains the replica's outputs, feeding back inline durability, until quiet.
     fn pump(&mut self, incoming: Option<(u64, &[Vec<u8>])>) {
         loop {
@@ -422,12 +305,6 @@ impl Driver {
                 break;
             }
         }
-    }
-
-    /// Storage failed: the node stops (see `fatal`). Callers return at once.
-    fn fatal_storage(&mut self, error: crate::storage::StorageError) {
-        tracing::error!(%error, "storage failed: stopping the node");
-        self.stop(error.to_string());
     }
 
     /// The first reason to stop wins; the rest follow from it.
@@ -447,8 +324,7 @@ impl Driver {
                     return self.send(upstream, Frame::Relay { to: to.0, message });
                 }
                 // None: compacted or damaged; the core sends again.
-                let Some((entries, withheld_bytes)) = self.host.entries_for(&WalEntries(&self.wal), &message, witness)
-                else {
+                let Some((entries, withheld_bytes)) = self.host.entries_for(&self.wal, &message, witness) else {
                     return;
                 };
                 self.witness_bytes_withheld += withheld_bytes;
@@ -516,23 +392,6 @@ impl Driver {
         }
     }
 
-    /// `false`: the log could not take the entry, and the node stops.
-    #[must_use]
-    fn append(&mut self, index: u64, term: u64, payload: Vec<u8>) -> bool {
-        if let Err(error) = self.wal.append(index, term, &payload) {
-            self.fatal_storage(error);
-            return false;
-        }
-        let now = self.now();
-        self.host.appended(now, index, term, payload);
-        true
-    }
-
-    /// An entry's term and payload, from memory or disk.
-    fn entry(&self, index: u64) -> Option<(u64, Vec<u8>)> {
-        self.host.entry(&WalEntries(&self.wal), index).map(|(term, payload)| (term, payload.into_owned()))
-    }
-
     fn send(&mut self, to: NodeId, frame: Frame) {
         if let Some(link) = self.outbound.get(&to) {
             if link.try_send(frame).is_err() {
@@ -551,7 +410,7 @@ impl Driver {
         if self.fatal.is_some() {
             return;
         }
-        let batch = self.host.apply_some(&WalEntries(&self.wal), APPLY_ENTRIES_PER_TURN_MAX);
+        let batch = self.host.apply_some(&self.wal, APPLY_ENTRIES_PER_TURN_MAX);
         if let Some(index) = batch.missing {
             tracing::error!(index, "a committed entry is missing from the log");
         }
@@ -584,54 +443,6 @@ impl Driver {
         if let Event::BecameFollower { leader: Some(leader), .. } = event {
             if !self.outbound.contains_key(&leader) && leader != self.membership.me() {
                 self.members_changed(); // A leader this node has no link to yet.
-            }
-        }
-    }
-
-    /// Makes the log durable up to the latest persistence request, as the host plans it
-    /// (`baton_host::node::Persistence`): a leader fsyncs on a blocking thread, so the
-    /// fsync overlaps the round trip to the followers and writes arriving meanwhile join
-    /// the next fsync (group commit). A follower fsyncs right here while its disk is
-    /// fast (handing the fsync to another thread and back costs two thread wake-ups,
-    /// which on a small machine take longer than the fsync), and on a blocking thread
-    /// while its recent fsyncs were slow (an SD card busy erasing), so it keeps answering
-    /// heartbeats and never looks dead while its disk is merely slow.
-    fn maybe_start_sync(&mut self) {
-        if self.fatal.is_some() {
-            return;
-        }
-        let Some(plan) = self.host.start_sync() else { return };
-        let seq = plan.seq;
-        if plan.inline {
-            let started = Instant::now();
-            let result = self.wal.sync().map_err(|e| e.to_string());
-            self.on_synced(seq, result, started.elapsed());
-            return;
-        }
-        let handle = match self.wal.sync_handle() {
-            Ok(handle) => handle,
-            Err(error) => return self.fatal_storage(error),
-        };
-        let loopback = self.loopback.clone();
-        tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let result = handle.sync().map_err(|e| e.to_string());
-            let elapsed = started.elapsed();
-            let _ = loopback.blocking_send(Input::Synced { seq, result, elapsed });
-        });
-    }
-}
-
-/// The log on disk as the host reads it (behind its recent entries in memory).
-struct WalEntries<'a>(&'a Wal);
-
-impl Entries for WalEntries<'_> {
-    fn entry(&self, index: u64) -> Option<(u64, Cow<'_, [u8]>)> {
-        match self.0.read(index) {
-            Ok(entry) => entry.map(|e| (e.term, Cow::Owned(e.payload))),
-            Err(error) => {
-                tracing::error!(%error, "unreadable log entry");
-                None
             }
         }
     }

@@ -4,7 +4,7 @@
 //! a witness gets, and backups written and read for an operator. The files' work runs on
 //! blocking threads and reports back through the loop's inputs.
 
-use super::{Driver, WalEntries};
+use super::Driver;
 use crate::frame::{ErrorCode, Response};
 use crate::handoff::{Input, Received, SnapshotChunk};
 use crate::kv::Kv;
@@ -56,8 +56,7 @@ impl Driver {
         let (size, wal) = (self.log_size(), &self.wal);
         let record_header_bytes = crate::storage::wal::RECORD_HEADER_BYTES;
         let disk_free_bytes = || crate::storage::free_bytes(wal.dir()).ok();
-        let due =
-            self.host.snapshot_due(&WalEntries(wal), self.snapshot.index, size, record_header_bytes, disk_free_bytes);
+        let due = self.host.snapshot_due(wal, self.snapshot.index, size, record_header_bytes, disk_free_bytes);
         let Some((position, reason)) = due else { return };
         if let SnapshotReason::CatchUp { behind_entries, behind_bytes } = reason {
             // Logged once per snapshot taken, not at every check while one cannot start.

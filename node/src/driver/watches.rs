@@ -2,7 +2,7 @@
 //! watcher gets): opening one for a client's stream, and delivering the host's batches
 //! to each stream's queue.
 
-use super::{Driver, WalEntries};
+use super::Driver;
 use crate::frame::{ErrorCode, Response, WatchChange, WatchEnd, KEY_BYTES_MAX};
 use crate::handoff::WatchSink;
 use baton_host::watch::{Batch, End, Refusal, Sink, WatchId};
@@ -53,8 +53,8 @@ impl Driver {
         let oldest = self.wal.first_index().unwrap_or(applied + 1);
         let lag_entries = self.host.replica.known_commit_index().saturating_sub(applied);
         let now = self.now();
-        let (host, wal) = (&self.host, WalEntries(&self.wal));
-        let log = |index: u64| host.entry(&wal, index).map(|(term, payload)| (term, payload.into_owned()));
+        let (host, wal) = (&self.host, &self.wal);
+        let log = |index: u64| host.entry(wal, index).map(|(term, payload)| (term, payload.into_owned()));
         let mut queues = WatchQueues { sinks: &mut self.watch_sinks, lag_entries };
         self.watchers.pump(now, applied, oldest, self.host.kv.changed(), &log, &mut queues);
         let has_room = |id: &WatchId| queues.has_room(*id);

@@ -809,6 +809,20 @@ impl Wal {
     }
 }
 
+/// The log on disk as the host reads it (behind its recent entries in memory): an
+/// unreadable entry is logged and read as missing (the core sends or asks again).
+impl baton_host::node::Entries for Wal {
+    fn entry(&self, index: u64) -> Option<(u64, std::borrow::Cow<'_, [u8]>)> {
+        match self.read(index) {
+            Ok(entry) => entry.map(|e| (e.term, std::borrow::Cow::Owned(e.payload))),
+            Err(error) => {
+                tracing::error!(%error, "unreadable log entry");
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
