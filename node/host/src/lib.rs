@@ -14,16 +14,20 @@
 //! - [`member_changes`]: operators' membership changes and the leader's promotions;
 //! - [`operator`]: an operator's switchovers, manual failovers and pauses;
 //! - [`refusals`]: the core's refusals in words, with the members' names;
+//! - [`discarded`]: a discarded entry in words, for the journal of discarded writes;
 //! - [`recent`]: the most recent log entries, in memory;
 //! - [`compaction`]: when a node compacts its log into a snapshot;
 //! - [`leaders`]: the leaders a node has seen, and how its followers move;
 //! - [`links`]: which peers a node keeps links to, and relays to cascading learners;
+//! - [`status`]: what a node's status says that the host decides (followers' lag, what
+//!   a failover would lose, this node's part in the membership);
 //! - [`node`]: one node's [`node::Host`], holding the core with the client requests, the
 //!   state machine and the persistence sequencing around it, built from the above.
 
 pub mod apply;
 pub mod changed;
 pub mod compaction;
+pub mod discarded;
 pub mod held;
 pub mod kv;
 pub mod leaders;
@@ -39,5 +43,6 @@ pub mod refusals;
 pub mod route;
 pub mod session;
 pub mod snapshot_sends;
+pub mod status;
 pub mod watch;
 pub mod writes;

@@ -3,7 +3,6 @@
 //! truncation that removes them, and reading the journal back for `baton discarded`.
 
 use super::{unix_ms, Driver};
-use crate::kv::Command;
 
 impl Driver {
     /// Records the entries `from_index..=to_index` in the discarded-writes journal before
@@ -38,30 +37,16 @@ impl Driver {
     }
 }
 
-/// A discarded entry in words: the operation, key and value it carried.
+/// A discarded entry as the journal records it (see `baton_host::discarded`).
 fn describe_discarded(index: u64, term: u64, payload: &[u8]) -> crate::status::DiscardedWrite {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    let (op, key, value) = if payload.is_empty() {
-        ("noop", String::new(), None)
-    } else {
-        match postcard::from_bytes::<Command>(payload).as_ref().map(Command::write) {
-            Ok(Command::Put { key, value }) => ("put", text(key), Some(text(value))),
-            Ok(Command::Delete { key }) => ("delete", text(key), None),
-            Ok(Command::Cas { key, new, .. }) => ("cas", text(key), new.as_deref().map(text)),
-            Ok(Command::Revoke { holder, .. }) => ("revoke", holder.clone(), None),
-            Ok(Command::Members(record)) => ("members", format!("{:?}", record.change), None),
-            Ok(Command::Session { .. } | Command::SessionById { .. } | Command::SessionByNumber { .. }) | Err(_) => {
-                ("undecodable", String::new(), None)
-            }
-        }
-    };
+    let entry = baton_host::discarded::describe(payload);
     crate::status::DiscardedWrite {
         at_unix_ms: unix_ms(),
         term,
         index,
-        op: op.into(),
-        key,
-        value,
+        op: entry.op.into(),
+        key: entry.key,
+        value: entry.value,
         ..Default::default()
     }
 }

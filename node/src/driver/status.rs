@@ -35,24 +35,21 @@ impl Driver {
         let name = |id: NodeId| self.membership.name_of(id).to_string();
         let followers = self
             .host
-            .replica
-            .peer_statuses()
-            .map(|peer| {
-                let behind = match peer.lag_entries {
-                    0 => Default::default(),
-                    _ => self.host.recent.behind(peer.match_index, now),
-                };
+            .followers(now)
+            .into_iter()
+            .map(|follower| {
+                let peer = follower.peer;
                 FollowerStatus {
                     id: name(peer.id),
                     addr: self.membership.addr_of(peer.id).map(|a| a.to_string()).unwrap_or_default(),
                     match_index: peer.match_index,
                     lag_entries: peer.lag_entries,
-                    lag_bytes: behind.bytes,
-                    stuck_ms: self.host.progress.stuck_us(peer.id, now) / 1000,
+                    lag_bytes: follower.lag_bytes,
+                    stuck_ms: follower.stuck_us / 1000,
                     snapshot_percent: (peer.state == ReplicationState::Snapshot)
                         .then(|| self.sends.progress_percent(peer.id))
                         .flatten(),
-                    lag_ms: behind.age_us / 1000,
+                    lag_ms: follower.lag_us / 1000,
                     last_ack_age_ms: peer.last_ack_age_us.map(|us| us / 1000),
                     in_sync: peer.in_sync,
                     state: match peer.state {
@@ -64,13 +61,7 @@ impl Driver {
                 }
             })
             .collect::<Vec<FollowerStatus>>();
-        let is_leader = status.role == Role::Leader;
-        let best_follower_match = followers.iter().map(|f| f.match_index).max().unwrap_or(status.last.index);
-        let failover_loss_entries = if is_leader && self.host.replica.config().mode == baton_common::WriteMode::Async {
-            status.commit_index.saturating_sub(best_follower_match)
-        } else {
-            0
-        };
+        let failover = self.host.failover_loss();
         NodeStatus {
             snapshot_bytes: self.snapshot_bytes,
             snapshots_taken: self.snapshots_taken,
@@ -79,8 +70,8 @@ impl Driver {
             duplicate_writes: self.duplicate_writes,
             snapshot_receiving_percent: self.receiver.as_ref().and_then(crate::transfer::Receiver::progress_percent),
             max_log_bytes: self.max_log_bytes,
-            failover_safe: is_leader.then_some(failover_loss_entries == 0),
-            failover_loss_entries,
+            failover_safe: failover.safe,
+            failover_loss_entries: failover.entries,
             fsync_latency: self.fsync_latency.clone(),
             certificate_not_after_unix_s: crate::tls::certificate_not_after_unix_s(),
             clock_behind_accepts: crate::tls::clock_behind_accepts(),
@@ -104,18 +95,7 @@ impl Driver {
             writes_acknowledged: self.writes_acknowledged,
             write_ack_latency: self.write_ack_latency.clone(),
             id: self.membership.my_name().to_string(),
-            membership_role: {
-                let me = self.membership.me();
-                let membership = &self.host.records.current().membership;
-                match membership.member(me) {
-                    Some(member) if member.witness => "witness",
-                    Some(member) if member.voter => "voter",
-                    Some(_) => "learner",
-                    None if membership.is_removed(me) => "removed",
-                    None => "not yet a member",
-                }
-                .into()
-            },
+            membership_role: self.host.membership_role().as_str().into(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             addr: self.membership.addr_of(self.membership.me()).map(|a| a.to_string()).unwrap_or_default(),
             role: match status.role {
