@@ -56,6 +56,11 @@ impl Checker {
         Checker { async_mode, election_timeout_us, ..Checker::default() }
     }
 
+    /// A violation found outside the checker, at `at_us`.
+    pub fn violation_at(&mut self, at_us: u64, text: String) {
+        self.violation(format!("t={at_us}us: {text}"));
+    }
+
     fn violation(&mut self, text: String) {
         if self.violations.len() < 20 {
             self.violations.push(text);

@@ -1161,6 +1161,40 @@ impl World {
             .map(|(index, _)| index)
     }
 
+    /// What the leader's status says a failover now would lose (`Host::failover_loss`,
+    /// the console's "what a failover would lose") must never be less than what it
+    /// would: the committed entries beyond the longest matching log among the data
+    /// voters that could take over (what each holds now, or on its disk if it is down).
+    fn check_failover_estimate(&mut self) {
+        let Some(leader) = self.leader() else { return };
+        let host = self.nodes[leader].host.as_ref().expect("a leader is alive");
+        let claimed = host.failover_loss();
+        let (config, commit) = (host.replica.config(), host.replica.commit_index());
+        let leader_log = &self.nodes[leader].memory;
+        let mut truth: Option<u64> = None;
+        let mut held = Vec::new();
+        for member in config.members.iter().filter(|m| m.voter && !m.witness && m.id != host.replica.id()) {
+            let Some(node) = self.nodes.get(usize::from(member.id.0 - 1)) else { continue };
+            let log = if node.host.is_some() { &node.memory } else { &node.durable };
+            // Logs that hold the same entry at an index hold the same ones before it.
+            let mut index = commit.min(log.last_index());
+            while index > 0 && log.entry(index) != leader_log.entry(index) {
+                index -= 1;
+            }
+            let lost = commit - index;
+            held.push(format!("n{} holds through {index}", member.id.0));
+            truth = Some(truth.map_or(lost, |best| best.min(lost)));
+        }
+        let truth = truth.unwrap_or(0);
+        if claimed.entries < truth || claimed.safe != Some(claimed.entries == 0) {
+            let id = self.nodes[leader].id.0;
+            self.checker.violation_at(
+                self.now_us,
+                format!("leader n{id} says a failover would lose {claimed:?}, but it would lose {truth} entries (commit {commit}; {})", held.join(", ")),
+            );
+        }
+    }
+
     /// A client's target: the node it takes for the leader, mostly; any node otherwise
     /// (a local application talks to its own node).
     fn client_target(&mut self) -> usize {
@@ -1475,6 +1509,7 @@ impl World {
     // ----- faults -----
 
     fn inject_fault(&mut self) {
+        self.check_failover_estimate();
         self.update_connectivity();
         let count = self.nodes.len() as u64;
         let started: Vec<usize> = (0..self.nodes.len()).filter(|&n| self.nodes[n].started).collect();

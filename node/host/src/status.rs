@@ -4,7 +4,7 @@
 //! its own counters (`baton status`, the console).
 
 use crate::node::Host;
-use baton_common::{PeerStatus, Role, WriteMode};
+use baton_common::{PeerStatus, Role};
 
 /// One follower as a leader sees it.
 #[derive(Clone, Debug)]
@@ -46,8 +46,7 @@ impl MembershipRole {
 /// What a failover now would lose, as a leader knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FailoverLoss {
-    /// Committed (acknowledged) entries no follower that could take over holds: only in
-    /// async mode can that be more than 0.
+    /// Committed (acknowledged) entries no follower that could take over holds.
     pub entries: u64,
     /// `Some(entries == 0)` on a leader; `None` elsewhere (it does not know).
     pub safe: Option<bool>,
@@ -71,21 +70,19 @@ impl<W, R> Host<W, R> {
 
     /// What a failover now would lose: the committed entries beyond the best log among
     /// the followers that could take over (data voters: a witness holds positions, not
-    /// writes, and a learner cannot lead).
+    /// writes, and a learner cannot lead). In async mode that is what the leader has not
+    /// replicated yet; in the other modes it is 0 unless a witness made up the quorum
+    /// (the entries are then on this leader alone, with their positions on the witness,
+    /// which keeps the data follower from winning an election without them).
     pub fn failover_loss(&self) -> FailoverLoss {
         if self.replica.role() != Role::Leader {
             return FailoverLoss { entries: 0, safe: None };
         }
         let config = self.replica.config();
         let could_lead = |peer: &PeerStatus| config.member(peer.id).is_some_and(|m| m.voter && !m.witness);
-        let entries = match config.mode {
-            WriteMode::Async => {
-                let best = self.replica.peer_statuses().filter(could_lead).map(|peer| peer.match_index).max();
-                // No follower could take over: a failover cannot happen, so it loses nothing.
-                best.map_or(0, |best| self.replica.commit_index().saturating_sub(best))
-            }
-            _ => 0,
-        };
+        let best = self.replica.peer_statuses().filter(could_lead).map(|peer| peer.match_index).max();
+        // No follower could take over: a failover cannot happen, so it loses nothing.
+        let entries = best.map_or(0, |best| self.replica.commit_index().saturating_sub(best));
         FailoverLoss { entries, safe: Some(entries == 0) }
     }
 
