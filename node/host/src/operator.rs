@@ -4,7 +4,7 @@
 //! on (see [`crate::refusals`]).
 
 use crate::node::Host;
-use baton_common::{NodeId, Refusal};
+use baton_common::Refusal;
 
 /// What a switchover request came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,10 +18,6 @@ pub enum SwitchoverVerdict {
 }
 
 impl<W, R> Host<W, R> {
-    fn name(&self, id: NodeId) -> String {
-        self.records.current().name_of(id).map_or_else(|| format!("id {}", id.0), str::to_string)
-    }
-
     /// Hands leadership to the member named `to`, or to the best caught-up follower, at
     /// `now_us`; a dry run only judges it.
     pub fn switchover(&mut self, now_us: u64, to: Option<&str>, dry_run: bool) -> SwitchoverVerdict {
@@ -36,12 +32,12 @@ impl<W, R> Host<W, R> {
             None => None,
         };
         match self.replica.handle_switchover(now_us, target, dry_run) {
-            Ok(id) => SwitchoverVerdict::Accepted { target: self.name(id), started: !dry_run },
+            Ok(id) => SwitchoverVerdict::Accepted { target: self.member_name(id), started: !dry_run },
             Err(refused) if matches!(refused.reasons.first(), Some(Refusal::NotLeader { .. })) => {
                 SwitchoverVerdict::NotLeader
             }
             Err(refused) => SwitchoverVerdict::Refused {
-                target: refused.target.map(|id| self.name(id)),
+                target: refused.target.map(|id| self.member_name(id)),
                 reasons: refused.reasons.iter().map(|r| self.describe(r)).collect(),
             },
         }

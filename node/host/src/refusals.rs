@@ -6,11 +6,15 @@ use crate::node::Host;
 use baton_common::{NodeId, Refusal};
 
 impl<W, R> Host<W, R> {
+    /// The name member `id` has in the records (as its certificate says), or `id N`.
+    pub fn member_name(&self, id: NodeId) -> String {
+        self.records.current().name_of(id).map_or_else(|| format!("id {}", id.0), str::to_string)
+    }
+
     /// `refusal` in words, naming members as their certificates do.
     pub fn describe(&self, refusal: &Refusal) -> String {
         let config = self.replica.config();
-        let name_of =
-            |id: NodeId| self.records.current().name_of(id).map_or_else(|| format!("id {}", id.0), str::to_string);
+        let name_of = |id: NodeId| self.member_name(id);
         match refusal {
             Refusal::NotLeader { .. } => "this node is not the leader".into(),
             Refusal::TransferInProgress { target } => {
